@@ -1,0 +1,378 @@
+//! Replays a trace's heap events and keeps what every report needs: the
+//! live blocks, per-stack counts, the peak and who held it, a timeline.
+
+use memtrace_format::{DecodeError, Event, Func, HeapEvent, Op, Reader, StackId};
+use rustc_hash::FxHashMap;
+
+/// Counts for one allocation stack.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackStats {
+    /// Allocation calls made from this stack (a realloc counts as one).
+    pub n_allocs: u64,
+    /// Bytes requested by those calls.
+    pub bytes_allocated: u64,
+    /// Usable bytes the allocator returned for them.
+    pub usable_allocated: u64,
+    /// Blocks from this stack that were freed (by free or by a moving realloc).
+    pub n_freed: u64,
+    /// Their bytes.
+    pub bytes_freed: u64,
+    /// Blocks from this stack live at the end of the trace.
+    pub live_blocks: u64,
+    /// Their bytes.
+    pub live_bytes: u64,
+    /// Bytes from this stack live at the moment of the global peak.
+    pub peak_bytes: u64,
+    /// Blocks from this stack live at the peak.
+    pub peak_blocks: u64,
+    /// Allocations freed by the same thread before it allocated anything else.
+    pub n_temporary: u64,
+    /// Ticks spent in the allocator by calls from this stack.
+    pub latency_ticks: u64,
+    // Lazy snapshot of the values at the latest peak (see `HeapReplay::bump`).
+    snap_epoch: u64,
+    snap_bytes: u64,
+    snap_blocks: u64,
+}
+
+/// One live block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveBlock {
+    /// Requested size.
+    pub size: u64,
+    /// Usable size.
+    pub usable: u64,
+    /// Allocation stack.
+    pub stack: StackId,
+    /// Allocating thread.
+    pub tid: u32,
+    /// Allocation time in ticks.
+    pub ts: u64,
+}
+
+/// Calls and time per allocator function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FuncStats {
+    /// Calls.
+    pub calls: u64,
+    /// Ticks spent inside the real function.
+    pub latency_ticks: u64,
+}
+
+/// A point of the heap timeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimePoint {
+    /// Ticks.
+    pub ts: u64,
+    /// Live bytes at that time.
+    pub live_bytes: u64,
+    /// Heap calls so far.
+    pub calls: u64,
+}
+
+/// The result of replaying a trace.
+#[derive(Debug, Clone, Default)]
+pub struct HeapReplay {
+    /// Per-stack statistics, by stack id.
+    pub stacks: FxHashMap<StackId, StackStats>,
+    /// Blocks live now (at the end: unfreed at exit).
+    pub live: FxHashMap<u64, LiveBlock>,
+    /// Per-function calls and latency.
+    pub funcs: [FuncStats; Func::ALL.len()],
+    /// Bytes live now.
+    pub live_bytes: u64,
+    /// Highest live bytes.
+    pub peak_bytes: u64,
+    /// Time of the peak in ticks.
+    pub peak_ts: u64,
+    /// Allocation calls (malloc, calloc, aligned, realloc).
+    pub n_allocs: u64,
+    /// Blocks freed (free, or moved/shrunk to nothing by realloc).
+    pub n_frees: u64,
+    /// Bytes requested in total.
+    pub bytes_allocated: u64,
+    /// Allocations freed right after, with no other allocation by the thread between.
+    pub n_temporary: u64,
+    /// Frees of addresses that were not live (allocated before tracing, or foreign).
+    pub n_unmatched_frees: u64,
+    /// Allocation calls that returned NULL.
+    pub n_failed: u64,
+    /// Requested sizes by power-of-two bucket (65 buckets): index `i` counts sizes in `[2^(i-1), 2^i)`, 0 counts size 0.
+    pub size_histogram: Vec<u64>,
+    /// First and last event timestamps.
+    pub first_ts: u64,
+    /// Last event timestamp.
+    pub last_ts: u64,
+    /// Heap events replayed.
+    pub n_events: u64,
+    /// Threads seen.
+    pub n_threads: u64,
+    /// Phase boundaries `(ts, name)`.
+    pub phases: Vec<(u64, String)>,
+    /// The live heap over time, at most about `timeline_points` points.
+    pub timeline: Vec<TimePoint>,
+    last_alloc_by_thread: FxHashMap<u32, u64>,
+    peak_epoch: u64,
+    timeline_step: u64,
+    timeline_max: usize,
+}
+
+impl HeapReplay {
+    /// An empty replay that keeps a timeline of at most `timeline_points`
+    /// evenly spaced points (0: no timeline).
+    pub fn new(timeline_points: usize) -> Self {
+        HeapReplay {
+            timeline_step: u64::from(timeline_points > 0),
+            timeline_max: timeline_points,
+            size_histogram: vec![0; 65],
+            ..Default::default()
+        }
+    }
+
+    /// Reads every event of `reader` into a replay with a timeline of at
+    /// most `timeline_points` points.
+    pub fn from_reader<R: std::io::Read>(
+        reader: &mut Reader<R>,
+        timeline_points: usize,
+    ) -> Result<Self, DecodeError> {
+        let mut replay = HeapReplay::new(timeline_points);
+        while let Some(event) = reader.next_event()? {
+            replay.apply(&event);
+        }
+        replay.finish();
+        Ok(replay)
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Heap { tid, event } => self.heap(*tid, event),
+            Event::ThreadStart { .. } => self.n_threads += 1,
+            Event::Phase(p) => self.phases.push((p.ts, p.name.clone())),
+            _ => {}
+        }
+    }
+
+    fn heap(&mut self, tid: u32, e: &HeapEvent) {
+        let Some(func) = e.func() else { return };
+        if self.n_events == 0 {
+            self.first_ts = e.ts;
+        }
+        self.n_events += 1;
+        self.last_ts = self.last_ts.max(e.ts);
+        let f = &mut self.funcs[func as usize];
+        f.calls += 1;
+        f.latency_ticks += e.latency;
+        match func.op() {
+            Op::Alloc => {
+                self.stats(e.stack).latency_ticks += e.latency;
+                if e.addr == 0 {
+                    self.n_failed += 1;
+                } else {
+                    self.allocate(tid, e);
+                }
+            }
+            Op::Free => {
+                let temporary = self.last_alloc_by_thread.get(&tid) == Some(&e.addr);
+                self.release(e.addr, temporary);
+            }
+            Op::Realloc => {
+                self.stats(e.stack).latency_ticks += e.latency;
+                if e.addr == 0 && e.size > 0 {
+                    // Failed: the old block is untouched.
+                    self.n_failed += 1;
+                } else {
+                    if e.old_addr != 0 {
+                        self.release(e.old_addr, false);
+                    }
+                    if e.addr != 0 {
+                        self.allocate(tid, e);
+                    }
+                }
+            }
+        }
+        if self.timeline_step > 0 {
+            let due = self
+                .timeline
+                .last()
+                .is_none_or(|p| e.ts >= p.ts + self.timeline_step);
+            if due {
+                self.timeline.push(TimePoint {
+                    ts: e.ts,
+                    live_bytes: self.live_bytes,
+                    calls: self.n_events,
+                });
+                if self.timeline.len() > self.timeline_max {
+                    // Halve the resolution: keep every other point.
+                    let mut i = 0;
+                    self.timeline.retain(|_| {
+                        i += 1;
+                        i % 2 == 1
+                    });
+                    self.timeline_step *= 2;
+                }
+            }
+        }
+    }
+
+    fn stats(&mut self, stack: StackId) -> &mut StackStats {
+        self.stacks.entry(stack).or_default()
+    }
+
+    /// Brings a stack's peak snapshot up to date before its live values change.
+    fn touch(&mut self, stack: StackId) -> &mut StackStats {
+        let epoch = self.peak_epoch;
+        let s = self.stacks.entry(stack).or_default();
+        if s.snap_epoch != epoch {
+            s.snap_epoch = epoch;
+            s.snap_bytes = s.live_bytes;
+            s.snap_blocks = s.live_blocks;
+        }
+        s
+    }
+
+    fn allocate(&mut self, tid: u32, e: &HeapEvent) {
+        if let Some(old) = self.live.get(&e.addr).copied() {
+            // The same address handed out twice: its free was not seen.
+            self.forget(e.addr, old);
+        }
+        let s = self.touch(e.stack);
+        s.n_allocs += 1;
+        s.bytes_allocated += e.size;
+        s.usable_allocated += e.usable;
+        s.live_blocks += 1;
+        s.live_bytes += e.size;
+        self.live.insert(
+            e.addr,
+            LiveBlock {
+                size: e.size,
+                usable: e.usable,
+                stack: e.stack,
+                tid,
+                ts: e.ts,
+            },
+        );
+        self.n_allocs += 1;
+        self.bytes_allocated += e.size;
+        let bucket = if e.size == 0 {
+            0
+        } else {
+            64 - e.size.leading_zeros() as usize
+        };
+        self.size_histogram[bucket] += 1;
+        self.live_bytes += e.size;
+        self.last_alloc_by_thread.insert(tid, e.addr);
+        if self.live_bytes > self.peak_bytes {
+            self.peak_bytes = self.live_bytes;
+            self.peak_ts = e.ts;
+            // Every stack's snapshot is now stale: its live values are the peak values.
+            self.peak_epoch += 1;
+        }
+    }
+
+    fn release(&mut self, addr: u64, temporary: bool) {
+        let Some(block) = self.live.get(&addr).copied() else {
+            self.n_unmatched_frees += 1;
+            return;
+        };
+        self.forget(addr, block);
+        let s = self.stats(block.stack);
+        s.n_freed += 1;
+        s.bytes_freed += block.size;
+        if temporary {
+            s.n_temporary += 1;
+            self.n_temporary += 1;
+        }
+        self.n_frees += 1;
+    }
+
+    fn forget(&mut self, addr: u64, block: LiveBlock) {
+        self.live.remove(&addr);
+        let s = self.touch(block.stack);
+        s.live_blocks -= 1;
+        s.live_bytes -= block.size;
+        self.live_bytes -= block.size;
+        if self.last_alloc_by_thread.get(&block.tid) == Some(&addr) {
+            self.last_alloc_by_thread.remove(&block.tid);
+        }
+    }
+
+    /// Resolves the per-stack peak values; call once after the last event.
+    pub fn finish(&mut self) {
+        let epoch = self.peak_epoch;
+        for s in self.stacks.values_mut() {
+            if s.snap_epoch == epoch {
+                s.peak_bytes = s.snap_bytes;
+                s.peak_blocks = s.snap_blocks;
+            } else {
+                s.peak_bytes = s.live_bytes;
+                s.peak_blocks = s.live_blocks;
+            }
+        }
+        if self.timeline_step > 0 {
+            self.timeline.push(TimePoint {
+                ts: self.last_ts,
+                live_bytes: self.live_bytes,
+                calls: self.n_events,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(func: Func, ts: u64, addr: u64, old: u64, size: u64, stack: u32) -> Event {
+        Event::Heap {
+            tid: 1,
+            event: HeapEvent {
+                func: func as u8,
+                ts,
+                latency: 1,
+                addr,
+                old_addr: old,
+                size,
+                usable: size,
+                align: 0,
+                stack,
+            },
+        }
+    }
+
+    #[test]
+    fn peak_is_attributed_to_the_stacks_live_at_that_moment() {
+        let mut r = HeapReplay::new(0);
+        // stack 1: 100 bytes; stack 2: 50 then freed; stack 1 again after the peak.
+        r.apply(&ev(Func::Malloc, 1, 0x10, 0, 100, 1));
+        r.apply(&ev(Func::Malloc, 2, 0x20, 0, 50, 2));
+        r.apply(&ev(Func::Free, 3, 0x20, 0, 0, 0));
+        r.apply(&ev(Func::Malloc, 4, 0x30, 0, 30, 1));
+        r.apply(&ev(Func::Realloc, 5, 0x40, 0x30, 10, 3));
+        r.finish();
+        assert_eq!(r.peak_bytes, 150);
+        assert_eq!(r.peak_ts, 2);
+        assert_eq!(r.stacks[&1].peak_bytes, 100);
+        assert_eq!(r.stacks[&2].peak_bytes, 50);
+        assert_eq!(r.stacks[&3].peak_bytes, 0);
+        assert_eq!(r.stacks[&1].live_bytes, 100);
+        assert_eq!(r.stacks[&1].n_freed, 1);
+        assert_eq!(r.stacks[&3].live_bytes, 10);
+        assert_eq!(r.live_bytes, 110);
+        assert_eq!((r.n_allocs, r.n_frees), (4, 2));
+        // 0x20 was freed right after being allocated by the same thread.
+        assert_eq!(r.n_temporary, 1);
+    }
+
+    #[test]
+    fn realloc_to_zero_frees_and_failed_realloc_keeps_the_block() {
+        let mut r = HeapReplay::new(0);
+        r.apply(&ev(Func::Malloc, 1, 0x10, 0, 64, 1));
+        r.apply(&ev(Func::Realloc, 2, 0, 0x10, 1 << 40, 2));
+        assert_eq!(r.live_bytes, 64);
+        r.apply(&ev(Func::Realloc, 3, 0, 0x10, 0, 2));
+        r.finish();
+        assert_eq!(r.live_bytes, 0);
+        assert_eq!(r.n_failed, 1);
+    }
+}

@@ -1,0 +1,522 @@
+//! `memtrace report`: the heap profile of one trace, as text or JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use memtrace_format::{Completeness, Func, Header, StackId, StackTable};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::replay::HeapReplay;
+use crate::symbols::{Frame, Symbols};
+use crate::units::{bytes, seconds};
+
+/// Version of the JSON report's shape.
+pub const REPORT_SCHEMA: &str = "memtrace-report/1";
+
+/// The heap profile of a trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Always [`REPORT_SCHEMA`].
+    pub schema: &'static str,
+    /// What was traced.
+    pub program: Program,
+    /// Whether the trace is whole.
+    pub trace: TraceState,
+    /// Totals over the run.
+    pub totals: Totals,
+    /// Allocation sites (stacks grouped by their call site), most bytes first.
+    pub sites: Vec<Site>,
+    /// Requested sizes by power-of-two bucket.
+    pub size_histogram: Vec<SizeBucket>,
+    /// Live heap over time.
+    pub timeline: Vec<TimelinePoint>,
+    /// Phase boundaries.
+    pub phases: Vec<PhaseMark>,
+    /// Symbolization problems.
+    pub warnings: Vec<String>,
+}
+
+/// The traced process.
+#[derive(Debug, Clone, Serialize)]
+pub struct Program {
+    /// Executable path.
+    pub exe: String,
+    /// Command line.
+    pub cmdline: Vec<String>,
+    /// Process id.
+    pub pid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+}
+
+/// How complete the trace is.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceState {
+    /// True when the recorder finished cleanly (a trailer was written).
+    pub complete: bool,
+    /// Byte offset where the file was cut, if it was.
+    pub truncated_at: Option<u64>,
+    /// A sentence for people.
+    pub status: String,
+    /// Messages the recorder left.
+    pub notes: Vec<String>,
+}
+
+/// Totals over the whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Totals {
+    /// Wall time covered by the trace, in nanoseconds.
+    pub duration_ns: u64,
+    /// Heap events.
+    pub events: u64,
+    /// Calls per allocator function.
+    pub calls_by_function: BTreeMap<String, u64>,
+    /// Allocations (malloc, calloc, aligned forms, and each successful realloc).
+    pub allocations: u64,
+    /// Blocks released (by free, delete or realloc).
+    pub frees: u64,
+    /// Bytes requested.
+    pub bytes_allocated: u64,
+    /// Highest live heap, in bytes.
+    pub peak_bytes: u64,
+    /// When it was reached, nanoseconds from the start.
+    pub peak_time_ns: u64,
+    /// Blocks never freed.
+    pub unfreed_blocks: u64,
+    /// Their bytes.
+    pub unfreed_bytes: u64,
+    /// Allocations freed right after by the same thread.
+    pub temporary: u64,
+    /// Frees of blocks the trace never saw allocated.
+    pub unmatched_frees: u64,
+    /// Allocations that returned NULL.
+    pub failed: u64,
+    /// Threads seen.
+    pub threads: u64,
+    /// Nanoseconds spent inside the allocator, all calls together.
+    pub allocator_ns: u64,
+}
+
+/// One allocation site: every stack whose first non-internal frame is the same.
+#[derive(Debug, Clone, Serialize)]
+pub struct Site {
+    /// Function of the site frame.
+    pub function: Option<String>,
+    /// Its file.
+    pub file: Option<String>,
+    /// Its line.
+    pub line: Option<u32>,
+    /// Its module.
+    pub module: Option<String>,
+    /// Allocation calls.
+    pub allocations: u64,
+    /// Bytes requested.
+    pub bytes_allocated: u64,
+    /// Usable bytes returned (internal waste = usable - requested).
+    pub usable_allocated: u64,
+    /// Blocks freed.
+    pub frees: u64,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+    /// Blocks unfreed at exit.
+    pub unfreed_blocks: u64,
+    /// Bytes unfreed at exit.
+    pub unfreed_bytes: u64,
+    /// Bytes live at the peak.
+    pub peak_bytes: u64,
+    /// Blocks live at the peak.
+    pub peak_blocks: u64,
+    /// Temporary allocations.
+    pub temporary: u64,
+    /// Nanoseconds in the allocator for these calls.
+    pub allocator_ns: u64,
+    /// Distinct stacks merged into this site.
+    pub stacks: u64,
+    /// The stack with the most bytes, innermost frame first.
+    pub stack: Vec<Frame>,
+}
+
+impl Site {
+    /// `function (file:line)`.
+    pub fn describe(&self) -> String {
+        let f = self.function.as_deref().unwrap_or("??");
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => format!("{f} ({file}:{line})"),
+            _ => format!("{f} ({})", self.module.as_deref().unwrap_or("?")),
+        }
+    }
+}
+
+/// A size-histogram bucket `[min, max]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SizeBucket {
+    /// Smallest size in the bucket.
+    pub min: u64,
+    /// Largest size in the bucket.
+    pub max: u64,
+    /// Allocations.
+    pub count: u64,
+}
+
+/// A point of the heap timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    /// Nanoseconds from the start.
+    pub time_ns: u64,
+    /// Live bytes.
+    pub live_bytes: u64,
+    /// Heap calls so far.
+    pub calls: u64,
+}
+
+/// A phase boundary.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseMark {
+    /// Nanoseconds from the start.
+    pub time_ns: u64,
+    /// Phase name.
+    pub name: String,
+}
+
+/// Identifies a site: function, file, line, module of its site frame.
+type SiteKey = (Option<String>, Option<String>, Option<u32>, Option<String>);
+
+/// What a report is built from.
+pub struct ReportInput<'a> {
+    /// The trace header.
+    pub header: &'a Header,
+    /// How reading ended.
+    pub completeness: &'a Completeness,
+    /// Recorder notes.
+    pub notes: &'a [String],
+    /// The stack table.
+    pub stacks: &'a StackTable,
+    /// Tick conversion.
+    pub clock: &'a memtrace_format::Clock,
+}
+
+/// Builds the report from a finished replay.
+pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) -> Report {
+    let clock = input.clock;
+    let start = replay.first_ts;
+    let since_start = |ts: u64| clock.duration_ns(ts.saturating_sub(start));
+    let (complete, truncated_at, status) = match input.completeness {
+        Completeness::Complete(_) => (true, None, "complete".to_string()),
+        Completeness::Truncated(at) => (
+            false,
+            Some(*at),
+            format!("truncated at byte {at}: the report covers the part before the cut"),
+        ),
+        _ => (
+            false,
+            None,
+            "incomplete: no trailer (the program was killed, or is still running)".to_string(),
+        ),
+    };
+
+    // Group stacks by site.
+    let mut by_site: FxHashMap<SiteKey, (Site, u64)> = FxHashMap::default();
+    let mut stack_ids: Vec<StackId> = replay.stacks.keys().copied().collect();
+    stack_ids.sort_unstable();
+    for id in stack_ids {
+        let s = &replay.stacks[&id];
+        if s.n_allocs == 0 && s.n_freed == 0 {
+            continue;
+        }
+        let site_frame = symbols.site(input.stacks, id);
+        let key = (
+            site_frame.function.clone(),
+            site_frame.file.clone(),
+            site_frame.line,
+            site_frame.module.clone(),
+        );
+        let entry = by_site.entry(key).or_insert_with(|| {
+            (
+                Site {
+                    function: site_frame.function.clone(),
+                    file: site_frame.file.clone(),
+                    line: site_frame.line,
+                    module: site_frame.module.clone(),
+                    allocations: 0,
+                    bytes_allocated: 0,
+                    usable_allocated: 0,
+                    frees: 0,
+                    bytes_freed: 0,
+                    unfreed_blocks: 0,
+                    unfreed_bytes: 0,
+                    peak_bytes: 0,
+                    peak_blocks: 0,
+                    temporary: 0,
+                    allocator_ns: 0,
+                    stacks: 0,
+                    stack: Vec::new(),
+                },
+                0,
+            )
+        });
+        let (site, best) = entry;
+        site.allocations += s.n_allocs;
+        site.bytes_allocated += s.bytes_allocated;
+        site.usable_allocated += s.usable_allocated;
+        site.frees += s.n_freed;
+        site.bytes_freed += s.bytes_freed;
+        site.unfreed_blocks += s.live_blocks;
+        site.unfreed_bytes += s.live_bytes;
+        site.peak_bytes += s.peak_bytes;
+        site.peak_blocks += s.peak_blocks;
+        site.temporary += s.n_temporary;
+        site.allocator_ns += clock.duration_ns(s.latency_ticks);
+        site.stacks += 1;
+        if site.stack.is_empty() || s.bytes_allocated > *best {
+            *best = s.bytes_allocated;
+            site.stack = symbols.stack(input.stacks, id);
+        }
+    }
+    let mut sites: Vec<Site> = by_site.into_values().map(|(s, _)| s).collect();
+    sites.sort_by(|a, b| {
+        b.bytes_allocated
+            .cmp(&a.bytes_allocated)
+            .then(b.allocations.cmp(&a.allocations))
+            .then(a.describe().cmp(&b.describe()))
+    });
+
+    let mut calls_by_function = BTreeMap::new();
+    let mut allocator_ticks = 0;
+    for func in Func::ALL {
+        let f = replay.funcs[func as usize];
+        if f.calls > 0 {
+            calls_by_function.insert(func.name().to_string(), f.calls);
+        }
+        allocator_ticks += f.latency_ticks;
+    }
+    let size_histogram = replay
+        .size_histogram
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(i, &count)| SizeBucket {
+            min: if i == 0 { 0 } else { 1u64 << (i - 1) },
+            max: if i == 0 {
+                0
+            } else {
+                (1u64 << (i - 1)).saturating_mul(2) - 1
+            },
+            count,
+        })
+        .collect();
+
+    Report {
+        schema: REPORT_SCHEMA,
+        program: Program {
+            exe: input.header.exe.clone(),
+            cmdline: input.header.cmdline.clone(),
+            pid: input.header.pid,
+            ppid: input.header.ppid,
+        },
+        trace: TraceState {
+            complete,
+            truncated_at,
+            status,
+            notes: input.notes.to_vec(),
+        },
+        totals: Totals {
+            duration_ns: since_start(replay.last_ts),
+            events: replay.n_events,
+            calls_by_function,
+            allocations: replay.n_allocs,
+            frees: replay.n_frees,
+            bytes_allocated: replay.bytes_allocated,
+            peak_bytes: replay.peak_bytes,
+            peak_time_ns: since_start(replay.peak_ts),
+            unfreed_blocks: replay.live.len() as u64,
+            unfreed_bytes: replay.live_bytes,
+            temporary: replay.n_temporary,
+            unmatched_frees: replay.n_unmatched_frees,
+            failed: replay.n_failed,
+            threads: replay.n_threads,
+            allocator_ns: clock.duration_ns(allocator_ticks),
+        },
+        sites,
+        size_histogram,
+        timeline: replay
+            .timeline
+            .iter()
+            .map(|p| TimelinePoint {
+                time_ns: since_start(p.ts),
+                live_bytes: p.live_bytes,
+                calls: p.calls,
+            })
+            .collect(),
+        phases: replay
+            .phases
+            .iter()
+            .map(|(ts, name)| PhaseMark {
+                time_ns: since_start(*ts),
+                name: name.clone(),
+            })
+            .collect(),
+        warnings: symbols.warnings().to_vec(),
+    }
+}
+
+/// How much of the report to print.
+#[derive(Debug, Clone, Copy)]
+pub struct TextOptions {
+    /// Sites listed per table.
+    pub top: usize,
+    /// Frames printed per stack.
+    pub frames: usize,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        TextOptions { top: 10, frames: 8 }
+    }
+}
+
+fn write_stack(out: &mut String, stack: &[Frame], max: usize) {
+    for f in stack.iter().take(max) {
+        let _ = writeln!(
+            out,
+            "      {}{}",
+            if f.inlined { "(inlined) " } else { "" },
+            f.describe()
+        );
+    }
+    if stack.len() > max {
+        let _ = writeln!(out, "      ... {} more frames", stack.len() - max);
+    }
+}
+
+/// The one-paragraph summary `memtrace run` prints.
+pub fn render_summary(r: &Report, top: usize) -> String {
+    let t = &r.totals;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "memtrace: {} calls, {} allocated, peak heap {}, unfreed at exit {} in {} blocks",
+        t.events,
+        bytes(t.bytes_allocated),
+        bytes(t.peak_bytes),
+        bytes(t.unfreed_bytes),
+        t.unfreed_blocks
+    );
+    for s in r.sites.iter().take(top) {
+        let _ = writeln!(
+            out,
+            "memtrace:   {} in {} calls at {}",
+            bytes(s.bytes_allocated),
+            s.allocations,
+            s.describe()
+        );
+    }
+    if !r.trace.complete {
+        let _ = writeln!(out, "memtrace: trace {}", r.trace.status);
+    }
+    out
+}
+
+/// The full text report.
+pub fn render_text(r: &Report, opt: TextOptions) -> String {
+    let t = &r.totals;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "program: {} (pid {})",
+        r.program.cmdline.join(" "),
+        r.program.pid
+    );
+    let _ = writeln!(out, "trace: {}", r.trace.status);
+    for note in &r.trace.notes {
+        let _ = writeln!(out, "recorder note: {note}");
+    }
+    let calls: Vec<String> = t
+        .calls_by_function
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(out, "duration: {}", seconds(t.duration_ns));
+    let _ = writeln!(out, "calls: {} ({})", t.events, calls.join(", "));
+    let _ = writeln!(
+        out,
+        "allocations: {}, frees: {}, threads: {}",
+        t.allocations, t.frees, t.threads
+    );
+    let _ = writeln!(
+        out,
+        "bytes allocated: {} ({} bytes)",
+        bytes(t.bytes_allocated),
+        t.bytes_allocated
+    );
+    let _ = writeln!(
+        out,
+        "peak heap: {} ({} bytes) at {}",
+        bytes(t.peak_bytes),
+        t.peak_bytes,
+        seconds(t.peak_time_ns)
+    );
+    let _ = writeln!(
+        out,
+        "unfreed at exit: {} ({} bytes) in {} blocks",
+        bytes(t.unfreed_bytes),
+        t.unfreed_bytes,
+        t.unfreed_blocks
+    );
+    let _ = writeln!(out, "temporary allocations: {}", t.temporary);
+    let _ = writeln!(out, "time in the allocator: {}", seconds(t.allocator_ns));
+    if t.unmatched_frees > 0 || t.failed > 0 {
+        let _ = writeln!(
+            out,
+            "frees of unknown blocks: {}, failed allocations: {}",
+            t.unmatched_frees, t.failed
+        );
+    }
+
+    let mut table = |title: &str, key: &dyn Fn(&Site) -> u64, line: &dyn Fn(&Site) -> String| {
+        let mut sites: Vec<&Site> = r.sites.iter().filter(|s| key(s) > 0).collect();
+        if sites.is_empty() {
+            return;
+        }
+        sites.sort_by_key(|s| std::cmp::Reverse(key(s)));
+        let _ = writeln!(out, "\n{title}:");
+        for s in sites.into_iter().take(opt.top) {
+            let _ = writeln!(out, "  {} at {}", line(s), s.describe());
+            write_stack(&mut out, &s.stack, opt.frames);
+        }
+    };
+    table(
+        "top sites by bytes allocated",
+        &|s| s.bytes_allocated,
+        &|s| format!("{} in {} calls", bytes(s.bytes_allocated), s.allocations),
+    );
+    table("top sites by calls", &|s| s.allocations, &|s| {
+        format!("{} calls ({})", s.allocations, bytes(s.bytes_allocated))
+    });
+    table("stacks live at peak", &|s| s.peak_bytes, &|s| {
+        format!("{} in {} blocks", bytes(s.peak_bytes), s.peak_blocks)
+    });
+    table("temporary allocations", &|s| s.temporary, &|s| {
+        format!("{} of {} calls", s.temporary, s.allocations)
+    });
+    table("unfreed at exit", &|s| s.unfreed_bytes, &|s| {
+        format!("{} in {} blocks", bytes(s.unfreed_bytes), s.unfreed_blocks)
+    });
+
+    if !r.size_histogram.is_empty() {
+        let _ = writeln!(out, "\nallocation sizes:");
+        let max = r.size_histogram.iter().map(|b| b.count).max().unwrap_or(1);
+        for b in &r.size_histogram {
+            let bar = "#".repeat(((b.count * 40).div_ceil(max)) as usize);
+            let _ = writeln!(
+                out,
+                "  {:>10} - {:<10} {:>10}  {bar}",
+                b.min, b.max, b.count
+            );
+        }
+    }
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}

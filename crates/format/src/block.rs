@@ -1,0 +1,157 @@
+//! Block framing: the file is a magic, then self-checking blocks of records.
+//!
+//! ```text
+//! file   = "MEMTRACE" version:u16le flags:u16le block*
+//! block  = "MTBK" codec:u8 0 0 0 stored_len:u32le raw_len:u32le crc32:u32le stored
+//! ```
+//! `codec` 0 stores the records as they are, 1 compresses them with zstd.
+//! `crc32` covers the stored bytes. A reader that meets an incomplete block
+//! knows the file was cut there; everything before it is intact.
+
+use std::io::{self, Read, Write};
+
+use crate::error::DecodeError;
+
+/// First bytes of every trace file.
+pub const FILE_MAGIC: &[u8; 8] = b"MEMTRACE";
+/// Format version written by this crate.
+pub const VERSION: u16 = 1;
+const BLOCK_MAGIC: &[u8; 4] = b"MTBK";
+const BLOCK_HEADER_LEN: usize = 20;
+/// Largest raw block a reader accepts; a writer never makes one larger.
+pub const MAX_BLOCK: usize = 64 << 20;
+
+/// Compression applied to a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// Stored as is.
+    Raw,
+    /// zstd at the given level.
+    Zstd(i32),
+}
+
+/// Writes the file preamble.
+pub(crate) fn write_preamble(out: &mut impl Write) -> io::Result<()> {
+    out.write_all(FILE_MAGIC)?;
+    out.write_all(&VERSION.to_le_bytes())?;
+    out.write_all(&0u16.to_le_bytes())
+}
+
+/// Reads and checks the file preamble.
+pub(crate) fn read_preamble(src: &mut impl Read) -> Result<(), DecodeError> {
+    let mut pre = [0u8; 12];
+    let n = read_full(src, &mut pre)?;
+    if n < 8 || &pre[..8] != FILE_MAGIC {
+        return Err(if n < 8 && FILE_MAGIC.starts_with(&pre[..n]) && n > 0 {
+            DecodeError::Truncated { offset: 0 }
+        } else {
+            DecodeError::NotATrace
+        });
+    }
+    if n < 12 {
+        return Err(DecodeError::Truncated { offset: 0 });
+    }
+    let version = u16::from_le_bytes([pre[8], pre[9]]);
+    if version > VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    Ok(())
+}
+
+/// Seals `raw` into one block and writes it. `scratch` is reused between calls.
+pub(crate) fn write_block(
+    out: &mut impl Write,
+    raw: &[u8],
+    codec: Codec,
+    compressor: &mut Option<zstd::bulk::Compressor<'static>>,
+    scratch: &mut Vec<u8>,
+) -> io::Result<usize> {
+    let (code, stored): (u8, &[u8]) = match codec {
+        Codec::Raw => (0, raw),
+        Codec::Zstd(level) => {
+            if compressor.is_none() {
+                *compressor = Some(zstd::bulk::Compressor::new(level)?);
+            }
+            let comp = compressor.as_mut().expect("compressor was just created");
+            scratch.clear();
+            scratch.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+            comp.compress_to_buffer(raw, scratch)?;
+            (1, scratch.as_slice())
+        }
+    };
+    let mut head = [0u8; BLOCK_HEADER_LEN];
+    head[..4].copy_from_slice(BLOCK_MAGIC);
+    head[4] = code;
+    head[8..12].copy_from_slice(&(stored.len() as u32).to_le_bytes());
+    head[12..16].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+    head[16..20].copy_from_slice(&crc32fast::hash(stored).to_le_bytes());
+    out.write_all(&head)?;
+    out.write_all(stored)?;
+    Ok(BLOCK_HEADER_LEN + stored.len())
+}
+
+/// Reads the next block into `raw`. Returns `Ok(false)` at a clean end of file.
+pub(crate) fn read_block(
+    src: &mut impl Read,
+    offset: u64,
+    stored: &mut Vec<u8>,
+    raw: &mut Vec<u8>,
+) -> Result<Option<u64>, DecodeError> {
+    let mut head = [0u8; BLOCK_HEADER_LEN];
+    let n = read_full(src, &mut head)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n < BLOCK_HEADER_LEN {
+        return Err(DecodeError::Truncated { offset });
+    }
+    let corrupt = |why: String| DecodeError::Corrupt { offset, why };
+    if &head[..4] != BLOCK_MAGIC {
+        return Err(corrupt("bad block magic".into()));
+    }
+    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let (stored_len, raw_len, crc) = (word(8) as usize, word(12) as usize, word(16));
+    if head[5..8] != [0, 0, 0] {
+        return Err(corrupt("reserved header bytes are not zero".into()));
+    }
+    if raw_len > MAX_BLOCK || stored_len > MAX_BLOCK + 1024 {
+        return Err(corrupt(format!("block size {raw_len} exceeds the limit")));
+    }
+    stored.resize(stored_len, 0);
+    if read_full(src, stored)? < stored_len {
+        return Err(DecodeError::Truncated { offset });
+    }
+    if crc32fast::hash(stored) != crc {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    raw.clear();
+    match head[4] {
+        0 if raw_len == stored_len => raw.extend_from_slice(stored),
+        0 => return Err(corrupt("stored block sizes disagree".into())),
+        1 => {
+            raw.reserve(raw_len);
+            zstd::bulk::Decompressor::new()
+                .and_then(|mut d| d.decompress_to_buffer(stored, raw))
+                .map_err(|e| corrupt(format!("zstd: {e}")))?;
+            if raw.len() != raw_len {
+                return Err(corrupt("decompressed size differs from the header".into()));
+            }
+        }
+        other => return Err(corrupt(format!("unknown codec {other}"))),
+    }
+    Ok(Some(offset + (BLOCK_HEADER_LEN + stored_len) as u64))
+}
+
+/// Reads until `buf` is full or the source ends; returns the bytes read.
+fn read_full(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

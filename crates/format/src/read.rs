@@ -1,0 +1,434 @@
+//! The decoder: a stream of blocks in, events in timestamp order out.
+//!
+//! Threads' batches arrive in whatever order the writer drained them. The
+//! reader holds them back until a watermark says no earlier event can still
+//! come, then merges the threads by timestamp. Memory stays bounded by what
+//! the recorder buffered between two watermarks.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::io::Read;
+
+use crate::block::{read_block, read_preamble};
+use crate::codec::Cursor;
+use crate::error::DecodeError;
+use crate::record::{
+    decode_batch, tag, ClockSync, Header, HeapEvent, Module, Phase, Region, ThreadItem, Trailer,
+};
+use crate::stacks::StackTable;
+
+/// One decoded event, in global timestamp order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A heap call made by thread `tid`.
+    Heap {
+        /// Thread id.
+        tid: u32,
+        /// The call.
+        event: HeapEvent,
+    },
+    /// A thread's first recorded moment.
+    ThreadStart {
+        /// Thread id.
+        tid: u32,
+        /// Timestamp in ticks.
+        ts: u64,
+    },
+    /// A thread ended.
+    ThreadEnd {
+        /// Thread id.
+        tid: u32,
+        /// Timestamp in ticks.
+        ts: u64,
+    },
+    /// A phase boundary.
+    Phase(Phase),
+    /// A module was loaded; its index in [`Reader::modules`].
+    ModuleLoaded {
+        /// Timestamp in ticks.
+        ts: u64,
+        /// Index into [`Reader::modules`].
+        index: usize,
+    },
+    /// A module was unloaded.
+    ModuleUnloaded {
+        /// Timestamp in ticks.
+        ts: u64,
+        /// Its load bias.
+        load_bias: u64,
+    },
+    /// A snapshot of the heap's mappings.
+    HeapRegions {
+        /// Timestamp in ticks.
+        ts: u64,
+        /// The regions.
+        regions: Vec<Region>,
+    },
+}
+
+impl Event {
+    /// The event's timestamp in ticks.
+    pub fn ts(&self) -> u64 {
+        match self {
+            Event::Heap { event, .. } => event.ts,
+            Event::ThreadStart { ts, .. }
+            | Event::ThreadEnd { ts, .. }
+            | Event::ModuleLoaded { ts, .. }
+            | Event::ModuleUnloaded { ts, .. }
+            | Event::HeapRegions { ts, .. } => *ts,
+            Event::Phase(p) => p.ts,
+        }
+    }
+}
+
+/// Converts ticks to nanoseconds since the trace started.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    first: Option<ClockSync>,
+    last: Option<ClockSync>,
+}
+
+impl Clock {
+    fn add(&mut self, sync: ClockSync) {
+        if self.first.is_none() {
+            self.first = Some(sync);
+        }
+        self.last = Some(sync);
+    }
+
+    /// Nanoseconds per tick, from the first and last clock syncs (1.0 when unknown).
+    pub fn ns_per_tick(&self) -> f64 {
+        match (self.first, self.last) {
+            (Some(a), Some(b)) if b.ticks > a.ticks && b.mono_ns > a.mono_ns => {
+                (b.mono_ns - a.mono_ns) as f64 / (b.ticks - a.ticks) as f64
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// Converts a tick count to nanoseconds since the first clock sync.
+    pub fn to_ns(&self, ticks: u64) -> u64 {
+        let base = self.first.map_or(0, |s| s.ticks);
+        let rel = ticks.saturating_sub(base) as f64;
+        (rel * self.ns_per_tick()) as u64
+    }
+
+    /// Converts a duration in ticks to nanoseconds.
+    pub fn duration_ns(&self, ticks: u64) -> u64 {
+        (ticks as f64 * self.ns_per_tick()) as u64
+    }
+}
+
+/// How the decoding ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completeness {
+    /// Still reading.
+    Reading,
+    /// The trailer was read: recording ended cleanly.
+    Complete(Trailer),
+    /// The file ended without a trailer (the program died, or is still running).
+    NoTrailer,
+    /// The file was cut inside a block at this byte offset.
+    Truncated(u64),
+}
+
+/// Streams the events of a trace.
+pub struct Reader<R: Read> {
+    src: R,
+    offset: u64,
+    stored: Vec<u8>,
+    raw: Vec<u8>,
+    header: Header,
+    modules: Vec<Module>,
+    stacks: StackTable,
+    clock: Clock,
+    thread_names: HashMap<u32, String>,
+    notes: Vec<String>,
+    threads: HashMap<u32, VecDeque<ThreadItem>>,
+    heads: BinaryHeap<Reverse<(u64, u32)>>,
+    others: BinaryHeap<Reverse<(u64, u64)>>,
+    other_events: HashMap<u64, Event>,
+    n_others: u64,
+    watermark: u64,
+    end: Completeness,
+    batch_items: Vec<ThreadItem>,
+}
+
+impl<R: Read> Reader<R> {
+    /// Reads the preamble and the header.
+    pub fn new(mut src: R) -> Result<Self, DecodeError> {
+        read_preamble(&mut src)?;
+        let mut reader = Reader {
+            src,
+            offset: 12,
+            stored: Vec::new(),
+            raw: Vec::new(),
+            header: Header {
+                pid: 0,
+                ppid: 0,
+                exe: String::new(),
+                cmdline: Vec::new(),
+                start_unix_ns: 0,
+                page_size: 4096,
+                pointer_size: 8,
+                ticks: crate::TickSource::MonotonicNs,
+                recorder: crate::RecorderKind::Preload,
+                latency_measured: false,
+            },
+            modules: Vec::new(),
+            stacks: StackTable::new(),
+            clock: Clock::default(),
+            thread_names: HashMap::new(),
+            notes: Vec::new(),
+            threads: HashMap::new(),
+            heads: BinaryHeap::new(),
+            others: BinaryHeap::new(),
+            other_events: HashMap::new(),
+            n_others: 0,
+            watermark: 0,
+            end: Completeness::Reading,
+            batch_items: Vec::new(),
+        };
+        let next = read_block(&mut reader.src, 12, &mut reader.stored, &mut reader.raw)?;
+        let Some(next) = next else {
+            return Err(DecodeError::Truncated { offset: 12 });
+        };
+        reader.offset = next;
+        let raw = std::mem::take(&mut reader.raw);
+        let mut cur = Cursor::new(&raw, "first block");
+        if cur.u8()? != tag::HEADER {
+            return Err(DecodeError::Malformed(
+                "first record is not the header".into(),
+            ));
+        }
+        let payload = cur.bytes()?;
+        reader.header = Header::decode(&mut Cursor::new(payload, "header"))?;
+        let rest = cur.rest().to_vec();
+        reader.apply_records(&rest)?;
+        reader.raw = raw;
+        Ok(reader)
+    }
+
+    /// The trace header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Modules seen so far (all of them once the stream is read).
+    pub fn modules(&self) -> &[Module] {
+        &self.modules
+    }
+
+    /// The stack trie seen so far.
+    pub fn stacks(&self) -> &StackTable {
+        &self.stacks
+    }
+
+    /// Tick conversion.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Thread names recorded.
+    pub fn thread_names(&self) -> &HashMap<u32, String> {
+        &self.thread_names
+    }
+
+    /// Messages the recorder left for the user.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// How the decoding ended; meaningful once [`Reader::next_event`] returned `None`.
+    pub fn completeness(&self) -> &Completeness {
+        &self.end
+    }
+
+    /// The next event in timestamp order, or `None` at the end.
+    ///
+    /// A file cut inside a block ends the stream normally and is reported by
+    /// [`Reader::completeness`]; a damaged block is an error.
+    pub fn next_event(&mut self) -> Result<Option<Event>, DecodeError> {
+        loop {
+            if let Some(event) = self.pop_ready() {
+                return Ok(Some(event));
+            }
+            if self.end != Completeness::Reading && self.watermark == u64::MAX {
+                return Ok(None);
+            }
+            self.read_more()?;
+        }
+    }
+
+    fn pop_ready(&mut self) -> Option<Event> {
+        let thread_ts = self.heads.peek().map(|h| h.0 .0);
+        let other_ts = self.others.peek().map(|h| h.0 .0);
+        let take_other = match (thread_ts, other_ts) {
+            (None, None) => return None,
+            (Some(t), Some(o)) => o <= t,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+        };
+        if take_other {
+            let Reverse((ts, key)) = *self.others.peek()?;
+            if ts >= self.watermark {
+                return None;
+            }
+            self.others.pop();
+            return self.other_events.remove(&key);
+        }
+        let Reverse((ts, tid)) = *self.heads.peek()?;
+        if ts >= self.watermark {
+            return None;
+        }
+        self.heads.pop();
+        let queue = self.threads.get_mut(&tid)?;
+        let item = queue.pop_front()?;
+        if let Some(next) = queue.front() {
+            self.heads.push(Reverse((next.ts(), tid)));
+        }
+        Some(match item {
+            ThreadItem::Heap(event) => Event::Heap { tid, event },
+            ThreadItem::Start { ts } => Event::ThreadStart { tid, ts },
+            ThreadItem::End { ts } => Event::ThreadEnd { tid, ts },
+        })
+    }
+
+    fn read_more(&mut self) -> Result<(), DecodeError> {
+        match read_block(&mut self.src, self.offset, &mut self.stored, &mut self.raw) {
+            Ok(Some(next)) => {
+                self.offset = next;
+                let raw = std::mem::take(&mut self.raw);
+                let result = self.apply_records(&raw);
+                self.raw = raw;
+                result
+            }
+            Ok(None) => {
+                if self.end == Completeness::Reading {
+                    self.end = Completeness::NoTrailer;
+                }
+                self.watermark = u64::MAX;
+                Ok(())
+            }
+            Err(DecodeError::Truncated { offset }) => {
+                self.end = Completeness::Truncated(offset);
+                self.watermark = u64::MAX;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn push_other(&mut self, event: Event) {
+        let key = self.n_others;
+        self.n_others += 1;
+        self.others.push(Reverse((event.ts(), key)));
+        self.other_events.insert(key, event);
+    }
+
+    fn apply_records(&mut self, raw: &[u8]) -> Result<(), DecodeError> {
+        let mut cur = Cursor::new(raw, "block");
+        while !cur.is_empty() {
+            let record_tag = cur.u8()?;
+            let payload = cur.bytes()?;
+            let mut p = Cursor::new(payload, "record");
+            match record_tag {
+                tag::HEADER => return Err(DecodeError::Malformed("a second header record".into())),
+                tag::MODULE_LOADED => {
+                    let (ts, module) = Module::decode(&mut p)?;
+                    self.modules.push(module);
+                    let index = self.modules.len() - 1;
+                    self.push_other(Event::ModuleLoaded { ts, index });
+                }
+                tag::MODULE_UNLOADED => {
+                    let ts = p.u64()?;
+                    let load_bias = p.u64()?;
+                    self.push_other(Event::ModuleUnloaded { ts, load_bias });
+                }
+                tag::STACK_NODES => {
+                    let first = p.u32()?;
+                    let n = p.count(2)?;
+                    if first as usize != self.stacks.len() {
+                        return Err(DecodeError::Malformed(format!(
+                            "stack nodes start at {first}, expected {}",
+                            self.stacks.len()
+                        )));
+                    }
+                    for i in 0..n as u64 {
+                        let id = u64::from(first) + i;
+                        let back = p.u64()?;
+                        let addr = p.u64()?;
+                        if back == 0 || back > id {
+                            return Err(DecodeError::Malformed(format!(
+                                "stack node {id} has an invalid parent"
+                            )));
+                        }
+                        self.stacks.push((id - back) as u32, addr);
+                    }
+                }
+                tag::BATCH => {
+                    self.batch_items.clear();
+                    let tid = decode_batch(&mut p, &mut self.batch_items)?;
+                    let n_stacks = self.stacks.len() as u32;
+                    let queue = self.threads.entry(tid).or_default();
+                    let was_empty = queue.is_empty();
+                    for item in &self.batch_items {
+                        if let ThreadItem::Heap(e) = item {
+                            if e.stack >= n_stacks {
+                                return Err(DecodeError::Malformed(format!(
+                                    "event refers to unknown stack {}",
+                                    e.stack
+                                )));
+                            }
+                        }
+                    }
+                    queue.extend(self.batch_items.iter().copied());
+                    if was_empty {
+                        if let Some(front) = queue.front() {
+                            self.heads.push(Reverse((front.ts(), tid)));
+                        }
+                    }
+                }
+                tag::WATERMARK => {
+                    self.watermark = self.watermark.max(p.u64()?);
+                }
+                tag::CLOCK_SYNC => {
+                    let ticks = p.u64()?;
+                    let mono_ns = p.u64()?;
+                    self.clock.add(ClockSync { ticks, mono_ns });
+                }
+                tag::PHASE => {
+                    let phase = Phase::decode(&mut p)?;
+                    self.push_other(Event::Phase(phase));
+                }
+                tag::THREAD_NAME => {
+                    let tid = p.u32()?;
+                    let name = p.string()?;
+                    self.thread_names.insert(tid, name);
+                }
+                tag::HEAP_REGIONS => {
+                    let ts = p.u64()?;
+                    let n = p.count(3)?;
+                    let mut regions = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        let start = p.u64()?;
+                        let len = p.u64()?;
+                        let kind = p.u8()?;
+                        regions.push(Region {
+                            start,
+                            end: start.saturating_add(len),
+                            kind,
+                        });
+                    }
+                    self.push_other(Event::HeapRegions { ts, regions });
+                }
+                tag::TRAILER => {
+                    self.end = Completeness::Complete(Trailer::decode(&mut p)?);
+                }
+                tag::NOTE => self.notes.push(p.string()?),
+                _ => {} // Unknown record from a later version: skipped.
+            }
+        }
+        Ok(())
+    }
+}

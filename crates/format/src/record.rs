@@ -1,0 +1,577 @@
+//! The records of a trace and their encoding.
+//!
+//! Every record is `tag: u8`, `len: varint`, `payload: len bytes`. Readers
+//! skip tags they do not know and ignore payload bytes past the fields they
+//! know, so later versions can add records and append fields.
+
+use crate::codec::{put_bytes, put_i64, put_str, put_u64, Cursor};
+use crate::error::DecodeError;
+
+/// Record tags. Values are part of the file format: never reuse one.
+pub(crate) mod tag {
+    pub const HEADER: u8 = 1;
+    pub const MODULE_LOADED: u8 = 2;
+    pub const MODULE_UNLOADED: u8 = 3;
+    pub const STACK_NODES: u8 = 4;
+    pub const BATCH: u8 = 5;
+    pub const WATERMARK: u8 = 6;
+    pub const CLOCK_SYNC: u8 = 7;
+    pub const PHASE: u8 = 8;
+    pub const THREAD_NAME: u8 = 9;
+    pub const HEAP_REGIONS: u8 = 10;
+    pub const TRAILER: u8 = 11;
+    pub const NOTE: u8 = 12;
+}
+
+/// How timestamps are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TickSource {
+    /// The CPU's invariant time-stamp counter; [`ClockSync`] records map it to nanoseconds.
+    Tsc,
+    /// `CLOCK_MONOTONIC` nanoseconds.
+    MonotonicNs,
+}
+
+/// Which recorder wrote the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecorderKind {
+    /// The `LD_PRELOAD` library interposing the C allocator.
+    Preload,
+    /// The Rust `#[global_allocator]` wrapper.
+    RustAllocator,
+}
+
+/// The first record of every trace: what was traced, where and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Process id of the traced process.
+    pub pid: u32,
+    /// Its parent's process id.
+    pub ppid: u32,
+    /// Path of the executable (`/proc/self/exe`).
+    pub exe: String,
+    /// The command line.
+    pub cmdline: Vec<String>,
+    /// Wall-clock start time, nanoseconds since the Unix epoch.
+    pub start_unix_ns: u64,
+    /// The system page size.
+    pub page_size: u32,
+    /// Pointer size in bytes.
+    pub pointer_size: u8,
+    /// How event timestamps are counted.
+    pub ticks: TickSource,
+    /// Which recorder wrote the trace.
+    pub recorder: RecorderKind,
+    /// Whether the recorder measured time inside the real allocator.
+    pub latency_measured: bool,
+}
+
+/// One PT_LOAD segment of a module, as `dl_iterate_phdr` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// `p_vaddr`.
+    pub vaddr: u64,
+    /// `p_memsz`.
+    pub memsz: u64,
+    /// `p_flags` (PF_X = 1, PF_W = 2, PF_R = 4).
+    pub flags: u32,
+}
+
+/// A loaded ELF object: the executable, a shared library or the vDSO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    /// Path of the file (empty for the vDSO).
+    pub path: String,
+    /// GNU build id, if the object has one.
+    pub build_id: Option<Vec<u8>>,
+    /// Load bias: runtime address minus ELF virtual address.
+    pub load_bias: u64,
+    /// Its PT_LOAD segments.
+    pub segments: Vec<Segment>,
+}
+
+impl Module {
+    /// True when `address` lies in one of the module's segments.
+    pub fn contains(&self, address: u64) -> bool {
+        self.segments.iter().any(|s| {
+            let start = self.load_bias.wrapping_add(s.vaddr);
+            address >= start && address - start < s.memsz
+        })
+    }
+}
+
+/// A mapping of the heap (brk area or an anonymous mmap region of the allocator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// 0 = `[heap]` (brk), 1 = anonymous mapping.
+    pub kind: u8,
+}
+
+/// Which function was called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Func {
+    /// `malloc` (and C++ `operator new`, which calls it).
+    Malloc = 0,
+    /// `calloc`.
+    Calloc = 1,
+    /// `realloc`.
+    Realloc = 2,
+    /// `reallocarray`.
+    ReallocArray = 3,
+    /// `free` (and C++ `operator delete`).
+    Free = 4,
+    /// `posix_memalign`.
+    PosixMemalign = 5,
+    /// `aligned_alloc`.
+    AlignedAlloc = 6,
+    /// `memalign`.
+    Memalign = 7,
+    /// `valloc`.
+    Valloc = 8,
+    /// `pvalloc`.
+    Pvalloc = 9,
+    /// Rust `GlobalAlloc::alloc`.
+    RustAlloc = 10,
+    /// Rust `GlobalAlloc::alloc_zeroed`.
+    RustAllocZeroed = 11,
+    /// Rust `GlobalAlloc::realloc`.
+    RustRealloc = 12,
+    /// Rust `GlobalAlloc::dealloc`.
+    RustDealloc = 13,
+}
+
+impl Func {
+    /// Every function, in tag order.
+    pub const ALL: [Func; 14] = [
+        Func::Malloc,
+        Func::Calloc,
+        Func::Realloc,
+        Func::ReallocArray,
+        Func::Free,
+        Func::PosixMemalign,
+        Func::AlignedAlloc,
+        Func::Memalign,
+        Func::Valloc,
+        Func::Pvalloc,
+        Func::RustAlloc,
+        Func::RustAllocZeroed,
+        Func::RustRealloc,
+        Func::RustDealloc,
+    ];
+
+    /// Decodes a function tag.
+    pub fn from_u8(value: u8) -> Option<Func> {
+        Func::ALL.get(value as usize).copied()
+    }
+
+    /// The name users know it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Malloc => "malloc",
+            Func::Calloc => "calloc",
+            Func::Realloc => "realloc",
+            Func::ReallocArray => "reallocarray",
+            Func::Free => "free",
+            Func::PosixMemalign => "posix_memalign",
+            Func::AlignedAlloc => "aligned_alloc",
+            Func::Memalign => "memalign",
+            Func::Valloc => "valloc",
+            Func::Pvalloc => "pvalloc",
+            Func::RustAlloc => "rust_alloc",
+            Func::RustAllocZeroed => "rust_alloc_zeroed",
+            Func::RustRealloc => "rust_realloc",
+            Func::RustDealloc => "rust_dealloc",
+        }
+    }
+
+    /// What the call does to the heap.
+    pub fn op(self) -> Op {
+        match self {
+            Func::Realloc | Func::ReallocArray | Func::RustRealloc => Op::Realloc,
+            Func::Free | Func::RustDealloc => Op::Free,
+            _ => Op::Alloc,
+        }
+    }
+}
+
+/// The three things a heap call can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Returns a new block.
+    Alloc,
+    /// Resizes a block, possibly moving it.
+    Realloc,
+    /// Releases a block.
+    Free,
+}
+
+/// Index of a node in the stack trie; 0 is the empty stack.
+pub type StackId = u32;
+
+/// One heap call, as the recorder saw it.
+///
+/// The same shape serves all three operations; fields that do not apply are 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HeapEvent {
+    /// The function called.
+    pub func: u8,
+    /// Timestamp in ticks: after the call for allocations, before it for frees
+    /// and reallocs (so that cross-thread address reuse sorts correctly).
+    pub ts: u64,
+    /// Ticks spent inside the real allocator.
+    pub latency: u64,
+    /// Address returned (alloc, realloc) or released (free); 0 when the call failed.
+    pub addr: u64,
+    /// For realloc: the block passed in (0 for `realloc(NULL, n)`).
+    pub old_addr: u64,
+    /// Requested size in bytes.
+    pub size: u64,
+    /// Usable size of the returned block (`malloc_usable_size`), 0 if unknown.
+    pub usable: u64,
+    /// Requested alignment, 0 for the default.
+    pub align: u64,
+    /// Allocation stack (leaf node of the stack trie); 0 for frees.
+    pub stack: StackId,
+}
+
+impl HeapEvent {
+    /// The function called, if the tag is known.
+    pub fn func(&self) -> Option<Func> {
+        Func::from_u8(self.func)
+    }
+}
+
+/// Thread lifecycle markers carried in a thread's own stream.
+pub(crate) mod marker {
+    /// First event of a thread.
+    pub const THREAD_START: u8 = 0x40;
+    /// Last event of a thread.
+    pub const THREAD_END: u8 = 0x41;
+}
+
+/// A thread-stream item: a heap call or a lifecycle marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadItem {
+    /// A heap call.
+    Heap(HeapEvent),
+    /// The thread started (its first recorded moment).
+    Start {
+        /// Timestamp in ticks.
+        ts: u64,
+    },
+    /// The thread ended.
+    End {
+        /// Timestamp in ticks.
+        ts: u64,
+    },
+}
+
+impl ThreadItem {
+    /// The item's timestamp.
+    pub fn ts(&self) -> u64 {
+        match self {
+            ThreadItem::Heap(e) => e.ts,
+            ThreadItem::Start { ts } | ThreadItem::End { ts } => *ts,
+        }
+    }
+}
+
+/// A named phase boundary, with counter values read at that moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Phase {
+    /// Timestamp in ticks.
+    pub ts: u64,
+    /// Thread that marked it.
+    pub tid: u32,
+    /// Phase name; an empty name ends the current phase.
+    pub name: String,
+    /// Counter readings `(counter name, value)`.
+    pub counters: Vec<(String, u64)>,
+}
+
+/// A pair of clock readings that maps ticks to nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSync {
+    /// Tick counter value.
+    pub ticks: u64,
+    /// `CLOCK_MONOTONIC` at the same moment, in nanoseconds.
+    pub mono_ns: u64,
+}
+
+/// Totals written when recording ends cleanly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Trailer {
+    /// Timestamp of the end, in ticks.
+    pub ts: u64,
+    /// Heap events recorded.
+    pub n_events: u64,
+    /// Distinct stack nodes.
+    pub n_stack_nodes: u64,
+    /// Threads seen.
+    pub n_threads: u64,
+    /// Events the recorder could not record (should be 0).
+    pub n_dropped: u64,
+}
+
+/// Encodes a record: tag, length, payload.
+pub(crate) fn put_record(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
+    out.push(tag);
+    put_bytes(out, payload);
+}
+
+impl Header {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.pid.into());
+        put_u64(out, self.ppid.into());
+        put_str(out, &self.exe);
+        put_u64(out, self.cmdline.len() as u64);
+        for arg in &self.cmdline {
+            put_str(out, arg);
+        }
+        put_u64(out, self.start_unix_ns);
+        put_u64(out, self.page_size.into());
+        out.push(self.pointer_size);
+        out.push(match self.ticks {
+            TickSource::Tsc => 0,
+            TickSource::MonotonicNs => 1,
+        });
+        out.push(match self.recorder {
+            RecorderKind::Preload => 0,
+            RecorderKind::RustAllocator => 1,
+        });
+        out.push(self.latency_measured as u8);
+    }
+
+    pub(crate) fn decode(cur: &mut Cursor) -> Result<Self, DecodeError> {
+        let pid = cur.u32()?;
+        let ppid = cur.u32()?;
+        let exe = cur.string()?;
+        let n_args = cur.count(1)?;
+        let cmdline = (0..n_args)
+            .map(|_| cur.string())
+            .collect::<Result<_, _>>()?;
+        Ok(Header {
+            pid,
+            ppid,
+            exe,
+            cmdline,
+            start_unix_ns: cur.u64()?,
+            page_size: cur.u32()?,
+            pointer_size: cur.u8()?,
+            ticks: match cur.u8()? {
+                0 => TickSource::Tsc,
+                _ => TickSource::MonotonicNs,
+            },
+            recorder: match cur.u8()? {
+                0 => RecorderKind::Preload,
+                _ => RecorderKind::RustAllocator,
+            },
+            latency_measured: cur.u8()? != 0,
+        })
+    }
+}
+
+impl Module {
+    pub(crate) fn encode(&self, ts: u64, out: &mut Vec<u8>) {
+        put_u64(out, ts);
+        put_str(out, &self.path);
+        put_bytes(out, self.build_id.as_deref().unwrap_or(&[]));
+        put_u64(out, self.load_bias);
+        put_u64(out, self.segments.len() as u64);
+        for s in &self.segments {
+            put_u64(out, s.vaddr);
+            put_u64(out, s.memsz);
+            put_u64(out, s.flags.into());
+        }
+    }
+
+    pub(crate) fn decode(cur: &mut Cursor) -> Result<(u64, Self), DecodeError> {
+        let ts = cur.u64()?;
+        let path = cur.string()?;
+        let build_id = cur.bytes()?;
+        let load_bias = cur.u64()?;
+        let n = cur.count(3)?;
+        let mut segments = Vec::with_capacity(n);
+        for _ in 0..n {
+            segments.push(Segment {
+                vaddr: cur.u64()?,
+                memsz: cur.u64()?,
+                flags: cur.u32()?,
+            });
+        }
+        Ok((
+            ts,
+            Module {
+                path,
+                build_id: (!build_id.is_empty()).then(|| build_id.to_vec()),
+                load_bias,
+                segments,
+            },
+        ))
+    }
+}
+
+impl Phase {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.ts);
+        put_u64(out, self.tid.into());
+        put_str(out, &self.name);
+        put_u64(out, self.counters.len() as u64);
+        for (name, value) in &self.counters {
+            put_str(out, name);
+            put_u64(out, *value);
+        }
+    }
+
+    pub(crate) fn decode(cur: &mut Cursor) -> Result<Self, DecodeError> {
+        let ts = cur.u64()?;
+        let tid = cur.u32()?;
+        let name = cur.string()?;
+        let n = cur.count(2)?;
+        let mut counters = Vec::with_capacity(n);
+        for _ in 0..n {
+            counters.push((cur.string()?, cur.u64()?));
+        }
+        Ok(Phase {
+            ts,
+            tid,
+            name,
+            counters,
+        })
+    }
+}
+
+impl Trailer {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.ts,
+            self.n_events,
+            self.n_stack_nodes,
+            self.n_threads,
+            self.n_dropped,
+        ] {
+            put_u64(out, v);
+        }
+    }
+
+    pub(crate) fn decode(cur: &mut Cursor) -> Result<Self, DecodeError> {
+        Ok(Trailer {
+            ts: cur.u64()?,
+            n_events: cur.u64()?,
+            n_stack_nodes: cur.u64()?,
+            n_threads: cur.u64()?,
+            n_dropped: cur.u64()?,
+        })
+    }
+}
+
+/// Per-batch delta state shared by the event encoder and decoder.
+#[derive(Default)]
+struct DeltaState {
+    ts: u64,
+    addr: u64,
+    stack: u32,
+}
+
+/// Encodes one thread's items as a batch payload.
+pub(crate) fn encode_batch(tid: u32, items: &[ThreadItem], out: &mut Vec<u8>) {
+    put_u64(out, tid.into());
+    put_u64(out, items.len() as u64);
+    let mut st = DeltaState::default();
+    for item in items {
+        match item {
+            ThreadItem::Start { ts } | ThreadItem::End { ts } => {
+                out.push(if matches!(item, ThreadItem::Start { .. }) {
+                    marker::THREAD_START
+                } else {
+                    marker::THREAD_END
+                });
+                put_i64(out, ts.wrapping_sub(st.ts) as i64);
+                st.ts = *ts;
+            }
+            ThreadItem::Heap(e) => {
+                out.push(e.func);
+                put_i64(out, e.ts.wrapping_sub(st.ts) as i64);
+                st.ts = e.ts;
+                put_u64(out, e.latency);
+                match Func::from_u8(e.func).map(Func::op) {
+                    Some(Op::Free) => {
+                        put_i64(out, e.addr.wrapping_sub(st.addr) as i64);
+                        st.addr = e.addr;
+                    }
+                    op => {
+                        if op == Some(Op::Realloc) {
+                            put_i64(out, e.old_addr.wrapping_sub(st.addr) as i64);
+                            st.addr = e.old_addr;
+                        }
+                        put_i64(out, e.addr.wrapping_sub(st.addr) as i64);
+                        st.addr = e.addr;
+                        put_u64(out, e.size);
+                        put_i64(out, e.usable.wrapping_sub(e.size) as i64);
+                        put_u64(out, e.align);
+                        put_i64(out, i64::from(e.stack) - i64::from(st.stack));
+                        st.stack = e.stack;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decodes a batch payload into `items`; returns the thread id.
+pub(crate) fn decode_batch(
+    cur: &mut Cursor,
+    items: &mut Vec<ThreadItem>,
+) -> Result<u32, DecodeError> {
+    let tid = cur.u32()?;
+    let n = cur.count(3)?;
+    items.reserve(n);
+    let mut st = DeltaState::default();
+    for _ in 0..n {
+        let code = cur.u8()?;
+        let ts = st.ts.wrapping_add(cur.i64()? as u64);
+        st.ts = ts;
+        let item = match code {
+            marker::THREAD_START => ThreadItem::Start { ts },
+            marker::THREAD_END => ThreadItem::End { ts },
+            _ => {
+                let func = Func::from_u8(code).ok_or_else(|| {
+                    DecodeError::Malformed(format!("unknown heap function tag {code}"))
+                })?;
+                let mut e = HeapEvent {
+                    func: code,
+                    ts,
+                    latency: cur.u64()?,
+                    ..HeapEvent::default()
+                };
+                if func.op() == Op::Free {
+                    e.addr = st.addr.wrapping_add(cur.i64()? as u64);
+                    st.addr = e.addr;
+                } else {
+                    if func.op() == Op::Realloc {
+                        e.old_addr = st.addr.wrapping_add(cur.i64()? as u64);
+                        st.addr = e.old_addr;
+                    }
+                    e.addr = st.addr.wrapping_add(cur.i64()? as u64);
+                    st.addr = e.addr;
+                    e.size = cur.u64()?;
+                    e.usable = e.size.wrapping_add(cur.i64()? as u64);
+                    e.align = cur.u64()?;
+                    let stack = i64::from(st.stack) + cur.i64()?;
+                    e.stack = u32::try_from(stack).map_err(|_| {
+                        DecodeError::Malformed(format!("stack id {stack} out of range"))
+                    })?;
+                    st.stack = e.stack;
+                }
+                ThreadItem::Heap(e)
+            }
+        };
+        items.push(item);
+    }
+    Ok(tid)
+}

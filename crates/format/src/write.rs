@@ -1,0 +1,183 @@
+//! The encoder: records in, blocks out.
+
+use std::io::{self, Write};
+
+use crate::block::{write_block, write_preamble, Codec, MAX_BLOCK};
+use crate::codec::{put_str, put_u64};
+use crate::record::{
+    encode_batch, put_record, tag, ClockSync, Header, Module, Phase, Region, ThreadItem, Trailer,
+};
+
+/// Writes a trace: call the record methods in stream order, then [`Writer::finish`].
+///
+/// Records are gathered into a block that is sealed (compressed, checksummed
+/// and written) once it reaches the target size, or on [`Writer::flush`].
+pub struct Writer<W: Write> {
+    out: W,
+    block: Vec<u8>,
+    payload: Vec<u8>,
+    scratch: Vec<u8>,
+    codec: Codec,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    block_target: usize,
+    bytes_written: u64,
+}
+
+impl<W: Write> Writer<W> {
+    /// Starts a trace with its header. `codec` chooses compression.
+    pub fn new(mut out: W, header: &Header, codec: Codec) -> io::Result<Self> {
+        write_preamble(&mut out)?;
+        let mut w = Writer {
+            out,
+            block: Vec::with_capacity(1 << 20),
+            payload: Vec::with_capacity(1 << 16),
+            scratch: Vec::new(),
+            codec,
+            compressor: None,
+            block_target: 1 << 20,
+            bytes_written: 12,
+        };
+        header.encode(&mut w.payload);
+        w.emit(tag::HEADER)?;
+        // The header gets a block of its own, so any later cut leaves it readable.
+        w.seal()?;
+        Ok(w)
+    }
+
+    /// Sets the raw size at which a block is sealed (default 1 MiB).
+    pub fn set_block_target(&mut self, bytes: usize) {
+        self.block_target = bytes.clamp(1, MAX_BLOCK / 2);
+    }
+
+    fn emit(&mut self, record_tag: u8) -> io::Result<()> {
+        put_record(&mut self.block, record_tag, &self.payload);
+        self.payload.clear();
+        if self.block.len() >= self.block_target {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self) -> io::Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let n = write_block(
+            &mut self.out,
+            &self.block,
+            self.codec,
+            &mut self.compressor,
+            &mut self.scratch,
+        )?;
+        self.bytes_written += n as u64;
+        self.block.clear();
+        Ok(())
+    }
+
+    /// A module was loaded (at start, or later by `dlopen`).
+    pub fn module_loaded(&mut self, ts: u64, module: &Module) -> io::Result<()> {
+        module.encode(ts, &mut self.payload);
+        self.emit(tag::MODULE_LOADED)
+    }
+
+    /// A module was unloaded by `dlclose`.
+    pub fn module_unloaded(&mut self, ts: u64, load_bias: u64) -> io::Result<()> {
+        put_u64(&mut self.payload, ts);
+        put_u64(&mut self.payload, load_bias);
+        self.emit(tag::MODULE_UNLOADED)
+    }
+
+    /// New nodes of the stack trie, numbered from `first_id` on. Each node is
+    /// `(parent id, return address)`; parents always have smaller ids.
+    pub fn stack_nodes(&mut self, first_id: u32, nodes: &[(u32, u64)]) -> io::Result<()> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        put_u64(&mut self.payload, first_id.into());
+        put_u64(&mut self.payload, nodes.len() as u64);
+        for (i, &(parent, addr)) in nodes.iter().enumerate() {
+            let id = first_id as u64 + i as u64;
+            put_u64(&mut self.payload, id - u64::from(parent));
+            put_u64(&mut self.payload, addr);
+        }
+        self.emit(tag::STACK_NODES)
+    }
+
+    /// A batch of one thread's items, in the order the thread produced them.
+    pub fn batch(&mut self, tid: u32, items: &[ThreadItem]) -> io::Result<()> {
+        // Keep each record well under the block limit.
+        for chunk in items.chunks(1 << 16) {
+            encode_batch(tid, chunk, &mut self.payload);
+            self.emit(tag::BATCH)?;
+        }
+        Ok(())
+    }
+
+    /// Every item with a timestamp below `ts` has been written.
+    pub fn watermark(&mut self, ts: u64) -> io::Result<()> {
+        put_u64(&mut self.payload, ts);
+        self.emit(tag::WATERMARK)
+    }
+
+    /// A tick/nanosecond pair for converting timestamps.
+    pub fn clock_sync(&mut self, sync: ClockSync) -> io::Result<()> {
+        put_u64(&mut self.payload, sync.ticks);
+        put_u64(&mut self.payload, sync.mono_ns);
+        self.emit(tag::CLOCK_SYNC)
+    }
+
+    /// A phase boundary.
+    pub fn phase(&mut self, phase: &Phase) -> io::Result<()> {
+        phase.encode(&mut self.payload);
+        self.emit(tag::PHASE)
+    }
+
+    /// A thread's name.
+    pub fn thread_name(&mut self, tid: u32, name: &str) -> io::Result<()> {
+        put_u64(&mut self.payload, tid.into());
+        put_str(&mut self.payload, name);
+        self.emit(tag::THREAD_NAME)
+    }
+
+    /// A snapshot of the heap's mappings.
+    pub fn heap_regions(&mut self, ts: u64, regions: &[Region]) -> io::Result<()> {
+        put_u64(&mut self.payload, ts);
+        put_u64(&mut self.payload, regions.len() as u64);
+        for r in regions {
+            put_u64(&mut self.payload, r.start);
+            put_u64(&mut self.payload, r.end - r.start);
+            self.payload.push(r.kind);
+        }
+        self.emit(tag::HEAP_REGIONS)
+    }
+
+    /// A message from the recorder for the user (e.g. a hook it could not install).
+    pub fn note(&mut self, text: &str) -> io::Result<()> {
+        put_str(&mut self.payload, text);
+        self.emit(tag::NOTE)
+    }
+
+    /// Seals the current block and flushes the output.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.seal()?;
+        self.out.flush()
+    }
+
+    /// Bytes written to the output so far (sealed blocks only).
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    /// Writes the trailer, flushes, and returns the output.
+    pub fn finish(mut self, trailer: &Trailer) -> io::Result<W> {
+        trailer.encode(&mut self.payload);
+        self.emit(tag::TRAILER)?;
+        self.flush()?;
+        Ok(self.out)
+    }
+
+    /// The output, for callers that need to reach the underlying file.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+}

@@ -1,0 +1,379 @@
+//! Every interposed C function, each in the same order: begin recording
+//! (which sets the reentrancy guard), call the real function, record, return.
+//!
+//! This file is the preload ABI: the only place that exports symbols.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use memtrace_recorder::{Call, Func};
+
+use crate::libc_alloc::{
+    __libc_calloc, __libc_free, __libc_malloc, __libc_memalign, __libc_pvalloc, __libc_realloc,
+    __libc_valloc,
+};
+
+/// Usable size of a block returned by glibc.
+#[inline(always)]
+fn usable(ptr: *mut c_void) -> u64 {
+    if ptr.is_null() {
+        0
+    } else {
+        // SAFETY: ptr is a live block just returned by glibc's allocator.
+        unsafe { libc::malloc_usable_size(ptr) as u64 }
+    }
+}
+
+/// `malloc(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    let call = Call::begin();
+    // SAFETY: forwards the caller's argument to glibc.
+    let ptr = unsafe { __libc_malloc(size) };
+    if let Some(call) = call {
+        call.alloc(Func::Malloc, ptr as u64, size as u64, usable(ptr), 0);
+    }
+    ptr
+}
+
+/// `calloc(3)`; an overflowing `n * size` returns NULL with ENOMEM, as glibc does.
+#[no_mangle]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    let call = Call::begin();
+    // SAFETY: forwards the caller's arguments to glibc, which checks overflow.
+    let ptr = unsafe { __libc_calloc(n, size) };
+    if let Some(call) = call {
+        let total = n.saturating_mul(size) as u64;
+        call.alloc(Func::Calloc, ptr as u64, total, usable(ptr), 0);
+    }
+    ptr
+}
+
+/// `realloc(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
+    let call = Call::begin();
+    // SAFETY: forwards the caller's arguments to glibc.
+    let ptr = unsafe { __libc_realloc(old, size) };
+    if let Some(call) = call {
+        call.realloc(
+            Func::Realloc,
+            old as u64,
+            ptr as u64,
+            size as u64,
+            usable(ptr),
+        );
+    }
+    ptr
+}
+
+/// `reallocarray(3)`: realloc with an overflow check on `n * size`.
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    let Some(total) = n.checked_mul(size) else {
+        // SAFETY: sets this thread's errno.
+        unsafe { *libc::__errno_location() = libc::ENOMEM };
+        return std::ptr::null_mut();
+    };
+    let call = Call::begin();
+    // SAFETY: forwards to glibc.
+    let ptr = unsafe { __libc_realloc(old, total) };
+    if let Some(call) = call {
+        call.realloc(
+            Func::ReallocArray,
+            old as u64,
+            ptr as u64,
+            total as u64,
+            usable(ptr),
+        );
+    }
+    ptr
+}
+
+/// `free(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    if ptr.is_null() {
+        return;
+    }
+    let call = Call::begin();
+    // SAFETY: forwards the caller's pointer to glibc.
+    unsafe { __libc_free(ptr) };
+    if let Some(call) = call {
+        call.free(Func::Free, ptr as u64);
+    }
+}
+
+/// `posix_memalign(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if !align.is_power_of_two() || !align.is_multiple_of(std::mem::size_of::<*mut c_void>()) {
+        return libc::EINVAL;
+    }
+    let call = Call::begin();
+    // SAFETY: forwards to glibc with a valid alignment.
+    let ptr = unsafe { __libc_memalign(align, size) };
+    if let Some(call) = call {
+        call.alloc(
+            Func::PosixMemalign,
+            ptr as u64,
+            size as u64,
+            usable(ptr),
+            align as u64,
+        );
+    }
+    if ptr.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller passes a valid pointer to store the result in.
+    unsafe { *out = ptr };
+    0
+}
+
+/// `aligned_alloc(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    let call = Call::begin();
+    // SAFETY: forwards to glibc, which validates the alignment.
+    let ptr = unsafe { __libc_memalign(align, size) };
+    if let Some(call) = call {
+        call.alloc(
+            Func::AlignedAlloc,
+            ptr as u64,
+            size as u64,
+            usable(ptr),
+            align as u64,
+        );
+    }
+    ptr
+}
+
+/// `memalign(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    let call = Call::begin();
+    // SAFETY: forwards to glibc.
+    let ptr = unsafe { __libc_memalign(align, size) };
+    if let Some(call) = call {
+        call.alloc(
+            Func::Memalign,
+            ptr as u64,
+            size as u64,
+            usable(ptr),
+            align as u64,
+        );
+    }
+    ptr
+}
+
+/// `valloc(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    let call = Call::begin();
+    // SAFETY: forwards to glibc.
+    let ptr = unsafe { __libc_valloc(size) };
+    if let Some(call) = call {
+        call.alloc(Func::Valloc, ptr as u64, size as u64, usable(ptr), 4096);
+    }
+    ptr
+}
+
+/// `pvalloc(3)`.
+#[no_mangle]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    let call = Call::begin();
+    // SAFETY: forwards to glibc.
+    let ptr = unsafe { __libc_pvalloc(size) };
+    if let Some(call) = call {
+        call.alloc(Func::Pvalloc, ptr as u64, size as u64, usable(ptr), 4096);
+    }
+    ptr
+}
+
+type DlopenFn = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
+type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+static REAL_DLOPEN: AtomicUsize = AtomicUsize::new(0);
+static REAL_DLCLOSE: AtomicUsize = AtomicUsize::new(0);
+
+/// The next definition of `name` after this library (the real one).
+fn next_symbol(cache: &AtomicUsize, name: &CStr) -> usize {
+    let mut f = cache.load(Ordering::Relaxed);
+    if f == 0 {
+        // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
+        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        cache.store(f, Ordering::Relaxed);
+    }
+    f
+}
+
+/// `dlopen(3)`: the new modules are added to the unwinder and the trace.
+#[no_mangle]
+pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void {
+    let f = next_symbol(&REAL_DLOPEN, c"dlopen");
+    if f == 0 {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: f is libc's dlopen, whose type is DlopenFn.
+    let handle = unsafe { std::mem::transmute::<usize, DlopenFn>(f)(file, mode) };
+    if !handle.is_null() {
+        memtrace_recorder::modules_changed();
+    }
+    handle
+}
+
+/// `dlclose(3)`: the module list is refreshed after the close.
+#[no_mangle]
+pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
+    let f = next_symbol(&REAL_DLCLOSE, c"dlclose");
+    if f == 0 {
+        return -1;
+    }
+    // SAFETY: f is libc's dlclose, whose type is DlcloseFn.
+    let result = unsafe { std::mem::transmute::<usize, DlcloseFn>(f)(handle) };
+    memtrace_recorder::modules_changed();
+    result
+}
+
+/// `_exit(2)`: atexit handlers do not run, so the trace is finished here.
+#[no_mangle]
+pub extern "C" fn _exit(status: c_int) -> ! {
+    memtrace_recorder::finish();
+    // SAFETY: exit_group ends the process; it does not return.
+    unsafe {
+        libc::syscall(libc::SYS_exit_group, status);
+    }
+    unreachable!("exit_group returned")
+}
+
+/// `_Exit(3)`: the same as `_exit`.
+#[no_mangle]
+pub extern "C" fn _Exit(status: c_int) -> ! {
+    _exit(status)
+}
+
+/// `memtrace_phase("name")`: marks the start of a named phase from C or C++.
+#[no_mangle]
+pub unsafe extern "C" fn memtrace_phase(name: *const c_char) {
+    if name.is_null() {
+        return;
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+    memtrace_recorder::phase(&name);
+}
+
+type ExecveFn =
+    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+static REAL_EXECVE: AtomicUsize = AtomicUsize::new(0);
+static REAL_EXECVPE: AtomicUsize = AtomicUsize::new(0);
+
+/// `execve(2)`: the image is about to be replaced without running atexit
+/// handlers, so this trace is finished first. If the exec fails, the process
+/// goes on untraced.
+#[no_mangle]
+pub unsafe extern "C" fn execve(
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    let f = next_symbol(&REAL_EXECVE, c"execve");
+    // SAFETY: the caller passes a NULL-terminated environment.
+    let env = unsafe { ExecEnv::prepare(envp) };
+    // SAFETY: f is libc's execve.
+    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(path, argv, env.as_ptr(envp)) }
+}
+
+/// `execvpe(3)`: as `execve`.
+#[no_mangle]
+pub unsafe extern "C" fn execvpe(
+    file: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    let f = next_symbol(&REAL_EXECVPE, c"execvpe");
+    // SAFETY: the caller passes a NULL-terminated environment.
+    let env = unsafe { ExecEnv::prepare(envp) };
+    // SAFETY: f is libc's execvpe.
+    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(file, argv, env.as_ptr(envp)) }
+}
+
+/// `execv(3)`: as `execve`.
+#[no_mangle]
+pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
+    let f = next_symbol(&REAL_EXECVE, c"execve");
+    // SAFETY: environ is the process's NULL-terminated environment.
+    let env = unsafe { ExecEnv::prepare(environ) };
+    // SAFETY: f is libc's execve; execv is execve with environ.
+    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(path, argv, env.as_ptr(environ)) }
+}
+
+/// `execvp(3)`: as `execve`.
+#[no_mangle]
+pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
+    let f = next_symbol(&REAL_EXECVPE, c"execvpe");
+    // SAFETY: environ is the process's NULL-terminated environment.
+    let env = unsafe { ExecEnv::prepare(environ) };
+    // SAFETY: f is libc's execvpe; execvp is execvpe with environ.
+    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(file, argv, env.as_ptr(environ)) }
+}
+
+/// The environment given to the next image: the caller's, with the trace
+/// name of this process passed on (see `finish_before_exec`).
+struct ExecEnv {
+    _output: Option<CString>,
+    pointers: Vec<*const c_char>,
+}
+
+impl ExecEnv {
+    /// Finishes this image's trace and builds the environment for the next.
+    ///
+    /// # Safety
+    /// `envp` is NULL or a NULL-terminated array of C strings.
+    unsafe fn prepare(envp: *const *const c_char) -> ExecEnv {
+        let Some(output) = memtrace_recorder::finish_before_exec() else {
+            return ExecEnv {
+                _output: None,
+                pointers: Vec::new(),
+            };
+        };
+        let mut entry = b"MEMTRACE_OUTPUT=".to_vec();
+        entry.extend_from_slice(output.as_os_str().as_encoded_bytes());
+        let Ok(output) = CString::new(entry) else {
+            return ExecEnv {
+                _output: None,
+                pointers: Vec::new(),
+            };
+        };
+        let mut pointers = Vec::new();
+        let mut p = envp;
+        // SAFETY: walks the caller's NULL-terminated array.
+        while !p.is_null() && unsafe { !(*p).is_null() } {
+            // SAFETY: each entry is a C string.
+            let var = unsafe { CStr::from_ptr(*p) };
+            if !var.to_bytes().starts_with(b"MEMTRACE_OUTPUT=") {
+                pointers.push(var.as_ptr());
+            }
+            // SAFETY: still inside the array (the terminator was not reached).
+            p = unsafe { p.add(1) };
+        }
+        pointers.push(output.as_ptr());
+        pointers.push(std::ptr::null());
+        ExecEnv {
+            _output: Some(output),
+            pointers,
+        }
+    }
+
+    /// The environment to pass: the rebuilt one, or the caller's unchanged.
+    fn as_ptr(&self, original: *const *const c_char) -> *const *const c_char {
+        if self.pointers.is_empty() {
+            original
+        } else {
+            self.pointers.as_ptr()
+        }
+    }
+}
+
+extern "C" {
+    static environ: *const *const c_char;
+}

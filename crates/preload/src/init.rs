@@ -1,0 +1,150 @@
+//! Start-up: read the environment, start the recorder, find our own code.
+
+use std::ffi::c_void;
+use std::path::PathBuf;
+
+use memtrace_recorder::{Config, RecorderKind};
+
+/// Runs from `.init_array` when the library is loaded, before `main`.
+extern "C" fn memtrace_preload_init() {
+    // The library was loaded in a process that asked for no tracing
+    // (`MEMTRACE_DISABLE=1`): interpose, forward, record nothing.
+    if std::env::var_os("MEMTRACE_DISABLE").is_some_and(|v| v == "1") {
+        return;
+    }
+    set_own_code_range();
+    memtrace_recorder::read_env_options();
+    let output = std::env::var_os("MEMTRACE_OUTPUT").map(PathBuf::from);
+    let dir = std::env::var_os("MEMTRACE_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let follow_exec = std::env::var_os("MEMTRACE_NO_FOLLOW").is_none_or(|v| v != "1");
+    // SAFETY: constructors run before main, while the process has one thread,
+    // so changing the environment races with nothing.
+    unsafe {
+        remove_env(b"MEMTRACE_OUTPUT=");
+        if !follow_exec {
+            remove_self_from_ld_preload();
+        }
+    }
+    memtrace_recorder::start(Config {
+        output,
+        dir,
+        recorder: RecorderKind::Preload,
+        writer_thread: true,
+        follow_exec,
+    });
+}
+
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = memtrace_preload_init;
+
+extern "C" {
+    static mut environ: *mut *mut std::ffi::c_char;
+}
+
+/// Removes the variable `prefix` (`NAME=`) from `environ`, in place.
+///
+/// Programs such as bash define their own `setenv`/`unsetenv`, which the
+/// loader binds every caller to (ours included) and which act on the shell's
+/// variable table, not on `environ`; so the array itself is edited.
+///
+/// # Safety
+/// Only while the process has one thread (it changes the environment).
+unsafe fn remove_env(prefix: &[u8]) {
+    // SAFETY: environ is a NULL-terminated array of C strings; entries are
+    // moved down over the removed one, the terminator included.
+    unsafe {
+        let mut p = environ;
+        if p.is_null() {
+            return;
+        }
+        while !(*p).is_null() {
+            if std::ffi::CStr::from_ptr(*p).to_bytes().starts_with(prefix) {
+                let mut q = p;
+                while !(*q).is_null() {
+                    *q = *q.add(1);
+                    q = q.add(1);
+                }
+            } else {
+                p = p.add(1);
+            }
+        }
+    }
+}
+
+/// Replaces the value of `LD_PRELOAD` in `environ` with one that no longer
+/// names this library (the entry is removed when nothing is left).
+///
+/// # Safety
+/// Only while the process has one thread (it changes the environment).
+unsafe fn remove_self_from_ld_preload() {
+    let Some(list) = std::env::var_os("LD_PRELOAD") else {
+        return;
+    };
+    let list = list.to_string_lossy().into_owned();
+    let kept: Vec<&str> = list
+        .split([' ', ':'])
+        .filter(|e| !e.is_empty() && !e.contains("memtrace_preload"))
+        .collect();
+    // SAFETY: single-threaded, as the caller guarantees.
+    unsafe {
+        remove_env(b"LD_PRELOAD=");
+        if kept.is_empty() {
+            return;
+        }
+        let Ok(entry) = std::ffi::CString::new(format!("LD_PRELOAD={}", kept.join(":"))) else {
+            return;
+        };
+        // The entry we just removed left its slot as the new terminator: put
+        // the shorter list back there, followed by a new terminator, which
+        // fits because removal freed exactly one slot.
+        let mut p = environ;
+        while !(*p).is_null() {
+            p = p.add(1);
+        }
+        *p = entry.into_raw();
+        *p.add(1) = std::ptr::null_mut();
+    }
+}
+
+/// Frames inside this library are the recorder's own: find its code range.
+fn set_own_code_range() {
+    let mut info: libc::Dl_info = unsafe_zeroed();
+    let here = set_own_code_range as *const c_void;
+    // SAFETY: dladdr reads the loader's tables and fills `info`.
+    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fbase.is_null() {
+        return;
+    }
+    let base = info.dli_fbase as u64;
+    let mut end = base;
+    // SAFETY: dl_iterate_phdr's callback reads only the info it is given.
+    unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> i32 {
+        // SAFETY: valid for the callback's duration; `data` is &mut (u64, u64).
+        let (info, range) = unsafe { (&*info, &mut *(data as *mut (u64, u64))) };
+        if info.dlpi_addr != range.0 {
+            return 0;
+        }
+        // SAFETY: the loader gives dlpi_phnum headers at dlpi_phdr.
+        let phdrs = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+        for ph in phdrs {
+            if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
+                range.1 = range.1.max(info.dlpi_addr + ph.p_vaddr + ph.p_memsz);
+            }
+        }
+        1
+    }
+    let mut range = (base, end);
+    // SAFETY: see `visit`.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut range as *mut (u64, u64)).cast()) };
+    end = range.1;
+    memtrace_recorder::set_own_code(base..end);
+}
+
+fn unsafe_zeroed() -> libc::Dl_info {
+    libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    }
+}

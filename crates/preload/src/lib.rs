@@ -1,0 +1,24 @@
+//! The memtrace `LD_PRELOAD` library.
+//!
+//! Interposes the C allocator (`malloc`, `calloc`, `realloc`,
+//! `reallocarray`, `free`, `posix_memalign`, `aligned_alloc`, `memalign`,
+//! `valloc`, `pvalloc`), `dlopen`/`dlclose` and `_exit`, and records each call
+//! through `memtrace-recorder`. C++ `new` and `delete` reach these through
+//! libstdc++. The hooks forward to glibc's `__libc_*` entry points, so the
+//! library needs no `dlsym` to find the real allocator, and its own Rust
+//! allocations go there directly and are never recorded.
+//!
+//! Configured by environment variables (set by `memtrace run`):
+//! `MEMTRACE_OUTPUT` (trace of this process; removed so that children use
+//! default names), `MEMTRACE_DIR` (directory for default names),
+//! `MEMTRACE_NO_FOLLOW=1` (remove the library from `LD_PRELOAD` so exec'd
+//! children run untraced), `MEMTRACE_UNWIND=libgcc` (slow exact unwinder).
+#![deny(missing_docs)]
+
+mod api;
+mod init;
+mod libc_alloc;
+
+/// The library's own allocations go straight to glibc, never through the hooks.
+#[global_allocator]
+static ALLOC: libc_alloc::LibcAlloc = libc_alloc::LibcAlloc;

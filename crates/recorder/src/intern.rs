@@ -1,0 +1,142 @@
+//! Stack interning: every distinct stack becomes one id, a leaf of a trie.
+//!
+//! Each thread keeps a direct-mapped cache from a stack's hash to its id, so
+//! a stack seen before costs one hash and one compare. Only a miss takes the
+//! global lock and walks the trie; the nodes it adds wait in `pending` for
+//! the writer, which writes them before any event that uses them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memtrace_format::StackId;
+use rustc_hash::FxHashMap;
+
+use crate::spin::SpinLock;
+
+/// The global trie.
+pub(crate) struct Interner {
+    children: FxHashMap<(StackId, u64), StackId>,
+    next_id: StackId,
+    pending_first: StackId,
+    pending: Vec<(StackId, u64)>,
+}
+
+impl Interner {
+    const fn new() -> Self {
+        Interner {
+            children: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+            next_id: 1,
+            pending_first: 1,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The id of the stack `frames` (innermost first), adding nodes as needed.
+    fn intern(&mut self, frames: &[u64]) -> StackId {
+        let mut node = 0;
+        for &addr in frames.iter().rev() {
+            node = match self.children.get(&(node, addr)) {
+                Some(&child) => child,
+                None => {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    self.children.insert((node, addr), id);
+                    self.pending.push((node, addr));
+                    id
+                }
+            };
+        }
+        node
+    }
+
+    /// Nodes added since the last call: the first one's id and the nodes.
+    pub(crate) fn take_pending(&mut self) -> (StackId, Vec<(StackId, u64)>) {
+        let first = self.pending_first;
+        self.pending_first = self.next_id;
+        (first, std::mem::take(&mut self.pending))
+    }
+
+    /// Number of nodes, the root included.
+    pub(crate) fn n_nodes(&self) -> u64 {
+        u64::from(self.next_id)
+    }
+}
+
+pub(crate) static INTERNER: SpinLock<Interner> = SpinLock::new(Interner::new());
+
+/// Bumped when the trie is reset (in a forked child), invalidating every
+/// thread's cache.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// Forgets every stack (in a forked child, whose trace starts afresh).
+pub(crate) fn reset() {
+    *INTERNER.lock() = Interner::new();
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+const CACHE_SLOTS: usize = 1024;
+
+/// A thread's cache of recently seen stacks.
+pub(crate) struct StackCache {
+    slots: Box<[(u64, StackId)]>,
+    generation: u64,
+}
+
+impl StackCache {
+    pub(crate) fn new() -> Self {
+        StackCache {
+            slots: vec![(0, 0); CACHE_SLOTS].into_boxed_slice(),
+            generation: GENERATION.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The id of the stack `frames`, innermost first.
+    #[inline]
+    pub(crate) fn intern(&mut self, frames: &[u64]) -> StackId {
+        if frames.is_empty() {
+            return 0;
+        }
+        let generation = GENERATION.load(Ordering::Relaxed);
+        if generation != self.generation {
+            self.slots.fill((0, 0));
+            self.generation = generation;
+        }
+        let hash = hash_frames(frames);
+        let slot = &mut self.slots[(hash as usize) & (CACHE_SLOTS - 1)];
+        if slot.0 == hash && slot.1 != 0 {
+            return slot.1;
+        }
+        let id = INTERNER.lock().intern(frames);
+        *slot = (hash, id);
+        id
+    }
+}
+
+/// A 64-bit hash of a stack; distinct stacks collide with odds of 2^-64.
+#[inline]
+fn hash_frames(frames: &[u64]) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ frames.len() as u64;
+    for &f in frames {
+        h = (h.rotate_left(23) ^ f).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    h ^ (h >> 29)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_prefixes_share_nodes() {
+        let mut t = Interner::new();
+        let a = t.intern(&[0x30, 0x20, 0x10]);
+        let b = t.intern(&[0x31, 0x20, 0x10]);
+        assert_eq!(t.intern(&[0x30, 0x20, 0x10]), a);
+        assert_ne!(a, b);
+        let (first, nodes) = t.take_pending();
+        assert_eq!(first, 1);
+        // root->0x10 (1), ->0x20 (2), ->0x30 (3), 0x20->0x31 (4)
+        assert_eq!(nodes, vec![(0, 0x10), (1, 0x20), (2, 0x30), (2, 0x31)]);
+        assert_eq!((a, b), (3, 4));
+        assert_eq!(t.take_pending(), (5, vec![]));
+    }
+}

@@ -1,0 +1,111 @@
+//! The memtrace recorder: records every heap call with its stack into a trace.
+//!
+//! Two front ends share it: the `LD_PRELOAD` library (crate
+//! `memtrace-preload`, which drives [`Call`] from its C hooks) and the Rust
+//! [`Tracking`] global allocator. Each heap call costs the recorder an unwind
+//! (framehop over in-memory `.eh_frame`), a lookup in a per-thread stack
+//! cache and a push into a per-thread ring; a writer thread drains the rings,
+//! encodes and compresses them (`memtrace-format`). No lock and no system
+//! call on the fast path; nothing the program computes changes.
+//!
+//! ```no_run
+//! use memtrace_recorder::{phase, stats, Tracking};
+//! use std::alloc::System;
+//!
+//! #[global_allocator]
+//! static ALLOC: Tracking<System> = Tracking::new(System);
+//!
+//! fn main() {
+//!     phase("build");
+//!     let v: Vec<u64> = (0..1000).collect();
+//!     phase("sum");
+//!     println!("{} {}", v.iter().sum::<u64>(), stats().peak_bytes);
+//! }
+//! ```
+#![deny(missing_docs)]
+
+mod call;
+mod clock;
+mod intern;
+mod modules;
+mod ring;
+mod session;
+mod sink;
+mod spin;
+mod stats;
+mod thread;
+mod tracking;
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+pub use call::{finish, Call, MAX_FRAMES};
+pub use memtrace_format::{Func, RecorderKind};
+pub use session::{finish_before_exec, start, Config};
+pub use stats::{stats, Stats};
+pub use tracking::Tracking;
+
+/// Marks the start of a named phase; it lands in the trace with the
+/// process's page-fault and context-switch counts at that moment.
+pub fn phase(name: &str) {
+    if !session::is_recording() || !thread::enter() {
+        return;
+    }
+    session::push_phase(name, rusage_counters());
+    thread::leave();
+}
+
+/// Call after `dlopen`/`dlclose`: the unwinder and the trace learn the new module list.
+pub fn modules_changed() {
+    let nested = !thread::enter();
+    memtrace_unwind::modules_changed();
+    if session::is_recording() {
+        session::rescan_modules();
+    }
+    if !nested {
+        thread::leave();
+    }
+}
+
+fn rusage_counters() -> Vec<(String, u64)> {
+    // SAFETY: getrusage fills the struct we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    vec![
+        ("minor-faults".into(), usage.ru_minflt as u64),
+        ("major-faults".into(), usage.ru_majflt as u64),
+        ("voluntary-switches".into(), usage.ru_nvcsw as u64),
+        ("involuntary-switches".into(), usage.ru_nivcsw as u64),
+    ]
+}
+
+static SLOW_UNWINDER: AtomicBool = AtomicBool::new(false);
+static OWN_START: AtomicU64 = AtomicU64::new(0);
+static OWN_END: AtomicU64 = AtomicU64::new(0);
+
+/// True when `MEMTRACE_UNWIND=libgcc` asked for the slow, exact unwinder.
+#[inline(always)]
+pub(crate) fn slow_unwinder() -> bool {
+    SLOW_UNWINDER.load(Ordering::Relaxed)
+}
+
+/// Reads options shared by both front ends from the environment.
+pub fn read_env_options() {
+    let slow = std::env::var_os("MEMTRACE_UNWIND").is_some_and(|v| v == "libgcc");
+    SLOW_UNWINDER.store(slow, Ordering::Relaxed);
+}
+
+/// Declares the address range of the recorder's own code, whose frames are
+/// dropped from the top of every stack (the preload library sets it).
+pub fn set_own_code(range: Range<u64>) {
+    OWN_START.store(range.start, Ordering::Relaxed);
+    OWN_END.store(range.end, Ordering::Relaxed);
+}
+
+#[inline(always)]
+pub(crate) fn own_code() -> Range<u64> {
+    OWN_START.load(Ordering::Relaxed)..OWN_END.load(Ordering::Relaxed)
+}

@@ -1,0 +1,104 @@
+//! A single-producer, single-consumer ring of thread items.
+//!
+//! Each traced thread owns one ring and is its only producer; the writer is
+//! its only consumer. Pushing is a store into the slot and a release store of
+//! the tail: no lock, no system call, no allocation.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use memtrace_format::ThreadItem;
+
+/// Aligns a value to its own cache line, so producer and consumer counters do
+/// not share one.
+#[repr(align(64))]
+pub(crate) struct CacheLine<T>(pub(crate) T);
+
+/// One thread's ring of items waiting for the writer.
+pub(crate) struct Ring {
+    slots: Box<[UnsafeCell<ThreadItem>]>,
+    mask: usize,
+    head: CacheLine<AtomicUsize>,
+    tail: CacheLine<AtomicUsize>,
+    /// A lower bound for the timestamp of an item this thread is about to
+    /// push, or `u64::MAX` when it is between heap calls (see `session`).
+    pub(crate) in_flight: CacheLine<AtomicU64>,
+    /// The thread id.
+    pub(crate) tid: u32,
+    /// Set when the thread has ended: the writer drops the ring once drained.
+    pub(crate) closed: AtomicBool,
+}
+
+// SAFETY: a slot is written only by the producer while it is outside
+// [head, tail) and read only by the consumer while it is inside; the
+// release/acquire pairs on `tail` and `head` order those accesses.
+unsafe impl Sync for Ring {}
+// SAFETY: as above; the ring owns plain data.
+unsafe impl Send for Ring {}
+
+impl Ring {
+    /// A ring of `capacity` items (rounded up to a power of two).
+    pub(crate) fn new(tid: u32, capacity: usize) -> Ring {
+        let capacity = capacity.next_power_of_two();
+        let slots = (0..capacity)
+            .map(|_| UnsafeCell::new(ThreadItem::Start { ts: 0 }))
+            .collect();
+        Ring {
+            slots,
+            mask: capacity - 1,
+            head: CacheLine(AtomicUsize::new(0)),
+            tail: CacheLine(AtomicUsize::new(0)),
+            in_flight: CacheLine(AtomicU64::new(u64::MAX)),
+            tid,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Pushes an item; returns false when the ring is full. Producer only.
+    ///
+    /// `cached_head` is the producer's last view of the consumer position, so
+    /// the shared counter is read only when the ring looks full.
+    #[inline]
+    pub(crate) fn push(&self, item: ThreadItem, cached_head: &mut usize) -> bool {
+        let tail = self.tail.0.load(Ordering::Relaxed);
+        if tail - *cached_head > self.mask {
+            *cached_head = self.head.0.load(Ordering::Acquire);
+            if tail - *cached_head > self.mask {
+                return false;
+            }
+        }
+        // SAFETY: `tail` is outside [head, tail): the consumer does not read
+        // this slot until the release store below publishes it.
+        unsafe { *self.slots[tail & self.mask].get() = item };
+        self.tail.0.store(tail + 1, Ordering::Release);
+        true
+    }
+
+    /// Items waiting, as seen now.
+    pub(crate) fn len(&self) -> usize {
+        self.tail.0.load(Ordering::Acquire) - self.head.0.load(Ordering::Relaxed)
+    }
+
+    /// Capacity in items.
+    pub(crate) fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// Moves every published item into `out`. Consumer only.
+    pub(crate) fn drain(&self, out: &mut Vec<ThreadItem>) {
+        let head = self.head.0.load(Ordering::Relaxed);
+        let tail = self.tail.0.load(Ordering::Acquire);
+        for pos in head..tail {
+            // SAFETY: `pos` is inside [head, tail): published by the producer
+            // and not overwritten until `head` moves past it below.
+            out.push(unsafe { *self.slots[pos & self.mask].get() });
+        }
+        self.head.0.store(tail, Ordering::Release);
+    }
+
+    /// Forgets every waiting item (in a forked child: they belong to the parent).
+    pub(crate) fn discard(&self) {
+        let tail = self.tail.0.load(Ordering::Acquire);
+        self.head.0.store(tail, Ordering::Release);
+    }
+}

@@ -1,0 +1,617 @@
+//! The recording session: configuration, the trace file, the writer thread,
+//! draining the rings, `fork` and the end of the process.
+//!
+//! # Ordering across threads
+//! Threads push into their own rings; the writer drains them in turns and
+//! writes a watermark `W` after each turn: every item with a timestamp below
+//! `W` has been written. The reader merges threads by timestamp up to `W`.
+//! A thread sets its ring's `in_flight` to the timestamp of its last item
+//! (a lower bound for the next) *before* reading the clock, and resets it
+//! after pushing. The writer reads the clock (`T`), makes every thread's
+//! stores visible (`membarrier`, or SeqCst stores where that is missing),
+//! then takes `W = min(T, every in_flight)` and drains. An item not drained
+//! then has its timestamp above `W`.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use memtrace_format::{
+    ClockSync, Codec, Header, Module, Phase, RecorderKind, ThreadItem, Trailer, Writer,
+};
+
+use crate::clock::{self, monotonic_ns, ticks};
+use crate::intern::{self, INTERNER};
+use crate::modules::loaded_modules;
+use crate::ring::Ring;
+use crate::sink::TraceFile;
+use crate::spin::SpinLock;
+use crate::thread::{self, REGISTRY};
+
+/// Where and how to record.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The trace file for this process; `None` picks
+    /// `DIR/memtrace.<program>.<pid>.trace`.
+    pub output: Option<PathBuf>,
+    /// Directory for default-named traces (this process's children too).
+    pub dir: PathBuf,
+    /// Which recorder this is.
+    pub recorder: RecorderKind,
+    /// Start a writer thread (otherwise threads drain their rings themselves).
+    pub writer_thread: bool,
+    /// Programs this one executes are traced too (the preload library stays
+    /// in their environment).
+    pub follow_exec: bool,
+}
+
+const OFF: u8 = 0;
+const ON: u8 = 1;
+const DONE: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(OFF);
+static CONFIG: SpinLock<Option<Config>> = SpinLock::new(None);
+static WRITER: SpinLock<Option<WriterState>> = SpinLock::new(None);
+static SIDE: SpinLock<Vec<Side>> = SpinLock::new(Vec::new());
+static KNOWN_MODULES: SpinLock<Vec<(String, u64)>> = SpinLock::new(Vec::new());
+static WRITER_THREAD: SpinLock<Option<std::thread::Thread>> = SpinLock::new(None);
+static STOP_WRITER: AtomicBool = AtomicBool::new(false);
+static SEQCST_IN_FLIGHT: AtomicBool = AtomicBool::new(true);
+
+/// Records that are not per-thread heap events.
+enum Side {
+    Module(u64, Module),
+    ModuleGone(u64, u64),
+    Phase(Phase),
+}
+
+/// The writer's state; the file is created on the first drain that has data.
+struct WriterState {
+    writer: Option<Writer<TraceFile>>,
+    path: Option<PathBuf>,
+    failed: bool,
+    items: Vec<ThreadItem>,
+    n_events: u64,
+    n_threads: u64,
+    last_sync_ns: u64,
+    last_seal_ns: u64,
+}
+
+impl WriterState {
+    fn new() -> Self {
+        WriterState {
+            writer: None,
+            path: None,
+            failed: false,
+            items: Vec::with_capacity(1 << 14),
+            n_events: 0,
+            n_threads: 0,
+            last_sync_ns: 0,
+            last_seal_ns: 0,
+        }
+    }
+}
+
+/// True while events are being recorded.
+#[inline(always)]
+pub(crate) fn is_recording() -> bool {
+    STATE.load(Ordering::Relaxed) == ON
+}
+
+/// Starts recording with `config`. Later calls do nothing.
+pub fn start(config: Config) {
+    let nested = !thread::enter();
+    start_guarded(config);
+    if !nested {
+        thread::leave();
+    }
+}
+
+fn start_guarded(config: Config) {
+    let mut slot = CONFIG.lock();
+    if slot.is_some() || STATE.load(Ordering::Acquire) != OFF {
+        return;
+    }
+    let spawn = config.writer_thread;
+    *slot = Some(config);
+    drop(slot);
+    clock::source();
+    SEQCST_IN_FLIGHT.store(!register_membarrier(), Ordering::Relaxed);
+    *WRITER.lock() = Some(WriterState::new());
+    // SAFETY: registers plain extern "C" functions of this crate.
+    unsafe {
+        libc::pthread_atfork(
+            Some(before_fork),
+            Some(after_fork_parent),
+            Some(after_fork_child),
+        );
+        libc::atexit(finish_at_exit);
+    }
+    STATE.store(ON, Ordering::Release);
+    if spawn {
+        spawn_writer();
+    }
+}
+
+extern "C" fn finish_at_exit() {
+    finish();
+}
+
+/// Starts the writer with `pthread_create` rather than `std::thread`, so that
+/// its very first instruction can mark it as the recorder's own: std's
+/// thread start-up allocates before a Rust closure would run.
+fn spawn_writer() {
+    STOP_WRITER.store(false, Ordering::Relaxed);
+    let mut handle: libc::pthread_t = 0;
+    // SAFETY: starts `writer_main`, which takes no argument; the attributes
+    // are the defaults (NULL).
+    let rc = unsafe {
+        libc::pthread_create(
+            &mut handle,
+            std::ptr::null(),
+            writer_main,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc == 0 {
+        // SAFETY: the thread runs detached; nobody joins it.
+        unsafe { libc::pthread_detach(handle) };
+    }
+}
+
+extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
+    thread::ignore_this_thread();
+    // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated name.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace-writer".as_ptr()) };
+    *WRITER_THREAD.lock() = Some(std::thread::current());
+    writer_loop();
+    std::ptr::null_mut()
+}
+
+fn writer_loop() {
+    while !STOP_WRITER.load(Ordering::Relaxed) && is_recording() {
+        std::thread::park_timeout(Duration::from_millis(10));
+        if let Some(mut writer) = WRITER.try_lock() {
+            if let Some(ws) = writer.as_mut() {
+                drain(ws, false);
+            }
+        }
+    }
+}
+
+/// A ring is more than half full: wake the writer early.
+pub(crate) fn ring_half_full() {
+    if let Some(t) = WRITER_THREAD.try_lock().and_then(|t| t.clone()) {
+        t.unpark();
+    }
+}
+
+/// A ring is full: wake the writer, or drain in this thread if there is none.
+#[cold]
+pub(crate) fn ring_full() {
+    let writer = WRITER_THREAD.lock().clone();
+    match writer {
+        Some(t) => {
+            t.unpark();
+            std::thread::yield_now();
+        }
+        None => {
+            if let Some(mut w) = WRITER.try_lock() {
+                if let Some(ws) = w.as_mut() {
+                    drain(ws, false);
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+/// Sets this thread's in-flight bound before it reads the clock.
+#[inline(always)]
+pub(crate) fn mark_in_flight(ring: &Ring, lower_bound: u64) {
+    if SEQCST_IN_FLIGHT.load(Ordering::Relaxed) {
+        ring.in_flight.0.store(lower_bound, Ordering::SeqCst);
+    } else {
+        ring.in_flight.0.store(lower_bound, Ordering::Relaxed);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    }
+}
+
+fn register_membarrier() -> bool {
+    const REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+    // SAFETY: membarrier registration takes no pointers.
+    unsafe { libc::syscall(libc::SYS_membarrier, REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 }
+}
+
+fn barrier() {
+    const PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+    if !SEQCST_IN_FLIGHT.load(Ordering::Relaxed) {
+        // SAFETY: membarrier takes no pointers.
+        let ok = unsafe { libc::syscall(libc::SYS_membarrier, PRIVATE_EXPEDITED, 0, 0) } == 0;
+        if ok {
+            return;
+        }
+    }
+    std::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// Records a phase boundary for the calling thread.
+pub(crate) fn push_phase(name: &str, counters: Vec<(String, u64)>) {
+    let state = thread::current();
+    mark_in_flight(&state.ring, state.last_ts);
+    let ts = ticks();
+    SIDE.lock().push(Side::Phase(Phase {
+        ts,
+        tid: state.ring.tid,
+        name: name.to_string(),
+        counters,
+    }));
+    state.last_ts = ts;
+    state.ring.in_flight.0.store(u64::MAX, Ordering::Release);
+}
+
+/// Re-reads the module list and records what was loaded or unloaded.
+pub(crate) fn rescan_modules() {
+    let state = thread::current();
+    mark_in_flight(&state.ring, state.last_ts);
+    let ts = ticks();
+    record_module_changes(ts);
+    state.last_ts = ts;
+    state.ring.in_flight.0.store(u64::MAX, Ordering::Release);
+}
+
+fn record_module_changes(ts: u64) {
+    let now = loaded_modules();
+    let mut known = KNOWN_MODULES.lock();
+    let mut side = SIDE.lock();
+    for m in &now {
+        if !known.iter().any(|(p, b)| *p == m.path && *b == m.load_bias) {
+            known.push((m.path.clone(), m.load_bias));
+            side.push(Side::Module(ts, m.clone()));
+        }
+    }
+    known.retain(|(p, b)| {
+        let present = now.iter().any(|m| m.path == *p && m.load_bias == *b);
+        if !present {
+            side.push(Side::ModuleGone(ts, *b));
+        }
+        present
+    });
+}
+
+/// One turn of the writer: drain every ring, write what was found.
+fn drain(ws: &mut WriterState, last: bool) {
+    if ws.failed {
+        return;
+    }
+    let now_ticks = ticks();
+    barrier();
+    let rings: Vec<Arc<Ring>> = REGISTRY.lock().clone();
+    let watermark = rings
+        .iter()
+        .map(|r| r.in_flight.0.load(Ordering::Acquire))
+        .fold(now_ticks, u64::min);
+    let mut batches: Vec<(u32, Vec<ThreadItem>)> = Vec::new();
+    let mut closed = Vec::new();
+    for ring in &rings {
+        let was_closed = ring.closed.load(Ordering::Acquire);
+        ws.items.clear();
+        ring.drain(&mut ws.items);
+        if !ws.items.is_empty() {
+            batches.push((ring.tid, ws.items.clone()));
+        }
+        if was_closed {
+            closed.push(Arc::as_ptr(ring));
+        }
+    }
+    if ws.writer.is_none() && batches.is_empty() && !last {
+        return;
+    }
+    if ws.writer.is_none() {
+        match open_trace() {
+            Ok((w, path)) => {
+                ws.writer = Some(w);
+                ws.path = Some(path);
+            }
+            Err(e) => {
+                fail(ws, &format!("cannot create the trace file: {e}"));
+                return;
+            }
+        }
+        record_module_changes(0);
+    }
+    let (first_node, nodes) = INTERNER.lock().take_pending();
+    let side = std::mem::take(&mut *SIDE.lock());
+    let Some(w) = ws.writer.as_mut() else { return };
+    let mut n_events = 0u64;
+    let mut n_threads = 0u64;
+    let result = (|| -> io::Result<()> {
+        w.stack_nodes(first_node, &nodes)?;
+        for record in &side {
+            match record {
+                Side::Module(ts, m) => w.module_loaded(*ts, m)?,
+                Side::ModuleGone(ts, bias) => w.module_unloaded(*ts, *bias)?,
+                Side::Phase(p) => w.phase(p)?,
+            }
+        }
+        for (tid, items) in &batches {
+            for item in items {
+                match item {
+                    ThreadItem::Heap(_) => n_events += 1,
+                    ThreadItem::Start { .. } => n_threads += 1,
+                    ThreadItem::End { .. } => {}
+                }
+            }
+            w.batch(*tid, items)?;
+        }
+        w.watermark(watermark)?;
+        let now_ns = monotonic_ns();
+        if now_ns - ws.last_sync_ns > 200_000_000 || last {
+            w.clock_sync(ClockSync {
+                ticks: ticks(),
+                mono_ns: now_ns,
+            })?;
+            ws.last_sync_ns = now_ns;
+        }
+        if last || now_ns - ws.last_seal_ns > 250_000_000 {
+            w.flush()?;
+            ws.last_seal_ns = now_ns;
+        }
+        Ok(())
+    })();
+    ws.n_events += n_events;
+    ws.n_threads += n_threads;
+    if let Err(e) = result {
+        fail(ws, &format!("writing the trace failed: {e}"));
+    }
+    if !closed.is_empty() {
+        REGISTRY
+            .lock()
+            .retain(|r| !closed.contains(&Arc::as_ptr(r)));
+    }
+}
+
+/// Stops recording after an I/O error; the program goes on.
+fn fail(ws: &mut WriterState, message: &str) {
+    ws.failed = true;
+    ws.writer = None;
+    STATE.store(DONE, Ordering::Release);
+    eprintln!("memtrace: {message}; recording stopped, the program continues");
+}
+
+fn open_trace() -> io::Result<(Writer<TraceFile>, PathBuf)> {
+    let config = CONFIG.lock().clone().unwrap_or_else(|| Config {
+        output: None,
+        dir: PathBuf::from("."),
+        recorder: RecorderKind::Preload,
+        writer_thread: true,
+        follow_exec: true,
+    });
+    // SAFETY: getpid/getppid have no preconditions.
+    let (pid, ppid) = unsafe { (libc::getpid() as u32, libc::getppid() as u32) };
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cmdline: Vec<String> = std::fs::read("/proc/self/cmdline")
+        .unwrap_or_default()
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let (file, path) = match &config.output {
+        Some(path) => (create_new(path)?, path.clone()),
+        None => {
+            let base = default_path(&config.dir, &exe, pid);
+            first_free_name(&base, |p| create_new(p).map(|f| (f, p.to_path_buf())))?
+        }
+    };
+    let header = Header {
+        pid,
+        ppid,
+        exe,
+        cmdline,
+        start_unix_ns: clock::unix_ns(),
+        // SAFETY: sysconf has no preconditions.
+        page_size: unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32,
+        pointer_size: std::mem::size_of::<usize>() as u8,
+        ticks: clock::source(),
+        recorder: config.recorder,
+        latency_measured: true,
+    };
+    let mut writer = Writer::new(TraceFile::new(file)?, &header, Codec::Zstd(3))?;
+    writer.clock_sync(ClockSync {
+        ticks: ticks(),
+        mono_ns: monotonic_ns(),
+    })?;
+    Ok((writer, path))
+}
+
+/// `DIR/memtrace.<program>.<pid>.trace`.
+fn default_path(dir: &std::path::Path, exe: &str, pid: u32) -> PathBuf {
+    dir.join(format!("memtrace.{}.{pid}.trace", program_name(exe)))
+}
+
+/// Tries `base`, then `base.1`, `base.2`, ... while the name is taken.
+fn first_free_name<T>(
+    base: &std::path::Path,
+    mut make: impl FnMut(&std::path::Path) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut attempt = make(base);
+    let mut n = 1;
+    while matches!(&attempt, Err(e) if e.kind() == io::ErrorKind::AlreadyExists) && n < 100 {
+        attempt = make(&base.with_extension(format!("trace.{n}")));
+        n += 1;
+    }
+    attempt
+}
+
+/// Finishes the trace before `exec` replaces this program.
+///
+/// The explicit output name (`memtrace run -o FILE`) stands for the process,
+/// so it passes to the program executed next: this image's finished trace
+/// moves to its default name beside it, and the name to give the next image
+/// is returned. `None` when there is no explicit name or children are not
+/// traced.
+pub fn finish_before_exec() -> Option<PathBuf> {
+    let nested = !thread::enter();
+    let (explicit, follow) = CONFIG
+        .lock()
+        .as_ref()
+        .map_or((None, false), |c| (c.output.clone(), c.follow_exec));
+    finish();
+    let written = WRITER.lock().as_ref().and_then(|ws| ws.path.clone());
+    let result = match explicit {
+        Some(explicit) if follow => {
+            if written.as_ref() == Some(&explicit) {
+                let exe = std::fs::read_link("/proc/self/exe")
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                // SAFETY: getpid has no preconditions.
+                let pid = unsafe { libc::getpid() } as u32;
+                let dir = explicit
+                    .parent()
+                    .map_or_else(|| PathBuf::from("."), PathBuf::from);
+                let base = default_path(&dir, &exe, pid);
+                let moved = first_free_name(&base, |p| std::fs::hard_link(&explicit, p));
+                if moved.is_ok() {
+                    let _ = std::fs::remove_file(&explicit);
+                }
+            }
+            Some(explicit)
+        }
+        _ => None,
+    };
+    if !nested {
+        thread::leave();
+    }
+    result
+}
+
+/// The executable's file name, made safe for a file name.
+fn program_name(exe: &str) -> String {
+    let name = exe.rsplit('/').next().unwrap_or("program");
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.is_empty() {
+        "program".into()
+    } else {
+        clean
+    }
+}
+
+/// Creates a file that must not exist yet, mode 0600, not following a symlink.
+fn create_new(path: &std::path::Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// Ends recording: drains every ring, writes the trailer, closes the file.
+/// Safe to call more than once; events after it are not recorded.
+pub fn finish() {
+    let nested = !thread::enter();
+    if STATE
+        .compare_exchange(ON, DONE, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        STOP_WRITER.store(true, Ordering::Relaxed);
+        let mut slot = WRITER.lock();
+        if let Some(ws) = slot.as_mut() {
+            drain(ws, true);
+            let n_nodes = INTERNER.lock().n_nodes();
+            if let Some(w) = ws.writer.take() {
+                let trailer = Trailer {
+                    ts: ticks(),
+                    n_events: ws.n_events,
+                    n_stack_nodes: n_nodes,
+                    n_threads: ws.n_threads,
+                    n_dropped: 0,
+                };
+                if let Err(e) = w.finish(&trailer) {
+                    eprintln!("memtrace: writing the trace failed: {e}");
+                }
+            }
+        }
+    }
+    if !nested {
+        thread::leave();
+    }
+}
+
+extern "C" fn before_fork() {
+    let nested = !thread::enter();
+    WRITER.lock_raw();
+    REGISTRY.lock_raw();
+    INTERNER.lock_raw();
+    SIDE.lock_raw();
+    KNOWN_MODULES.lock_raw();
+    CONFIG.lock_raw();
+    WRITER_THREAD.lock_raw();
+    if !nested {
+        thread::leave();
+    }
+}
+
+fn unlock_all() {
+    WRITER_THREAD.unlock_raw();
+    CONFIG.unlock_raw();
+    KNOWN_MODULES.unlock_raw();
+    SIDE.unlock_raw();
+    INTERNER.unlock_raw();
+    REGISTRY.unlock_raw();
+    WRITER.unlock_raw();
+}
+
+extern "C" fn after_fork_parent() {
+    unlock_all();
+}
+
+/// In the child: forget the parent's threads, stacks and file; the child's
+/// trace is created under its own pid when it first has something to write.
+extern "C" fn after_fork_child() {
+    unlock_all();
+    let nested = !thread::enter();
+    if is_recording() {
+        for ring in REGISTRY.lock().drain(..) {
+            ring.discard();
+        }
+        thread::forget_current();
+        intern::reset();
+        SIDE.lock().clear();
+        KNOWN_MODULES.lock().clear();
+        if let Some(config) = CONFIG.lock().as_mut() {
+            // The explicit output name belongs to the parent.
+            config.output = None;
+        }
+        {
+            let mut slot = WRITER.lock();
+            // The parent's writer: its file is closed here without writing,
+            // so buffered parent data is not written twice.
+            drop(slot.take());
+            *slot = Some(WriterState::new());
+        }
+        let had_thread = WRITER_THREAD.lock().take().is_some();
+        if had_thread {
+            spawn_writer();
+        }
+    }
+    if !nested {
+        thread::leave();
+    }
+}

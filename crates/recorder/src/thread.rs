@@ -1,0 +1,169 @@
+//! Per-thread recorder state: the reentrancy guard, the ring and the stack cache.
+//!
+//! The state is reached through a `const`-initialised thread-local pointer,
+//! which needs no lazy registration and no allocation to read. Thread exit is
+//! noticed by a pthread key destructor, which runs after the thread's Rust and
+//! C++ thread-local destructors, so their frees are still recorded.
+
+use std::cell::Cell;
+use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use memtrace_format::ThreadItem;
+
+use crate::clock::ticks;
+use crate::intern::StackCache;
+use crate::ring::Ring;
+use crate::session;
+use crate::spin::SpinLock;
+
+/// Items one thread can buffer before it waits for the writer.
+const RING_CAPACITY: usize = 1 << 14;
+
+/// What the recorder keeps per thread.
+pub(crate) struct ThreadState {
+    pub(crate) ring: Arc<Ring>,
+    pub(crate) cached_head: usize,
+    /// Timestamp of the last item pushed: a lower bound for the next one.
+    pub(crate) last_ts: u64,
+    pub(crate) stacks: StackCache,
+}
+
+thread_local! {
+    /// True while this thread is inside the recorder (or is the writer).
+    static GUARD: Cell<bool> = const { Cell::new(false) };
+    static STATE: Cell<*mut ThreadState> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// Every ring that has items or may still get some.
+pub(crate) static REGISTRY: SpinLock<Vec<Arc<Ring>>> = SpinLock::new(Vec::new());
+
+/// Sets the guard; false when it was already set (a nested call).
+#[inline(always)]
+pub(crate) fn enter() -> bool {
+    GUARD.with(|g| !g.replace(true))
+}
+
+/// True while this thread is inside the recorder: its allocations are the
+/// recorder's own.
+#[inline(always)]
+pub(crate) fn in_recorder() -> bool {
+    GUARD.with(Cell::get)
+}
+
+/// Clears the guard.
+#[inline(always)]
+pub(crate) fn leave() {
+    GUARD.with(|g| g.set(false));
+}
+
+/// Marks this thread as the recorder's own for good (the writer thread).
+pub(crate) fn ignore_this_thread() {
+    GUARD.with(|g| g.set(true));
+}
+
+/// This thread's state, created on first use. Call with the guard set.
+#[inline]
+pub(crate) fn current() -> &'static mut ThreadState {
+    let p = STATE.with(Cell::get);
+    if !p.is_null() {
+        // SAFETY: the pointer was made by Box::into_raw below and is used only
+        // by this thread, one call at a time (the guard forbids nesting).
+        return unsafe { &mut *p };
+    }
+    create()
+}
+
+#[cold]
+fn create() -> &'static mut ThreadState {
+    let tid = gettid();
+    let ring = Arc::new(Ring::new(tid, RING_CAPACITY));
+    // Until the start item is pushed the writer must not pass time 0.
+    ring.in_flight.0.store(0, Ordering::SeqCst);
+    REGISTRY.lock().push(Arc::clone(&ring));
+    let state = Box::into_raw(Box::new(ThreadState {
+        ring,
+        cached_head: 0,
+        last_ts: 0,
+        stacks: StackCache::new(),
+    }));
+    STATE.with(|s| s.set(state));
+    register_exit_hook(state);
+    // SAFETY: just created above; only this thread uses it.
+    let state = unsafe { &mut *state };
+    let ts = ticks();
+    push(state, ThreadItem::Start { ts });
+    state.ring.in_flight.0.store(u64::MAX, Ordering::Release);
+    state
+}
+
+/// Pushes an item, waiting for the writer while the ring is full.
+#[inline]
+pub(crate) fn push(state: &mut ThreadState, item: ThreadItem) {
+    state.last_ts = item.ts();
+    while !state.ring.push(item, &mut state.cached_head) {
+        session::ring_full();
+    }
+    if state.ring.len() > state.ring.capacity() / 2 {
+        session::ring_half_full();
+    }
+}
+
+/// Forgets this thread's state (in a forked child: the ring belongs to the parent).
+pub(crate) fn forget_current() {
+    STATE.with(|s| s.set(ptr::null_mut()));
+}
+
+fn gettid() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::gettid() as u32 }
+}
+
+static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+fn register_exit_hook(state: *mut ThreadState) {
+    let mut key = EXIT_KEY.load(Ordering::Acquire);
+    if key == u32::MAX {
+        let _lock = KEY_LOCK.lock();
+        key = EXIT_KEY.load(Ordering::Acquire);
+        if key == u32::MAX {
+            let mut new_key: libc::pthread_key_t = 0;
+            // SAFETY: creates a key whose destructor is `thread_exit`.
+            if unsafe { libc::pthread_key_create(&mut new_key, Some(thread_exit)) } != 0 {
+                return;
+            }
+            key = new_key;
+            EXIT_KEY.store(key, Ordering::Release);
+        }
+    }
+    // SAFETY: the key exists; the value is only handed back to thread_exit.
+    unsafe { libc::pthread_setspecific(key, state.cast()) };
+}
+
+static KEY_LOCK: SpinLock<()> = SpinLock::new(());
+
+/// Runs when a thread ends: writes its end marker and closes its ring.
+unsafe extern "C" fn thread_exit(value: *mut libc::c_void) {
+    let nested = !enter();
+    let state = value as *mut ThreadState;
+    if STATE.with(Cell::get) == state {
+        STATE.with(|s| s.set(ptr::null_mut()));
+    }
+    // SAFETY: `value` is the Box pointer set in register_exit_hook, given back
+    // once by glibc; no other reference to it remains in this thread.
+    let mut state = unsafe { Box::from_raw(state) };
+    if session::is_recording() {
+        let prev = state.last_ts;
+        state.ring.in_flight.0.store(prev, Ordering::SeqCst);
+        let ts = ticks();
+        push(&mut state, ThreadItem::End { ts });
+        state.ring.in_flight.0.store(u64::MAX, Ordering::Release);
+    }
+    state.ring.closed.store(true, Ordering::Release);
+    drop(state);
+    memtrace_unwind::release_thread_cache();
+    if !nested {
+        leave();
+    }
+}

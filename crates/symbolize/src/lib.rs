@@ -1,0 +1,988 @@
+//! Offline symbolization of addresses recorded in a trace of another process.
+//!
+//! A trace records, for every module the traced process had loaded, what
+//! `dl_iterate_phdr` reported: the file path, the GNU build id, the load bias
+//! (`dlpi_addr`) and the `PT_LOAD` segments. From that, a [`Symbolizer`] maps
+//! absolute addresses back to modules, functions, source files and lines,
+//! long after the traced process has exited.
+//!
+//! Debug information is taken from the module file itself, from a separate
+//! debug file found by build id (`<debug dir>/.build-id/xx/rest.debug`) or
+//! from the file named by `.gnu_debuglink`. Compressed debug sections are
+//! supported. Function names come from DWARF (including inlined frames) and
+//! fall back to the ELF `.symtab` and `.dynsym` symbol tables.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use memtrace_symbolize::{ModuleSpec, Options, Segment, Symbolizer};
+//!
+//! let mut symbolizer = Symbolizer::new(Options::default());
+//! symbolizer.add_module(ModuleSpec {
+//!     path: "/usr/lib/x86_64-linux-gnu/libc.so.6".to_string(),
+//!     build_id: None,
+//!     load_bias: 0x7f00_0000_0000,
+//!     segments: vec![Segment { vaddr: 0x28000, memsz: 0x155000, executable: true }],
+//! });
+//! let location = symbolizer.symbolize_return_address(0x7f00_0002_9d90);
+//! for frame in &location.frames {
+//!     println!(
+//!         "{} at {}:{}",
+//!         frame.function.as_deref().unwrap_or("??"),
+//!         frame.file.as_deref().unwrap_or("??"),
+//!         frame.line.unwrap_or(0),
+//!     );
+//! }
+//! for warning in symbolizer.warnings() {
+//!     eprintln!("warning: {warning}");
+//! }
+//! ```
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use object::{Object, ObjectSection, ObjectSymbol, SymbolKind, SymbolSection};
+
+/// The reader type used for DWARF data: sections are copied (and
+/// decompressed) into reference-counted buffers, so the module file itself
+/// does not need to stay in memory.
+type Reader = gimli::EndianArcSlice<gimli::RunTimeEndian>;
+
+/// One `PT_LOAD` segment of a module, as reported by `dl_iterate_phdr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Segment {
+    /// The segment's ELF virtual address (`p_vaddr`), before the load bias is applied.
+    pub vaddr: u64,
+    /// The segment's size in memory (`p_memsz`).
+    pub memsz: u64,
+    /// Whether the segment is executable (`PF_X` in `p_flags`).
+    pub executable: bool,
+}
+
+/// A module (executable or shared object) loaded in the traced process.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModuleSpec {
+    /// The path of the module file, as reported by `dl_iterate_phdr`
+    /// (for the main program, the resolved executable path).
+    pub path: String,
+    /// The GNU build id recorded in the trace, if the module had one.
+    pub build_id: Option<Vec<u8>>,
+    /// The load bias (`dlpi_addr`): absolute address = ELF virtual address + load bias.
+    pub load_bias: u64,
+    /// The module's `PT_LOAD` segments.
+    pub segments: Vec<Segment>,
+}
+
+/// One (possibly inlined) function frame at an address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// The demangled function name, without Rust hash suffix, if known.
+    pub function: Option<String>,
+    /// The source file, as a full path as recorded in DWARF (directory joined
+    /// with file name), if known.
+    pub file: Option<String>,
+    /// The source line, if known. For an outer frame of an inlined call this
+    /// is the line of the call site.
+    pub line: Option<u32>,
+    /// Whether this frame was inlined into the next (outer) frame.
+    pub inlined: bool,
+}
+
+/// The result of symbolizing one address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// The absolute address that was asked about.
+    pub address: u64,
+    /// The path of the module containing the address, if any.
+    pub module: Option<String>,
+    /// The ELF virtual address ("SVMA") of [`Location::address`] in its
+    /// module: `address - load_bias`; 0 when the module is unknown.
+    pub module_offset: u64,
+    /// The frames at the address, innermost first. Contains at least one
+    /// frame (possibly with all fields `None`) when the module is known, and
+    /// is empty when it is not.
+    pub frames: Vec<Frame>,
+}
+
+/// Options for a [`Symbolizer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Directories holding separate debug files, searched by build id
+    /// (`<dir>/.build-id/xx/rest.debug`) and by `.gnu_debuglink` name
+    /// (`<dir>/<directory of the module>/<name>`). Default: `["/usr/lib/debug"]`.
+    pub debug_dirs: Vec<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            debug_dirs: vec![PathBuf::from("/usr/lib/debug")],
+        }
+    }
+}
+
+/// Errors reading a module file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file could not be opened or read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file's path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid object file.
+    #[error("cannot parse {} as an object file: {message}", path.display())]
+    Parse {
+        /// The file's path.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Reads the GNU build id (`NT_GNU_BUILD_ID` note) of an ELF file.
+///
+/// Only the parts of the file needed to find the note are read.
+/// Returns `Ok(None)` when the file is valid but has no build id.
+pub fn read_build_id(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    let file = File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let cache = object::ReadCache::new(file);
+    let parse_error = |e: object::Error| Error::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let obj = object::File::parse(&cache).map_err(parse_error)?;
+    let id = obj.build_id().map_err(parse_error)?;
+    Ok(id.map(<[u8]>::to_vec))
+}
+
+/// Maps absolute addresses of a traced process to modules, functions and
+/// source lines. See the [crate documentation](crate) for an example.
+///
+/// Module files are opened lazily, once, on the first address that falls
+/// into them; results are cached per address.
+pub struct Symbolizer {
+    options: Options,
+    modules: Vec<Module>,
+    /// Sorted, non-overlapping address ranges; later modules win overlaps.
+    ranges: Vec<Interval>,
+    /// Results by lookup address (the address, or the return address - 1).
+    cache: HashMap<u64, Cached>,
+    warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Symbolizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Symbolizer")
+            .field("options", &self.options)
+            .field(
+                "modules",
+                &self
+                    .modules
+                    .iter()
+                    .map(|m| &m.spec.path)
+                    .collect::<Vec<_>>(),
+            )
+            .field("cached_addresses", &self.cache.len())
+            .field("warnings", &self.warnings)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Interval {
+    start: u64,
+    end: u64,
+    module: usize,
+}
+
+#[derive(Clone)]
+struct Cached {
+    module: Option<usize>,
+    frames: Vec<Frame>,
+}
+
+struct Module {
+    spec: ModuleSpec,
+    state: ModuleState,
+}
+
+enum ModuleState {
+    NotLoaded,
+    Unavailable,
+    Loaded(Box<ModuleData>),
+}
+
+struct ModuleData {
+    /// Sorted by address, one entry per address.
+    symbols: Vec<Sym>,
+    dwarf: Option<Dwarf>,
+}
+
+struct Dwarf {
+    context: addr2line::Context<Reader>,
+    path: PathBuf,
+    error_reported: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Sym {
+    address: u64,
+    size: u64,
+    name: Box<str>,
+    rank: (bool, u8, u8, usize),
+}
+
+impl Symbolizer {
+    /// Creates a symbolizer with no modules.
+    pub fn new(options: Options) -> Self {
+        Symbolizer {
+            options,
+            modules: Vec::new(),
+            ranges: Vec::new(),
+            cache: HashMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Adds a module. Modules may be added at any time (for example after a
+    /// `dlopen` in the trace); where its segments overlap those of modules
+    /// added earlier, the new module takes over the overlapping addresses.
+    pub fn add_module(&mut self, module: ModuleSpec) {
+        let index = self.modules.len();
+        let mut new_ranges = Vec::new();
+        for segment in &module.segments {
+            if segment.memsz == 0 {
+                continue;
+            }
+            let start = module.load_bias.wrapping_add(segment.vaddr);
+            let end = start.saturating_add(segment.memsz);
+            new_ranges.push((start, end));
+            insert_interval(
+                &mut self.ranges,
+                Interval {
+                    start,
+                    end,
+                    module: index,
+                },
+            );
+        }
+        self.cache
+            .retain(|&a, _| !new_ranges.iter().any(|&(s, e)| s <= a && a < e));
+        self.modules.push(Module {
+            spec: module,
+            state: ModuleState::NotLoaded,
+        });
+    }
+
+    /// Symbolizes an exact address, such as a function's start or the
+    /// current instruction of the innermost frame of a backtrace.
+    pub fn symbolize(&mut self, address: u64) -> Location {
+        self.lookup(address, address)
+    }
+
+    /// Symbolizes a return address from a backtrace: looks up `address - 1`
+    /// so that the reported line is that of the call, not of the instruction
+    /// after it. [`Location::address`] and [`Location::module_offset`] still
+    /// describe the given address.
+    pub fn symbolize_return_address(&mut self, address: u64) -> Location {
+        match address.checked_sub(1) {
+            Some(probe) => self.lookup(address, probe),
+            None => Location {
+                address,
+                module: None,
+                module_offset: 0,
+                frames: Vec::new(),
+            },
+        }
+    }
+
+    /// Problems met so far, one line each: missing or unparsable module
+    /// files, build id mismatches, malformed debug information.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn lookup(&mut self, address: u64, probe: u64) -> Location {
+        let cached = match self.cache.get(&probe) {
+            Some(cached) => cached.clone(),
+            None => {
+                let cached = self.resolve(probe);
+                self.cache.insert(probe, cached.clone());
+                cached
+            }
+        };
+        match cached.module {
+            Some(index) => {
+                let spec = &self.modules[index].spec;
+                Location {
+                    address,
+                    module: Some(spec.path.clone()),
+                    module_offset: address.wrapping_sub(spec.load_bias),
+                    frames: cached.frames,
+                }
+            }
+            None => Location {
+                address,
+                module: None,
+                module_offset: 0,
+                frames: Vec::new(),
+            },
+        }
+    }
+
+    fn module_index(&self, address: u64) -> Option<usize> {
+        let i = self.ranges.partition_point(|r| r.start <= address);
+        let range = self.ranges.get(i.checked_sub(1)?)?;
+        (address < range.end).then_some(range.module)
+    }
+
+    fn resolve(&mut self, probe: u64) -> Cached {
+        let Some(index) = self.module_index(probe) else {
+            return Cached {
+                module: None,
+                frames: Vec::new(),
+            };
+        };
+        let module = &mut self.modules[index];
+        if let ModuleState::NotLoaded = module.state {
+            module.state = load_module(&module.spec, &self.options, &mut self.warnings);
+        }
+        let svma = probe.wrapping_sub(module.spec.load_bias);
+        let frames = match &mut module.state {
+            ModuleState::Loaded(data) => data.frames(svma, &mut self.warnings),
+            _ => vec![Frame::default()],
+        };
+        Cached {
+            module: Some(index),
+            frames,
+        }
+    }
+}
+
+/// Inserts `new` into the sorted, non-overlapping `ranges`, trimming
+/// existing ranges where they overlap it.
+fn insert_interval(ranges: &mut Vec<Interval>, new: Interval) {
+    let mut out = Vec::with_capacity(ranges.len() + 2);
+    for r in ranges.drain(..) {
+        if r.end <= new.start || r.start >= new.end {
+            out.push(r);
+            continue;
+        }
+        if r.start < new.start {
+            out.push(Interval {
+                end: new.start,
+                ..r
+            });
+        }
+        if r.end > new.end {
+            out.push(Interval {
+                start: new.end,
+                ..r
+            });
+        }
+    }
+    out.push(new);
+    out.sort_by_key(|r| r.start);
+    *ranges = out;
+}
+
+impl ModuleData {
+    fn frames(&mut self, svma: u64, warnings: &mut Vec<String>) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        if let Some(dwarf) = &mut self.dwarf {
+            if let Err(e) = dwarf_frames(&dwarf.context, svma, &mut frames) {
+                if !dwarf.error_reported {
+                    dwarf.error_reported = true;
+                    warnings.push(format!(
+                        "malformed DWARF in {}: {e}; some frames lack source information",
+                        dwarf.path.display()
+                    ));
+                }
+            }
+        }
+        if let Some(last) = frames.last_mut() {
+            last.inlined = false;
+        }
+        let needs_symbol = frames.last().is_none_or(|f| f.function.is_none());
+        if needs_symbol {
+            let function = self.symbol(svma).map(|s| demangle(&s.name));
+            match frames.last_mut() {
+                Some(last) => last.function = function,
+                None => frames.push(Frame {
+                    function,
+                    ..Frame::default()
+                }),
+            }
+        }
+        frames
+    }
+
+    fn symbol(&self, svma: u64) -> Option<&Sym> {
+        let i = self.symbols.partition_point(|s| s.address <= svma);
+        let sym = self.symbols.get(i.checked_sub(1)?)?;
+        (sym.size == 0 || svma - sym.address < sym.size).then_some(sym)
+    }
+}
+
+fn dwarf_frames(
+    context: &addr2line::Context<Reader>,
+    svma: u64,
+    out: &mut Vec<Frame>,
+) -> Result<(), gimli::Error> {
+    let mut iter = context.find_frames(svma).skip_all_loads()?;
+    let mut unit = None;
+    while let Some(frame) = iter.next()? {
+        let function = match frame.function {
+            Some(name) if is_c(name.language) && frame.dw_die_offset.is_some() => {
+                // addr2line prefers DW_AT_linkage_name, which in C is only
+                // present for asm labels such as glibc's internal
+                // `__GI___libc_malloc`: use the source name instead.
+                let unit =
+                    unit.get_or_insert_with(|| context.find_dwarf_and_unit(svma).skip_all_loads());
+                let source_name = unit
+                    .as_ref()
+                    .zip(frame.dw_die_offset)
+                    .and_then(|(unit, offset)| die_name(unit, offset, 0));
+                match source_name {
+                    Some(n) => Some(n),
+                    None => Some(demangle(&name.raw_name()?)),
+                }
+            }
+            Some(name) => Some(demangle(&name.raw_name()?)),
+            None => None,
+        };
+        let (file, line) = match frame.location {
+            Some(location) => (location.file.map(str::to_owned), location.line),
+            None => (None, None),
+        };
+        out.push(Frame {
+            function,
+            file,
+            line,
+            inlined: true,
+        });
+    }
+    Ok(())
+}
+
+fn is_c(language: Option<gimli::DwLang>) -> bool {
+    matches!(
+        language,
+        Some(
+            gimli::DW_LANG_C
+                | gimli::DW_LANG_C89
+                | gimli::DW_LANG_C99
+                | gimli::DW_LANG_C11
+                | gimli::DW_LANG_C17
+        )
+    )
+}
+
+/// The `DW_AT_name` of a DIE, following `DW_AT_abstract_origin` and
+/// `DW_AT_specification` within the unit.
+fn die_name(
+    unit: &gimli::UnitRef<'_, Reader>,
+    offset: gimli::UnitOffset<usize>,
+    depth: u32,
+) -> Option<String> {
+    if depth > 8 {
+        return None;
+    }
+    let entry = unit.entry(offset).ok()?;
+    if let Some(name) = entry.attr_value(gimli::DW_AT_name) {
+        let name = unit.attr_string(name).ok()?;
+        return Some(gimli::Reader::to_string_lossy(&name).ok()?.into_owned());
+    }
+    for attr in [gimli::DW_AT_abstract_origin, gimli::DW_AT_specification] {
+        if let Some(gimli::AttributeValue::UnitRef(origin)) = entry.attr_value(attr) {
+            return die_name(unit, origin, depth + 1);
+        }
+    }
+    None
+}
+
+/// Demangles a Rust (legacy or v0) or C++ symbol name; other names are
+/// returned unchanged.
+fn demangle(name: &str) -> String {
+    if let Ok(d) = rustc_demangle::try_demangle(name) {
+        return format!("{d:#}");
+    }
+    if name.starts_with("_Z") {
+        if let Ok(symbol) = cpp_demangle::Symbol::new(name) {
+            if let Ok(s) = symbol.demangle() {
+                return s;
+            }
+        }
+    }
+    name.to_owned()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read_file(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
+}
+
+/// Opens and parses a module, finds its debug information and builds its
+/// symbol table. Problems become warnings.
+fn load_module(spec: &ModuleSpec, options: &Options, warnings: &mut Vec<String>) -> ModuleState {
+    let path = Path::new(&spec.path);
+    let data = if spec.path.is_empty() {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "empty module path",
+        ))
+    } else {
+        std::fs::read(path)
+    };
+    let data = match data {
+        Ok(data) => data,
+        Err(e) => {
+            let fallback = by_trace_build_id(spec, options);
+            warnings.push(format!(
+                "cannot read {}: {e}; {}",
+                spec.path,
+                if fallback.is_some() {
+                    "its frames are symbolized from the debug file matching the trace's build id"
+                } else {
+                    "its frames are not symbolized"
+                }
+            ));
+            return fallback.unwrap_or(ModuleState::Unavailable);
+        }
+    };
+    let obj = match object::File::parse(&*data) {
+        Ok(obj) => obj,
+        Err(e) => {
+            warnings.push(format!(
+                "cannot parse {} as an ELF file: {e}; its frames are not symbolized",
+                spec.path
+            ));
+            return ModuleState::Unavailable;
+        }
+    };
+    let file_build_id = obj.build_id().ok().flatten();
+    if let (Some(trace_id), Some(file_id)) = (&spec.build_id, file_build_id) {
+        if trace_id.as_slice() != file_id {
+            let fallback = by_trace_build_id(spec, options);
+            warnings.push(format!(
+                "build id of {} ({}) differs from the trace's ({}); {}",
+                spec.path,
+                hex(file_id),
+                hex(trace_id),
+                if fallback.is_some() {
+                    "its frames are symbolized from the debug file matching the trace's build id"
+                } else {
+                    "its frames are not symbolized"
+                }
+            ));
+            return fallback.unwrap_or(ModuleState::Unavailable);
+        }
+    }
+
+    let mut symbols = Vec::new();
+    collect_symbols(&obj, 0, &mut symbols);
+
+    let build_id = file_build_id.or(spec.build_id.as_deref());
+    let dwarf = if has_debug_info(&obj) {
+        make_dwarf(&obj, path, options, warnings)
+    } else if let Some(debug) = find_debug_file(&obj, build_id, path, options) {
+        match object::File::parse(&*debug.data) {
+            Ok(debug_obj) => {
+                collect_symbols(&debug_obj, 2, &mut symbols);
+                make_dwarf(&debug_obj, &debug.path, options, warnings)
+            }
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    ModuleState::Loaded(Box::new(ModuleData {
+        symbols: finish_symbols(symbols),
+        dwarf,
+    }))
+}
+
+/// For a module whose file is missing or replaced: symbolizes from the
+/// separate debug file that matches the build id recorded in the trace.
+fn by_trace_build_id(spec: &ModuleSpec, options: &Options) -> Option<ModuleState> {
+    let build_id = spec.build_id.as_deref()?;
+    let debug = find_by_build_id(build_id, options)?;
+    let obj = object::File::parse(&*debug.data).ok()?;
+    let mut symbols = Vec::new();
+    collect_symbols(&obj, 0, &mut symbols);
+    let mut ignored = Vec::new();
+    let dwarf = if has_debug_info(&obj) {
+        make_dwarf(&obj, &debug.path, options, &mut ignored)
+    } else {
+        None
+    };
+    Some(ModuleState::Loaded(Box::new(ModuleData {
+        symbols: finish_symbols(symbols),
+        dwarf,
+    })))
+}
+
+fn has_debug_info(obj: &object::File<'_>) -> bool {
+    obj.section_by_name(".debug_info")
+        .is_some_and(|s| s.size() > 0 && s.kind() != object::SectionKind::UninitializedData)
+}
+
+struct DebugFile {
+    path: PathBuf,
+    data: Vec<u8>,
+}
+
+fn find_by_build_id(build_id: &[u8], options: &Options) -> Option<DebugFile> {
+    if build_id.len() < 2 {
+        return None;
+    }
+    let id = hex(build_id);
+    for dir in &options.debug_dirs {
+        let path = dir
+            .join(".build-id")
+            .join(&id[..2])
+            .join(format!("{}.debug", &id[2..]));
+        let Some(data) = read_file(&path) else {
+            continue;
+        };
+        let matches = object::File::parse(&*data)
+            .ok()
+            .and_then(|o| o.build_id().ok().flatten().map(|b| b == build_id))
+            .unwrap_or(false);
+        if matches {
+            return Some(DebugFile { path, data });
+        }
+    }
+    None
+}
+
+/// Finds the separate debug file of a module without debug information of
+/// its own: by build id, then by `.gnu_debuglink`.
+fn find_debug_file(
+    obj: &object::File<'_>,
+    build_id: Option<&[u8]>,
+    path: &Path,
+    options: &Options,
+) -> Option<DebugFile> {
+    if let Some(id) = build_id {
+        if let Some(found) = find_by_build_id(id, options) {
+            return Some(found);
+        }
+    }
+    let (name, crc) = obj.gnu_debuglink().ok().flatten()?;
+    let name = Path::new(std::str::from_utf8(name).ok()?);
+    if name.as_os_str().is_empty() || name.components().count() != 1 {
+        return None;
+    }
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut dirs = Vec::new();
+    for p in [path, real.as_path()] {
+        if let Some(dir) = p.parent() {
+            if !dirs.iter().any(|d: &PathBuf| d == dir) {
+                dirs.push(dir.to_path_buf());
+            }
+        }
+    }
+    let mut candidates = Vec::new();
+    for dir in &dirs {
+        candidates.push(dir.join(name));
+        candidates.push(dir.join(".debug").join(name));
+    }
+    for debug_dir in &options.debug_dirs {
+        for dir in &dirs {
+            let relative = dir.strip_prefix("/").unwrap_or(dir);
+            candidates.push(debug_dir.join(relative).join(name));
+        }
+    }
+    for candidate in candidates {
+        if candidate == path || candidate == real {
+            continue;
+        }
+        let Some(data) = read_file(&candidate) else {
+            continue;
+        };
+        if crc32fast::hash(&data) != crc {
+            continue;
+        }
+        return Some(DebugFile {
+            path: candidate,
+            data,
+        });
+    }
+    None
+}
+
+/// Loads the DWARF sections of `obj` (plus a `.gnu_debugaltlink`
+/// supplementary file, if any) into an addr2line context.
+fn make_dwarf(
+    obj: &object::File<'_>,
+    path: &Path,
+    options: &Options,
+    warnings: &mut Vec<String>,
+) -> Option<Dwarf> {
+    let endian = if obj.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    };
+    let result = (|| -> Result<addr2line::Context<Reader>, String> {
+        let mut dwarf = gimli::Dwarf::load(|id| load_section(obj, id, endian))?;
+        if let Some(sup) = find_sup_file(obj, path, options) {
+            if let Ok(sup_obj) = object::File::parse(&*sup.data) {
+                dwarf.load_sup(|id| load_section(&sup_obj, id, endian))?;
+            }
+        }
+        dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
+        addr2line::Context::from_dwarf(dwarf).map_err(|e| e.to_string())
+    })();
+    match result {
+        Ok(context) => Some(Dwarf {
+            context,
+            path: path.to_path_buf(),
+            error_reported: false,
+        }),
+        Err(e) => {
+            warnings.push(format!(
+                "cannot load DWARF from {}: {e}; only symbol tables are used",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
+fn load_section(
+    obj: &object::File<'_>,
+    id: gimli::SectionId,
+    endian: gimli::RunTimeEndian,
+) -> Result<Reader, String> {
+    let data: Arc<[u8]> = match obj.section_by_name(id.name()) {
+        Some(section) => match section.uncompressed_data() {
+            Ok(Cow::Borrowed(b)) => Arc::from(b),
+            Ok(Cow::Owned(v)) => Arc::from(v),
+            Err(e) => return Err(format!("section {}: {e}", id.name())),
+        },
+        None => Arc::from(&[][..]),
+    };
+    Ok(gimli::EndianArcSlice::new(data, endian))
+}
+
+/// Finds the dwz supplementary file named by `.gnu_debugaltlink`.
+fn find_sup_file(obj: &object::File<'_>, path: &Path, options: &Options) -> Option<DebugFile> {
+    let (name, build_id) = obj.gnu_debugaltlink().ok().flatten()?;
+    let name = Path::new(std::str::from_utf8(name).ok()?);
+    let mut candidates = Vec::new();
+    if name.is_absolute() {
+        candidates.push(name.to_path_buf());
+    } else if let Some(dir) = path.parent() {
+        candidates.push(dir.join(name));
+    }
+    for candidate in candidates {
+        let Some(data) = read_file(&candidate) else {
+            continue;
+        };
+        let matches = object::File::parse(&*data)
+            .ok()
+            .and_then(|o| o.build_id().ok().flatten().map(|b| b == build_id))
+            .unwrap_or(false);
+        if matches {
+            return Some(DebugFile {
+                path: candidate,
+                data,
+            });
+        }
+    }
+    find_by_build_id(build_id, options)
+}
+
+/// Collects the defined function and data symbols of `.symtab` and
+/// `.dynsym`. `source` ranks where they come from (lower is preferred).
+fn collect_symbols(obj: &object::File<'_>, source: u8, out: &mut Vec<Sym>) {
+    let tables = [(obj.symbols(), source), (obj.dynamic_symbols(), source + 1)];
+    for (table, source) in tables {
+        for symbol in table {
+            let kind = symbol.kind();
+            let wanted = match kind {
+                SymbolKind::Text | SymbolKind::Data => true,
+                SymbolKind::Unknown | SymbolKind::Label => symbol.size() > 0,
+                _ => false,
+            };
+            if !wanted || !matches!(symbol.section(), SymbolSection::Section(_)) {
+                continue;
+            }
+            let Ok(name) = symbol.name_bytes() else {
+                continue;
+            };
+            if name.is_empty() {
+                continue;
+            }
+            let name = String::from_utf8_lossy(name);
+            let binding = if symbol.is_global() {
+                0
+            } else if symbol.is_weak() {
+                1
+            } else {
+                2
+            };
+            let underscores = name.bytes().take_while(|&b| b == b'_').count();
+            out.push(Sym {
+                address: symbol.address(),
+                size: symbol.size(),
+                rank: (
+                    kind != SymbolKind::Text,
+                    binding,
+                    source,
+                    underscores * 1024 + name.len(),
+                ),
+                name: name.into(),
+            });
+        }
+    }
+}
+
+/// Sorts symbols by address and keeps the best one per address: sized over
+/// zero-sized, functions over data, global over weak over local, fewer
+/// leading underscores, shorter and then alphabetically first names.
+fn finish_symbols(mut symbols: Vec<Sym>) -> Vec<Sym> {
+    symbols.sort_by(|a, b| {
+        a.address
+            .cmp(&b.address)
+            .then((a.size == 0).cmp(&(b.size == 0)))
+            .then(a.rank.cmp(&b.rank))
+            .then(a.name.cmp(&b.name))
+    });
+    symbols.dedup_by(|later, first| later.address == first.address);
+    symbols.shrink_to_fit();
+    symbols
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demangles_rust_cpp_and_plain_names() {
+        assert_eq!(
+            demangle("_ZN4core3ptr13drop_in_place17h0123456789abcdefE"),
+            "core::ptr::drop_in_place"
+        );
+        assert_eq!(demangle("_RNvCs1234_7mycrate3foo"), "mycrate::foo");
+        assert_eq!(demangle("_ZN2ns5Klass6methodEi"), "ns::Klass::method(int)");
+        assert_eq!(demangle("_ZN2ns3fooEv"), "ns::foo()");
+        assert_eq!(demangle("leaf_function"), "leaf_function");
+        assert_eq!(demangle("_Zgarbage"), "_Zgarbage");
+    }
+
+    #[test]
+    fn later_modules_take_over_overlapping_ranges() {
+        let mut ranges = Vec::new();
+        insert_interval(
+            &mut ranges,
+            Interval {
+                start: 0,
+                end: 100,
+                module: 0,
+            },
+        );
+        insert_interval(
+            &mut ranges,
+            Interval {
+                start: 200,
+                end: 300,
+                module: 1,
+            },
+        );
+        insert_interval(
+            &mut ranges,
+            Interval {
+                start: 50,
+                end: 250,
+                module: 2,
+            },
+        );
+        let got: Vec<_> = ranges.iter().map(|r| (r.start, r.end, r.module)).collect();
+        assert_eq!(got, vec![(0, 50, 0), (50, 250, 2), (250, 300, 1)]);
+        insert_interval(
+            &mut ranges,
+            Interval {
+                start: 60,
+                end: 70,
+                module: 3,
+            },
+        );
+        let got: Vec<_> = ranges.iter().map(|r| (r.start, r.end, r.module)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 50, 0),
+                (50, 60, 2),
+                (60, 70, 3),
+                (70, 250, 2),
+                (250, 300, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn symbol_lookup_respects_sizes() {
+        let sym = |address, size, name: &str| Sym {
+            address,
+            size,
+            name: name.into(),
+            rank: (false, 0, 0, name.len()),
+        };
+        let data = ModuleData {
+            symbols: finish_symbols(vec![
+                sym(0x1000, 0x10, "sized"),
+                sym(0x1000, 0, "alias0"),
+                sym(0x2000, 0, "unsized"),
+            ]),
+            dwarf: None,
+        };
+        assert_eq!(data.symbol(0xfff).map(|s| &*s.name), None);
+        assert_eq!(data.symbol(0x1000).map(|s| &*s.name), Some("sized"));
+        assert_eq!(data.symbol(0x100f).map(|s| &*s.name), Some("sized"));
+        assert_eq!(data.symbol(0x1010).map(|s| &*s.name), None);
+        assert_eq!(data.symbol(0x2345).map(|s| &*s.name), Some("unsized"));
+    }
+
+    #[test]
+    fn unknown_addresses_have_no_module() {
+        let mut s = Symbolizer::new(Options::default());
+        let loc = s.symbolize(0x1234);
+        assert_eq!(
+            loc,
+            Location {
+                address: 0x1234,
+                module: None,
+                module_offset: 0,
+                frames: vec![]
+            }
+        );
+        assert_eq!(s.symbolize_return_address(0).frames, vec![]);
+        assert!(s.warnings().is_empty());
+    }
+
+    #[test]
+    fn symbolizer_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Symbolizer>();
+    }
+}

@@ -1,0 +1,265 @@
+//! The fast path: framehop with a per-thread rule cache, reading only this thread's stack.
+
+use core::arch::asm;
+use core::cell::RefCell;
+
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64};
+use framehop::{FrameAddress, MustNotAllocateDuringUnwind, Unwinder as _};
+
+use crate::modules::{self, Unwinder};
+
+/// framehop's per-thread state: the rule cache plus a preallocated DWARF evaluation context.
+type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
+
+/// The registers framehop needs, captured at one instruction.
+#[derive(Clone, Copy)]
+pub(crate) struct Regs {
+    ip: u64,
+    sp: u64,
+    bp: u64,
+}
+
+/// Reads rip, rsp and rbp at this point of the function it is inlined into.
+#[inline(always)]
+pub(crate) fn capture_regs() -> Regs {
+    let (ip, sp, bp): (u64, u64, u64);
+    // SAFETY: only copies rip/rsp/rbp into output registers: no memory access, no stack
+    // change, flags preserved. All three values describe the same instruction (the `mov`s
+    // follow the `lea` inside one asm block, which the compiler cannot split).
+    unsafe {
+        asm!(
+            "lea {ip}, [rip]",
+            "mov {sp}, rsp",
+            "mov {bp}, rbp",
+            ip = out(reg) ip,
+            sp = out(reg) sp,
+            bp = out(reg) bp,
+            options(nomem, nostack, preserves_flags),
+        );
+    }
+    Regs { ip, sp, bp }
+}
+
+/// This thread's stack, as far as the unwinder is concerned.
+#[derive(Clone, Copy)]
+enum StackBounds {
+    /// Not asked yet.
+    Unknown,
+    /// `pthread_getattr_np` failed: the fast path is off for this thread.
+    Unavailable,
+    /// `[lo, hi)`: the whole stack mapping of this thread.
+    Known { lo: u64, hi: u64 },
+}
+
+struct ThreadState {
+    stack: StackBounds,
+    /// Created on this thread's first unwind (allocates). A raw pointer, so
+    /// that the thread-local has no destructor: the cache is freed only by
+    /// [`release_thread_cache`], which the recorder calls with its guard set,
+    /// never by a TLS destructor running outside it.
+    cache: *mut Cache,
+}
+
+/// Frees this thread's framehop cache (the next unwind makes a new one).
+/// Call it at thread exit, where allocations are not recorded.
+pub(crate) fn release_thread_cache() {
+    let _ = STATE.try_with(|state| {
+        if let Ok(mut state) = state.try_borrow_mut() {
+            let cache = std::mem::replace(&mut state.cache, core::ptr::null_mut());
+            if !cache.is_null() {
+                // SAFETY: made by Box::into_raw in `walk`, owned by this thread only.
+                drop(unsafe { Box::from_raw(cache) });
+            }
+        }
+    });
+}
+
+thread_local! {
+    // `const` init and no destructor: no lazy-init closure, no TLS-destructor registration.
+    static STATE: RefCell<ThreadState> = const {
+        RefCell::new(ThreadState { stack: StackBounds::Unknown, cache: core::ptr::null_mut() })
+    };
+}
+
+/// Unwinds from `regs` (captured in the caller, which must still be running), dropping the
+/// first `skip` frames (frame 0 is `regs.ip`). `None` when the fast path cannot run: the
+/// module list is being built by another thread, this thread is already inside the fast path
+/// (reentrancy), its TLS is gone (thread exit), or `rsp` is not on this thread's stack.
+#[inline]
+pub(crate) fn walk(regs: Regs, skip: usize, out: &mut [u64]) -> Option<usize> {
+    if out.is_empty() {
+        return Some(0);
+    }
+    let modules = modules::current()?;
+    STATE
+        .try_with(|state| {
+            let mut state = state.try_borrow_mut().ok()?;
+            let state = &mut *state;
+            let (lo, hi) = stack_bounds(&mut state.stack)?;
+            if regs.sp < lo || regs.sp >= hi {
+                return None;
+            }
+            if state.cache.is_null() {
+                state.cache = Box::into_raw(Box::new(Cache::new_in()));
+            }
+            // SAFETY: non-null, made by Box::into_raw above, used only by this thread, and
+            // the RefCell borrow keeps a nested call out.
+            let cache = unsafe { &mut *state.cache };
+            // Everything from the captured rsp up to the top of the stack belongs to frames
+            // that are still live (the capturing frame and its callers): it is mapped and
+            // does not change while we walk it.
+            Some(unwind(
+                &modules.unwinder,
+                cache,
+                regs,
+                regs.sp,
+                hi,
+                skip,
+                out,
+            ))
+        })
+        .ok()
+        .flatten()
+}
+
+fn stack_bounds(stack: &mut StackBounds) -> Option<(u64, u64)> {
+    match *stack {
+        StackBounds::Known { lo, hi } => Some((lo, hi)),
+        StackBounds::Unavailable => None,
+        StackBounds::Unknown => {
+            let bounds = query_stack_bounds();
+            *stack = match bounds {
+                Some((lo, hi)) => StackBounds::Known { lo, hi },
+                None => StackBounds::Unavailable,
+            };
+            bounds
+        }
+    }
+}
+
+/// The current thread's stack mapping, via `pthread_getattr_np` (which, on the main thread,
+/// reads /proc/self/maps and allocates: done once per thread).
+#[cold]
+fn query_stack_bounds() -> Option<(u64, u64)> {
+    let mut addr: *mut libc::c_void = core::ptr::null_mut();
+    let mut size: libc::size_t = 0;
+    // SAFETY: `attr` is initialised by pthread_getattr_np before it is read and destroyed
+    // exactly once after; the out-pointers are valid locals.
+    let ok = unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        rc == 0
+    };
+    let lo = addr as u64;
+    let hi = lo.checked_add(size as u64)?;
+    (ok && lo < hi).then_some((lo, hi))
+}
+
+/// The framehop walk proper. Reads only `[lo, hi)`.
+fn unwind(
+    unwinder: &Unwinder,
+    cache: &mut Cache,
+    regs: Regs,
+    lo: u64,
+    hi: u64,
+    mut skip: usize,
+    out: &mut [u64],
+) -> usize {
+    let mut read_stack = |addr: u64| -> Result<u64, ()> {
+        if addr < lo || addr.checked_add(8).is_none_or(|end| end > hi) {
+            return Err(());
+        }
+        // SAFETY: `[lo, hi)` is the live part of this thread's stack (see `walk`): mapped and
+        // readable, and the 8 bytes at `addr` lie inside it.
+        Ok(unsafe { core::ptr::read_unaligned(addr as *const u64) })
+    };
+    if out.is_empty() {
+        return 0;
+    }
+    let mut uregs = UnwindRegsX86_64::new(regs.ip, regs.sp, regs.bp);
+    // Frame 0 is the captured instruction pointer itself.
+    let mut frame = FrameAddress::from_instruction_pointer(regs.ip);
+    let mut written = 0;
+    if skip == 0 {
+        out[0] = regs.ip;
+        written = 1;
+    } else {
+        skip -= 1;
+    }
+    while written < out.len() {
+        // Ok(None): framehop found the outermost frame; Err: it could not go on.
+        let Ok(Some(ra)) = unwinder.unwind_frame(frame, &mut uregs, cache, &mut read_stack) else {
+            break;
+        };
+        // A null return address also ends the stack.
+        let Some(next) = FrameAddress::from_return_address(ra) else {
+            break;
+        };
+        frame = next;
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        out[written] = ra;
+        written += 1;
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hint::black_box;
+
+    #[inline(never)]
+    fn both() -> (Vec<u64>, Vec<u64>) {
+        let mut a = [0u64; 64];
+        let mut b = [0u64; 64];
+        let na = crate::backtrace_libgcc(0, &mut a);
+        let nb = crate::backtrace_fast(0, &mut b);
+        black_box((&a, &b));
+        (a[..na].to_vec(), b[..nb].to_vec())
+    }
+
+    #[test]
+    fn fast_path_runs_and_agrees() {
+        // Another test may be doing the lazy first build right now (then `walk` would say
+        // None); after this call a list is published.
+        crate::modules_changed();
+        let (a, b) = both();
+        assert!(a.len() > 2);
+        assert_eq!(a, b);
+        let mut out = [0u64; 8];
+        let regs = capture_regs();
+        assert!(walk(regs, 0, &mut out).is_some_and(|n| n > 2));
+        // Frame 0 is `regs.ip` itself.
+        assert_eq!(out[0], regs.ip);
+    }
+
+    #[test]
+    fn nested_call_falls_back_to_libgcc() {
+        let before = crate::fallback_count();
+        let (a, b) = STATE.with(|state| {
+            let _busy = state.borrow_mut();
+            both()
+        });
+        assert!(a.len() > 2);
+        assert_eq!(a, b);
+        assert!(crate::fallback_count() > before);
+    }
+
+    #[test]
+    fn stack_bounds_contain_rsp() {
+        let regs = capture_regs();
+        let (lo, hi) = query_stack_bounds().unwrap();
+        assert!(
+            lo < regs.sp && regs.sp < hi,
+            "{lo:#x} {:#x} {hi:#x}",
+            regs.sp
+        );
+    }
+}

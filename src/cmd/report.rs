@@ -1,0 +1,70 @@
+//! `memtrace report TRACE`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use memtrace_analyze::replay::HeapReplay;
+use memtrace_analyze::report::{self, Report, ReportInput, TextOptions};
+use memtrace_analyze::symbols::Symbols;
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Readable text.
+    Text,
+    /// JSON (schema `memtrace-report/1`).
+    Json,
+}
+
+/// Arguments of `memtrace report`.
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Sites listed per table.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Frames printed per stack.
+    #[arg(long, default_value_t = 8)]
+    pub frames: usize,
+}
+
+/// Reads a trace and builds its heap report.
+pub fn load_report(path: &Path) -> Result<Report> {
+    let mut reader = memtrace_analyze::open(path).with_context(|| format!("{}", path.display()))?;
+    let replay = HeapReplay::from_reader(&mut reader, 1000)
+        .with_context(|| format!("{}", path.display()))?;
+    let mut symbols = Symbols::new(reader.modules());
+    let input = ReportInput {
+        header: reader.header(),
+        completeness: reader.completeness(),
+        notes: reader.notes(),
+        stacks: reader.stacks(),
+        clock: reader.clock(),
+    };
+    Ok(report::build(&input, &replay, &mut symbols))
+}
+
+/// Runs `memtrace report`.
+pub fn report(args: ReportArgs) -> Result<ExitCode> {
+    let r = load_report(&args.trace)?;
+    match args.format {
+        Format::Text => print!(
+            "{}",
+            report::render_text(
+                &r,
+                TextOptions {
+                    top: args.top,
+                    frames: args.frames
+                }
+            )
+        ),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}

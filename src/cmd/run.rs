@@ -1,0 +1,134 @@
+//! `memtrace run -- PROGRAM ARGS`.
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use nix::sys::signal::{signal, SigHandler, Signal};
+
+use crate::cmd::report::load_report;
+use crate::{inspect, preload_lib};
+
+/// Arguments of `memtrace run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Trace file for the program (default: `memtrace.<program>.<pid>.trace`
+    /// in the current directory). Traced children get default names beside it.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Do not trace programs that the program executes.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Print no summary.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// The program and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<OsString>,
+}
+
+/// Runs `memtrace run`: the program's exit status becomes ours.
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let program = args.command[0].to_string_lossy().into_owned();
+    let resolved = inspect::resolve(&program)?;
+    inspect::check(&resolved)?;
+    let preload = preload_lib::path()?;
+
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let output = args.output.as_ref().map(|o| cwd.join(o));
+    if let Some(out) = &output {
+        if std::fs::symlink_metadata(out).is_ok() {
+            bail!(
+                "{} exists already: memtrace never overwrites a trace",
+                out.display()
+            );
+        }
+    }
+    let dir = output
+        .as_ref()
+        .and_then(|o| o.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| cwd.clone());
+
+    let mut ld_preload = preload.as_os_str().to_owned();
+    if let Some(existing) = std::env::var_os("LD_PRELOAD") {
+        ld_preload.push(":");
+        ld_preload.push(existing);
+    }
+    let mut command = Command::new(&args.command[0]);
+    command
+        .args(&args.command[1..])
+        .env("LD_PRELOAD", &ld_preload)
+        .env("MEMTRACE_DIR", &dir)
+        .env_remove("MEMTRACE_DISABLE");
+    match &output {
+        Some(out) => command.env("MEMTRACE_OUTPUT", out),
+        None => command.env_remove("MEMTRACE_OUTPUT"),
+    };
+    if args.no_follow {
+        command.env("MEMTRACE_NO_FOLLOW", "1");
+    } else {
+        command.env_remove("MEMTRACE_NO_FOLLOW");
+    }
+
+    // Like `time`: Ctrl-C and Ctrl-\ are for the program; we wait and report.
+    // SAFETY: installs SIG_IGN, which runs no code of ours.
+    unsafe {
+        let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
+        let _ = signal(Signal::SIGQUIT, SigHandler::SigIgn);
+    }
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot run {program}"))?;
+    let pid = child.id();
+    let status = child.wait().context("waiting for the program")?;
+    let code = match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        _ => 1,
+    };
+
+    let trace = match output {
+        Some(out) => out,
+        None => find_default_trace(&dir, pid)?,
+    };
+    if !args.quiet {
+        if !trace.exists() {
+            eprintln!(
+                "memtrace: the program wrote no trace ({} does not exist)",
+                trace.display()
+            );
+        } else {
+            match load_report(&trace) {
+                Ok(r) => {
+                    eprint!("{}", memtrace_analyze::report::render_summary(&r, 5));
+                    eprintln!("memtrace: trace written to {}", trace.display());
+                }
+                Err(e) => eprintln!("memtrace: cannot read the trace {}: {e:#}", trace.display()),
+            }
+        }
+    }
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// The newest `memtrace.*.<pid>.trace*` in `dir`.
+fn find_default_trace(dir: &Path, pid: u32) -> Result<PathBuf> {
+    let marker = format!(".{pid}.trace");
+    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("memtrace.") && name.contains(&marker) {
+            let modified = entry.metadata()?.modified()?;
+            if best.as_ref().is_none_or(|(t, _)| modified > *t) {
+                best = Some((modified, entry.path()));
+            }
+        }
+    }
+    Ok(best.map_or_else(
+        || dir.join(format!("memtrace.<program>{marker}")),
+        |(_, p)| p,
+    ))
+}

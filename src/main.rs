@@ -1,0 +1,51 @@
+//! `memtrace`: where a program's memory goes and what it costs.
+//!
+//! A thin command line over the library crates in `crates/`. Exit codes:
+//! `memtrace run` exits with the program's status (128+N for signal N);
+//! other commands exit 0 on success, 2 on an error (one line on stderr).
+
+mod cmd;
+mod inspect;
+mod preload_lib;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Where a program's memory goes and what it costs.
+#[derive(Parser)]
+#[command(name = "memtrace", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a program under the recorder and write a trace.
+    Run(cmd::run::RunArgs),
+    /// Heap profile of a trace: totals, peak, top sites, sizes.
+    Report(cmd::report::ReportArgs),
+    /// Print every event of a trace, one per line (for debugging).
+    #[command(hide = true)]
+    Dump(cmd::dump::DumpArgs),
+}
+
+fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`memtrace report T | head`), as Unix tools do.
+    // SAFETY: restores the default disposition; no handler of ours runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cmd::run::run(args),
+        Command::Report(args) => cmd::report::report(args),
+        Command::Dump(args) => cmd::dump::dump(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("memtrace: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

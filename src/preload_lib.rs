@@ -1,0 +1,77 @@
+//! The preload library embedded in this binary, written out once per version.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+static PRELOAD_SO: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libmemtrace_preload.so"));
+
+/// A path to the preload library: `MEMTRACE_PRELOAD` if set, else the
+/// embedded copy written to `$XDG_CACHE_HOME/memtrace` (or `~/.cache`, or a
+/// private directory under `/tmp`), named by its content hash.
+pub fn path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("MEMTRACE_PRELOAD") {
+        return Ok(PathBuf::from(p));
+    }
+    let dir = cache_dir()?;
+    let name = format!("libmemtrace_preload-{:08x}.so", crc(PRELOAD_SO));
+    let path = dir.join(name);
+    if fs::metadata(&path).is_ok_and(|m| m.len() == PRELOAD_SO.len() as u64) {
+        return Ok(path);
+    }
+    // Write under a temporary name, then rename: concurrent runs never see half a file.
+    let tmp = dir.join(format!(".preload-{}.tmp", std::process::id()));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o755)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .with_context(|| format!("cannot write the preload library to {}", tmp.display()))?;
+    f.write_all(PRELOAD_SO)?;
+    drop(f);
+    fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+fn cache_dir() -> Result<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    if let Some(base) = base {
+        let dir = base.join("memtrace");
+        if DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .is_ok()
+        {
+            return Ok(dir);
+        }
+    }
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let dir = PathBuf::from(format!("/tmp/memtrace-{uid}"));
+    let _ = DirBuilder::new().mode(0o700).create(&dir);
+    let meta =
+        fs::symlink_metadata(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o022 != 0 {
+        bail!("{} is not a private directory of this user", dir.display());
+    }
+    Ok(dir)
+}
+
+/// CRC-32 (IEEE), enough to tell versions apart.
+fn crc(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xedb8_8320 & (!(crc & 1)).wrapping_add(1));
+        }
+    }
+    !crc
+}

@@ -1,0 +1,125 @@
+//! Shared helpers of the end-to-end tests: build fixtures, run memtrace,
+//! read its JSON report, find tagged source lines.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+/// The memtrace binary under test.
+pub fn memtrace() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_memtrace"))
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh, empty directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = root().join("target/test-scratch").join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Compiles a fixture source with `compiler` and `flags` into `dir`.
+pub fn compile(compiler: &str, source: &str, flags: &[&str], dir: &Path) -> PathBuf {
+    let src = root().join(source);
+    let out = dir.join(src.file_stem().expect("file name"));
+    let status = Command::new(compiler)
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {compiler}: {e}"));
+    assert!(status.success(), "{compiler} failed on {source}");
+    out
+}
+
+/// Runs `memtrace run -q -o TRACE -- program args` in `dir`.
+pub fn record(dir: &Path, trace: &str, program: &[&str]) -> Output {
+    let out = memtrace()
+        .current_dir(dir)
+        .args(["run", "-q", "-o", trace, "--"])
+        .args(program)
+        .output()
+        .expect("run memtrace");
+    assert!(
+        dir.join(trace).exists(),
+        "no trace written; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `memtrace report --format json TRACE`, parsed.
+pub fn report_json(trace: &Path) -> Value {
+    let out = memtrace()
+        .args(["report", "--format", "json"])
+        .arg(trace)
+        .output()
+        .expect("run memtrace report");
+    assert!(
+        out.status.success(),
+        "report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report is JSON")
+}
+
+/// The line number of the line of `source` that holds `tag` as a whole word.
+pub fn tag_line(source: &str, tag: &str) -> u64 {
+    let tag = tag.trim_end();
+    let text = std::fs::read_to_string(root().join(source)).expect("read source");
+    let whole_word = |line: &str| {
+        line.match_indices(tag).any(|(i, _)| {
+            line[i + tag.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_'))
+        })
+    };
+    let hits: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| whole_word(l))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(
+        hits.len(),
+        1,
+        "tag {tag} must be on exactly one line of {source}"
+    );
+    hits[0] as u64
+}
+
+/// The report's site whose function is `function`.
+pub fn site<'a>(report: &'a Value, function: &str) -> &'a Value {
+    let sites = report["sites"].as_array().expect("sites");
+    let matching: Vec<&Value> = sites.iter().filter(|s| s["function"] == function).collect();
+    assert_eq!(
+        matching.len(),
+        1,
+        "expected one site in {function}, found {}",
+        matching.len()
+    );
+    matching[0]
+}
+
+/// Reads an unsigned number field.
+pub fn num(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}

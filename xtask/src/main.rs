@@ -1,0 +1,48 @@
+//! `cargo xtask`: project automation for memtrace.
+//!
+//! * `cargo xtask bench` measures the recorder against native runs, heaptrack
+//!   and valgrind on `fixtures/c/bench_alloc.c` and writes
+//!   `target/memtrace-report/bench.md`.
+//! * `cargo xtask heaptrack-check` compares memtrace's totals with heaptrack's
+//!   on the deterministic fixtures.
+//!
+//! This file only parses the command line; the work is in the modules.
+
+mod bench;
+mod heaptrack;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// memtrace project tasks.
+#[derive(Parser)]
+#[command(name = "cargo xtask", about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Recorder overhead vs native, heaptrack and valgrind; analysis times.
+    Bench(bench::BenchArgs),
+    /// Compare memtrace's totals with heaptrack's on the fixtures.
+    HeaptrackCheck,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(args) => bench::run(&args),
+        Command::HeaptrackCheck => heaptrack::run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
