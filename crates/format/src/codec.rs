@@ -15,6 +15,7 @@ pub fn put_u64(out: &mut Vec<u8>, mut value: u64) {
 }
 
 /// Appends a signed value as a zigzag-encoded varint.
+#[cfg(test)]
 pub fn put_i64(out: &mut Vec<u8>, value: i64) {
     put_u64(out, ((value << 1) ^ (value >> 63)) as u64);
 }

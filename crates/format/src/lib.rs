@@ -43,8 +43,8 @@ pub use block::{Codec, FILE_MAGIC, VERSION};
 pub use error::DecodeError;
 pub use read::{Clock, Completeness, Event, Reader};
 pub use record::{
-    ClockSync, Func, Header, HeapEvent, Module, Op, Phase, RecorderKind, Region, Segment, StackId,
-    ThreadItem, TickSource, Trailer,
+    dequantize_latency, quantize_latency, ClockSync, Func, Header, HeapEvent, Module, Op, Phase,
+    RecorderKind, Region, Segment, StackId, ThreadItem, TickSource, Trailer,
 };
 pub use stacks::{Frames, StackTable};
 pub use write::Writer;

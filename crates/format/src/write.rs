@@ -20,6 +20,7 @@ pub struct Writer<W: Write> {
     codec: Codec,
     compressor: Option<zstd::bulk::Compressor<'static>>,
     block_target: usize,
+    auto_seal: bool,
     bytes_written: u64,
 }
 
@@ -35,6 +36,7 @@ impl<W: Write> Writer<W> {
             codec,
             compressor: None,
             block_target: 1 << 20,
+            auto_seal: true,
             bytes_written: 12,
         };
         header.encode(&mut w.payload);
@@ -49,10 +51,25 @@ impl<W: Write> Writer<W> {
         self.block_target = bytes.clamp(1, MAX_BLOCK / 2);
     }
 
+    /// With `false`, records only gather and blocks are sealed by
+    /// [`Writer::seal_if_full`] or [`Writer::flush`]: a caller that encodes
+    /// while holding something (a ring's slots) compresses after letting go.
+    pub fn set_auto_seal(&mut self, auto: bool) {
+        self.auto_seal = auto;
+    }
+
+    /// Seals the current block if it reached the target size.
+    pub fn seal_if_full(&mut self) -> io::Result<()> {
+        if self.block.len() >= self.block_target {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
     fn emit(&mut self, record_tag: u8) -> io::Result<()> {
         put_record(&mut self.block, record_tag, &self.payload);
         self.payload.clear();
-        if self.block.len() >= self.block_target {
+        if self.auto_seal && self.block.len() >= self.block_target {
             self.seal()?;
         }
         Ok(())

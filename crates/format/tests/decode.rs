@@ -260,7 +260,7 @@ fn realloc_and_free_fields_round_trip() {
     let re = HeapEvent {
         func: Func::Realloc as u8,
         ts: 7,
-        latency: 99,
+        latency: 15,
         addr: 0x1000,
         old_addr: 0x2000,
         size: 100,

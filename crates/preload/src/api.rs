@@ -27,7 +27,7 @@ fn usable(ptr: *mut c_void) -> u64 {
 /// `malloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    let call = Call::begin();
+    let call = Call::begin_or_start();
     // SAFETY: forwards the caller's argument to glibc.
     let ptr = unsafe { __libc_malloc(size) };
     if let Some(call) = call {
@@ -39,7 +39,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// `calloc(3)`; an overflowing `n * size` returns NULL with ENOMEM, as glibc does.
 #[no_mangle]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-    let call = Call::begin();
+    let call = Call::begin_or_start();
     // SAFETY: forwards the caller's arguments to glibc, which checks overflow.
     let ptr = unsafe { __libc_calloc(n, size) };
     if let Some(call) = call {
@@ -52,7 +52,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 /// `realloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
-    let call = Call::begin();
+    let call = Call::begin_or_start();
     // SAFETY: forwards the caller's arguments to glibc.
     let ptr = unsafe { __libc_realloc(old, size) };
     if let Some(call) = call {
@@ -75,7 +75,7 @@ pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -
         unsafe { *libc::__errno_location() = libc::ENOMEM };
         return std::ptr::null_mut();
     };
-    let call = Call::begin();
+    let call = Call::begin_or_start();
     // SAFETY: forwards to glibc.
     let ptr = unsafe { __libc_realloc(old, total) };
     if let Some(call) = call {
@@ -96,7 +96,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     if ptr.is_null() {
         return;
     }
-    let call = Call::begin();
+    let call = Call::begin_or_start();
     // SAFETY: forwards the caller's pointer to glibc.
     unsafe { __libc_free(ptr) };
     if let Some(call) = call {
@@ -110,7 +110,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if !align.is_power_of_two() || !align.is_multiple_of(std::mem::size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
-    let call = Call::begin();
+    let call = Call::begin_or_start();
     // SAFETY: forwards to glibc with a valid alignment.
     let ptr = unsafe { __libc_memalign(align, size) };
     if let Some(call) = call {
@@ -133,7 +133,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// `aligned_alloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    let call = Call::begin();
+    let call = Call::begin_or_start();
     // SAFETY: forwards to glibc, which validates the alignment.
     let ptr = unsafe { __libc_memalign(align, size) };
     if let Some(call) = call {
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 /// `memalign(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    let call = Call::begin();
+    let call = Call::begin_or_start();
     // SAFETY: forwards to glibc.
     let ptr = unsafe { __libc_memalign(align, size) };
     if let Some(call) = call {
@@ -169,7 +169,7 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 /// `valloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    let call = Call::begin();
+    let call = Call::begin_or_start();
     // SAFETY: forwards to glibc.
     let ptr = unsafe { __libc_valloc(size) };
     if let Some(call) = call {
@@ -181,7 +181,7 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 /// `pvalloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let call = Call::begin();
+    let call = Call::begin_or_start();
     // SAFETY: forwards to glibc.
     let ptr = unsafe { __libc_pvalloc(size) };
     if let Some(call) = call {

@@ -10,6 +10,8 @@ extern "C" fn memtrace_preload_init() {
     // The library was loaded in a process that asked for no tracing
     // (`MEMTRACE_DISABLE=1`): interpose, forward, record nothing.
     if std::env::var_os("MEMTRACE_DISABLE").is_some_and(|v| v == "1") {
+        // Hooks may have started recording already: drop it.
+        memtrace_recorder::abandon();
         return;
     }
     set_own_code_range();

@@ -7,6 +7,7 @@ use memtrace_format::{Func, HeapEvent, ThreadItem};
 use crate::clock::ticks;
 use crate::session::{self, is_recording, mark_in_flight};
 use crate::thread::{self, ThreadState};
+use crate::UnwindMode;
 
 /// Most frames kept per stack.
 pub const MAX_FRAMES: usize = 128;
@@ -17,6 +18,7 @@ pub const MAX_FRAMES: usize = 128;
 /// While it lives, the thread's reentrancy guard is set: allocations made by
 /// the recorder itself go straight to the real allocator.
 pub struct Call {
+    tls: *const thread::Tls,
     state: *mut ThreadState,
     t0: u64,
 }
@@ -26,13 +28,19 @@ impl Call {
     /// the recorder, or recording is off. Then just call the real function.
     #[inline(always)]
     pub fn begin() -> Option<Call> {
-        if !is_recording() || !thread::enter() {
+        if !is_recording() {
             return None;
         }
-        let state = thread::current();
+        let tls = thread::tls();
+        // SAFETY: this thread's block, valid while the thread lives.
+        let tls_ref = unsafe { &*tls };
+        if !tls_ref.enter() {
+            return None;
+        }
+        let state = tls_ref.state();
         mark_in_flight(&state.ring, state.last_ts);
         let t0 = ticks();
-        Some(Call { state, t0 })
+        Some(Call { tls, state, t0 })
     }
 
     #[inline(always)]
@@ -40,6 +48,17 @@ impl Call {
         // SAFETY: made from thread::current() on this thread; the guard keeps
         // any other use of it on this thread out until the Call is dropped.
         unsafe { &mut *self.state }
+    }
+
+    /// As [`Call::begin`], but the first call starts recording if nothing
+    /// started it yet (for the preload library, whose hooks can run before
+    /// its constructor).
+    #[inline(always)]
+    pub fn begin_or_start() -> Option<Call> {
+        if session::never_started() {
+            session::start_early();
+        }
+        Call::begin()
     }
 
     /// Records an allocation that returned `addr` (0 on failure).
@@ -107,28 +126,49 @@ impl Drop for Call {
             .in_flight
             .0
             .store(u64::MAX, Ordering::Release);
-        thread::leave();
+        // SAFETY: this thread's block, as in `begin`.
+        unsafe { &*self.tls }.leave();
     }
 }
 
 /// Frames to drop from the unwinder's output: the hook itself.
 const SKIP: usize = 1;
 
-/// Unwinds the caller's stack and interns it.
+/// Unwinds the caller's stack and interns it. A stack this thread saw
+/// before, unchanged, is recognised without unwinding (see the unwinder's memo).
 #[inline(always)]
 fn capture_stack(state: &mut ThreadState) -> u32 {
-    let mut frames = [0u64; MAX_FRAMES];
-    let n = if crate::slow_unwinder() {
-        memtrace_unwind::backtrace_libgcc(SKIP, &mut frames)
-    } else {
-        memtrace_unwind::backtrace_fast(SKIP, &mut frames)
-    };
+    let ThreadState {
+        stacks,
+        memo,
+        frames,
+        ..
+    } = state;
+    let frames = &mut frames[..];
+    match crate::unwind_mode() {
+        UnwindMode::Memo => {
+            memtrace_unwind::backtrace_memo(SKIP, memo, frames, |f| intern_frames(stacks, f))
+        }
+        UnwindMode::Fast => {
+            let n = memtrace_unwind::backtrace_fast(SKIP, frames);
+            intern_frames(stacks, &frames[..n])
+        }
+        UnwindMode::Libgcc => {
+            let n = memtrace_unwind::backtrace_libgcc(SKIP, frames);
+            intern_frames(stacks, &frames[..n])
+        }
+    }
+}
+
+/// Interns a stack after dropping the recorder's own frames from its top.
+#[inline(always)]
+fn intern_frames(stacks: &mut crate::intern::StackCache, frames: &[u64]) -> u32 {
     let own = crate::own_code();
-    let first = frames[..n]
+    let first = frames
         .iter()
-        .position(|&a| !own.contains(&a))
-        .unwrap_or(n);
-    state.stacks.intern(&frames[first..n])
+        .position(|a| !own.contains(a))
+        .unwrap_or(frames.len());
+    stacks.intern(&frames[first..])
 }
 
 #[inline(always)]

@@ -37,11 +37,11 @@ mod thread;
 mod tracking;
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 pub use call::{finish, Call, MAX_FRAMES};
 pub use memtrace_format::{Func, RecorderKind};
-pub use session::{finish_before_exec, start, Config};
+pub use session::{abandon, finish_before_exec, start, start_early, Config};
 pub use stats::{stats, Stats};
 pub use tracking::Tracking;
 
@@ -82,20 +82,42 @@ fn rusage_counters() -> Vec<(String, u64)> {
     ]
 }
 
-static SLOW_UNWINDER: AtomicBool = AtomicBool::new(false);
+/// How stacks are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnwindMode {
+    /// framehop, memoized per thread (the default).
+    Memo,
+    /// framehop on every call (`MEMTRACE_UNWIND=fast`).
+    Fast,
+    /// libgcc's `_Unwind_Backtrace` (`MEMTRACE_UNWIND=libgcc`): slow, the reference.
+    Libgcc,
+}
+
+static UNWIND_MODE: AtomicU8 = AtomicU8::new(0);
 static OWN_START: AtomicU64 = AtomicU64::new(0);
 static OWN_END: AtomicU64 = AtomicU64::new(0);
 
-/// True when `MEMTRACE_UNWIND=libgcc` asked for the slow, exact unwinder.
 #[inline(always)]
-pub(crate) fn slow_unwinder() -> bool {
-    SLOW_UNWINDER.load(Ordering::Relaxed)
+pub(crate) fn unwind_mode() -> UnwindMode {
+    match UNWIND_MODE.load(Ordering::Relaxed) {
+        1 => UnwindMode::Fast,
+        2 => UnwindMode::Libgcc,
+        _ => UnwindMode::Memo,
+    }
 }
 
-/// Reads options shared by both front ends from the environment.
+/// Reads options shared by both front ends from the environment:
+/// `MEMTRACE_UNWIND=fast|libgcc` picks an unwinder other than the memoized one.
 pub fn read_env_options() {
-    let slow = std::env::var_os("MEMTRACE_UNWIND").is_some_and(|v| v == "libgcc");
-    SLOW_UNWINDER.store(slow, Ordering::Relaxed);
+    let mode = match std::env::var_os("MEMTRACE_UNWIND")
+        .as_deref()
+        .and_then(|v| v.to_str())
+    {
+        Some("fast") => 1,
+        Some("libgcc") => 2,
+        _ => 0,
+    };
+    UNWIND_MODE.store(mode, Ordering::Relaxed);
 }
 
 /// Declares the address range of the recorder's own code, whose frames are

@@ -74,9 +74,10 @@ impl Ring {
         true
     }
 
-    /// Items waiting, as seen now.
-    pub(crate) fn len(&self) -> usize {
-        self.tail.0.load(Ordering::Acquire) - self.head.0.load(Ordering::Relaxed)
+    /// Items pushed so far (producer only: reads its own counter).
+    #[inline]
+    pub(crate) fn pushed(&self) -> usize {
+        self.tail.0.load(Ordering::Relaxed)
     }
 
     /// Capacity in items.
@@ -84,16 +85,44 @@ impl Ring {
         self.mask + 1
     }
 
-    /// Moves every published item into `out`. Consumer only.
-    pub(crate) fn drain(&self, out: &mut Vec<ThreadItem>) {
+    /// The producer's position now: items before it are published.
+    pub(crate) fn published(&self) -> usize {
+        self.tail.0.load(Ordering::Acquire)
+    }
+
+    /// True when nothing before `until` is waiting.
+    pub(crate) fn is_drained(&self, until: usize) -> bool {
+        self.head.0.load(Ordering::Relaxed) >= until
+    }
+
+    /// Hands the items before position `until` (a value of
+    /// [`Ring::published`]) to `f` as at most two slices, in order, without
+    /// copying them, then releases their slots. Consumer only.
+    pub(crate) fn consume_until<E>(
+        &self,
+        until: usize,
+        mut f: impl FnMut(&[ThreadItem]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let head = self.head.0.load(Ordering::Relaxed);
-        let tail = self.tail.0.load(Ordering::Acquire);
-        for pos in head..tail {
-            // SAFETY: `pos` is inside [head, tail): published by the producer
-            // and not overwritten until `head` moves past it below.
-            out.push(unsafe { *self.slots[pos & self.mask].get() });
+        if until <= head {
+            return Ok(());
         }
-        self.head.0.store(tail, Ordering::Release);
+        let start = head & self.mask;
+        let end = start + (until - head);
+        let cap = self.capacity();
+        // SAFETY: the slots of [head, until) were published by the producer
+        // (release store of `tail`, acquired in `published`) and are not
+        // written again until `head` moves past them below; UnsafeCell<T> has
+        // the layout of T, so the slots can be read as a slice of items.
+        let all: &[ThreadItem] =
+            unsafe { std::slice::from_raw_parts(self.slots.as_ptr().cast::<ThreadItem>(), cap) };
+        let result = if end <= cap {
+            f(&all[start..end])
+        } else {
+            f(&all[start..]).and_then(|()| f(&all[..end - cap]))
+        };
+        self.head.0.store(until, Ordering::Release);
+        result
     }
 
     /// Forgets every waiting item (in a forked child: they belong to the parent).

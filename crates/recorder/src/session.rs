@@ -73,7 +73,6 @@ struct WriterState {
     writer: Option<Writer<TraceFile>>,
     path: Option<PathBuf>,
     failed: bool,
-    items: Vec<ThreadItem>,
     n_events: u64,
     n_threads: u64,
     last_sync_ns: u64,
@@ -86,7 +85,6 @@ impl WriterState {
             writer: None,
             path: None,
             failed: false,
-            items: Vec::with_capacity(1 << 14),
             n_events: 0,
             n_threads: 0,
             last_sync_ns: 0,
@@ -101,23 +99,60 @@ pub(crate) fn is_recording() -> bool {
     STATE.load(Ordering::Relaxed) == ON
 }
 
-/// Starts recording with `config`. Later calls do nothing.
+/// Starts recording with `config`. Only the first configuration counts.
+/// Recording may already run (see [`start_early`]): the configuration then
+/// applies from now on, and the trace file is created with it.
 pub fn start(config: Config) {
     let nested = !thread::enter();
-    start_guarded(config);
+    let spawn = config.writer_thread;
+    {
+        let mut slot = CONFIG.lock();
+        if slot.is_none() {
+            *slot = Some(config);
+        }
+    }
+    activate();
+    if spawn && WRITER_THREAD.lock().is_none() && is_recording() {
+        spawn_writer();
+    }
     if !nested {
         thread::leave();
     }
 }
 
-fn start_guarded(config: Config) {
-    let mut slot = CONFIG.lock();
-    if slot.is_some() || STATE.load(Ordering::Acquire) != OFF {
+/// Starts recording before the configuration is known: the preload
+/// library's hooks run before its constructor when other libraries'
+/// constructors allocate (libstdc++'s exception pool, for one). Events wait
+/// in the rings until [`start`] gives the output and starts the writer.
+pub fn start_early() {
+    let nested = !thread::enter();
+    activate();
+    if !nested {
+        thread::leave();
+    }
+}
+
+/// Stops recording for good and forgets what was recorded (the process
+/// asked for no trace, e.g. `MEMTRACE_DISABLE=1`, after recording had begun).
+pub fn abandon() {
+    let nested = !thread::enter();
+    STATE.store(DONE, Ordering::Release);
+    for ring in REGISTRY.lock().drain(..) {
+        ring.discard();
+    }
+    *WRITER.lock() = None;
+    if !nested {
+        thread::leave();
+    }
+}
+
+static ACTIVATED: AtomicBool = AtomicBool::new(false);
+
+/// Everything recording needs except the configuration and the writer: done once.
+fn activate() {
+    if ACTIVATED.swap(true, Ordering::AcqRel) {
         return;
     }
-    let spawn = config.writer_thread;
-    *slot = Some(config);
-    drop(slot);
     clock::source();
     SEQCST_IN_FLIGHT.store(!register_membarrier(), Ordering::Relaxed);
     *WRITER.lock() = Some(WriterState::new());
@@ -131,9 +166,12 @@ fn start_guarded(config: Config) {
         libc::atexit(finish_at_exit);
     }
     STATE.store(ON, Ordering::Release);
-    if spawn {
-        spawn_writer();
-    }
+}
+
+/// True before recording was ever started.
+#[inline(always)]
+pub(crate) fn never_started() -> bool {
+    STATE.load(Ordering::Relaxed) == OFF
 }
 
 extern "C" fn finish_at_exit() {
@@ -295,20 +333,18 @@ fn drain(ws: &mut WriterState, last: bool) {
         .iter()
         .map(|r| r.in_flight.0.load(Ordering::Acquire))
         .fold(now_ticks, u64::min);
-    let mut batches: Vec<(u32, Vec<ThreadItem>)> = Vec::new();
-    let mut closed = Vec::new();
-    for ring in &rings {
-        let was_closed = ring.closed.load(Ordering::Acquire);
-        ws.items.clear();
-        ring.drain(&mut ws.items);
-        if !ws.items.is_empty() {
-            batches.push((ring.tid, ws.items.clone()));
-        }
-        if was_closed {
-            closed.push(Arc::as_ptr(ring));
-        }
-    }
-    if ws.writer.is_none() && batches.is_empty() && !last {
+    // Where each ring stands now: items up to there are written this turn.
+    // Reading the positions before taking the stack nodes below makes every
+    // node an item refers to visible.
+    let marks: Vec<(bool, usize)> = rings
+        .iter()
+        .map(|r| (r.closed.load(Ordering::Acquire), r.published()))
+        .collect();
+    let nothing_new = rings
+        .iter()
+        .zip(&marks)
+        .all(|(r, &(_, until))| r.is_drained(until));
+    if ws.writer.is_none() && nothing_new && !last {
         return;
     }
     if ws.writer.is_none() {
@@ -338,17 +374,21 @@ fn drain(ws: &mut WriterState, last: bool) {
                 Side::Phase(p) => w.phase(p)?,
             }
         }
-        for (tid, items) in &batches {
-            for item in items {
-                match item {
-                    ThreadItem::Heap(_) => n_events += 1,
-                    ThreadItem::Start { .. } => n_threads += 1,
-                    ThreadItem::End { .. } => {}
+        for (ring, &(_, until)) in rings.iter().zip(&marks) {
+            ring.consume_until(until, |items| {
+                for item in items {
+                    match item {
+                        ThreadItem::Heap(_) => n_events += 1,
+                        ThreadItem::Start { .. } => n_threads += 1,
+                        ThreadItem::End { .. } => {}
+                    }
                 }
-            }
-            w.batch(*tid, items)?;
+                w.batch(ring.tid, items)
+            })?;
         }
         w.watermark(watermark)?;
+        // Compress only now that the rings' slots are free again.
+        w.seal_if_full()?;
         let now_ns = monotonic_ns();
         if now_ns - ws.last_sync_ns > 200_000_000 || last {
             w.clock_sync(ClockSync {
@@ -368,6 +408,13 @@ fn drain(ws: &mut WriterState, last: bool) {
     if let Err(e) = result {
         fail(ws, &format!("writing the trace failed: {e}"));
     }
+    // A ring closed before its positions were read is now empty for good.
+    let closed: Vec<*const Ring> = rings
+        .iter()
+        .zip(&marks)
+        .filter(|(_, &(was_closed, _))| was_closed)
+        .map(|(r, _)| Arc::as_ptr(r))
+        .collect();
     if !closed.is_empty() {
         REGISTRY
             .lock()
@@ -422,7 +469,8 @@ fn open_trace() -> io::Result<(Writer<TraceFile>, PathBuf)> {
         recorder: config.recorder,
         latency_measured: true,
     };
-    let mut writer = Writer::new(TraceFile::new(file)?, &header, Codec::Zstd(3))?;
+    let mut writer = Writer::new(TraceFile::new(file)?, &header, Codec::Zstd(1))?;
+    writer.set_auto_seal(false);
     writer.clock_sync(ClockSync {
         ticks: ticks(),
         mono_ns: monotonic_ns(),

@@ -19,7 +19,7 @@ use crate::session;
 use crate::spin::SpinLock;
 
 /// Items one thread can buffer before it waits for the writer.
-const RING_CAPACITY: usize = 1 << 14;
+const RING_CAPACITY: usize = 1 << 16;
 
 /// What the recorder keeps per thread.
 pub(crate) struct ThreadState {
@@ -28,12 +28,57 @@ pub(crate) struct ThreadState {
     /// Timestamp of the last item pushed: a lower bound for the next one.
     pub(crate) last_ts: u64,
     pub(crate) stacks: StackCache,
+    pub(crate) memo: memtrace_unwind::StackMemo,
+    /// Scratch space for one walk's frames.
+    pub(crate) frames: Box<[u64; crate::MAX_FRAMES]>,
+}
+
+/// The recorder's thread-local data, in one place so that a heap call
+/// looks its thread-local block up once.
+pub(crate) struct Tls {
+    /// True while this thread is inside the recorder (or is the writer).
+    guard: Cell<bool>,
+    state: Cell<*mut ThreadState>,
 }
 
 thread_local! {
-    /// True while this thread is inside the recorder (or is the writer).
-    static GUARD: Cell<bool> = const { Cell::new(false) };
-    static STATE: Cell<*mut ThreadState> = const { Cell::new(ptr::null_mut()) };
+    static TLS: Tls = const {
+        Tls { guard: Cell::new(false), state: Cell::new(ptr::null_mut()) }
+    };
+}
+
+/// This thread's block. The pointer stays valid while the thread lives (the
+/// thread-local has no destructor).
+#[inline(always)]
+pub(crate) fn tls() -> *const Tls {
+    TLS.with(|t| t as *const Tls)
+}
+
+impl Tls {
+    /// Sets the guard; false when it was already set (a nested call).
+    #[inline(always)]
+    pub(crate) fn enter(&self) -> bool {
+        !self.guard.replace(true)
+    }
+
+    /// Clears the guard.
+    #[inline(always)]
+    pub(crate) fn leave(&self) {
+        self.guard.set(false);
+    }
+
+    /// This thread's state, created on first use. Call with the guard set.
+    #[inline(always)]
+    pub(crate) fn state(&self) -> &'static mut ThreadState {
+        let p = self.state.get();
+        if !p.is_null() {
+            // SAFETY: the pointer was made by Box::into_raw in `create` and is
+            // used only by this thread, one call at a time (the guard forbids
+            // nesting).
+            return unsafe { &mut *p };
+        }
+        create()
+    }
 }
 
 /// Every ring that has items or may still get some.
@@ -42,37 +87,31 @@ pub(crate) static REGISTRY: SpinLock<Vec<Arc<Ring>>> = SpinLock::new(Vec::new())
 /// Sets the guard; false when it was already set (a nested call).
 #[inline(always)]
 pub(crate) fn enter() -> bool {
-    GUARD.with(|g| !g.replace(true))
+    TLS.with(Tls::enter)
 }
 
 /// True while this thread is inside the recorder: its allocations are the
 /// recorder's own.
 #[inline(always)]
 pub(crate) fn in_recorder() -> bool {
-    GUARD.with(Cell::get)
+    TLS.with(|t| t.guard.get())
 }
 
 /// Clears the guard.
 #[inline(always)]
 pub(crate) fn leave() {
-    GUARD.with(|g| g.set(false));
+    TLS.with(Tls::leave);
 }
 
 /// Marks this thread as the recorder's own for good (the writer thread).
 pub(crate) fn ignore_this_thread() {
-    GUARD.with(|g| g.set(true));
+    TLS.with(|t| t.guard.set(true));
 }
 
 /// This thread's state, created on first use. Call with the guard set.
 #[inline]
 pub(crate) fn current() -> &'static mut ThreadState {
-    let p = STATE.with(Cell::get);
-    if !p.is_null() {
-        // SAFETY: the pointer was made by Box::into_raw below and is used only
-        // by this thread, one call at a time (the guard forbids nesting).
-        return unsafe { &mut *p };
-    }
-    create()
+    TLS.with(|t| t.state())
 }
 
 #[cold]
@@ -87,8 +126,10 @@ fn create() -> &'static mut ThreadState {
         cached_head: 0,
         last_ts: 0,
         stacks: StackCache::new(),
+        memo: memtrace_unwind::StackMemo::new(),
+        frames: Box::new([0; crate::MAX_FRAMES]),
     }));
-    STATE.with(|s| s.set(state));
+    TLS.with(|t| t.state.set(state));
     register_exit_hook(state);
     // SAFETY: just created above; only this thread uses it.
     let state = unsafe { &mut *state };
@@ -105,14 +146,17 @@ pub(crate) fn push(state: &mut ThreadState, item: ThreadItem) {
     while !state.ring.push(item, &mut state.cached_head) {
         session::ring_full();
     }
-    if state.ring.len() > state.ring.capacity() / 2 {
+    // Wake the writer every half ring of items, without reading the
+    // writer's position (a cache line the writer owns).
+    let pushed = state.ring.pushed();
+    if pushed & (state.ring.capacity() / 2 - 1) == 0 {
         session::ring_half_full();
     }
 }
 
 /// Forgets this thread's state (in a forked child: the ring belongs to the parent).
 pub(crate) fn forget_current() {
-    STATE.with(|s| s.set(ptr::null_mut()));
+    TLS.with(|t| t.state.set(ptr::null_mut()));
 }
 
 fn gettid() -> u32 {
@@ -147,9 +191,11 @@ static KEY_LOCK: SpinLock<()> = SpinLock::new(());
 unsafe extern "C" fn thread_exit(value: *mut libc::c_void) {
     let nested = !enter();
     let state = value as *mut ThreadState;
-    if STATE.with(Cell::get) == state {
-        STATE.with(|s| s.set(ptr::null_mut()));
-    }
+    TLS.with(|t| {
+        if t.state.get() == state {
+            t.state.set(ptr::null_mut());
+        }
+    });
     // SAFETY: `value` is the Box pointer set in register_exit_hook, given back
     // once by glibc; no other reference to it remains in this thread.
     let mut state = unsafe { Box::from_raw(state) };

@@ -19,6 +19,18 @@ pub(crate) struct Regs {
     bp: u64,
 }
 
+impl Regs {
+    /// The stack pointer and frame pointer.
+    pub(crate) fn stack_regs(&self) -> (u64, u64) {
+        (self.sp, self.bp)
+    }
+
+    /// The same registers with another frame pointer.
+    pub(crate) fn with_bp(self, bp: u64) -> Regs {
+        Regs { bp, ..self }
+    }
+}
+
 /// Reads rip, rsp and rbp at this point of the function it is inlined into.
 #[inline(always)]
 pub(crate) fn capture_regs() -> Regs {
@@ -87,6 +99,18 @@ thread_local! {
 /// (reentrancy), its TLS is gone (thread exit), or `rsp` is not on this thread's stack.
 #[inline]
 pub(crate) fn walk(regs: Regs, skip: usize, out: &mut [u64]) -> Option<usize> {
+    walk_logged(regs, skip, out, None, false)
+}
+
+/// [`walk`], recording every stack word the unwinder read into `log`.
+#[inline]
+pub(crate) fn walk_logged(
+    regs: Regs,
+    skip: usize,
+    out: &mut [u64],
+    log: Option<&mut WordLog>,
+    poison_data: bool,
+) -> Option<usize> {
     if out.is_empty() {
         return Some(0);
     }
@@ -108,6 +132,7 @@ pub(crate) fn walk(regs: Regs, skip: usize, out: &mut [u64]) -> Option<usize> {
             // Everything from the captured rsp up to the top of the stack belongs to frames
             // that are still live (the capturing frame and its callers): it is mapped and
             // does not change while we walk it.
+            let poison = poison_data.then_some(modules);
             Some(unwind(
                 &modules.unwinder,
                 cache,
@@ -116,6 +141,8 @@ pub(crate) fn walk(regs: Regs, skip: usize, out: &mut [u64]) -> Option<usize> {
                 hi,
                 skip,
                 out,
+                log,
+                poison,
             ))
         })
         .ok()
@@ -159,7 +186,33 @@ fn query_stack_bounds() -> Option<(u64, u64)> {
     (ok && lo < hi).then_some((lo, hi))
 }
 
+/// The stack words one walk read, in order: with the same registers and
+/// the same words in memory, a walk gives the same frames.
+pub(crate) struct WordLog {
+    pub(crate) words: [(u64, u64); LOG_WORDS],
+    pub(crate) len: usize,
+    /// More words were read than fit.
+    pub(crate) overflow: bool,
+    /// The walk ended on a read outside the stack (not reproducible by a log).
+    pub(crate) failed_read: bool,
+}
+
+/// Words a memoizable walk may read.
+pub(crate) const LOG_WORDS: usize = 48;
+
+impl WordLog {
+    pub(crate) const fn new() -> Self {
+        WordLog {
+            words: [(0, 0); LOG_WORDS],
+            len: 0,
+            overflow: false,
+            failed_read: false,
+        }
+    }
+}
+
 /// The framehop walk proper. Reads only `[lo, hi)`.
+#[allow(clippy::too_many_arguments)]
 fn unwind(
     unwinder: &Unwinder,
     cache: &mut Cache,
@@ -168,14 +221,33 @@ fn unwind(
     hi: u64,
     mut skip: usize,
     out: &mut [u64],
+    mut log: Option<&mut WordLog>,
+    poison: Option<&modules::ModuleList>,
 ) -> usize {
     let mut read_stack = |addr: u64| -> Result<u64, ()> {
         if addr < lo || addr.checked_add(8).is_none_or(|end| end > hi) {
+            if let Some(log) = log.as_deref_mut() {
+                log.failed_read = true;
+            }
             return Err(());
         }
         // SAFETY: `[lo, hi)` is the live part of this thread's stack (see `walk`): mapped and
         // readable, and the 8 bytes at `addr` lie inside it.
-        Ok(unsafe { core::ptr::read_unaligned(addr as *const u64) })
+        let value = unsafe { core::ptr::read_unaligned(addr as *const u64) };
+        if let Some(log) = log.as_deref_mut() {
+            if log.len < LOG_WORDS {
+                log.words[log.len] = (addr, value);
+                log.len += 1;
+            } else {
+                log.overflow = true;
+            }
+        }
+        // A poisoned walk sees 0 for every word that is not a code address
+        // (saved frame pointers, spilled data): see memo.rs.
+        Ok(match poison {
+            Some(modules) if !modules.is_code(value) => 0,
+            _ => value,
+        })
     };
     if out.is_empty() {
         return 0;

@@ -61,8 +61,10 @@ compile_error!("memtrace-unwind supports only Linux x86_64");
 
 mod fast;
 mod libgcc;
+mod memo;
 mod modules;
 
+pub use memo::StackMemo;
 pub use modules::modules_changed;
 
 /// Frees the calling thread's unwinder cache; call it when the thread ends
@@ -110,6 +112,31 @@ pub fn backtrace_fast(skip: usize, out: &mut [u64]) -> usize {
             FALLBACKS.fetch_add(1, Ordering::Relaxed);
             let n = libgcc::walk(OWN_FRAMES + 1 + skip, out);
             core::hint::black_box(n)
+        }
+    }
+}
+
+/// Memoized fast path: the value `on_miss` derived from this stack's frames
+/// the last time the same stack was seen on this thread, or, when the stack
+/// changed, a fresh walk (same contract as [`backtrace_fast`], frames in
+/// `out`) passed to `on_miss`, whose result is memoized and returned.
+///
+/// Exact: a memoized value is returned only when the walk would read the
+/// very same stack words from the very same registers (see `memo.rs`).
+#[inline(never)]
+pub fn backtrace_memo(
+    skip: usize,
+    memo: &mut StackMemo,
+    out: &mut [u64],
+    mut on_miss: impl FnMut(&[u64]) -> u32,
+) -> u32 {
+    let regs = fast::capture_regs();
+    match memo::lookup_or_walk(regs, OWN_FRAMES + skip, memo, out, &mut on_miss) {
+        Some(value) => value,
+        None => {
+            FALLBACKS.fetch_add(1, Ordering::Relaxed);
+            let n = libgcc::walk(OWN_FRAMES + 1 + skip, out);
+            core::hint::black_box(on_miss(&out[..n]))
         }
     }
 }

@@ -24,9 +24,15 @@ pub(crate) struct ModuleList {
     seq: u64,
     /// framehop's view of the snapshot.
     pub(crate) unwinder: Unwinder,
-    /// Code address ranges of the modules in `unwinder` (for tests and debugging).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Address ranges of the modules in `unwinder`.
     pub(crate) ranges: Vec<Range<u64>>,
+}
+
+impl ModuleList {
+    /// True when `addr` lies in a module: it may be a return address.
+    pub(crate) fn is_code(&self, addr: u64) -> bool {
+        self.ranges.iter().any(|r| r.contains(&addr))
+    }
 }
 
 /// What `dl_iterate_phdr`'s callback fills in.
@@ -50,6 +56,13 @@ static SEQ: AtomicU64 = AtomicU64::new(0);
 /// reading it. Safe to call from several threads at once: the list built last wins.
 pub fn modules_changed() {
     publish(build());
+}
+
+/// Changes whenever a module list is built: memoized walks from an older
+/// generation are not trusted.
+#[inline]
+pub(crate) fn generation() -> u64 {
+    SEQ.load(Ordering::Acquire)
 }
 
 /// The current snapshot, building the first one if nobody has yet. `None` while another

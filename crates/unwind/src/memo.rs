@@ -1,0 +1,160 @@
+//! Memoized unwinding: a stack seen before costs a few compares, not a walk.
+//!
+//! A walk is a pure function of the starting registers (fixed `ip`, `sp`,
+//! `bp`), of the stack words it reads and of the modules' unwind tables. The
+//! memo keeps, per `(sp, bp)`, the words the last walk read and the value the
+//! caller derived from its frames (the recorder's stack id). If every word
+//! still holds the same value, a new walk would read the same words and find
+//! the same frames: the memoized value is returned exactly, without walking.
+//! A module list change (dlopen, dlclose) empties every memo.
+//!
+//! Optimised code keeps data in rbp, and frames save it on the stack, so the
+//! starting `bp` and the saved copies change from call to call without
+//! affecting the frames. After a walk, a second walk starts from `bp = 0` and
+//! sees 0 for every word that is not a code address. framehop's x86-64
+//! rules use `bp` and saved words only as addresses to read from; a walk
+//! that used them would read near address 0, outside the stack, and differ.
+//! When the second walk reads the same addresses and finds the same frames,
+//! only the code-address words (the return addresses) are kept for checking,
+//! and the entry holds for any `bp`. Otherwise every word and `bp` are checked.
+
+use crate::fast::{self, WordLog, LOG_WORDS};
+use crate::modules;
+
+const SLOTS: usize = 128;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    sp: u64,
+    bp: u64,
+    /// The walk did not depend on the starting `bp` (see `lookup_or_walk`).
+    any_bp: bool,
+    skip: usize,
+    generation: u64,
+    value: u32,
+    n_words: u8,
+    words: [(u64, u64); LOG_WORDS],
+}
+
+const EMPTY: Entry = Entry {
+    sp: 0,
+    bp: 0,
+    any_bp: false,
+    skip: usize::MAX,
+    generation: 0,
+    value: 0,
+    n_words: 0,
+    words: [(0, 0); LOG_WORDS],
+};
+
+/// One thread's memo of earlier walks. Create one per thread and pass it to
+/// [`crate::backtrace_memo`] on that thread only.
+pub struct StackMemo {
+    slots: Box<[Entry]>,
+    hits: u64,
+    misses: u64,
+}
+
+impl Default for StackMemo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StackMemo {
+    /// An empty memo (about 100 KiB).
+    pub fn new() -> Self {
+        StackMemo {
+            slots: vec![EMPTY; SLOTS].into_boxed_slice(),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    /// Walks answered from the memo, and walks done.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits, self.misses)
+    }
+}
+
+fn slot_of(sp: u64) -> usize {
+    let h = sp.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (h >> 57) as usize % SLOTS
+}
+
+/// Checks an entry against the current stack.
+#[inline]
+fn still_valid(e: &Entry, sp: u64, bp: u64, skip: usize, generation: u64) -> bool {
+    if e.sp != sp || (!e.any_bp && e.bp != bp) || e.skip != skip || e.generation != generation {
+        return false;
+    }
+    e.words[..e.n_words as usize].iter().all(|&(addr, value)| {
+        // SAFETY: `addr` was read by the walk that made this entry, which read
+        // only the live part of this thread's stack above that walk's `sp`.
+        // The current `sp` is the same, so `[sp, top)` is live now too and
+        // `addr` lies inside it.
+        unsafe { core::ptr::read_unaligned(addr as *const u64) == value }
+    })
+}
+
+/// The body of [`crate::backtrace_memo`]; `regs` were captured by it.
+#[inline]
+pub(crate) fn lookup_or_walk(
+    regs: fast::Regs,
+    skip: usize,
+    memo: &mut StackMemo,
+    out: &mut [u64],
+    on_miss: &mut dyn FnMut(&[u64]) -> u32,
+) -> Option<u32> {
+    let generation = modules::generation();
+    let (sp, bp) = regs.stack_regs();
+    let index = slot_of(sp);
+    if still_valid(&memo.slots[index], sp, bp, skip, generation) {
+        memo.hits += 1;
+        return Some(memo.slots[index].value);
+    }
+    memo.misses += 1;
+    let mut log = WordLog::new();
+    let n = fast::walk_logged(regs, skip, out, Some(&mut log), false)?;
+    let value = on_miss(&out[..n]);
+    if !log.overflow && !log.failed_read {
+        let mut poisoned_log = WordLog::new();
+        let mut again = [0u64; 128];
+        let limit = out.len().min(again.len());
+        let poisoned = fast::walk_logged(
+            regs.with_bp(0),
+            skip,
+            &mut again[..limit],
+            Some(&mut poisoned_log),
+            true,
+        );
+        let same_addresses = poisoned_log.len == log.len
+            && poisoned_log.words[..log.len]
+                .iter()
+                .zip(&log.words[..log.len])
+                .all(|(a, b)| a.0 == b.0);
+        let any_bp = poisoned == Some(n)
+            && again[..n] == out[..n]
+            && same_addresses
+            && !poisoned_log.failed_read
+            && !poisoned_log.overflow;
+        let e = &mut memo.slots[index];
+        e.sp = sp;
+        e.bp = bp;
+        e.any_bp = any_bp;
+        e.skip = skip;
+        e.generation = generation;
+        e.value = value;
+        let code = modules::current();
+        let mut kept = 0;
+        for &(addr, word) in &log.words[..log.len] {
+            // With `any_bp`, only the return addresses decide the frames.
+            if !any_bp || code.is_none_or(|m| m.is_code(word)) {
+                e.words[kept] = (addr, word);
+                kept += 1;
+            }
+        }
+        e.n_words = kept as u8;
+    }
+    Some(value)
+}
