@@ -68,8 +68,26 @@ impl Frame {
             "hashbrown::",
             "<hashbrown::",
         ];
+        // The allocator's own entry points, also when inlined into a caller
+        // (ld.so's calloc wrapper, say).
+        const ALLOCATOR_FUNCTIONS: &[&str] = &[
+            "malloc",
+            "calloc",
+            "realloc",
+            "reallocarray",
+            "free",
+            "posix_memalign",
+            "aligned_alloc",
+            "memalign",
+            "valloc",
+            "pvalloc",
+            "strdup",
+            "strndup",
+        ];
         let function = self.function.as_deref().unwrap_or("");
-        if FUNCTION_PREFIXES.iter().any(|p| function.starts_with(p)) {
+        if FUNCTION_PREFIXES.iter().any(|p| function.starts_with(p))
+            || ALLOCATOR_FUNCTIONS.contains(&function)
+        {
             return true;
         }
         let file = self.file.as_deref().unwrap_or("");
