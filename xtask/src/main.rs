@@ -1,5 +1,8 @@
 //! `cargo xtask`: project automation for memtrace.
 //!
+//! * `cargo xtask report` builds memtrace, records every bundled fixture and
+//!   writes their reports and `target/memtrace-report/summary.md`: the main
+//!   job, to run first.
 //! * `cargo xtask bench` measures the recorder against native runs, heaptrack
 //!   and valgrind on `fixtures/c/bench_alloc.c` and writes
 //!   `target/memtrace-report/bench.md`.
@@ -10,6 +13,7 @@
 
 mod bench;
 mod heaptrack;
+mod report;
 mod util;
 
 use std::process::ExitCode;
@@ -26,6 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Record every bundled fixture; write reports and summary.md.
+    Report,
     /// Recorder overhead vs native, heaptrack and valgrind; analysis times.
     Bench(bench::BenchArgs),
     /// Compare memtrace's totals with heaptrack's on the fixtures.
@@ -37,6 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::HeaptrackCheck => heaptrack::run(),
+        Command::Report => report::run(),
     };
     match result {
         Ok(code) => code,

@@ -22,6 +22,8 @@ pub struct Paths {
     pub bin: PathBuf,
     /// `target/memtrace-report/traces`: traces and heaptrack files.
     pub traces: PathBuf,
+    /// `target/release`: release binaries.
+    pub release: PathBuf,
     /// `target/release/memtrace`.
     pub memtrace: PathBuf,
 }
@@ -43,12 +45,14 @@ impl Paths {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let memtrace = target.join("release").join("memtrace");
+        let release = target.join("release");
+        let memtrace = release.join("memtrace");
         Ok(Paths {
             root,
             report,
             bin,
             traces,
+            release,
             memtrace,
         })
     }
@@ -91,16 +95,34 @@ fn target_dir(root: &Path) -> Result<PathBuf> {
 
 /// `cargo build --release -p memtrace` (output goes to the terminal).
 pub fn build_memtrace(paths: &Paths) -> Result<()> {
-    eprintln!("xtask: cargo build --release -p memtrace");
-    let status = Command::new(cargo())
-        .args(["build", "--release", "-p", "memtrace", "--manifest-path"])
-        .arg(paths.root.join("Cargo.toml"))
-        .status()
-        .context("cannot run cargo build")?;
-    if !status.success() {
-        bail!("cargo build --release -p memtrace failed ({status})");
+    build_release(paths, &["memtrace"])
+}
+
+/// `cargo build --release -p PACKAGE...` (output goes to the terminal);
+/// checks that `target/release/memtrace` exists afterwards when `memtrace` is
+/// one of the packages.
+pub fn build_release(paths: &Paths, packages: &[&str]) -> Result<()> {
+    let mut cmd = Command::new(cargo());
+    cmd.args(["build", "--release"]);
+    for p in packages {
+        cmd.args(["-p", p]);
     }
-    if !paths.memtrace.exists() {
+    cmd.arg("--manifest-path")
+        .arg(paths.root.join("Cargo.toml"));
+    let shown = format!(
+        "cargo build --release {}",
+        packages
+            .iter()
+            .map(|p| format!("-p {p}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    eprintln!("xtask: {shown}");
+    let status = cmd.status().context("cannot run cargo build")?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    if packages.contains(&"memtrace") && !paths.memtrace.exists() {
         bail!("the build produced no {}", paths.memtrace.display());
     }
     Ok(())
@@ -304,6 +326,8 @@ pub fn fmt_bytes(b: u64) -> String {
 pub struct Table {
     headers: Vec<String>,
     rows: Vec<Vec<String>>,
+    /// Columns aligned left besides the first (text rather than numbers).
+    left: Vec<usize>,
 }
 
 impl Table {
@@ -312,7 +336,13 @@ impl Table {
         Table {
             headers: headers.iter().map(|h| h.to_string()).collect(),
             rows: Vec::new(),
+            left: vec![0],
         }
+    }
+
+    /// Aligns these columns left as well as the first (for text columns).
+    pub fn align_left(&mut self, columns: &[usize]) {
+        self.left.extend_from_slice(columns);
     }
 
     /// Adds a row (missing cells print empty).
@@ -334,7 +364,8 @@ impl Table {
         row.get(i).cloned().unwrap_or_default()
     }
 
-    /// Aligned plain text: first column left, the others right.
+    /// Aligned plain text: the first column (and those of `align_left`) left,
+    /// the others right.
     pub fn text(&self) -> String {
         let w = self.widths();
         let mut out = String::new();
@@ -342,7 +373,7 @@ impl Table {
             let parts: Vec<String> = (0..w.len())
                 .map(|i| {
                     let c = self.cell(cells, i);
-                    if i == 0 {
+                    if self.left.contains(&i) {
                         format!("{c:<width$}", width = w[i])
                     } else {
                         format!("{c:>width$}", width = w[i])
@@ -380,7 +411,13 @@ impl Table {
                 .join(" | ")
         );
         let seps: Vec<&str> = (0..self.headers.len())
-            .map(|i| if i == 0 { "---" } else { "---:" })
+            .map(|i| {
+                if self.left.contains(&i) {
+                    "---"
+                } else {
+                    "---:"
+                }
+            })
             .collect();
         let _ = writeln!(out, "| {} |", seps.join(" | "));
         for r in &self.rows {

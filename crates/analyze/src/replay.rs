@@ -13,7 +13,7 @@ pub struct StackStats {
     pub bytes_allocated: u64,
     /// Usable bytes the allocator returned for them.
     pub usable_allocated: u64,
-    /// Blocks from this stack that were freed (by free or by a moving realloc).
+    /// Blocks from this stack that were freed (by free, or replaced by a realloc).
     pub n_freed: u64,
     /// Their bytes.
     pub bytes_freed: u64,

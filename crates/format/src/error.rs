@@ -35,7 +35,8 @@ impl fmt::Display for DecodeError {
             DecodeError::UnsupportedVersion(v) => {
                 write!(
                     f,
-                    "trace format version {v} is newer than this memtrace understands"
+                    "trace format version {v} is not the one this memtrace reads ({})",
+                    crate::VERSION
                 )
             }
             DecodeError::Truncated { offset } => {

@@ -221,7 +221,8 @@ pub struct HeapEvent {
     /// The function called.
     pub func: u8,
     /// Timestamp in ticks: after the call for allocations, before it for frees
-    /// and reallocs (so that cross-thread address reuse sorts correctly).
+    /// and reallocs, so that a block freed by one thread and reused by
+    /// another sorts free-first (up to the few-nanosecond skew of `rdtsc`).
     pub ts: u64,
     /// Ticks spent inside the real allocator (stored to within 3%: see
     /// [`quantize_latency`]).
@@ -603,7 +604,7 @@ pub(crate) fn decode_batch(
     items: &mut Vec<ThreadItem>,
 ) -> Result<u32, DecodeError> {
     let tid = cur.u32()?;
-    let n = cur.count(3)?;
+    let n = cur.count(2)?;
     items.reserve(n);
     let mut st = DeltaState::default();
     for _ in 0..n {

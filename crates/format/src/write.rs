@@ -110,6 +110,16 @@ impl<W: Write> Writer<W> {
         if nodes.is_empty() {
             return Ok(());
         }
+        let bad_parent = nodes
+            .iter()
+            .enumerate()
+            .any(|(i, &(parent, _))| u64::from(parent) >= u64::from(first_id) + i as u64);
+        if bad_parent {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a stack node's parent must have a smaller id",
+            ));
+        }
         put_u64(&mut self.payload, first_id.into());
         put_u64(&mut self.payload, nodes.len() as u64);
         for (i, &(parent, addr)) in nodes.iter().enumerate() {
@@ -121,7 +131,18 @@ impl<W: Write> Writer<W> {
     }
 
     /// A batch of one thread's items, in the order the thread produced them.
+    ///
+    /// Heap events whose `func` is not a [`crate::Func`] code are refused.
     pub fn batch(&mut self, tid: u32, items: &[ThreadItem]) -> io::Result<()> {
+        let unknown = items
+            .iter()
+            .any(|i| matches!(i, ThreadItem::Heap(e) if e.func().is_none()));
+        if unknown {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a heap event has an unknown function code",
+            ));
+        }
         // Keep each record well under the block limit.
         for chunk in items.chunks(1 << 16) {
             encode_batch(tid, chunk, &mut self.payload);
@@ -162,7 +183,7 @@ impl<W: Write> Writer<W> {
         put_u64(&mut self.payload, regions.len() as u64);
         for r in regions {
             put_u64(&mut self.payload, r.start);
-            put_u64(&mut self.payload, r.end - r.start);
+            put_u64(&mut self.payload, r.end.saturating_sub(r.start));
             self.payload.push(r.kind);
         }
         self.emit(tag::HEAP_REGIONS)

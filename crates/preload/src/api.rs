@@ -24,6 +24,12 @@ fn usable(ptr: *mut c_void) -> u64 {
     }
 }
 
+/// The page size (valloc and pvalloc align to it).
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u64 }
+}
+
 /// `malloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
@@ -134,7 +140,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 #[no_mangle]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
     let call = Call::begin_or_start();
-    // SAFETY: forwards to glibc, which validates the alignment.
+    // SAFETY: forwards to glibc's memalign, which rounds an invalid alignment up.
     let ptr = unsafe { __libc_memalign(align, size) };
     if let Some(call) = call {
         call.alloc(
@@ -173,7 +179,13 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
     // SAFETY: forwards to glibc.
     let ptr = unsafe { __libc_valloc(size) };
     if let Some(call) = call {
-        call.alloc(Func::Valloc, ptr as u64, size as u64, usable(ptr), 4096);
+        call.alloc(
+            Func::Valloc,
+            ptr as u64,
+            size as u64,
+            usable(ptr),
+            page_size(),
+        );
     }
     ptr
 }
@@ -185,7 +197,13 @@ pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
     // SAFETY: forwards to glibc.
     let ptr = unsafe { __libc_pvalloc(size) };
     if let Some(call) = call {
-        call.alloc(Func::Pvalloc, ptr as u64, size as u64, usable(ptr), 4096);
+        call.alloc(
+            Func::Pvalloc,
+            ptr as u64,
+            size as u64,
+            usable(ptr),
+            page_size(),
+        );
     }
     ptr
 }
@@ -277,6 +295,9 @@ pub unsafe extern "C" fn execve(
     envp: *const *const c_char,
 ) -> c_int {
     let f = next_symbol(&REAL_EXECVE, c"execve");
+    if f == 0 {
+        return exec_unavailable();
+    }
     // SAFETY: the caller passes a NULL-terminated environment.
     let env = unsafe { ExecEnv::prepare(envp) };
     // SAFETY: f is libc's execve.
@@ -291,6 +312,9 @@ pub unsafe extern "C" fn execvpe(
     envp: *const *const c_char,
 ) -> c_int {
     let f = next_symbol(&REAL_EXECVPE, c"execvpe");
+    if f == 0 {
+        return exec_unavailable();
+    }
     // SAFETY: the caller passes a NULL-terminated environment.
     let env = unsafe { ExecEnv::prepare(envp) };
     // SAFETY: f is libc's execvpe.
@@ -301,6 +325,9 @@ pub unsafe extern "C" fn execvpe(
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
     let f = next_symbol(&REAL_EXECVE, c"execve");
+    if f == 0 {
+        return exec_unavailable();
+    }
     // SAFETY: environ is the process's NULL-terminated environment.
     let env = unsafe { ExecEnv::prepare(environ) };
     // SAFETY: f is libc's execve; execv is execve with environ.
@@ -311,6 +338,9 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
     let f = next_symbol(&REAL_EXECVPE, c"execvpe");
+    if f == 0 {
+        return exec_unavailable();
+    }
     // SAFETY: environ is the process's NULL-terminated environment.
     let env = unsafe { ExecEnv::prepare(environ) };
     // SAFETY: f is libc's execvpe; execvp is execvpe with environ.
@@ -376,4 +406,11 @@ impl ExecEnv {
 
 extern "C" {
     static environ: *const *const c_char;
+}
+
+/// What an exec call returns when libc's own could not be found.
+fn exec_unavailable() -> c_int {
+    // SAFETY: sets this thread's errno.
+    unsafe { *libc::__errno_location() = libc::ENOSYS };
+    -1
 }

@@ -9,7 +9,7 @@ use memtrace_recorder::{Config, RecorderKind};
 extern "C" fn memtrace_preload_init() {
     // The library was loaded in a process that asked for no tracing
     // (`MEMTRACE_DISABLE=1`): interpose, forward, record nothing.
-    if std::env::var_os("MEMTRACE_DISABLE").is_some_and(|v| v == "1") {
+    if memtrace_recorder::disabled_by_env() {
         // Hooks may have started recording already: drop it.
         memtrace_recorder::abandon();
         return;

@@ -106,6 +106,12 @@ pub(crate) fn unwind_mode() -> UnwindMode {
     }
 }
 
+/// True when `MEMTRACE_DISABLE` is set to anything but empty or `0`: the
+/// program keeps running through the hooks, but nothing is recorded.
+pub fn disabled_by_env() -> bool {
+    std::env::var_os("MEMTRACE_DISABLE").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 /// Reads options shared by both front ends from the environment:
 /// `MEMTRACE_UNWIND=fast|libgcc` picks an unwinder other than the memoized one.
 pub fn read_env_options() {

@@ -385,6 +385,9 @@ fn drain(ws: &mut WriterState, last: bool) {
                 }
                 w.batch(ring.tid, items)
             })?;
+            // The ring's slots are free again: compress now if the block is full,
+            // so that blocks stay near their target size with many threads.
+            w.seal_if_full()?;
         }
         w.watermark(watermark)?;
         // Compress only now that the rings' slots are free again.

@@ -12,7 +12,7 @@ static PEAK_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Heap counters since the program started, readable at any time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Stats {
-    /// Allocations (a moving realloc counts as one).
+    /// Allocations (reallocs are not counted: they resize).
     pub n_allocs: u64,
     /// Deallocations.
     pub n_frees: u64,

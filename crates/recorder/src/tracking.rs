@@ -65,7 +65,7 @@ fn start_from_env() {
         START.store(NOT_STARTED, Ordering::Release);
         return;
     }
-    if std::env::var_os("MEMTRACE_DISABLE").is_none_or(|v| v.is_empty() || v == "0") {
+    if !crate::disabled_by_env() {
         crate::read_env_options();
         session::start(Config {
             output: std::env::var_os("MEMTRACE_OUTPUT").map(PathBuf::from),

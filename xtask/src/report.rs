@@ -1,0 +1,437 @@
+//! `cargo xtask report`: memtrace's main job on the bundled fixtures.
+//!
+//! Builds memtrace and the Rust fixture in release, compiles the C/C++
+//! fixtures, records each fixture (the C/C++ ones under `memtrace run`, the
+//! Rust one through its own tracking allocator with `MEMTRACE_OUTPUT`) and
+//! writes, under `target/memtrace-report/`:
+//!
+//! * `traces/<name>.trace`: the traces;
+//! * `<name>.txt` and `<name>.json`: `memtrace report` in text and JSON;
+//! * `summary.md`: one row per fixture (the same table is printed).
+//!
+//! The fixtures run with `target/memtrace-report` as their working directory
+//! and relative paths, so the commands in the table can be pasted there as
+//! they are. Any failing step (a build, a fixture exiting non-zero, a missing
+//! trace, a failing report) stops the task with an error.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::{self, Paths, Table};
+
+/// How a fixture gets its executable.
+enum Build {
+    /// Compiled from `fixtures/<source>` into `target/memtrace-report/bin`.
+    Compile {
+        compiler: &'static str,
+        flags: &'static [&'static str],
+        source: &'static str,
+    },
+    /// A binary of the cargo build, in `target/release`.
+    Cargo { bin: &'static str },
+}
+
+/// How a fixture is recorded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recorder {
+    /// `memtrace run -q -o TRACE -- PROGRAM ARGS` (the preload library).
+    Preload,
+    /// The program links the tracking allocator: `MEMTRACE_OUTPUT=TRACE PROGRAM ARGS`.
+    TrackingAllocator,
+}
+
+/// One fixture of the report.
+struct Fixture {
+    name: &'static str,
+    build: Build,
+    args: &'static [&'static str],
+    recorder: Recorder,
+}
+
+const FIXTURES: &[Fixture] = &[
+    Fixture {
+        name: "sites",
+        build: Build::Compile {
+            compiler: "cc",
+            flags: &["-O0", "-g", "-pthread"],
+            source: "c/sites.c",
+        },
+        args: &[],
+        recorder: Recorder::Preload,
+    },
+    Fixture {
+        name: "vector",
+        build: Build::Compile {
+            compiler: "g++",
+            flags: &["-O0", "-g", "-pthread"],
+            source: "cpp/vector.cpp",
+        },
+        args: &[],
+        recorder: Recorder::Preload,
+    },
+    Fixture {
+        name: "bench_alloc",
+        build: Build::Compile {
+            compiler: "gcc",
+            flags: &["-O2", "-g", "-pthread"],
+            source: "c/bench_alloc.c",
+        },
+        args: &["1000000", "1"],
+        recorder: Recorder::Preload,
+    },
+    Fixture {
+        name: "rust_sites",
+        build: Build::Cargo { bin: "rust_sites" },
+        args: &[],
+        recorder: Recorder::TrackingAllocator,
+    },
+];
+
+/// What the columns mean (in `summary.md`).
+const LEGEND: &str = "Sizes are exact byte counts. calls: allocator calls (`totals.events`); \
+     allocations and frees: blocks allocated and released (a realloc both frees and allocates); \
+     peak heap: most live bytes at once; top site: `sites[0]` of the JSON report (most bytes \
+     allocated), file relative to the workspace; B/event: trace size / calls. The totals \
+     include what libc and libstdc++ allocate for themselves (pthread DTVs, libstdc++'s \
+     exception pool at load time, which is vector's top site `call_init`), so they exceed the \
+     per-site answers of `fixtures/README.md`.";
+
+/// The cargo packages built in release.
+const PACKAGES: &[&str] = &["memtrace", "memtrace-fixtures-rust"];
+
+/// What one fixture gave.
+struct Outcome {
+    name: &'static str,
+    /// The command that recorded the trace, as run in `target/memtrace-report`.
+    command: String,
+    trace: PathBuf,
+    trace_bytes: u64,
+    text: PathBuf,
+    json: PathBuf,
+    /// `memtrace report --format json`, parsed.
+    report: serde_json::Value,
+}
+
+/// Runs `cargo xtask report`.
+pub fn run() -> Result<ExitCode> {
+    let paths = Paths::locate()?;
+    remove_outputs(&paths)?;
+
+    util::build_release(&paths, PACKAGES)?;
+    let mut exes = Vec::new();
+    for f in FIXTURES {
+        let exe = match &f.build {
+            Build::Compile {
+                compiler,
+                flags,
+                source,
+            } => util::compile(&paths, compiler, flags, source, f.name)
+                .with_context(|| format!("fixture {}: compiling failed", f.name))?,
+            Build::Cargo { bin } => {
+                let exe = paths.release.join(bin);
+                if !exe.exists() {
+                    bail!(
+                        "fixture {}: the build produced no {}",
+                        f.name,
+                        exe.display()
+                    );
+                }
+                exe
+            }
+        };
+        exes.push(exe);
+    }
+
+    let start = Instant::now();
+    let mut outcomes = Vec::new();
+    for (f, exe) in FIXTURES.iter().zip(&exes) {
+        let outcome = record_and_report(&paths, f, exe)
+            .with_context(|| format!("fixture {} failed", f.name))?;
+        outcomes.push(outcome);
+    }
+    let elapsed = start.elapsed();
+
+    let table = summary_table(&paths, &outcomes)?;
+    let notes = notes(&outcomes);
+    let charts = write_charts(&paths, &outcomes)?;
+
+    let summary = paths.report.join("summary.md");
+    let mut md = String::from("# memtrace on the bundled fixtures\n\n");
+    let _ = writeln!(
+        md,
+        "Written by `cargo xtask report`. The commands ran in `{}`; `memtrace` \
+         there is `{}`. Expected values per site are in `fixtures/README.md`.\n",
+        paths.report.display(),
+        paths.memtrace.display()
+    );
+    md.push_str(&table.markdown());
+    let _ = writeln!(md, "\n{LEGEND}");
+    if !notes.is_empty() {
+        md.push('\n');
+        for n in &notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    md.push_str("\nFiles:\n\n");
+    for o in &outcomes {
+        let _ = writeln!(
+            md,
+            "- {}: `{}`, `{}`, `{}`",
+            o.name,
+            rel(&paths.report, &o.trace),
+            rel(&paths.report, &o.text),
+            rel(&paths.report, &o.json)
+        );
+    }
+    for c in &charts {
+        let _ = writeln!(md, "- chart: `{}`", rel(&paths.report, c));
+    }
+    std::fs::write(&summary, md).with_context(|| format!("cannot write {}", summary.display()))?;
+
+    println!();
+    print!("{}", table.text());
+    for n in &notes {
+        println!("note: {n}");
+    }
+    println!(
+        "\nrecorded and reported {} fixtures in {}",
+        outcomes.len(),
+        util::fmt_secs(elapsed.as_secs_f64())
+    );
+    println!("written:");
+    println!("  {}", summary.display());
+    for o in &outcomes {
+        for p in [&o.text, &o.json, &o.trace] {
+            println!("  {}", p.display());
+        }
+    }
+    for c in &charts {
+        println!("  {}", c.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Removes what an earlier run wrote (memtrace never overwrites a trace, and
+/// a failed run must not leave an old summary that looks current).
+fn remove_outputs(paths: &Paths) -> Result<()> {
+    util::remove_file(&paths.report.join("summary.md"))?;
+    for f in FIXTURES {
+        util::remove_file(&trace_path(paths, f))?;
+        util::remove_file(&paths.report.join(format!("{}.txt", f.name)))?;
+        util::remove_file(&paths.report.join(format!("{}.json", f.name)))?;
+    }
+    Ok(())
+}
+
+fn trace_path(paths: &Paths, f: &Fixture) -> PathBuf {
+    paths.traces.join(format!("{}.trace", f.name))
+}
+
+/// Records one fixture and writes its text and JSON reports.
+fn record_and_report(paths: &Paths, f: &Fixture, exe: &Path) -> Result<Outcome> {
+    let trace = trace_path(paths, f);
+    let trace_rel = rel(&paths.report, &trace);
+    let exe_rel = rel(&paths.report, exe);
+
+    // Run with absolute program paths (a relative program together with
+    // current_dir is platform-specific) but show the command as it reads in
+    // target/memtrace-report: the arguments are relative to it.
+    let (mut cmd, shown) = match f.recorder {
+        Recorder::Preload => {
+            let mut cmd = Command::new(&paths.memtrace);
+            cmd.args(["run", "-q", "-o", &trace_rel, "--", &exe_rel])
+                .args(f.args);
+            let mut shown = Command::new(rel(&paths.report, &paths.memtrace));
+            shown
+                .args(["run", "-q", "-o", &trace_rel, "--", &exe_rel])
+                .args(f.args);
+            (cmd, shown)
+        }
+        Recorder::TrackingAllocator => {
+            let mut cmd = Command::new(exe);
+            cmd.args(f.args).env("MEMTRACE_OUTPUT", &trace_rel);
+            let mut shown = Command::new(&exe_rel);
+            shown.args(f.args).env("MEMTRACE_OUTPUT", &trace_rel);
+            (cmd, shown)
+        }
+    };
+    cmd.current_dir(&paths.report);
+    let command = util::show(&shown);
+    eprintln!("xtask: (in {}) {command}", paths.report.display());
+    let run = util::measure(&mut cmd)?;
+    if !run.status.success() {
+        bail!(
+            "`{command}` exited with {}; stderr:\n{}",
+            run.status,
+            tail(&run.stderr)
+        );
+    }
+    if !trace.exists() {
+        bail!(
+            "`{command}` wrote no trace {}; stderr:\n{}",
+            trace.display(),
+            tail(&run.stderr)
+        );
+    }
+    let trace_bytes = util::file_size(&trace)?;
+
+    let text = paths.report.join(format!("{}.txt", f.name));
+    let json = paths.report.join(format!("{}.json", f.name));
+    let report_text = memtrace_report(paths, &trace, &[])?;
+    std::fs::write(&text, &report_text)
+        .with_context(|| format!("cannot write {}", text.display()))?;
+    let report_json = memtrace_report(paths, &trace, &["--format", "json"])?;
+    std::fs::write(&json, &report_json)
+        .with_context(|| format!("cannot write {}", json.display()))?;
+    let report: serde_json::Value = serde_json::from_str(&report_json)
+        .with_context(|| format!("memtrace report printed invalid JSON for {}", f.name))?;
+
+    Ok(Outcome {
+        name: f.name,
+        command,
+        trace,
+        trace_bytes,
+        text,
+        json,
+        report,
+    })
+}
+
+/// `memtrace report [ARGS] TRACE`'s stdout; fails unless it exits 0.
+fn memtrace_report(paths: &Paths, trace: &Path, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new(&paths.memtrace);
+    cmd.arg("report").args(args).arg(trace);
+    util::output(&mut cmd).context("memtrace report failed")
+}
+
+/// The last lines of a program's stderr, for error messages.
+fn tail(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let start = lines.len().saturating_sub(15);
+    if lines.is_empty() {
+        "(empty)".to_string()
+    } else {
+        lines[start..].join("\n")
+    }
+}
+
+/// `path` relative to `base` (`x`), to `base`'s parent (`../x`), or whole.
+fn rel(base: &Path, path: &Path) -> String {
+    if let Ok(p) = path.strip_prefix(base) {
+        return p.display().to_string();
+    }
+    if let Some(parent) = base.parent() {
+        if let Ok(p) = path.strip_prefix(parent) {
+            return format!("../{}", p.display());
+        }
+    }
+    path.display().to_string()
+}
+
+/// The table of `summary.md` and stdout: one row per fixture.
+fn summary_table(paths: &Paths, outcomes: &[Outcome]) -> Result<Table> {
+    let mut table = Table::new(&[
+        "fixture",
+        "calls",
+        "allocations",
+        "frees",
+        "bytes allocated",
+        "peak heap",
+        "unfreed at exit",
+        "top site",
+        "trace size",
+        "B/event",
+        "command",
+    ]);
+    table.align_left(&[6, 7, 10]);
+    for o in outcomes {
+        let t = &o.report["totals"];
+        let get = |k: &str| {
+            t[k].as_u64()
+                .with_context(|| format!("{}: memtrace report JSON has no totals.{k}", o.name))
+        };
+        let events = get("events")?;
+        let per_event = if events == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}", o.trace_bytes as f64 / events as f64)
+        };
+        table.row(vec![
+            o.name.to_string(),
+            events.to_string(),
+            get("allocations")?.to_string(),
+            get("frees")?.to_string(),
+            get("bytes_allocated")?.to_string(),
+            get("peak_bytes")?.to_string(),
+            format!(
+                "{} in {} blocks",
+                get("unfreed_bytes")?,
+                get("unfreed_blocks")?
+            ),
+            top_site(&paths.root, &o.report),
+            o.trace_bytes.to_string(),
+            per_event,
+            o.command.clone(),
+        ]);
+    }
+    Ok(table)
+}
+
+/// `function file:line` of `sites[0]`, the file relative to the workspace.
+fn top_site(root: &Path, report: &serde_json::Value) -> String {
+    let site = &report["sites"][0];
+    if site.is_null() {
+        return "-".to_string();
+    }
+    let function = site["function"].as_str().unwrap_or("?");
+    match (site["file"].as_str(), site["line"].as_u64()) {
+        (Some(file), Some(line)) => {
+            let file = Path::new(file)
+                .strip_prefix(root)
+                .map_or_else(|_| file.to_string(), |p| p.display().to_string());
+            format!("{function} {file}:{line}")
+        }
+        _ => {
+            let module = site["module"]
+                .as_str()
+                .map(|m| m.rsplit('/').next().unwrap_or(m))
+                .unwrap_or("?");
+            format!("{function} ({module})")
+        }
+    }
+}
+
+/// Things worth a look: incomplete traces, warnings in the reports.
+fn notes(outcomes: &[Outcome]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for o in outcomes {
+        let trace = &o.report["trace"];
+        if trace["complete"].as_bool() != Some(true) {
+            notes.push(format!(
+                "{}: trace is not complete (status {})",
+                o.name, trace["status"]
+            ));
+        }
+        for w in o.report["warnings"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            let w = w.as_str().map_or_else(|| w.to_string(), str::to_string);
+            notes.push(format!("{}: {w}", o.name));
+        }
+    }
+    notes
+}
+
+/// SVG charts of the reports (heap over time, sizes, top sites): a later
+/// issue. They will be drawn here from each outcome's JSON report and written
+/// beside `summary.md`; the returned paths are listed in the summary and on
+/// stdout. For now there are none.
+fn write_charts(_paths: &Paths, _outcomes: &[Outcome]) -> Result<Vec<PathBuf>> {
+    Ok(Vec::new())
+}
