@@ -69,7 +69,19 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads an unsigned LEB128 varint of at most 10 bytes.
+    #[inline]
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        // Fast path: one-byte values, the most common ones.
+        if let Some(&b) = self.bytes.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.u64_slow()
+    }
+
+    fn u64_slow(&mut self) -> Result<u64, DecodeError> {
         let mut value = 0u64;
         for shift in (0..70).step_by(7) {
             let byte = self.u8()?;

@@ -6,14 +6,18 @@
 //! the recorder buffered between two watermarks.
 
 use std::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::io::Read;
 
 use crate::block::{read_block, read_preamble};
 use crate::codec::Cursor;
 use crate::error::DecodeError;
 use crate::record::{
-    decode_batch, tag, ClockSync, Header, HeapEvent, Module, Phase, Region, ThreadItem, Trailer,
+    decode_batch_head, decode_batch_items, tag, ClockSync, Header, HeapEvent, Module, Phase,
+    Region, ThreadItem, Trailer,
 };
 use crate::stacks::StackTable;
 
@@ -144,14 +148,13 @@ pub struct Reader<R: Read> {
     clock: Clock,
     thread_names: HashMap<u32, String>,
     notes: Vec<String>,
-    threads: HashMap<u32, VecDeque<ThreadItem>>,
+    threads: FxHashMap<u32, VecDeque<ThreadItem>>,
     heads: BinaryHeap<Reverse<(u64, u32)>>,
     others: BinaryHeap<Reverse<(u64, u64)>>,
-    other_events: HashMap<u64, Event>,
+    other_events: FxHashMap<u64, Event>,
     n_others: u64,
     watermark: u64,
     end: Completeness,
-    batch_items: Vec<ThreadItem>,
 }
 
 impl<R: Read> Reader<R> {
@@ -180,14 +183,13 @@ impl<R: Read> Reader<R> {
             clock: Clock::default(),
             thread_names: HashMap::new(),
             notes: Vec::new(),
-            threads: HashMap::new(),
+            threads: FxHashMap::default(),
             heads: BinaryHeap::new(),
             others: BinaryHeap::new(),
-            other_events: HashMap::new(),
+            other_events: FxHashMap::default(),
             n_others: 0,
             watermark: 0,
             end: Completeness::Reading,
-            batch_items: Vec::new(),
         };
         let next = read_block(&mut reader.src, 12, &mut reader.stored, &mut reader.raw)?;
         let Some(next) = next else {
@@ -277,15 +279,19 @@ impl<R: Read> Reader<R> {
             self.others.pop();
             return self.other_events.remove(&key);
         }
-        let Reverse((ts, tid)) = *self.heads.peek()?;
+        let mut top = self.heads.peek_mut()?;
+        let Reverse((ts, tid)) = *top;
         if ts >= self.watermark {
             return None;
         }
-        self.heads.pop();
         let queue = self.threads.get_mut(&tid)?;
         let item = queue.pop_front()?;
-        if let Some(next) = queue.front() {
-            self.heads.push(Reverse((next.ts(), tid)));
+        // Replacing the top sifts once, cheaper than a pop and a push.
+        match queue.front() {
+            Some(next) => *top = Reverse((next.ts(), tid)),
+            None => {
+                PeekMut::pop(top);
+            }
         }
         Some(match item {
             ThreadItem::Heap(event) => Event::Heap { tid, event },
@@ -367,22 +373,18 @@ impl<R: Read> Reader<R> {
                     }
                 }
                 tag::BATCH => {
-                    self.batch_items.clear();
-                    let tid = decode_batch(&mut p, &mut self.batch_items)?;
+                    let (tid, n) = decode_batch_head(&mut p)?;
                     let n_stacks = self.stacks.len() as u32;
                     let queue = self.threads.entry(tid).or_default();
                     let was_empty = queue.is_empty();
-                    for item in &self.batch_items {
-                        if let ThreadItem::Heap(e) = item {
-                            if e.stack >= n_stacks {
-                                return Err(DecodeError::Malformed(format!(
-                                    "event refers to unknown stack {}",
-                                    e.stack
-                                )));
-                            }
-                        }
+                    queue.reserve(n);
+                    let before = queue.len();
+                    let decoded =
+                        decode_batch_items(&mut p, n, n_stacks, |item| queue.push_back(item));
+                    if let Err(e) = decoded {
+                        queue.truncate(before);
+                        return Err(e);
                     }
-                    queue.extend(self.batch_items.iter().copied());
                     if was_empty {
                         if let Some(front) = queue.front() {
                             self.heads.push(Reverse((front.ts(), tid)));

@@ -599,13 +599,21 @@ pub(crate) fn encode_batch(tid: u32, items: &[ThreadItem], out: &mut Vec<u8>) {
 }
 
 /// Decodes a batch payload into `items`; returns the thread id.
-pub(crate) fn decode_batch(
-    cur: &mut Cursor,
-    items: &mut Vec<ThreadItem>,
-) -> Result<u32, DecodeError> {
+pub(crate) fn decode_batch_head(cur: &mut Cursor) -> Result<(u32, usize), DecodeError> {
     let tid = cur.u32()?;
     let n = cur.count(2)?;
-    items.reserve(n);
+    Ok((tid, n))
+}
+
+/// Decodes the `n` items of a batch (after [`decode_batch_head`]), handing
+/// each to `push`; a heap event whose stack id is not below `n_stacks` is an
+/// error.
+pub(crate) fn decode_batch_items(
+    cur: &mut Cursor,
+    n: usize,
+    n_stacks: u32,
+    mut push: impl FnMut(ThreadItem),
+) -> Result<(), DecodeError> {
     let mut st = DeltaState::default();
     for _ in 0..n {
         let code = cur.u8()?;
@@ -650,9 +658,17 @@ pub(crate) fn decode_batch(
                 ThreadItem::Heap(e)
             }
         };
-        items.push(item);
+        if let ThreadItem::Heap(e) = &item {
+            if e.stack >= n_stacks {
+                return Err(DecodeError::Malformed(format!(
+                    "event refers to unknown stack {}",
+                    e.stack
+                )));
+            }
+        }
+        push(item);
     }
-    Ok(tid)
+    Ok(())
 }
 
 #[cfg(test)]
