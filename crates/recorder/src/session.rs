@@ -472,7 +472,16 @@ fn open_trace() -> io::Result<(Writer<TraceFile>, PathBuf)> {
         recorder: config.recorder,
         latency_measured: true,
     };
-    let mut writer = Writer::new(TraceFile::new(file)?, &header, Codec::Zstd(1))?;
+    // MEMTRACE_COMPRESSION: zstd level (default 1), 0 for none.
+    let codec = match std::env::var("MEMTRACE_COMPRESSION")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(0) => Codec::Raw,
+        Some(level) => Codec::Zstd(level),
+        None => Codec::Zstd(1),
+    };
+    let mut writer = Writer::new(TraceFile::new(file)?, &header, codec)?;
     writer.set_auto_seal(false);
     writer.clock_sync(ClockSync {
         ticks: ticks(),
