@@ -101,3 +101,72 @@ fn underscore_exit_loses_nothing() {
     assert_eq!(num(s, "allocations"), 5);
     assert_eq!(num(s, "unfreed_bytes"), 5 * 333);
 }
+
+/// Traces in `dir` other than `keep`.
+fn other_traces(dir: &std::path::Path, keep: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".trace") && n != keep)
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn children_are_traced_unless_no_follow() {
+    // sh runs /bin/true as a child process (fork + exec).
+    let script = "/bin/true; /bin/true";
+    let dir = scratch("follow");
+    let out = record(&dir, "sh.trace", &["sh", "-c", script]);
+    assert!(out.status.success());
+    let children = other_traces(&dir, "sh.trace");
+    assert_eq!(children.len(), 2, "{children:?}");
+    assert!(
+        children.iter().all(|n| n.starts_with("memtrace.true.")),
+        "{children:?}"
+    );
+    for name in &children {
+        assert_eq!(report_json(&dir.join(name))["trace"]["complete"], true);
+    }
+
+    let dir = scratch("no-follow");
+    let out = memtrace()
+        .current_dir(&dir)
+        .args([
+            "run",
+            "-q",
+            "--no-follow",
+            "-o",
+            "sh.trace",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(dir.join("sh.trace").exists());
+    assert_eq!(other_traces(&dir, "sh.trace"), Vec::<String>::new());
+}
+
+#[test]
+fn a_vfork_style_spawn_leaves_the_parent_recording() {
+    let dir = scratch("spawn");
+    let exe = build(&dir);
+    let out = record(&dir, "p.trace", &[exe.to_str().unwrap(), "spawn"]);
+    assert!(out.status.success());
+    let report = report_json(&dir.join("p.trace"));
+    assert_eq!(report["trace"]["complete"], true);
+    let s = site(&report, "after_spawn_site");
+    assert_eq!(num(s, "allocations"), 7);
+    assert_eq!(num(s, "bytes_allocated"), 7 * 444);
+    // Each /bin/true has its own trace.
+    let children = other_traces(&dir, "p.trace");
+    assert_eq!(children.len(), 2, "{children:?}");
+    assert!(
+        children.iter().all(|c| c.starts_with("memtrace.true.")),
+        "{children:?}"
+    );
+}

@@ -5,9 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use memtrace_analyze::replay::HeapReplay;
-use memtrace_analyze::report::{self, Report, ReportInput, TextOptions};
-use memtrace_analyze::symbols::Symbols;
+use memtrace_analyze::report::{self, Report, TextOptions};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -36,18 +34,7 @@ pub struct ReportArgs {
 
 /// Reads a trace and builds its heap report.
 pub fn load_report(path: &Path) -> Result<Report> {
-    let mut reader = memtrace_analyze::open(path).with_context(|| format!("{}", path.display()))?;
-    let replay = HeapReplay::from_reader(&mut reader, 1000)
-        .with_context(|| format!("{}", path.display()))?;
-    let mut symbols = Symbols::new(reader.modules());
-    let input = ReportInput {
-        header: reader.header(),
-        completeness: reader.completeness(),
-        notes: reader.notes(),
-        stacks: reader.stacks(),
-        clock: reader.clock(),
-    };
-    Ok(report::build(&input, &replay, &mut symbols))
+    report::from_file(path).with_context(|| format!("{}", path.display()))
 }
 
 /// Runs `memtrace report`.

@@ -360,6 +360,21 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
     }
 }
 
+/// Reads a trace file and builds its report (a timeline of at most 1000 points).
+pub fn from_file(path: &std::path::Path) -> Result<Report, memtrace_format::DecodeError> {
+    let mut reader = crate::open(path)?;
+    let replay = HeapReplay::from_reader(&mut reader, 1000)?;
+    let mut symbols = Symbols::new(reader.modules());
+    let input = ReportInput {
+        header: reader.header(),
+        completeness: reader.completeness(),
+        notes: reader.notes(),
+        stacks: reader.stacks(),
+        clock: reader.clock(),
+    };
+    Ok(build(&input, &replay, &mut symbols))
+}
+
 /// How much of the report to print.
 #[derive(Debug, Clone, Copy)]
 pub struct TextOptions {

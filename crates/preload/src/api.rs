@@ -285,6 +285,28 @@ type ExecveFn =
 static REAL_EXECVE: AtomicUsize = AtomicUsize::new(0);
 static REAL_EXECVPE: AtomicUsize = AtomicUsize::new(0);
 
+/// Finishes this image's trace and calls libc's `name` (an execve-shaped
+/// function, cached in `real`) with the environment passed on.
+///
+/// # Safety
+/// `file` and `argv` as for execve; `envp` a NULL-terminated environment.
+unsafe fn exec_through(
+    real: &AtomicUsize,
+    name: &CStr,
+    file: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    let f = next_symbol(real, name);
+    if f == 0 {
+        return exec_unavailable();
+    }
+    // SAFETY: the caller passes a NULL-terminated environment.
+    let env = unsafe { ExecEnv::prepare(envp) };
+    // SAFETY: f is libc's `name`, whose type is ExecveFn.
+    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(file, argv, env.as_ptr(envp)) }
+}
+
 /// `execve(2)`: the image is about to be replaced without running atexit
 /// handlers, so this trace is finished first. If the exec fails, the process
 /// goes on untraced.
@@ -294,14 +316,8 @@ pub unsafe extern "C" fn execve(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    let f = next_symbol(&REAL_EXECVE, c"execve");
-    if f == 0 {
-        return exec_unavailable();
-    }
-    // SAFETY: the caller passes a NULL-terminated environment.
-    let env = unsafe { ExecEnv::prepare(envp) };
-    // SAFETY: f is libc's execve.
-    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(path, argv, env.as_ptr(envp)) }
+    // SAFETY: the caller's arguments, as execve takes them.
+    unsafe { exec_through(&REAL_EXECVE, c"execve", path, argv, envp) }
 }
 
 /// `execvpe(3)`: as `execve`.
@@ -311,40 +327,22 @@ pub unsafe extern "C" fn execvpe(
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> c_int {
-    let f = next_symbol(&REAL_EXECVPE, c"execvpe");
-    if f == 0 {
-        return exec_unavailable();
-    }
-    // SAFETY: the caller passes a NULL-terminated environment.
-    let env = unsafe { ExecEnv::prepare(envp) };
-    // SAFETY: f is libc's execvpe.
-    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(file, argv, env.as_ptr(envp)) }
+    // SAFETY: the caller's arguments, as execvpe takes them.
+    unsafe { exec_through(&REAL_EXECVPE, c"execvpe", file, argv, envp) }
 }
 
-/// `execv(3)`: as `execve`.
+/// `execv(3)`: `execve` with `environ`.
 #[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
-    let f = next_symbol(&REAL_EXECVE, c"execve");
-    if f == 0 {
-        return exec_unavailable();
-    }
     // SAFETY: environ is the process's NULL-terminated environment.
-    let env = unsafe { ExecEnv::prepare(environ) };
-    // SAFETY: f is libc's execve; execv is execve with environ.
-    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(path, argv, env.as_ptr(environ)) }
+    unsafe { exec_through(&REAL_EXECVE, c"execve", path, argv, environ) }
 }
 
-/// `execvp(3)`: as `execve`.
+/// `execvp(3)`: `execvpe` with `environ`.
 #[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
-    let f = next_symbol(&REAL_EXECVPE, c"execvpe");
-    if f == 0 {
-        return exec_unavailable();
-    }
     // SAFETY: environ is the process's NULL-terminated environment.
-    let env = unsafe { ExecEnv::prepare(environ) };
-    // SAFETY: f is libc's execvpe; execvp is execvpe with environ.
-    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(file, argv, env.as_ptr(environ)) }
+    unsafe { exec_through(&REAL_EXECVPE, c"execvpe", file, argv, environ) }
 }
 
 /// The environment given to the next image: the caller's, with the trace

@@ -27,6 +27,7 @@
 mod call;
 mod clock;
 mod intern;
+mod maps;
 mod modules;
 mod ring;
 mod session;

@@ -16,7 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +60,21 @@ static KNOWN_MODULES: SpinLock<Vec<(String, u64)>> = SpinLock::new(Vec::new());
 static WRITER_THREAD: SpinLock<Option<std::thread::Thread>> = SpinLock::new(None);
 static STOP_WRITER: AtomicBool = AtomicBool::new(false);
 static SEQCST_IN_FLIGHT: AtomicBool = AtomicBool::new(true);
+/// The process whose trace the session's state belongs to. A child made by
+/// `vfork` (which shares our memory) or by a raw `clone` (which runs no
+/// `pthread_atfork` handler) has another pid and must not touch that state.
+static SESSION_PID: AtomicU32 = AtomicU32::new(0);
+
+fn getpid() -> u32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() as u32 }
+}
+
+/// False in a child that shares or copied our state without the fork
+/// handlers: a `vfork` child about to `exec`, or a raw `clone`.
+fn in_session_process() -> bool {
+    getpid() == SESSION_PID.load(Ordering::Relaxed)
+}
 
 /// Records that are not per-thread heap events.
 enum Side {
@@ -77,6 +92,8 @@ struct WriterState {
     n_threads: u64,
     last_sync_ns: u64,
     last_seal_ns: u64,
+    last_maps_ns: u64,
+    last_regions: Vec<memtrace_format::Region>,
 }
 
 impl WriterState {
@@ -89,6 +106,8 @@ impl WriterState {
             n_threads: 0,
             last_sync_ns: 0,
             last_seal_ns: 0,
+            last_maps_ns: 0,
+            last_regions: Vec::new(),
         }
     }
 }
@@ -153,6 +172,7 @@ fn activate() {
     if ACTIVATED.swap(true, Ordering::AcqRel) {
         return;
     }
+    SESSION_PID.store(getpid(), Ordering::Relaxed);
     clock::source();
     SEQCST_IN_FLIGHT.store(!register_membarrier(), Ordering::Relaxed);
     *WRITER.lock() = Some(WriterState::new());
@@ -230,6 +250,12 @@ pub(crate) fn ring_half_full() {
 /// A ring is full: wake the writer, or drain in this thread if there is none.
 #[cold]
 pub(crate) fn ring_full() {
+    if !in_session_process() {
+        // A clone without fork handlers: nobody will drain this copy of the
+        // rings. Stop recording here rather than wait forever.
+        STATE.store(DONE, Ordering::Release);
+        return;
+    }
     let writer = WRITER_THREAD.lock().clone();
     match writer {
         Some(t) => {
@@ -323,7 +349,7 @@ fn record_module_changes(ts: u64) {
 
 /// One turn of the writer: drain every ring, write what was found.
 fn drain(ws: &mut WriterState, last: bool) {
-    if ws.failed {
+    if ws.failed || !in_session_process() {
         return;
     }
     let now_ticks = ticks();
@@ -389,10 +415,20 @@ fn drain(ws: &mut WriterState, last: bool) {
             // so that blocks stay near their target size with many threads.
             w.seal_if_full()?;
         }
+        // The heap's extent, every 100 ms when it changed.
+        let now_ns = monotonic_ns();
+        if now_ns - ws.last_maps_ns > 100_000_000 || last {
+            ws.last_maps_ns = now_ns;
+            if let Some(regions) = crate::maps::heap_regions() {
+                if regions != ws.last_regions {
+                    w.heap_regions(now_ticks, &regions)?;
+                    ws.last_regions = regions;
+                }
+            }
+        }
         w.watermark(watermark)?;
         // Compress only now that the rings' slots are free again.
         w.seal_if_full()?;
-        let now_ns = monotonic_ns();
         if now_ns - ws.last_sync_ns > 200_000_000 || last {
             w.clock_sync(ClockSync {
                 ticks: ticks(),
@@ -517,6 +553,10 @@ fn first_free_name<T>(
 /// is returned. `None` when there is no explicit name or children are not
 /// traced.
 pub fn finish_before_exec() -> Option<PathBuf> {
+    if !in_session_process() {
+        // A vfork child: the state is the parent's, which goes on recording.
+        return None;
+    }
     let nested = !thread::enter();
     let (explicit, follow) = CONFIG
         .lock()
@@ -585,6 +625,10 @@ fn create_new(path: &std::path::Path) -> io::Result<File> {
 /// Ends recording: drains every ring, writes the trailer, closes the file.
 /// Safe to call more than once; events after it are not recorded.
 pub fn finish() {
+    if !in_session_process() {
+        // A vfork child leaving by _exit: the state is the parent's.
+        return;
+    }
     let nested = !thread::enter();
     if STATE
         .compare_exchange(ON, DONE, Ordering::AcqRel, Ordering::Acquire)
@@ -646,6 +690,7 @@ extern "C" fn after_fork_parent() {
 /// trace is created under its own pid when it first has something to write.
 extern "C" fn after_fork_child() {
     unlock_all();
+    SESSION_PID.store(getpid(), Ordering::Relaxed);
     let nested = !thread::enter();
     if is_recording() {
         for ring in REGISTRY.lock().drain(..) {
