@@ -26,6 +26,9 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Heap profile of a trace: totals, peak, top sites, sizes.
     Report(cmd::report::ReportArgs),
+    /// Fragmentation: the program's requests replayed through allocator
+    /// models, or the kernel's buddy and slab state (--system).
+    Frag(cmd::frag::FragArgs),
     /// Print every event of a trace, one per line (for debugging).
     #[command(hide = true)]
     Dump(cmd::dump::DumpArgs),
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Report(args) => cmd::report::report(args),
         Command::Dump(args) => cmd::dump::dump(args),
+        Command::Frag(args) => cmd::frag::frag(args),
     };
     match result {
         Ok(code) => code,

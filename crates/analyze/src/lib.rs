@@ -8,6 +8,7 @@
 
 pub mod replay;
 pub mod report;
+pub mod requests;
 pub mod symbols;
 pub mod units;
 

@@ -6,7 +6,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use memtrace_recorder::{Call, Func};
+use memtrace_recorder::{Call, Func, Op};
 
 use crate::libc_alloc::{
     __libc_calloc, __libc_free, __libc_malloc, __libc_memalign, __libc_pvalloc, __libc_realloc,
@@ -33,7 +33,7 @@ fn page_size() -> u64 {
 /// `malloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    let call = Call::begin_or_start();
+    let call = Call::begin_or_start(Op::Alloc);
     // SAFETY: forwards the caller's argument to glibc.
     let ptr = unsafe { __libc_malloc(size) };
     if let Some(call) = call {
@@ -45,7 +45,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// `calloc(3)`; an overflowing `n * size` returns NULL with ENOMEM, as glibc does.
 #[no_mangle]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-    let call = Call::begin_or_start();
+    let call = Call::begin_or_start(Op::Alloc);
     // SAFETY: forwards the caller's arguments to glibc, which checks overflow.
     let ptr = unsafe { __libc_calloc(n, size) };
     if let Some(call) = call {
@@ -58,7 +58,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 /// `realloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn realloc(old: *mut c_void, size: usize) -> *mut c_void {
-    let call = Call::begin_or_start();
+    let call = Call::begin_or_start(Op::Realloc);
     // SAFETY: forwards the caller's arguments to glibc.
     let ptr = unsafe { __libc_realloc(old, size) };
     if let Some(call) = call {
@@ -81,7 +81,7 @@ pub unsafe extern "C" fn reallocarray(old: *mut c_void, n: usize, size: usize) -
         unsafe { *libc::__errno_location() = libc::ENOMEM };
         return std::ptr::null_mut();
     };
-    let call = Call::begin_or_start();
+    let call = Call::begin_or_start(Op::Realloc);
     // SAFETY: forwards to glibc.
     let ptr = unsafe { __libc_realloc(old, total) };
     if let Some(call) = call {
@@ -102,7 +102,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     if ptr.is_null() {
         return;
     }
-    let call = Call::begin_or_start();
+    let call = Call::begin_or_start(Op::Free);
     // SAFETY: forwards the caller's pointer to glibc.
     unsafe { __libc_free(ptr) };
     if let Some(call) = call {
@@ -116,7 +116,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     if !align.is_power_of_two() || !align.is_multiple_of(std::mem::size_of::<*mut c_void>()) {
         return libc::EINVAL;
     }
-    let call = Call::begin_or_start();
+    let call = Call::begin_or_start(Op::Alloc);
     // SAFETY: forwards to glibc with a valid alignment.
     let ptr = unsafe { __libc_memalign(align, size) };
     if let Some(call) = call {
@@ -139,7 +139,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// `aligned_alloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    let call = Call::begin_or_start();
+    let call = Call::begin_or_start(Op::Alloc);
     // SAFETY: forwards to glibc's memalign, which rounds an invalid alignment up.
     let ptr = unsafe { __libc_memalign(align, size) };
     if let Some(call) = call {
@@ -157,7 +157,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 /// `memalign(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    let call = Call::begin_or_start();
+    let call = Call::begin_or_start(Op::Alloc);
     // SAFETY: forwards to glibc.
     let ptr = unsafe { __libc_memalign(align, size) };
     if let Some(call) = call {
@@ -175,7 +175,7 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 /// `valloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    let call = Call::begin_or_start();
+    let call = Call::begin_or_start(Op::Alloc);
     // SAFETY: forwards to glibc.
     let ptr = unsafe { __libc_valloc(size) };
     if let Some(call) = call {
@@ -193,7 +193,7 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 /// `pvalloc(3)`.
 #[no_mangle]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let call = Call::begin_or_start();
+    let call = Call::begin_or_start(Op::Alloc);
     // SAFETY: forwards to glibc.
     let ptr = unsafe { __libc_pvalloc(size) };
     if let Some(call) = call {

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use memtrace_format::{Func, HeapEvent, ThreadItem};
+use memtrace_format::{Func, HeapEvent, Op, ThreadItem};
 
 use crate::clock::ticks;
 use crate::session::{self, is_recording, mark_in_flight};
@@ -24,10 +24,11 @@ pub struct Call {
 }
 
 impl Call {
-    /// Starts recording a call; `None` when this is a nested call from inside
-    /// the recorder, or recording is off. Then just call the real function.
+    /// Starts recording a call that will do `op`; `None` when this is a
+    /// nested call from inside the recorder, or recording is off. Then just
+    /// call the real function.
     #[inline(always)]
-    pub fn begin() -> Option<Call> {
+    pub fn begin(op: Op) -> Option<Call> {
         if !is_recording() {
             return None;
         }
@@ -39,7 +40,13 @@ impl Call {
         }
         let state = tls_ref.state();
         mark_in_flight(&state.ring, state.last_ts);
-        let t0 = ticks();
+        // Frees and reallocs are stamped before the call (see HeapEvent::ts);
+        // an allocation needs the start only to measure its latency.
+        let t0 = if op != Op::Alloc || crate::timing() {
+            ticks()
+        } else {
+            0
+        };
         Some(Call { tls, state, t0 })
     }
 
@@ -54,23 +61,34 @@ impl Call {
     /// started it yet (for the preload library, whose hooks can run before
     /// its constructor).
     #[inline(always)]
-    pub fn begin_or_start() -> Option<Call> {
+    pub fn begin_or_start(op: Op) -> Option<Call> {
         if session::never_started() {
             session::start_early();
         }
-        Call::begin()
+        Call::begin(op)
+    }
+
+    /// Ticks since `begin`, or 0 when timing is off.
+    #[inline(always)]
+    fn latency(&self) -> u64 {
+        if crate::timing() {
+            ticks() - self.t0
+        } else {
+            0
+        }
     }
 
     /// Records an allocation that returned `addr` (0 on failure).
     #[inline(never)]
     pub fn alloc(mut self, func: Func, addr: u64, size: u64, usable: u64, align: u64) {
         let t1 = ticks();
+        let latency = if self.t0 == 0 { 0 } else { t1 - self.t0 };
         let errno = errno();
         let stack = capture_stack(self.state());
         let event = HeapEvent {
             func: func as u8,
             ts: t1,
-            latency: t1 - self.t0,
+            latency,
             addr,
             old_addr: 0,
             size,
@@ -85,13 +103,13 @@ impl Call {
     /// Records a resize of `old_addr` to `size` bytes at `new_addr` (0 on failure).
     #[inline(never)]
     pub fn realloc(mut self, func: Func, old_addr: u64, new_addr: u64, size: u64, usable: u64) {
-        let t1 = ticks();
+        let latency = self.latency();
         let errno = errno();
         let stack = capture_stack(self.state());
         let event = HeapEvent {
             func: func as u8,
             ts: self.t0,
-            latency: t1 - self.t0,
+            latency,
             addr: new_addr,
             old_addr,
             size,
@@ -106,11 +124,11 @@ impl Call {
     /// Records the release of `addr`. Frees carry no stack.
     #[inline]
     pub fn free(mut self, func: Func, addr: u64) {
-        let t1 = ticks();
+        let latency = self.latency();
         let event = HeapEvent {
             func: func as u8,
             ts: self.t0,
-            latency: t1 - self.t0,
+            latency,
             addr,
             ..HeapEvent::default()
         };

@@ -38,10 +38,10 @@ mod thread;
 mod tracking;
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 pub use call::{finish, Call, MAX_FRAMES};
-pub use memtrace_format::{Func, RecorderKind};
+pub use memtrace_format::{Func, Op, RecorderKind};
 pub use session::{abandon, finish_before_exec, start, start_early, Config};
 pub use stats::{stats, Stats};
 pub use tracking::Tracking;
@@ -95,6 +95,14 @@ pub(crate) enum UnwindMode {
 }
 
 static UNWIND_MODE: AtomicU8 = AtomicU8::new(0);
+static TIMING: AtomicBool = AtomicBool::new(true);
+
+/// True unless `MEMTRACE_TIMING=0` turned off the latency measurement (each
+/// call then reads the clock once instead of twice).
+#[inline(always)]
+pub(crate) fn timing() -> bool {
+    TIMING.load(Ordering::Relaxed)
+}
 static OWN_START: AtomicU64 = AtomicU64::new(0);
 static OWN_END: AtomicU64 = AtomicU64::new(0);
 
@@ -125,6 +133,8 @@ pub fn read_env_options() {
         _ => 0,
     };
     UNWIND_MODE.store(mode, Ordering::Relaxed);
+    let timing = std::env::var_os("MEMTRACE_TIMING").is_none_or(|v| v != "0");
+    TIMING.store(timing, Ordering::Relaxed);
 }
 
 /// Declares the address range of the recorder's own code, whose frames are

@@ -506,7 +506,7 @@ fn open_trace() -> io::Result<(Writer<TraceFile>, PathBuf)> {
         pointer_size: std::mem::size_of::<usize>() as u8,
         ticks: clock::source(),
         recorder: config.recorder,
-        latency_measured: true,
+        latency_measured: crate::timing(),
     };
     // MEMTRACE_COMPRESSION: zstd level (default 1), 0 for none.
     let codec = match std::env::var("MEMTRACE_COMPRESSION")

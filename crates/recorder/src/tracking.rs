@@ -4,7 +4,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use memtrace_format::{Func, RecorderKind};
+use memtrace_format::{Func, Op, RecorderKind};
 
 use crate::call::Call;
 use crate::session::{self, Config};
@@ -43,14 +43,14 @@ static START: AtomicU8 = AtomicU8::new(NOT_STARTED);
 /// Starts recording a call of the program; `None` for the recorder's own
 /// allocations (which also stay out of the counters) or when not recording.
 #[inline(always)]
-fn begin() -> Option<Option<Call>> {
+fn begin(op: Op) -> Option<Option<Call>> {
     if thread::in_recorder() {
         return None;
     }
     if START.load(Ordering::Relaxed) != STARTED {
         start_from_env();
     }
-    Some(Call::begin())
+    Some(Call::begin(op))
 }
 
 #[cold]
@@ -94,7 +94,7 @@ fn align_of(layout: Layout) -> u64 {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let call = begin();
+        let call = begin(Op::Alloc);
         // SAFETY: the caller upholds GlobalAlloc::alloc's contract.
         let p = unsafe { self.inner.alloc(layout) };
         let size = layout.size() as u64;
@@ -111,7 +111,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let call = begin();
+        let call = begin(Op::Alloc);
         // SAFETY: as for alloc.
         let p = unsafe { self.inner.alloc_zeroed(layout) };
         let size = layout.size() as u64;
@@ -134,7 +134,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let call = begin();
+        let call = begin(Op::Free);
         // SAFETY: the caller upholds GlobalAlloc::dealloc's contract.
         unsafe { self.inner.dealloc(ptr, layout) };
         if let Some(call) = call {
@@ -147,7 +147,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let call = begin();
+        let call = begin(Op::Realloc);
         // SAFETY: the caller upholds GlobalAlloc::realloc's contract.
         let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if let Some(call) = call {

@@ -44,10 +44,22 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use object::{Object, ObjectSection, ObjectSymbol, SymbolKind, SymbolSection};
+use goblin::container::Ctx;
+use goblin::elf::compression_header::{CompressionHeader, ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD};
+use goblin::elf::note::{NoteDataIterator, NT_GNU_BUILD_ID};
+use goblin::elf::program_header::PT_NOTE;
+use goblin::elf::section_header::{
+    SHF_COMPRESSED, SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF, SHN_XINDEX, SHT_DYNSYM,
+    SHT_NOBITS, SHT_NOTE, SHT_SYMTAB,
+};
+use goblin::elf::sym::{
+    STB_LOCAL, STT_COMMON, STT_FILE, STT_FUNC, STT_GNU_IFUNC, STT_OBJECT, STT_SECTION, STT_TLS,
+};
+use goblin::elf::{Elf, ProgramHeader, SectionHeader};
 
 /// The reader type used for DWARF data: sections are copied (and
 /// decompressed) into reference-counted buffers, so the module file itself
@@ -155,18 +167,19 @@ pub enum Error {
 /// Only the parts of the file needed to find the note are read.
 /// Returns `Ok(None)` when the file is valid but has no build id.
 pub fn read_build_id(path: &Path) -> Result<Option<Vec<u8>>, Error> {
-    let file = File::open(path).map_err(|source| Error::Io {
+    let io_error = |source| Error::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let cache = object::ReadCache::new(file);
-    let parse_error = |e: object::Error| Error::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
     };
-    let obj = object::File::parse(&cache).map_err(parse_error)?;
-    let id = obj.build_id().map_err(parse_error)?;
-    Ok(id.map(<[u8]>::to_vec))
+    let file = File::open(path).map_err(io_error)?;
+    let len = file.metadata().map_err(io_error)?.len();
+    let mut source = Source::File { file, len };
+    let parse_error = |message| Error::Parse {
+        path: path.to_path_buf(),
+        message,
+    };
+    let headers = Headers::read(&mut source).map_err(parse_error)?;
+    headers.build_id(&mut source).map_err(parse_error)
 }
 
 /// Maps absolute addresses of a traced process to modules, functions and
@@ -567,7 +580,7 @@ fn load_module(spec: &ModuleSpec, options: &Options, warnings: &mut Vec<String>)
             return fallback.unwrap_or(ModuleState::Unavailable);
         }
     };
-    let obj = match object::File::parse(&*data) {
+    let obj = match ElfFile::parse(&data) {
         Ok(obj) => obj,
         Err(e) => {
             warnings.push(format!(
@@ -577,9 +590,9 @@ fn load_module(spec: &ModuleSpec, options: &Options, warnings: &mut Vec<String>)
             return ModuleState::Unavailable;
         }
     };
-    let file_build_id = obj.build_id().ok().flatten();
-    if let (Some(trace_id), Some(file_id)) = (&spec.build_id, file_build_id) {
-        if trace_id.as_slice() != file_id {
+    let file_build_id = obj.build_id();
+    if let (Some(trace_id), Some(file_id)) = (&spec.build_id, &file_build_id) {
+        if trace_id != file_id {
             let fallback = by_trace_build_id(spec, options);
             warnings.push(format!(
                 "build id of {} ({}) differs from the trace's ({}); {}",
@@ -599,11 +612,11 @@ fn load_module(spec: &ModuleSpec, options: &Options, warnings: &mut Vec<String>)
     let mut symbols = Vec::new();
     collect_symbols(&obj, 0, &mut symbols);
 
-    let build_id = file_build_id.or(spec.build_id.as_deref());
-    let dwarf = if has_debug_info(&obj) {
+    let build_id = file_build_id.as_deref().or(spec.build_id.as_deref());
+    let dwarf = if obj.has_debug_info() {
         make_dwarf(&obj, path, options, warnings)
     } else if let Some(debug) = find_debug_file(&obj, build_id, path, options) {
-        match object::File::parse(&*debug.data) {
+        match ElfFile::parse(&debug.data) {
             Ok(debug_obj) => {
                 collect_symbols(&debug_obj, 2, &mut symbols);
                 make_dwarf(&debug_obj, &debug.path, options, warnings)
@@ -624,11 +637,11 @@ fn load_module(spec: &ModuleSpec, options: &Options, warnings: &mut Vec<String>)
 fn by_trace_build_id(spec: &ModuleSpec, options: &Options) -> Option<ModuleState> {
     let build_id = spec.build_id.as_deref()?;
     let debug = find_by_build_id(build_id, options)?;
-    let obj = object::File::parse(&*debug.data).ok()?;
+    let obj = ElfFile::parse(&debug.data).ok()?;
     let mut symbols = Vec::new();
     collect_symbols(&obj, 0, &mut symbols);
     let mut ignored = Vec::new();
-    let dwarf = if has_debug_info(&obj) {
+    let dwarf = if obj.has_debug_info() {
         make_dwarf(&obj, &debug.path, options, &mut ignored)
     } else {
         None
@@ -637,11 +650,6 @@ fn by_trace_build_id(spec: &ModuleSpec, options: &Options) -> Option<ModuleState
         symbols: finish_symbols(symbols),
         dwarf,
     })))
-}
-
-fn has_debug_info(obj: &object::File<'_>) -> bool {
-    obj.section_by_name(".debug_info")
-        .is_some_and(|s| s.size() > 0 && s.kind() != object::SectionKind::UninitializedData)
 }
 
 struct DebugFile {
@@ -662,10 +670,10 @@ fn find_by_build_id(build_id: &[u8], options: &Options) -> Option<DebugFile> {
         let Some(data) = read_file(&path) else {
             continue;
         };
-        let matches = object::File::parse(&*data)
+        let matches = ElfFile::parse(&data)
             .ok()
-            .and_then(|o| o.build_id().ok().flatten().map(|b| b == build_id))
-            .unwrap_or(false);
+            .and_then(|o| o.build_id())
+            .is_some_and(|b| b == build_id);
         if matches {
             return Some(DebugFile { path, data });
         }
@@ -676,7 +684,7 @@ fn find_by_build_id(build_id: &[u8], options: &Options) -> Option<DebugFile> {
 /// Finds the separate debug file of a module without debug information of
 /// its own: by build id, then by `.gnu_debuglink`.
 fn find_debug_file(
-    obj: &object::File<'_>,
+    obj: &ElfFile<'_>,
     build_id: Option<&[u8]>,
     path: &Path,
     options: &Options,
@@ -686,7 +694,7 @@ fn find_debug_file(
             return Some(found);
         }
     }
-    let (name, crc) = obj.gnu_debuglink().ok().flatten()?;
+    let (name, crc) = obj.gnu_debuglink()?;
     let name = Path::new(std::str::from_utf8(name).ok()?);
     if name.as_os_str().is_empty() || name.components().count() != 1 {
         return None;
@@ -732,20 +740,16 @@ fn find_debug_file(
 /// Loads the DWARF sections of `obj` (plus a `.gnu_debugaltlink`
 /// supplementary file, if any) into an addr2line context.
 fn make_dwarf(
-    obj: &object::File<'_>,
+    obj: &ElfFile<'_>,
     path: &Path,
     options: &Options,
     warnings: &mut Vec<String>,
 ) -> Option<Dwarf> {
-    let endian = if obj.is_little_endian() {
-        gimli::RunTimeEndian::Little
-    } else {
-        gimli::RunTimeEndian::Big
-    };
+    let endian = obj.endian();
     let result = (|| -> Result<addr2line::Context<Reader>, String> {
         let mut dwarf = gimli::Dwarf::load(|id| load_section(obj, id, endian))?;
         if let Some(sup) = find_sup_file(obj, path, options) {
-            if let Ok(sup_obj) = object::File::parse(&*sup.data) {
+            if let Ok(sup_obj) = ElfFile::parse(&sup.data) {
                 dwarf.load_sup(|id| load_section(&sup_obj, id, endian))?;
             }
         }
@@ -769,24 +773,21 @@ fn make_dwarf(
 }
 
 fn load_section(
-    obj: &object::File<'_>,
+    obj: &ElfFile<'_>,
     id: gimli::SectionId,
     endian: gimli::RunTimeEndian,
 ) -> Result<Reader, String> {
-    let data: Arc<[u8]> = match obj.section_by_name(id.name()) {
-        Some(section) => match section.uncompressed_data() {
-            Ok(Cow::Borrowed(b)) => Arc::from(b),
-            Ok(Cow::Owned(v)) => Arc::from(v),
-            Err(e) => return Err(format!("section {}: {e}", id.name())),
-        },
-        None => Arc::from(&[][..]),
+    let data: Arc<[u8]> = match obj.dwarf_section(id.name()) {
+        Ok(Cow::Borrowed(b)) => Arc::from(b),
+        Ok(Cow::Owned(v)) => Arc::from(v),
+        Err(e) => return Err(format!("section {}: {e}", id.name())),
     };
     Ok(gimli::EndianArcSlice::new(data, endian))
 }
 
 /// Finds the dwz supplementary file named by `.gnu_debugaltlink`.
-fn find_sup_file(obj: &object::File<'_>, path: &Path, options: &Options) -> Option<DebugFile> {
-    let (name, build_id) = obj.gnu_debugaltlink().ok().flatten()?;
+fn find_sup_file(obj: &ElfFile<'_>, path: &Path, options: &Options) -> Option<DebugFile> {
+    let (name, build_id) = obj.gnu_debugaltlink()?;
     let name = Path::new(std::str::from_utf8(name).ok()?);
     let mut candidates = Vec::new();
     if name.is_absolute() {
@@ -798,10 +799,10 @@ fn find_sup_file(obj: &object::File<'_>, path: &Path, options: &Options) -> Opti
         let Some(data) = read_file(&candidate) else {
             continue;
         };
-        let matches = object::File::parse(&*data)
+        let matches = ElfFile::parse(&data)
             .ok()
-            .and_then(|o| o.build_id().ok().flatten().map(|b| b == build_id))
-            .unwrap_or(false);
+            .and_then(|o| o.build_id())
+            .is_some_and(|b| b == build_id);
         if matches {
             return Some(DebugFile {
                 path: candidate,
@@ -814,39 +815,33 @@ fn find_sup_file(obj: &object::File<'_>, path: &Path, options: &Options) -> Opti
 
 /// Collects the defined function and data symbols of `.symtab` and
 /// `.dynsym`. `source` ranks where they come from (lower is preferred).
-fn collect_symbols(obj: &object::File<'_>, source: u8, out: &mut Vec<Sym>) {
-    let tables = [(obj.symbols(), source), (obj.dynamic_symbols(), source + 1)];
-    for (table, source) in tables {
-        for symbol in table {
-            let kind = symbol.kind();
+fn collect_symbols(obj: &ElfFile<'_>, source: u8, out: &mut Vec<Sym>) {
+    let tables = [(SHT_SYMTAB, source), (SHT_DYNSYM, source + 1)];
+    for (table_type, source) in tables {
+        for symbol in obj.symbols(table_type) {
+            let kind = symbol.sym.st_type();
+            let is_function = matches!(kind, STT_FUNC | STT_GNU_IFUNC);
             let wanted = match kind {
-                SymbolKind::Text | SymbolKind::Data => true,
-                SymbolKind::Unknown | SymbolKind::Label => symbol.size() > 0,
-                _ => false,
+                STT_FUNC | STT_GNU_IFUNC | STT_OBJECT | STT_COMMON => true,
+                STT_SECTION | STT_FILE | STT_TLS => false,
+                _ => symbol.sym.st_size > 0,
             };
-            if !wanted || !matches!(symbol.section(), SymbolSection::Section(_)) {
+            if !wanted || !in_section(symbol.sym.st_shndx) || symbol.name.is_empty() {
                 continue;
             }
-            let Ok(name) = symbol.name_bytes() else {
-                continue;
-            };
-            if name.is_empty() {
-                continue;
-            }
-            let name = String::from_utf8_lossy(name);
-            let binding = if symbol.is_global() {
-                0
-            } else if symbol.is_weak() {
-                1
-            } else {
+            let name = String::from_utf8_lossy(symbol.name);
+            // Weak symbols rank with global ones (any binding but local).
+            let binding = if symbol.sym.st_bind() == STB_LOCAL {
                 2
+            } else {
+                0
             };
             let underscores = name.bytes().take_while(|&b| b == b'_').count();
             out.push(Sym {
-                address: symbol.address(),
-                size: symbol.size(),
+                address: symbol.sym.st_value,
+                size: symbol.sym.st_size,
                 rank: (
-                    kind != SymbolKind::Text,
+                    !is_function,
                     binding,
                     source,
                     underscores * 1024 + name.len(),
@@ -854,6 +849,17 @@ fn collect_symbols(obj: &object::File<'_>, source: u8, out: &mut Vec<Sym>) {
                 name: name.into(),
             });
         }
+    }
+}
+
+/// Whether a symbol's `st_shndx` names a section: not undefined, absolute
+/// or common. Extended indices (`SHN_XINDEX`) are assumed to.
+fn in_section(shndx: usize) -> bool {
+    match u32::try_from(shndx) {
+        Ok(SHN_UNDEF | SHN_ABS | SHN_COMMON) => false,
+        Ok(SHN_XINDEX) => true,
+        Ok(index) => index < SHN_LORESERVE,
+        Err(_) => false,
     }
 }
 
@@ -871,6 +877,343 @@ fn finish_symbols(mut symbols: Vec<Sym>) -> Vec<Sym> {
     symbols.dedup_by(|later, first| later.address == first.address);
     symbols.shrink_to_fit();
     symbols
+}
+
+/// Where the bytes of an ELF file come from: memory, or a file read piece
+/// by piece.
+enum Source<'a> {
+    Bytes(&'a [u8]),
+    File { file: File, len: u64 },
+}
+
+impl<'a> Source<'a> {
+    fn len(&self) -> u64 {
+        match self {
+            Source::Bytes(data) => data.len() as u64,
+            Source::File { len, .. } => *len,
+        }
+    }
+
+    /// Reads `size` bytes at `offset`; an error if they are not all there.
+    fn read(&mut self, offset: u64, size: u64) -> Result<Cow<'a, [u8]>, String> {
+        let end = offset
+            .checked_add(size)
+            .filter(|&end| end <= self.len())
+            .ok_or_else(|| format!("range {offset:#x}+{size:#x} is past the end of the file"))?;
+        match self {
+            Source::Bytes(data) => {
+                let data: &'a [u8] = data;
+                // Both fit in usize: they are at most the slice's length.
+                Ok(Cow::Borrowed(&data[offset as usize..end as usize]))
+            }
+            Source::File { file, .. } => {
+                let mut buf = vec![0; size as usize];
+                file.seek(SeekFrom::Start(offset))
+                    .and_then(|_| file.read_exact(&mut buf))
+                    .map_err(|e| format!("cannot read {size:#x} bytes at {offset:#x}: {e}"))?;
+                Ok(Cow::Owned(buf))
+            }
+        }
+    }
+}
+
+/// The section and program headers of an ELF file, parsed with goblin.
+struct Headers {
+    ctx: Ctx,
+    sections: Vec<SectionHeader>,
+    segments: Vec<ProgramHeader>,
+    /// Index of the section name string table (`e_shstrndx`, resolved).
+    shstrndx: usize,
+}
+
+impl Headers {
+    /// Reads the ELF header, the section headers and the program headers.
+    fn read(source: &mut Source<'_>) -> Result<Headers, String> {
+        let size = source
+            .len()
+            .min(goblin::elf::header::header64::SIZEOF_EHDR as u64);
+        let header = Elf::parse_header(&source.read(0, size)?).map_err(|e| e.to_string())?;
+        let container = header.container().map_err(|e| e.to_string())?;
+        let endian = header.endianness().map_err(|e| e.to_string())?;
+        let ctx = Ctx::new(container, endian);
+
+        let mut sections = Vec::new();
+        if header.e_shoff != 0 {
+            let entry = SectionHeader::size(ctx) as u64;
+            let first = source.read(header.e_shoff, entry)?;
+            let first = SectionHeader::parse_from(&first, 0, 1, ctx).map_err(|e| e.to_string())?;
+            // With more than SHN_LORESERVE sections, the count is in the
+            // first section header.
+            let count = match header.e_shnum {
+                0 => first.first().map_or(0, |s| s.sh_size),
+                n => u64::from(n),
+            };
+            if count > source.len() / entry {
+                return Err(format!("invalid section header count {count}"));
+            }
+            if count > 0 {
+                let table = source.read(header.e_shoff, count * entry)?;
+                sections = SectionHeader::parse_from(&table, 0, count as usize, ctx)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+
+        let mut segments = Vec::new();
+        if header.e_phoff != 0 && header.e_phnum != 0 {
+            let entry = ProgramHeader::size(ctx) as u64;
+            // PN_XNUM: the count is in the first section header's sh_info.
+            let count = match header.e_phnum {
+                0xffff => sections.first().map_or(0, |s| u64::from(s.sh_info)),
+                n => u64::from(n),
+            };
+            if count > source.len() / entry {
+                return Err(format!("invalid program header count {count}"));
+            }
+            let table = source.read(header.e_phoff, count * entry)?;
+            segments =
+                ProgramHeader::parse(&table, 0, count as usize, ctx).map_err(|e| e.to_string())?;
+        }
+
+        let shstrndx = match u32::from(header.e_shstrndx) {
+            SHN_XINDEX => sections.first().map_or(0, |s| s.sh_link as usize),
+            n => n as usize,
+        };
+        Ok(Headers {
+            ctx,
+            sections,
+            segments,
+            shstrndx,
+        })
+    }
+
+    /// Finds the `NT_GNU_BUILD_ID` note: in `SHT_NOTE` sections, or, when
+    /// there are no section headers, in `PT_NOTE` segments.
+    fn build_id(&self, source: &mut Source<'_>) -> Result<Option<Vec<u8>>, String> {
+        let notes: Vec<(u64, u64, u64)> = if self.sections.is_empty() {
+            self.segments
+                .iter()
+                .filter(|p| p.p_type == PT_NOTE)
+                .map(|p| (p.p_offset, p.p_filesz, p.p_align))
+                .collect()
+        } else {
+            self.sections
+                .iter()
+                .filter(|s| s.sh_type == SHT_NOTE)
+                .map(|s| (s.sh_offset, s.sh_size, s.sh_addralign))
+                .collect()
+        };
+        for (offset, size, align) in notes {
+            let data = source.read(offset, size)?;
+            let notes = NoteDataIterator {
+                data: &data,
+                size: data.len(),
+                offset: 0,
+                ctx: (usize::try_from(align).unwrap_or(0), self.ctx),
+            };
+            // A malformed note ends the walk through its section.
+            for note in notes.map_while(Result::ok) {
+                if note.name == "GNU" && note.n_type == NT_GNU_BUILD_ID {
+                    return Ok(Some(note.desc.to_vec()));
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// An ELF file in memory, with its headers parsed by goblin.
+struct ElfFile<'a> {
+    data: &'a [u8],
+    headers: Headers,
+}
+
+/// A symbol table entry with its name.
+struct ElfSymbol<'a> {
+    sym: goblin::elf::Sym,
+    name: &'a [u8],
+}
+
+impl<'a> ElfFile<'a> {
+    fn parse(data: &'a [u8]) -> Result<ElfFile<'a>, String> {
+        let headers = Headers::read(&mut Source::Bytes(data))?;
+        Ok(ElfFile { data, headers })
+    }
+
+    fn endian(&self) -> gimli::RunTimeEndian {
+        if self.headers.ctx.is_little_endian() {
+            gimli::RunTimeEndian::Little
+        } else {
+            gimli::RunTimeEndian::Big
+        }
+    }
+
+    fn build_id(&self) -> Option<Vec<u8>> {
+        self.headers
+            .build_id(&mut Source::Bytes(self.data))
+            .ok()
+            .flatten()
+    }
+
+    /// The bytes of a section in the file: empty for `SHT_NOBITS`.
+    fn section_data(&self, section: &SectionHeader) -> Result<&'a [u8], String> {
+        if section.sh_type == SHT_NOBITS {
+            return Ok(&[]);
+        }
+        let start = usize::try_from(section.sh_offset).ok();
+        let end = start.zip(usize::try_from(section.sh_size).ok());
+        end.and_then(|(start, size)| self.data.get(start..start.checked_add(size)?))
+            .ok_or_else(|| "invalid section offset or size".to_string())
+    }
+
+    fn section_name(&self, section: &SectionHeader) -> Option<&'a [u8]> {
+        let strings = self.headers.sections.get(self.headers.shstrndx)?;
+        c_str(self.section_data(strings).ok()?, section.sh_name)
+    }
+
+    /// The first section with the given name.
+    fn section_by_name(&self, name: &[u8]) -> Option<&SectionHeader> {
+        self.headers
+            .sections
+            .iter()
+            .find(|s| self.section_name(s) == Some(name))
+    }
+
+    fn has_debug_info(&self) -> bool {
+        [&b".debug_info"[..], b".zdebug_info"].iter().any(|&name| {
+            self.section_by_name(name)
+                .is_some_and(|s| s.sh_size > 0 && s.sh_type != SHT_NOBITS)
+        })
+    }
+
+    /// The file name and CRC-32 of the `.gnu_debuglink` section.
+    fn gnu_debuglink(&self) -> Option<(&'a [u8], u32)> {
+        let data = self
+            .section_data(self.section_by_name(b".gnu_debuglink")?)
+            .ok()?;
+        let name = c_str(data, 0)?;
+        let crc_offset = (name.len() + 1).next_multiple_of(4);
+        let crc: [u8; 4] = data.get(crc_offset..crc_offset + 4)?.try_into().ok()?;
+        let crc = if self.headers.ctx.is_little_endian() {
+            u32::from_le_bytes(crc)
+        } else {
+            u32::from_be_bytes(crc)
+        };
+        Some((name, crc))
+    }
+
+    /// The file name and build id of the `.gnu_debugaltlink` section.
+    fn gnu_debugaltlink(&self) -> Option<(&'a [u8], &'a [u8])> {
+        let data = self
+            .section_data(self.section_by_name(b".gnu_debugaltlink")?)
+            .ok()?;
+        let name = c_str(data, 0)?;
+        Some((name, &data[name.len() + 1..]))
+    }
+
+    /// The uncompressed contents of a DWARF section (`.debug_*`, or the
+    /// GNU-compressed `.zdebug_*`), empty if there is none.
+    fn dwarf_section(&self, name: &str) -> Result<Cow<'a, [u8]>, String> {
+        let zname = name.strip_prefix(".debug_").map(|n| format!(".zdebug_{n}"));
+        let found = self
+            .section_by_name(name.as_bytes())
+            .map(|s| (s, false))
+            .or_else(|| Some((self.section_by_name(zname?.as_bytes())?, true)));
+        let Some((section, gnu_compressed)) = found else {
+            return Ok(Cow::Borrowed(&[]));
+        };
+        let data = self.section_data(section)?;
+        if section.sh_flags & u64::from(SHF_COMPRESSED) != 0 {
+            let header = CompressionHeader::parse(data, 0, self.headers.ctx)
+                .map_err(|e| format!("invalid compression header: {e}"))?;
+            let compressed = data
+                .get(CompressionHeader::size(self.headers.ctx)..)
+                .unwrap_or(&[]);
+            let format = match header.ch_type {
+                ELFCOMPRESS_ZLIB => Compression::Zlib,
+                ELFCOMPRESS_ZSTD => Compression::Zstd,
+                other => return Err(format!("unsupported ELF compression type {other}")),
+            };
+            decompress(format, compressed, header.ch_size).map(Cow::Owned)
+        } else if gnu_compressed {
+            // "ZLIB", the big-endian uncompressed size, a zlib stream.
+            let size = data
+                .strip_prefix(b"ZLIB")
+                .and_then(|rest| rest.get(..8)?.try_into().ok())
+                .map(u64::from_be_bytes)
+                .ok_or("invalid GNU compressed section header")?;
+            decompress(Compression::Zlib, &data[12..], size).map(Cow::Owned)
+        } else {
+            Ok(Cow::Borrowed(data))
+        }
+    }
+
+    /// The entries of the first symbol table of the given type
+    /// (`SHT_SYMTAB` or `SHT_DYNSYM`); none if it is missing or malformed.
+    fn symbols(&self, table_type: u32) -> Vec<ElfSymbol<'a>> {
+        let sections = &self.headers.sections;
+        let Some(table) = sections.iter().find(|s| s.sh_type == table_type) else {
+            return Vec::new();
+        };
+        let Ok(data) = self.section_data(table) else {
+            return Vec::new();
+        };
+        let strings = sections
+            .get(table.sh_link as usize)
+            .and_then(|s| self.section_data(s).ok())
+            .unwrap_or(&[]);
+        let ctx = self.headers.ctx;
+        let count = data.len() / goblin::elf::Sym::size(ctx.container);
+        let Ok(syms) = goblin::elf::Sym::parse(data, 0, count, ctx) else {
+            return Vec::new();
+        };
+        syms.into_iter()
+            .map(|sym| ElfSymbol {
+                sym,
+                name: u32::try_from(sym.st_name)
+                    .ok()
+                    .and_then(|offset| c_str(strings, offset as usize))
+                    .unwrap_or(&[]),
+            })
+            .collect()
+    }
+}
+
+/// The NUL-terminated string at `offset` in a string table.
+fn c_str(table: &[u8], offset: usize) -> Option<&[u8]> {
+    let rest = table.get(offset..)?;
+    let len = rest.iter().position(|&b| b == 0)?;
+    Some(&rest[..len])
+}
+
+#[derive(Clone, Copy)]
+enum Compression {
+    Zlib,
+    Zstd,
+}
+
+/// Decompresses a section whose uncompressed size is `size`.
+fn decompress(format: Compression, compressed: &[u8], size: u64) -> Result<Vec<u8>, String> {
+    let size = usize::try_from(size).map_err(|_| "compressed section too large".to_string())?;
+    let data = match format {
+        Compression::Zlib => {
+            miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(compressed, size)
+                .map_err(|e| format!("invalid zlib compressed data: {e}"))?
+        }
+        Compression::Zstd => {
+            let mut data = Vec::new();
+            zstd::stream::read::Decoder::with_buffer(compressed)
+                .and_then(|decoder| decoder.take(size as u64 + 1).read_to_end(&mut data))
+                .map_err(|e| format!("invalid zstd compressed data: {e}"))?;
+            data
+        }
+    };
+    if data.len() != size {
+        return Err(format!(
+            "compressed section holds {:#x} bytes instead of {size:#x}",
+            data.len()
+        ));
+    }
+    Ok(data)
 }
 
 #[cfg(test)]

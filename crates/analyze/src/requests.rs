@@ -1,0 +1,106 @@
+//! A trace's heap calls as the allocator-neutral request stream that the
+//! policy replay reads: every block gets an id, a realloc becomes a free of
+//! the old block and an allocation of the new one.
+
+use memtrace_format::{DecodeError, Event, Op, Reader};
+use memtrace_frag::Request;
+use rustc_hash::FxHashMap;
+
+/// The requests of a whole trace, in timestamp order. Frees of blocks the
+/// trace never saw allocated are left out.
+pub fn from_reader<R: std::io::Read>(reader: &mut Reader<R>) -> Result<Vec<Request>, DecodeError> {
+    let mut requests = Vec::new();
+    let mut ids: FxHashMap<u64, u64> = FxHashMap::default();
+    let mut next_id = 0u64;
+    let mut alloc = |requests: &mut Vec<Request>, ids: &mut FxHashMap<u64, u64>, addr, size| {
+        next_id += 1;
+        if let Some(old) = ids.insert(addr, next_id) {
+            // The same address handed out again: its free was not seen.
+            requests.push(Request::Free { id: old });
+        }
+        requests.push(Request::Alloc { id: next_id, size });
+    };
+    while let Some(event) = reader.next_event()? {
+        let Event::Heap { event: e, .. } = event else {
+            continue;
+        };
+        let Some(func) = e.func() else { continue };
+        match func.op() {
+            Op::Alloc if e.addr != 0 => alloc(&mut requests, &mut ids, e.addr, e.size),
+            Op::Alloc => {}
+            Op::Free => {
+                if let Some(id) = ids.remove(&e.addr) {
+                    requests.push(Request::Free { id });
+                }
+            }
+            Op::Realloc => {
+                if e.addr == 0 && e.size > 0 {
+                    continue; // failed: the old block stays
+                }
+                if e.old_addr != 0 {
+                    if let Some(id) = ids.remove(&e.old_addr) {
+                        requests.push(Request::Free { id });
+                    }
+                }
+                if e.addr != 0 {
+                    alloc(&mut requests, &mut ids, e.addr, e.size);
+                }
+            }
+        }
+    }
+    Ok(requests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memtrace_format::*;
+
+    #[test]
+    fn reallocs_become_a_free_and_an_allocation() {
+        let header = Header {
+            pid: 1,
+            ppid: 0,
+            exe: String::new(),
+            cmdline: vec![],
+            start_unix_ns: 0,
+            page_size: 4096,
+            pointer_size: 8,
+            ticks: TickSource::MonotonicNs,
+            recorder: RecorderKind::Preload,
+            latency_measured: false,
+        };
+        let mut w = Writer::new(Vec::new(), &header, Codec::Raw).unwrap();
+        let ev = |func: Func, ts, addr, old_addr, size| {
+            ThreadItem::Heap(HeapEvent {
+                func: func as u8,
+                ts,
+                addr,
+                old_addr,
+                size,
+                ..Default::default()
+            })
+        };
+        w.batch(
+            1,
+            &[
+                ev(Func::Malloc, 1, 0x10, 0, 8),
+                ev(Func::Realloc, 2, 0x20, 0x10, 16),
+                ev(Func::Free, 3, 0x99, 0, 0),
+                ev(Func::Free, 4, 0x20, 0, 0),
+            ],
+        )
+        .unwrap();
+        let bytes = w.finish(&Trailer::default()).unwrap();
+        let stream = from_reader(&mut Reader::new(&bytes[..]).unwrap()).unwrap();
+        assert_eq!(
+            stream,
+            vec![
+                Request::Alloc { id: 1, size: 8 },
+                Request::Free { id: 1 },
+                Request::Alloc { id: 2, size: 16 },
+                Request::Free { id: 2 },
+            ]
+        );
+    }
+}

@@ -1,0 +1,249 @@
+//! `memtrace frag`: the program's requests replayed through allocator
+//! models (`TRACE`), or the kernel's buddy and slab state (`--system`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use memtrace_frag::system::{self, BuddyZone, SlabCache};
+use memtrace_frag::{best_policy, replay, Config, PolicyKind, PolicyReport};
+
+use crate::cmd::report::Format;
+
+/// Arguments of `memtrace frag`.
+#[derive(Args, Debug)]
+pub struct FragArgs {
+    /// The trace whose requests are replayed.
+    pub trace: Option<PathBuf>,
+    /// Policies to replay, comma separated (first-fit, next-fit, best-fit,
+    /// worst-fit, buddy, slab, compact, semispace); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub simulate: Vec<String>,
+    /// Heap growth granule of the models, bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub page_size: u64,
+    /// Block alignment of the free-list models, bytes.
+    #[arg(long, default_value_t = 16)]
+    pub align: u64,
+    /// Smallest buddy block is 2^ORDER bytes.
+    #[arg(long, default_value_t = 4)]
+    pub min_order: u32,
+    /// The kernel's view instead: /proc/buddyinfo and /proc/slabinfo.
+    #[arg(long)]
+    pub system: bool,
+    /// A captured buddyinfo file (with --system).
+    #[arg(long)]
+    pub buddyinfo: Option<PathBuf>,
+    /// A captured slabinfo file (with --system).
+    #[arg(long)]
+    pub slabinfo: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Runs `memtrace frag`.
+pub fn frag(args: FragArgs) -> Result<ExitCode> {
+    if args.system {
+        return system_view(&args);
+    }
+    let Some(trace) = &args.trace else {
+        bail!("frag needs a TRACE, or --system");
+    };
+    let policies = policies(&args.simulate)?;
+    let mut reader =
+        memtrace_analyze::open(trace).with_context(|| format!("{}", trace.display()))?;
+    let stream = memtrace_analyze::requests::from_reader(&mut reader)
+        .with_context(|| format!("{}", trace.display()))?;
+    let config = Config {
+        page_size: args.page_size,
+        align: args.align,
+        buddy_min_order: args.min_order,
+        ..Config::default()
+    };
+    let reports: Vec<PolicyReport> = policies
+        .iter()
+        .map(|&p| replay(&stream, p, &config))
+        .collect();
+    let best = best_policy(&reports);
+    match args.format {
+        Format::Json => {
+            let best = best.map(|(p, why)| serde_json::json!({"policy": p.name(), "why": why}));
+            let out = serde_json::json!({
+                "schema": "memtrace-frag/1",
+                "requests": stream.len(),
+                "policies": reports,
+                "best": best,
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Format::Text => print!("{}", policy_table(&reports, best, stream.len())),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn policies(names: &[String]) -> Result<Vec<PolicyKind>> {
+    if names.is_empty() {
+        return Ok(PolicyKind::ALL.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            PolicyKind::ALL
+                .iter()
+                .copied()
+                .find(|p| p.name() == n.trim())
+                .with_context(|| {
+                    let known: Vec<&str> = PolicyKind::ALL.iter().map(|p| p.name()).collect();
+                    format!("unknown policy {n:?} (known: {})", known.join(", "))
+                })
+        })
+        .collect()
+}
+
+fn policy_table(reports: &[PolicyReport], best: Option<(PolicyKind, String)>, n: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{n} requests replayed\n");
+    let _ = writeln!(
+        out,
+        "{:<10} {:>14} {:>12} {:>12} {:>9} {:>9} {:>8} {:>9} {:>15}",
+        "policy",
+        "peak footprint",
+        "live at peak",
+        "internal@pk",
+        "ext@peak",
+        "ext avg",
+        "growths",
+        "examined",
+        "stranded holes"
+    );
+    for r in reports {
+        let _ = writeln!(
+            out,
+            "{:<10} {:>14} {:>12} {:>12} {:>9.3} {:>9.3} {:>8} {:>9.2} {:>8} ({} B)",
+            r.policy.name(),
+            r.peak_footprint,
+            r.peak_live,
+            r.internal_at_peak,
+            r.external_at_peak,
+            r.external_avg,
+            r.n_growths,
+            r.examined_avg,
+            r.n_stranded_holes,
+            r.stranded_bytes
+        );
+    }
+    if let Some((policy, why)) = best {
+        let _ = writeln!(
+            out,
+            "\nbest policy for this program: {}: {why}",
+            policy.name()
+        );
+    }
+    out
+}
+
+fn system_view(args: &FragArgs) -> Result<ExitCode> {
+    let buddy_path = args
+        .buddyinfo
+        .clone()
+        .unwrap_or_else(|| "/proc/buddyinfo".into());
+    let slab_path = args
+        .slabinfo
+        .clone()
+        .unwrap_or_else(|| "/proc/slabinfo".into());
+    let zones = system::read_buddyinfo(&buddy_path)
+        .with_context(|| format!("cannot read {}", buddy_path.display()))?;
+    // slabinfo is root-only on most systems: say so instead of failing.
+    let slabs = match system::read_slabinfo(&slab_path) {
+        Ok(s) => Ok(s),
+        Err(e) => Err(format!("{}: {e}", slab_path.display())),
+    };
+    match args.format {
+        Format::Json => {
+            let zones_json: Vec<serde_json::Value> = zones.iter().map(zone_json).collect();
+            let out = serde_json::json!({
+                "schema": "memtrace-frag-system/1",
+                "buddyinfo": display(&buddy_path),
+                "zones": zones_json,
+                "slab_caches": slabs.as_ref().ok().map(|s| system::rank_by_waste(s)),
+                "slabinfo_error": slabs.as_ref().err(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Format::Text => print!("{}", system_text(&zones, &slabs)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn zone_json(z: &BuddyZone) -> serde_json::Value {
+    let orders: Vec<serde_json::Value> = (0..z.free.len() as u32)
+        .map(|o| {
+            serde_json::json!({
+                "order": o,
+                "free_blocks": z.free[o as usize],
+                "unusable_index": system::format_index(z.unusable_index(o)),
+                "fragmentation_index": system::format_index(z.fragmentation_index(o)),
+            })
+        })
+        .collect();
+    serde_json::json!({"node": z.node, "zone": z.zone, "free_pages": z.free_pages(), "orders": orders})
+}
+
+fn system_text(zones: &[BuddyZone], slabs: &Result<Vec<SlabCache>, String>) -> String {
+    let mut out = String::new();
+    for z in zones {
+        let _ = writeln!(
+            out,
+            "node {} zone {}: {} free pages",
+            z.node,
+            z.zone,
+            z.free_pages()
+        );
+        let _ = writeln!(out, "  order  free blocks  unusable  fragmentation");
+        for o in 0..z.free.len() as u32 {
+            let _ = writeln!(
+                out,
+                "  {o:>5}  {:>11}  {:>8}  {:>13}",
+                z.free[o as usize],
+                system::format_index(z.unusable_index(o)),
+                system::format_index(z.fragmentation_index(o))
+            );
+        }
+    }
+    match slabs {
+        Ok(caches) => {
+            let _ = writeln!(
+                out,
+                "\nslab caches by wasted bytes ((total - active objects) x size):"
+            );
+            let _ = writeln!(
+                out,
+                "  {:<28} {:>12} {:>10} {:>10} {:>8} {:>6}",
+                "cache", "wasted B", "active", "total", "objsize", "obj/slab"
+            );
+            for c in system::rank_by_waste(caches).into_iter().take(15) {
+                let _ = writeln!(
+                    out,
+                    "  {:<28} {:>12} {:>10} {:>10} {:>8} {:>6}",
+                    c.name,
+                    c.wasted_bytes(),
+                    c.active_objs,
+                    c.num_objs,
+                    c.objsize,
+                    c.objperslab
+                );
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "\nslab caches: skipped: {e}");
+        }
+    }
+    out
+}
