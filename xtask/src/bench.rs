@@ -55,6 +55,8 @@ enum Tool {
     Memtrace,
     /// `memtrace run` with `MEMTRACE_UNWIND=libgcc` (the exact, slow unwinder).
     MemtraceLibgcc,
+    /// `memtrace run` with `MEMTRACE_TIMING=0` (no allocator latency).
+    MemtraceNoTiming,
     /// `heaptrack -o FILE`.
     Heaptrack,
     /// `valgrind --tool=memcheck --leak-check=no`.
@@ -194,6 +196,14 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let mut skipped: Vec<String> = Vec::new();
     let native1 = add("native", Tool::Native, ops, 1, runs, None)?;
     let memtrace1 = add("memtrace run", Tool::Memtrace, ops, 1, runs, Some(native1))?;
+    add(
+        "memtrace run, MEMTRACE_TIMING=0 (no latency)",
+        Tool::MemtraceNoTiming,
+        ops,
+        1,
+        runs,
+        Some(native1),
+    )?;
     let heaptrack1 = match &tools.heaptrack {
         Some(_) => Some(add(
             "heaptrack",
@@ -261,7 +271,12 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let mut warnings: Vec<String> = Vec::new();
     for c in configs
         .iter()
-        .filter(|c| matches!(c.tool, Tool::Memtrace | Tool::MemtraceLibgcc))
+        .filter(|c| {
+            matches!(
+                c.tool,
+                Tool::Memtrace | Tool::MemtraceLibgcc | Tool::MemtraceNoTiming
+            )
+        })
     {
         let trace = c.output.as_ref().context("no trace")?;
         let counts = count(&bench, c.ops, c.threads)?;
@@ -523,12 +538,15 @@ fn run_config(
     let mut output: Option<PathBuf> = None;
     let mut cmd = match c.tool {
         Tool::Native => Command::new(bench),
-        Tool::Memtrace | Tool::MemtraceLibgcc => {
+        Tool::Memtrace | Tool::MemtraceLibgcc | Tool::MemtraceNoTiming => {
             let trace = paths.traces.join(format!("{stem}.trace"));
             util::remove_file(&trace)?;
             let mut cmd = Command::new(&paths.memtrace);
             if c.tool == Tool::MemtraceLibgcc {
                 cmd.env("MEMTRACE_UNWIND", "libgcc");
+            }
+            if c.tool == Tool::MemtraceNoTiming {
+                cmd.env("MEMTRACE_TIMING", "0");
             }
             cmd.args(["run", "-q", "-o"])
                 .arg(&trace)
