@@ -18,7 +18,9 @@
 mod api;
 mod init;
 mod libc_alloc;
+mod own_alloc;
 
-/// The library's own allocations go straight to glibc, never through the hooks.
+/// The library's own allocations come from its own mappings: never through
+/// the hooks, and never from the program's heap.
 #[global_allocator]
-static ALLOC: libc_alloc::LibcAlloc = libc_alloc::LibcAlloc;
+static ALLOC: own_alloc::OwnAlloc = own_alloc::OwnAlloc;

@@ -1,0 +1,203 @@
+//! The library's own memory, mapped with `mmap`: the recorder never takes
+//! memory from the program's heap, so the heap the program sees (and that
+//! `memtrace frag` measures) holds only the program's blocks.
+//!
+//! Small requests come from power-of-two size classes (16 B to 64 KiB), each
+//! a free list plus a bump region carved from mapped chunks, behind a spin
+//! lock per class; memory of a class is reused, never unmapped. Larger
+//! requests are mapped and unmapped whole. `pthread_atfork` handlers take
+//! every class lock around `fork`, so a child never inherits a held lock.
+//!
+//! This file is part of the preload ABI's unsafe core: an allocator.
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::cell::UnsafeCell;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const N_CLASSES: usize = 13;
+const SMALLEST: usize = 16;
+const LARGEST: usize = SMALLEST << (N_CLASSES - 1);
+const CHUNK: usize = 1 << 20;
+const PAGE: usize = 4096;
+
+struct Class {
+    locked: AtomicBool,
+    state: UnsafeCell<ClassState>,
+}
+
+struct ClassState {
+    free: *mut FreeNode,
+    bump: usize,
+    end: usize,
+}
+
+struct FreeNode {
+    next: *mut FreeNode,
+}
+
+// SAFETY: `state` is only touched while `locked` is held.
+unsafe impl Sync for Class {}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const CLASS: Class = Class {
+    locked: AtomicBool::new(false),
+    state: UnsafeCell::new(ClassState {
+        free: ptr::null_mut(),
+        bump: 0,
+        end: 0,
+    }),
+};
+static CLASSES: [Class; N_CLASSES] = [CLASS; N_CLASSES];
+
+impl Class {
+    fn lock(&self) {
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            std::hint::spin_loop();
+        }
+    }
+
+    fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+/// The class index for a layout, or `None` for a large one.
+fn class_of(layout: Layout) -> Option<usize> {
+    let size = layout.size().max(layout.align()).max(SMALLEST);
+    if size > LARGEST || layout.align() > PAGE {
+        return None;
+    }
+    Some((size.next_power_of_two() / SMALLEST).trailing_zeros() as usize)
+}
+
+fn map(len: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping; no existing memory is touched.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+fn round_to_page(n: usize) -> usize {
+    n.div_ceil(PAGE) * PAGE
+}
+
+/// The global allocator of the preload library.
+pub(crate) struct OwnAlloc;
+
+// SAFETY: every block handed out is at least `layout.size()` bytes, aligned
+// to `layout.align()` (class sizes are powers of two carved from page-aligned
+// chunks; large blocks are page-aligned mappings), and belongs to one owner
+// until `dealloc` puts it back on its class's list or unmaps it.
+unsafe impl GlobalAlloc for OwnAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if !FORK_HANDLERS.load(Ordering::Relaxed) && !FORK_HANDLERS.swap(true, Ordering::AcqRel) {
+            register_fork_handlers();
+        }
+        let Some(index) = class_of(layout) else {
+            return map(round_to_page(layout.size().max(1)));
+        };
+        let size = SMALLEST << index;
+        let class = &CLASSES[index];
+        class.lock();
+        // SAFETY: the class lock is held.
+        let state = unsafe { &mut *class.state.get() };
+        let block = if !state.free.is_null() {
+            let node = state.free;
+            // SAFETY: `node` is a freed block of this class: it holds a FreeNode.
+            state.free = unsafe { (*node).next };
+            node.cast()
+        } else {
+            if state.bump + size > state.end {
+                let len = CHUNK.max(size * 16);
+                let chunk = map(len);
+                if chunk.is_null() {
+                    class.unlock();
+                    return ptr::null_mut();
+                }
+                state.bump = chunk as usize;
+                state.end = chunk as usize + len;
+            }
+            let b = state.bump;
+            state.bump += size;
+            b as *mut u8
+        };
+        class.unlock();
+        block
+    }
+
+    unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
+        let Some(index) = class_of(layout) else {
+            // SAFETY: a large block is a whole mapping of this length.
+            unsafe { libc::munmap(block.cast(), round_to_page(layout.size().max(1))) };
+            return;
+        };
+        let class = &CLASSES[index];
+        class.lock();
+        // SAFETY: the class lock is held; the block is at least 16 bytes and
+        // aligned, so it can hold a FreeNode while it is free.
+        unsafe {
+            let state = &mut *class.state.get();
+            let node: *mut FreeNode = block.cast();
+            (*node).next = state.free;
+            state.free = node;
+        }
+        class.unlock();
+    }
+}
+
+extern "C" fn lock_all() {
+    for c in &CLASSES {
+        c.lock();
+    }
+}
+
+extern "C" fn unlock_all() {
+    for c in CLASSES.iter().rev() {
+        c.unlock();
+    }
+}
+
+static FORK_HANDLERS: AtomicBool = AtomicBool::new(false);
+
+/// Takes every class lock around `fork`. Registered on the first allocation,
+/// before the recorder registers its own handlers: child handlers run in the
+/// order of registration, so these locks are free again before the
+/// recorder's child handler allocates.
+fn register_fork_handlers() {
+    // SAFETY: registers plain extern "C" functions of this module.
+    unsafe { libc::pthread_atfork(Some(lock_all), Some(unlock_all), Some(unlock_all)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_cover_sizes_and_alignments() {
+        let l = |s, a| Layout::from_size_align(s, a).unwrap();
+        assert_eq!(class_of(l(1, 1)), Some(0));
+        assert_eq!(class_of(l(16, 8)), Some(0));
+        assert_eq!(class_of(l(17, 8)), Some(1));
+        assert_eq!(class_of(l(8, 64)), Some(2));
+        assert_eq!(class_of(l(65536, 8)), Some(12));
+        assert_eq!(class_of(l(65537, 8)), None);
+        assert_eq!(class_of(l(16, 8192)), None);
+    }
+}
