@@ -29,6 +29,10 @@ enum Command {
     /// Fragmentation: the program's requests replayed through allocator
     /// models, or the kernel's buddy and slab state (--system).
     Frag(cmd::frag::FragArgs),
+    /// Flame graph of allocation stacks (SVG, or folded stacks).
+    Flamegraph(cmd::flamegraph::FlamegraphArgs),
+    /// Time inside the allocator: latency per function, stalls, costly sites.
+    Latency(cmd::latency::LatencyArgs),
     /// Print every event of a trace, one per line (for debugging).
     #[command(hide = true)]
     Dump(cmd::dump::DumpArgs),
@@ -44,6 +48,8 @@ fn main() -> ExitCode {
         Command::Report(args) => cmd::report::report(args),
         Command::Dump(args) => cmd::dump::dump(args),
         Command::Frag(args) => cmd::frag::frag(args),
+        Command::Flamegraph(args) => cmd::flamegraph::flamegraph(args),
+        Command::Latency(args) => cmd::latency::latency(args),
     };
     match result {
         Ok(code) => code,

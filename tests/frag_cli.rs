@@ -113,3 +113,63 @@ fn unknown_policies_and_missing_traces_are_one_line_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The real heap of `frag_pattern MODE 100`, as `memtrace frag --format json` reports it.
+fn real_heap(mode: &str) -> serde_json::Value {
+    let dir = scratch(&format!("frag-{mode}"));
+    let exe = compile("cc", "fixtures/c/frag_pattern.c", &["-O0", "-g"], &dir);
+    let out = record(&dir, "f.trace", &[exe.to_str().unwrap(), mode, "100"]);
+    assert!(out.status.success());
+    let out = memtrace()
+        .current_dir(&dir)
+        .args(["frag", "--format", "json", "f.trace"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frag: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    frag["real_heap"].clone()
+}
+
+/// Bytes in holes of at least `min` bytes, from `holes_at_end`.
+fn bytes_in_holes_of_at_least(heap: &serde_json::Value, min: u64) -> u64 {
+    heap["holes_at_end"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h[0].as_u64().unwrap(), h[1].as_u64().unwrap()))
+        .filter(|&(size, _)| size >= min)
+        .map(|(size, n)| size * n)
+        .sum()
+}
+
+#[test]
+fn the_real_heap_tells_a_fragmenting_pattern_from_one_that_is_not() {
+    // 100 x (malloc(32), malloc(4000)), then the 4000-byte blocks freed: each
+    // leaves a 4016-byte chunk between two live 32-byte blocks, 99 of them
+    // below the last live block (a few adjacent ones coalesce when a 32-byte
+    // request reuses a chunk freed at start-up: the bytes stay 99 x 4016).
+    let interleaved = real_heap("interleaved");
+    assert_eq!(interleaved["measured"], true);
+    assert_eq!(bytes_in_holes_of_at_least(&interleaved, 4016), 99 * 4016);
+    let end = &interleaved["at_end"];
+    assert_eq!(num(end, "live_bytes"), 100 * 32);
+    assert!(end["external"].as_f64().unwrap() > 0.9, "{end}");
+    let pins = interleaved["pinning_at_end"].as_array().unwrap();
+    assert!(num(&pins[0], "blocks") >= 90, "{pins:?}");
+
+    // The same requests grouped: the freed blocks coalesce; nothing is pinned.
+    let grouped = real_heap("grouped");
+    assert_eq!(bytes_in_holes_of_at_least(&grouped, 4016), 0);
+    assert_eq!(num(&grouped["at_end"], "live_bytes"), 100 * 32);
+    assert_eq!(grouped["pinning_at_end"].as_array().unwrap().len(), 0);
+    // At the peak everything is live in both: the same live bytes.
+    assert_eq!(
+        num(&interleaved["at_peak"], "live_bytes"),
+        100 * (32 + 4000)
+    );
+    assert_eq!(num(&grouped["at_peak"], "live_bytes"), 100 * 4000);
+}

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use memtrace_analyze::heapmap::HeapMap;
+use memtrace_analyze::symbols::Symbols;
+use memtrace_format::StackTable;
 use memtrace_frag::system::{self, BuddyZone, SlabCache};
 use memtrace_frag::{best_policy, replay, Config, PolicyKind, PolicyReport};
 
@@ -53,6 +56,8 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
         bail!("frag needs a TRACE, or --system");
     };
     let policies = policies(&args.simulate)?;
+    let heap = memtrace_analyze::heapmap::analyze(|| memtrace_analyze::open(trace))
+        .with_context(|| format!("{}", trace.display()))?;
     let mut reader =
         memtrace_analyze::open(trace).with_context(|| format!("{}", trace.display()))?;
     let stream = memtrace_analyze::requests::from_reader(&mut reader)
@@ -73,15 +78,82 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
             let best = best.map(|(p, why)| serde_json::json!({"policy": p.name(), "why": why}));
             let out = serde_json::json!({
                 "schema": "memtrace-frag/1",
+                "real_heap": heap,
                 "requests": stream.len(),
                 "policies": reports,
                 "best": best,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Format::Text => print!("{}", policy_table(&reports, best, stream.len())),
+        Format::Text => {
+            let mut symbols = Symbols::new(reader.modules());
+            print!("{}", real_heap_text(&heap, &mut symbols, reader.stacks()));
+            print!("{}", policy_table(&reports, best, stream.len()));
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn real_heap_text(heap: &HeapMap, symbols: &mut Symbols, stacks: &StackTable) -> String {
+    let mut out = String::new();
+    if !heap.measured {
+        let _ = writeln!(
+            out,
+            "real heap: not measured (the trace has no [heap] snapshot)\n"
+        );
+        return out;
+    }
+    let _ = writeln!(out, "real heap (glibc main arena, [heap]):");
+    let _ = writeln!(
+        out,
+        "  {:<8} {:>10} {:>10} {:>10} {:>6} {:>10} {:>8} {:>10} {:>14}",
+        "",
+        "live B",
+        "extent B",
+        "holes B",
+        "holes",
+        "largest B",
+        "ext frag",
+        "top free B",
+        "useless holes"
+    );
+    for (name, p) in [("at peak", &heap.at_peak), ("at end", &heap.at_end)] {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:>10} {:>10} {:>10} {:>6} {:>10} {:>8.3} {:>10} {:>6} ({} B)",
+            name,
+            p.live_bytes,
+            p.extent_bytes,
+            p.free_in_holes,
+            p.n_holes,
+            p.largest_hole,
+            p.external,
+            p.top_free,
+            p.n_useless_holes,
+            p.useless_hole_bytes
+        );
+    }
+    for (when, pinning) in [
+        ("at the peak", &heap.pinning_at_peak),
+        ("at the end", &heap.pinning_at_end),
+    ] {
+        if pinning.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "  blocks pinning large holes {when}:");
+        for p in pinning.iter().take(5) {
+            let site = symbols.site(stacks, p.stack);
+            let _ = writeln!(
+                out,
+                "    {} blocks next to {} free bytes at {}",
+                p.blocks,
+                p.hole_bytes,
+                site.describe()
+            );
+        }
+    }
+    let _ = writeln!(out);
+    out
 }
 
 fn policies(names: &[String]) -> Result<Vec<PolicyKind>> {

@@ -269,15 +269,12 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
 
     // Check the recorder's counts on the traces it wrote.
     let mut warnings: Vec<String> = Vec::new();
-    for c in configs
-        .iter()
-        .filter(|c| {
-            matches!(
-                c.tool,
-                Tool::Memtrace | Tool::MemtraceLibgcc | Tool::MemtraceNoTiming
-            )
-        })
-    {
+    for c in configs.iter().filter(|c| {
+        matches!(
+            c.tool,
+            Tool::Memtrace | Tool::MemtraceLibgcc | Tool::MemtraceNoTiming
+        )
+    }) {
         let trace = c.output.as_ref().context("no trace")?;
         let counts = count(&bench, c.ops, c.threads)?;
         warnings.extend(check_trace(&paths, trace, &c.label, &counts, c.threads)?);

@@ -6,6 +6,9 @@
 //! traced process or writes files.
 #![deny(missing_docs)]
 
+pub mod flame;
+pub mod heapmap;
+pub mod latency;
 pub mod replay;
 pub mod report;
 pub mod requests;

@@ -1,0 +1,45 @@
+//! `memtrace latency TRACE`: time spent inside the allocator, its stalls,
+//! the sites that cost the most, and advice.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use memtrace_analyze::latency::{self, Config};
+
+use crate::cmd::report::Format;
+
+/// Arguments of `memtrace latency`.
+#[derive(Args, Debug)]
+pub struct LatencyArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Calls that take at least this many microseconds are stalls.
+    #[arg(long, default_value_t = 10)]
+    pub stall_us: u64,
+    /// Sites listed per table.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Frames printed per stall stack.
+    #[arg(long, default_value_t = 8)]
+    pub frames: usize,
+    /// Output format (JSON schema `memtrace-latency/1`).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Runs `memtrace latency`.
+pub fn latency(args: LatencyArgs) -> Result<ExitCode> {
+    let config = Config {
+        stall_ns: args.stall_us.saturating_mul(1000),
+        top: args.top,
+    };
+    let r = latency::from_file(&args.trace, config)
+        .with_context(|| format!("{}", args.trace.display()))?;
+    match args.format {
+        Format::Text => print!("{}", latency::render_text(&r, args.frames)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}

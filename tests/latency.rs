@@ -1,0 +1,140 @@
+//! `memtrace latency`: the same data allocated one block at a time or in
+//! bulk, and a program whose time goes to the allocator
+//! (fixtures/c/bulk_vs_single.c, fixtures/c/alloc_heavy.c). Counts are
+//! asserted exactly, times only by their order.
+
+mod common;
+use common::*;
+
+use std::path::Path;
+
+use serde_json::Value;
+
+const BULK_VS_SINGLE: &str = "fixtures/c/bulk_vs_single.c";
+const ALLOC_HEAVY: &str = "fixtures/c/alloc_heavy.c";
+
+fn latency_json(dir: &Path, trace: &str, extra: &[&str]) -> Value {
+    let out = memtrace()
+        .current_dir(dir)
+        .args(["latency", "--format", "json", "--top", "1000"])
+        .args(extra)
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("latency is JSON")
+}
+
+/// The entry of `list` at line `line` of `source`.
+fn at_line<'a>(list: &'a Value, source: &str, line: u64) -> &'a Value {
+    let file = source.rsplit('/').next().unwrap();
+    let hits: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["line"].as_u64() == Some(line)
+                && s["file"].as_str().is_some_and(|f| f.ends_with(file))
+        })
+        .collect();
+    assert_eq!(hits.len(), 1, "one entry at {file}:{line} in {list}");
+    hits[0]
+}
+
+#[test]
+fn bulk_allocation_costs_fewer_calls_less_time_and_fewer_stalls() {
+    let dir = scratch("latency-bulk");
+    let exe = compile("cc", BULK_VS_SINGLE, &["-O0", "-g"], &dir);
+    let exe = exe.to_str().unwrap();
+    for mode in ["single", "bulk"] {
+        let out = record(&dir, &format!("{mode}.trace"), &[exe, mode, "100000"]);
+        assert!(out.status.success());
+    }
+    let single_line = tag_line(BULK_VS_SINGLE, "@site single_alloc");
+    let bulk_line = tag_line(BULK_VS_SINGLE, "@site bulk_alloc");
+
+    // With a threshold of 0 every call is a stall: exact counts.
+    let single = latency_json(&dir, "single.trace", &["--stall-us", "0"]);
+    let bulk = latency_json(&dir, "bulk.trace", &["--stall-us", "0"]);
+    let s = at_line(&single["top_sites"], BULK_VS_SINGLE, single_line);
+    let b = at_line(&bulk["top_sites"], BULK_VS_SINGLE, bulk_line);
+    assert_eq!(
+        (num(s, "allocations"), num(s, "frees"), num(s, "calls")),
+        (100_000, 100_000, 200_000)
+    );
+    assert_eq!(
+        (num(b, "allocations"), num(b, "frees"), num(b, "calls")),
+        (1, 1, 2)
+    );
+    assert_eq!((num(s, "min_size"), num(s, "max_size")), (32, 32));
+    assert_eq!(num(b, "bytes_requested"), 3_200_000);
+    assert_eq!(num(s, "stalls"), 200_000);
+    assert_eq!(num(b, "stalls"), 2);
+    let ss = at_line(&single["stalls"]["sites"], BULK_VS_SINGLE, single_line);
+    assert_eq!(ss["by_function"]["malloc"], 100_000);
+    assert_eq!(ss["by_function"]["free"], 100_000);
+
+    // Times by order only: 200000 calls cost more than 2.
+    assert!(num(s, "allocator_ns") > num(b, "allocator_ns"));
+    assert!(num(&single, "allocator_ns") > num(&bulk, "allocator_ns"));
+    let mallocs = |r: &Value| {
+        let f = r["functions"].as_array().unwrap();
+        let m = f.iter().find(|f| f["function"] == "malloc").unwrap();
+        num(m, "calls")
+    };
+    assert!(mallocs(&single) >= 100_000);
+    assert!(mallocs(&bulk) < 100);
+
+    // The advice names the one-by-one site (many small blocks, none
+    // temporary), with the time it cost, and says nothing of the bulk run.
+    let advice = single["advice"].as_array().unwrap();
+    assert_eq!(advice.len(), 1, "{advice:?}");
+    assert_eq!(advice[0]["kind"], "bulk");
+    assert_eq!(advice[0]["line"], single_line);
+    assert_eq!(advice[0]["allocator_ns"], s["allocator_ns"]);
+    assert!(bulk["advice"].as_array().unwrap().is_empty());
+
+    // What the trace does not hold is said, not guessed.
+    assert!(single["cpu_ns"].is_null());
+    assert!(single["stalls"]["page_faults"].is_null());
+    let text = memtrace()
+        .current_dir(&dir)
+        .args(["latency", "single.trace"])
+        .output()
+        .unwrap();
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("CPU time: not recorded; page faults: not recorded"),
+        "{text}"
+    );
+    assert!(text.contains("allocate them in bulk"), "{text}");
+}
+
+#[test]
+fn an_allocation_heavy_program_spends_most_of_its_time_in_the_allocator() {
+    let dir = scratch("latency-heavy");
+    let exe = compile("cc", ALLOC_HEAVY, &["-O0", "-g"], &dir);
+    let out = record(&dir, "heavy.trace", &[exe.to_str().unwrap(), "5000"]);
+    assert!(out.status.success());
+    let r = latency_json(&dir, "heavy.trace", &[]);
+    let calloc_line = tag_line(ALLOC_HEAVY, "@site heavy_calloc");
+    let malloc_line = tag_line(ALLOC_HEAVY, "@site heavy_malloc");
+    let c = at_line(&r["top_sites"], ALLOC_HEAVY, calloc_line);
+    let m = at_line(&r["top_sites"], ALLOC_HEAVY, malloc_line);
+    assert_eq!((num(c, "allocations"), num(c, "frees")), (5000, 5000));
+    assert_eq!((num(m, "allocations"), num(m, "frees")), (5000, 5000));
+    // Zeroing 256-512 KiB per calloc is the program's work: the time inside
+    // the allocator is the larger part of the traced wall time (82-91% when
+    // measured), and the calloc site costs more than the malloc one.
+    assert!(
+        num(&r, "allocator_ns") > num(&r, "outside_allocator_ns"),
+        "{r}"
+    );
+    assert!(num(c, "allocator_ns") > num(m, "allocator_ns"));
+    assert_eq!(r["functions"][0]["function"], "calloc");
+}
