@@ -44,6 +44,7 @@ const MEMTRACE_ANALYSES: &[&[&str]] = &[
     &["report", "--format", "json", "{trace}"],
     &["leaks", "{trace}"],
     &["frag", "{trace}"],
+    &["latency", "{trace}"],
 ];
 
 /// How a configuration runs bench_alloc.
