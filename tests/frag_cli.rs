@@ -18,17 +18,10 @@ fn replaying_python3_gives_a_consistent_table() {
     );
     assert!(out.status.success());
     let report = report_json(&dir.join("py.trace"));
-    let out = memtrace()
-        .current_dir(&dir)
-        .args(["frag", "--format", "json", "--align", "1", "py.trace"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let frag = memtrace_json(
+        &dir,
+        &["frag", "--format", "json", "--align", "1", "py.trace"],
     );
-    let frag: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let policies = frag["policies"].as_array().unwrap();
     assert_eq!(policies.len(), 8);
     for p in policies {
@@ -120,18 +113,7 @@ fn real_heap(mode: &str) -> serde_json::Value {
     let exe = compile("cc", "fixtures/c/frag_pattern.c", &["-O0", "-g"], &dir);
     let out = record(&dir, "f.trace", &[exe.to_str().unwrap(), mode, "100"]);
     assert!(out.status.success());
-    let out = memtrace()
-        .current_dir(&dir)
-        .args(["frag", "--format", "json", "f.trace"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let frag: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    frag["real_heap"].clone()
+    memtrace_json(&dir, &["frag", "--format", "json", "f.trace"])["real_heap"].clone()
 }
 
 /// Bytes in holes of at least `min` bytes, from `holes_at_end`.

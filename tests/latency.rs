@@ -14,19 +14,10 @@ const BULK_VS_SINGLE: &str = "fixtures/c/bulk_vs_single.c";
 const ALLOC_HEAVY: &str = "fixtures/c/alloc_heavy.c";
 
 fn latency_json(dir: &Path, trace: &str, extra: &[&str]) -> Value {
-    let out = memtrace()
-        .current_dir(dir)
-        .args(["latency", "--format", "json", "--top", "1000"])
-        .args(extra)
-        .arg(trace)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("latency is JSON")
+    let mut args = vec!["latency", "--format", "json", "--top", "1000"];
+    args.extend_from_slice(extra);
+    args.push(trace);
+    memtrace_json(dir, &args)
 }
 
 /// The entry of `list` at line `line` of `source`.

@@ -63,19 +63,25 @@ pub fn record(dir: &Path, trace: &str, program: &[&str]) -> Output {
     out
 }
 
-/// `memtrace report --format json TRACE`, parsed.
-pub fn report_json(trace: &Path) -> Value {
+/// `memtrace ARGS` run in `dir`, which must succeed and print JSON.
+pub fn memtrace_json(dir: &Path, args: &[&str]) -> Value {
     let out = memtrace()
-        .args(["report", "--format", "json"])
-        .arg(trace)
+        .current_dir(dir)
+        .args(args)
         .output()
-        .expect("run memtrace report");
+        .expect("run memtrace");
     assert!(
         out.status.success(),
-        "report failed: {}",
+        "memtrace {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("report is JSON")
+    serde_json::from_slice(&out.stdout).expect("the output is JSON")
+}
+
+/// `memtrace report --format json TRACE`, parsed.
+pub fn report_json(trace: &Path) -> Value {
+    let trace = trace.to_str().expect("UTF-8 path");
+    memtrace_json(Path::new("."), &["report", "--format", "json", trace])
 }
 
 /// The line number of the line of `source` that holds `tag` as a whole word.
