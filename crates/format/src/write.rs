@@ -46,6 +46,17 @@ impl<W: Write> Writer<W> {
         Ok(w)
     }
 
+    /// Changes the compression of the blocks sealed from now on (each block
+    /// names its own codec, so a file may mix them).
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.codec = codec;
+    }
+
+    /// The compression of the next block.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
     /// Sets the raw size at which a block is sealed (default 1 MiB).
     pub fn set_block_target(&mut self, bytes: usize) {
         self.block_target = bytes.clamp(1, MAX_BLOCK / 2);

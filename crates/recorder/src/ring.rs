@@ -90,6 +90,11 @@ impl Ring {
         self.tail.0.load(Ordering::Acquire)
     }
 
+    /// Items waiting before position `until`. Consumer only.
+    pub(crate) fn waiting(&self, until: usize) -> usize {
+        until.saturating_sub(self.head.0.load(Ordering::Relaxed))
+    }
+
     /// True when nothing before `until` is waiting.
     pub(crate) fn is_drained(&self, until: usize) -> bool {
         self.head.0.load(Ordering::Relaxed) >= until

@@ -86,6 +86,11 @@ enum Side {
 /// The writer's state; the file is created on the first drain that has data.
 struct WriterState {
     writer: Option<Writer<TraceFile>>,
+    /// The compression chosen for the trace (MEMTRACE_COMPRESSION).
+    codec: Codec,
+    /// Write uncompressed blocks while the writer falls behind (unless
+    /// MEMTRACE_COMPRESSION asked for a level explicitly).
+    adaptive: bool,
     path: Option<PathBuf>,
     failed: bool,
     n_events: u64,
@@ -100,6 +105,8 @@ impl WriterState {
     fn new() -> Self {
         WriterState {
             writer: None,
+            codec: Codec::Zstd(1),
+            adaptive: std::env::var_os("MEMTRACE_COMPRESSION").is_none(),
             path: None,
             failed: false,
             n_events: 0,
@@ -370,12 +377,20 @@ fn drain(ws: &mut WriterState, last: bool) {
         .iter()
         .zip(&marks)
         .all(|(r, &(_, until))| r.is_drained(until));
+    // A ring over a quarter full means the program makes events faster than
+    // this thread compresses them: write this turn's blocks uncompressed
+    // rather than make the program wait (each block names its codec).
+    let behind = rings
+        .iter()
+        .zip(&marks)
+        .any(|(r, &(_, until))| r.waiting(until) * 4 > r.capacity());
     if ws.writer.is_none() && nothing_new && !last {
         return;
     }
     if ws.writer.is_none() {
         match open_trace() {
             Ok((w, path)) => {
+                ws.codec = w.codec();
                 ws.writer = Some(w);
                 ws.path = Some(path);
             }
@@ -388,7 +403,13 @@ fn drain(ws: &mut WriterState, last: bool) {
     }
     let (first_node, nodes) = INTERNER.lock().take_pending();
     let side = std::mem::take(&mut *SIDE.lock());
+    let codec = if behind && ws.adaptive {
+        Codec::Raw
+    } else {
+        ws.codec
+    };
     let Some(w) = ws.writer.as_mut() else { return };
+    w.set_codec(codec);
     let mut n_events = 0u64;
     let mut n_threads = 0u64;
     let result = (|| -> io::Result<()> {
