@@ -154,10 +154,24 @@ impl<W: Write> Writer<W> {
                 "a heap event has an unknown function code",
             ));
         }
-        // Keep each record well under the block limit.
+        // Keep each record well under the block limit. The items are encoded
+        // straight into the block behind a length written afterwards as a
+        // 5-byte varint (non-minimal LEB128, which every reader accepts):
+        // no copy of the payload.
         for chunk in items.chunks(1 << 16) {
-            encode_batch(tid, chunk, &mut self.payload);
-            self.emit(tag::BATCH)?;
+            self.block.push(tag::BATCH);
+            let len_at = self.block.len();
+            self.block
+                .extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x00]);
+            encode_batch(tid, chunk, &mut self.block);
+            let len = (self.block.len() - len_at - 5) as u32;
+            for (i, byte) in self.block[len_at..len_at + 5].iter_mut().enumerate() {
+                let bits = ((len >> (7 * i)) & 0x7f) as u8;
+                *byte = if i < 4 { bits | 0x80 } else { bits };
+            }
+            if self.auto_seal && self.block.len() >= self.block_target {
+                self.seal()?;
+            }
         }
         Ok(())
     }

@@ -267,7 +267,9 @@ pub(crate) fn ring_full() {
     match writer {
         Some(t) => {
             t.unpark();
-            std::thread::yield_now();
+            // Sleep rather than yield: with more threads than cores, yielding
+            // hands the core to other producers and the writer starves.
+            std::thread::sleep(Duration::from_micros(50));
         }
         None => {
             if let Some(mut w) = WRITER.try_lock() {
