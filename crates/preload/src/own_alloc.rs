@@ -111,6 +111,10 @@ unsafe impl GlobalAlloc for OwnAlloc {
             register_fork_handlers();
         }
         let Some(index) = class_of(layout) else {
+            if layout.align() > PAGE {
+                // Mappings are only page-aligned; the recorder never asks for more.
+                return ptr::null_mut();
+            }
             return map(round_to_page(layout.size().max(1)));
         };
         let size = SMALLEST << index;
