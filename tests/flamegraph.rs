@@ -23,18 +23,10 @@ fn sites_trace() -> &'static Path {
 
 /// Runs `memtrace flamegraph TRACE ARGS...`, expecting success; its stdout.
 fn flamegraph(args: &[&str]) -> String {
-    let out = memtrace()
-        .arg("flamegraph")
-        .arg(sites_trace())
-        .args(args)
-        .output()
-        .expect("run memtrace flamegraph");
-    assert!(
-        out.status.success(),
-        "memtrace flamegraph {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
+    let trace = sites_trace();
+    let mut all = vec!["flamegraph", trace.to_str().expect("UTF-8 path")];
+    all.extend_from_slice(args);
+    memtrace_stdout(Path::new("."), &all)
 }
 
 /// Folded lines as (stack, value), in order; every line must end in a number.

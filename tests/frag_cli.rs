@@ -65,19 +65,17 @@ fn replaying_python3_gives_a_consistent_table() {
 #[test]
 fn the_system_view_reads_captured_files() {
     let data = root().join("crates/frag/tests/data");
-    let out = memtrace()
-        .args(["frag", "--system", "--buddyinfo"])
-        .arg(data.join("buddyinfo.small"))
-        .arg("--slabinfo")
-        .arg(data.join("slabinfo.small"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let buddyinfo = data.join("buddyinfo.small");
+    let slabinfo = data.join("slabinfo.small");
+    let args = [
+        "frag",
+        "--system",
+        "--buddyinfo",
+        buddyinfo.to_str().unwrap(),
+        "--slabinfo",
+        slabinfo.to_str().unwrap(),
+    ];
+    let text = memtrace_stdout(std::path::Path::new("."), &args);
     // 4, 2, 1, 0 free blocks of orders 0-3: 12 free pages; indices by hand in
     // crates/frag/tests/system.rs.
     assert!(text.contains("12 free pages"), "{text}");

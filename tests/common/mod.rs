@@ -63,8 +63,8 @@ pub fn record(dir: &Path, trace: &str, program: &[&str]) -> Output {
     out
 }
 
-/// `memtrace ARGS` run in `dir`, which must succeed and print JSON.
-pub fn memtrace_json(dir: &Path, args: &[&str]) -> Value {
+/// `memtrace ARGS` run in `dir`, which must succeed: its stdout.
+pub fn memtrace_stdout(dir: &Path, args: &[&str]) -> String {
     let out = memtrace()
         .current_dir(dir)
         .args(args)
@@ -75,7 +75,12 @@ pub fn memtrace_json(dir: &Path, args: &[&str]) -> Value {
         "memtrace {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("the output is JSON")
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// `memtrace ARGS` run in `dir`, which must succeed and print JSON.
+pub fn memtrace_json(dir: &Path, args: &[&str]) -> Value {
+    serde_json::from_str(&memtrace_stdout(dir, args)).expect("the output is JSON")
 }
 
 /// `memtrace report --format json TRACE`, parsed.
