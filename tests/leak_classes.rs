@@ -9,6 +9,20 @@ use serde_json::Value;
 
 const SOURCE: &str = "fixtures/c/leaks.c";
 
+/// class, bytes, blocks, indirect bytes, site tag, caller tag.
+type MemcheckRecord = (
+    &'static str,
+    u64,
+    u64,
+    u64,
+    &'static str,
+    Option<&'static str>,
+);
+
+/// A loss record as compared: class, bytes, blocks, indirect bytes, site
+/// line, caller line.
+type Row = (String, u64, u64, u64, u64, Option<u64>);
+
 /// memcheck's loss records for `cc -O0 -g -o leaks fixtures/c/leaks.c`,
 /// from `valgrind --leak-check=full --show-leak-kinds=all ./leaks`
 /// (valgrind 3.19, Debian 12), written down once:
@@ -29,7 +43,7 @@ const SOURCE: &str = "fixtures/c/leaks.c";
 ///
 /// Each row: class, bytes, blocks, indirect bytes, the tag of the
 /// allocating line, and for new_node's records the tag of its caller's line.
-const MEMCHECK: &[(&str, u64, u64, u64, &str, Option<&str>)] = &[
+const MEMCHECK: &[MemcheckRecord] = &[
     (
         "indirect",
         32,
@@ -107,7 +121,7 @@ fn classes_and_loss_records_equal_memchecks() {
     assert_eq!(pair("possible"), (64, 1));
     assert_eq!(pair("reachable"), (300, 3));
 
-    let mut ours: Vec<(String, u64, u64, u64, u64, Option<u64>)> = report["records"]
+    let mut ours: Vec<Row> = report["records"]
         .as_array()
         .unwrap()
         .iter()
@@ -129,7 +143,7 @@ fn classes_and_loss_records_equal_memchecks() {
             )
         })
         .collect();
-    let mut expected: Vec<(String, u64, u64, u64, u64, Option<u64>)> = MEMCHECK
+    let mut expected: Vec<Row> = MEMCHECK
         .iter()
         .map(|&(class, bytes, blocks, indirect, tag, caller)| {
             (

@@ -30,6 +30,7 @@ mod intern;
 mod live;
 mod maps;
 mod modules;
+mod own_memory;
 mod resources;
 mod ring;
 mod scan;
@@ -45,6 +46,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 pub use call::{finish, Call, MAX_FRAMES};
 pub use memtrace_format::{Func, Op, RecorderKind};
+pub use own_memory::{forget_own_mapping, note_own_mapping};
 pub use session::{abandon, finish_before_exec, start, start_early, Config};
 pub use stats::{stats, Stats};
 pub use tracking::Tracking;

@@ -246,7 +246,11 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace-writer".as_ptr()) };
     *WRITER_THREAD.lock() = Some(std::thread::current());
     writer_loop();
-    std::ptr::null_mut()
+    // Never return: an exiting thread makes glibc unmap cached thread
+    // stacks, which the leak scan may be reading at that moment.
+    loop {
+        std::thread::park();
+    }
 }
 
 fn writer_loop() {
@@ -693,7 +697,11 @@ fn finish_with(exit: Option<&ExitContext>) {
             if let (Some(exit), Some(live), Some(w)) = (exit, ws.live.as_ref(), ws.writer.as_mut())
             {
                 let writer_tid = WRITER_TID.load(Ordering::Relaxed);
-                let result = scan::scan(live, exit, &[writer_tid]);
+                let preload = CONFIG
+                    .lock()
+                    .as_ref()
+                    .is_some_and(|c| c.recorder == RecorderKind::Preload);
+                let result = scan::scan(live, exit, &[writer_tid], preload);
                 if let Err(e) = w.leak_scan(&result) {
                     eprintln!("memtrace: writing the leak scan failed: {e}");
                 }

@@ -54,6 +54,33 @@ impl Marker {
         (word < self.ends[i]).then_some((i as u32, word == self.starts[i]))
     }
 
+    /// The address of block `i`.
+    pub fn start_of(&self, i: u32) -> u64 {
+        self.starts[i as usize]
+    }
+
+    /// The parts of `range` outside every block and its 16-byte chunk
+    /// header (glibc's `prev_size` and `size` words).
+    pub fn gaps(&self, range: Range<u64>) -> Vec<Range<u64>> {
+        let mut out = Vec::new();
+        let mut at = range.start;
+        let first = self.ends.partition_point(|&e| e <= range.start);
+        for i in first..self.starts.len() {
+            let chunk = self.starts[i].saturating_sub(16);
+            if chunk >= range.end {
+                break;
+            }
+            if chunk > at {
+                out.push(at..chunk);
+            }
+            at = at.max(self.ends[i]);
+        }
+        if at < range.end {
+            out.push(at..range.end);
+        }
+        out
+    }
+
     fn reached(&mut self, word: u64, from_start_chain: bool) {
         let Some((i, is_start)) = self.find(word) else {
             return;
@@ -69,10 +96,20 @@ impl Marker {
         }
     }
 
-    /// Marks from one root range (readable, 8-byte aligned), then everything
-    /// reachable from it.
+    /// Marks from one root range (readable when the maps were read, 8-byte
+    /// aligned), then everything reachable from it. The range is read a
+    /// megabyte at a time, each piece only if it is still mapped: a thread
+    /// that exits during the scan may unmap the stacks glibc keeps cached.
     pub fn scan_root(&mut self, range: Range<u64>) {
-        for_each_word(range, |w| self.reached(w, true));
+        const PIECE: u64 = 1 << 20;
+        let mut at = range.start;
+        while at < range.end {
+            let end = range.end.min((at + PIECE) & !(PIECE - 1));
+            if still_mapped(at..end) {
+                for_each_word(at..end, |w| self.reached(w, true));
+            }
+            at = end;
+        }
         self.propagate();
     }
 
@@ -126,6 +163,21 @@ impl Marker {
         }
         edges
     }
+}
+
+/// True when every page of `range` (at most a megabyte) is mapped.
+fn still_mapped(range: Range<u64>) -> bool {
+    const PAGE: u64 = 4096;
+    let start = range.start & !(PAGE - 1);
+    let len = range.end - start;
+    let mut pages = [0u8; 257];
+    if len.div_ceil(PAGE) > pages.len() as u64 {
+        return false;
+    }
+    // SAFETY: mincore only writes one byte per page of the range into
+    // `pages`, which has room for all of them; it fails with ENOMEM, and
+    // touches nothing, when a page is not mapped.
+    unsafe { libc::mincore(start as *mut libc::c_void, len as usize, pages.as_mut_ptr()) == 0 }
 }
 
 /// Calls `f` with every aligned 8-byte word of `range`.

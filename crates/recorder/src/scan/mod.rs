@@ -13,6 +13,7 @@
 mod mark;
 mod roots;
 mod stop;
+mod verify;
 
 use std::ops::Range;
 
@@ -71,7 +72,14 @@ fn callee_saved_registers() -> [u64; 6] {
 
 /// Scans the heap of this process. `skip_tids`: the recorder's own threads
 /// (the writer), whose stacks hold event data, not program pointers.
-pub(crate) fn scan(live: &LiveBlocks, exit: &ExitContext, skip_tids: &[i32]) -> LeakScan {
+/// `scan_managed`: also scan anonymous mappings the program manages itself
+/// (only when the recorder's own memory is known: the preload library).
+pub(crate) fn scan(
+    live: &LiveBlocks,
+    exit: &ExitContext,
+    skip_tids: &[i32],
+    scan_managed: bool,
+) -> LeakScan {
     let started_ns = monotonic_ns();
     let ts = ticks();
     let blocks = live.sorted();
@@ -82,6 +90,14 @@ pub(crate) fn scan(live: &LiveBlocks, exit: &ExitContext, skip_tids: &[i32]) -> 
     let own_code = scan as *const () as u64;
     let modules = roots::module_roots(own_code);
     let maps = roots::readable_mappings();
+    let own = crate::own_memory::own_mappings();
+    // The Rust front end's own buffers come from the program's allocator,
+    // untracked: only the preload library can tell its memory apart.
+    let managed = if scan_managed {
+        roots::program_managed(&maps, &own, &|r| marker.gaps(r))
+    } else {
+        Vec::new()
+    };
     // SAFETY: gettid has no preconditions.
     let me = unsafe { libc::gettid() };
     let mut skip = skip_tids.to_vec();
@@ -91,11 +107,26 @@ pub(crate) fn scan(live: &LiveBlocks, exit: &ExitContext, skip_tids: &[i32]) -> 
     for segment in &modules.segments {
         roots::push_clamped(&maps, segment.clone(), &mut ranges);
     }
+    let n_before_managed = ranges.len();
+    for range in &managed {
+        roots::push_clamped(&maps, range.clone(), &mut ranges);
+    }
     // Room for every thread's ranges, so that nothing grows while stopped.
     ranges.reserve((tids.len() + 1) * (modules.tls.len() + 2) * 4 + 64);
     let contexts = Vec::with_capacity(tids.len());
 
     let stopped = stop::stop(&tids, contexts);
+    // A managed mapping that holds a stopped thread's stack pointer is a
+    // stack (one without a guard page): scanned from the pointer up instead.
+    let thread_sps: Vec<u64> = stopped.threads.iter().map(|t| t.sp).collect();
+    let mut k = n_before_managed;
+    while k < ranges.len() {
+        if thread_sps.iter().any(|&sp| ranges[k].contains(&sp)) || ranges[k].contains(&exit.sp) {
+            ranges.swap_remove(k);
+        } else {
+            k += 1;
+        }
+    }
     let own_tp = roots::thread_pointer();
     let stacks =
         std::iter::once((exit.sp, own_tp)).chain(stopped.threads.iter().map(|t| (t.sp, t.tp)));
@@ -124,6 +155,9 @@ pub(crate) fn scan(live: &LiveBlocks, exit: &ExitContext, skip_tids: &[i32]) -> 
 
     // Lost blocks are referenced by nobody: the other threads may run again.
     let edges = marker.unreached_edges();
+    if std::env::var_os("MEMTRACE_LEAK_SCAN_VERIFY").is_some_and(|v| v != "0") {
+        verify::report(&marker, &own);
+    }
     let scanned = blocks
         .iter()
         .zip(&marker.reach)

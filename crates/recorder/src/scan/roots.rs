@@ -100,6 +100,10 @@ pub(crate) fn thread_pointer() -> u64 {
 pub(crate) struct Mapping {
     pub start: u64,
     pub end: u64,
+    /// Private, writable and anonymous (no path, not `[heap]` or `[stack]`).
+    pub anonymous_rw: bool,
+    /// Right above an inaccessible mapping: a thread stack over its guard.
+    pub above_guard: bool,
 }
 
 /// The readable mappings, in address order, without the kernel's special
@@ -111,23 +115,73 @@ pub(crate) fn readable_mappings() -> Vec<Mapping> {
 
 fn parse_maps(text: &str) -> Vec<Mapping> {
     let mut out = Vec::new();
+    let mut guard_end = None;
     for line in text.lines() {
         let mut fields = line.split_whitespace();
         let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
             continue;
         };
         let path = fields.nth(3).unwrap_or("");
-        if !perms.starts_with('r') || path.starts_with("[v") {
-            continue;
-        }
         let Some((s, e)) = range.split_once('-') else {
             continue;
         };
-        if let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) {
-            out.push(Mapping { start, end });
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
+            continue;
+        };
+        let above_guard = guard_end == Some(start);
+        guard_end = perms.starts_with("---").then_some(end);
+        if !perms.starts_with('r') || path.starts_with("[v") {
+            continue;
         }
+        out.push(Mapping {
+            start,
+            end,
+            anonymous_rw: perms.starts_with("rw") && perms.ends_with('p') && path.is_empty(),
+            above_guard,
+        });
     }
     out
+}
+
+/// glibc's non-main arenas are mapped at multiples of their maximum size.
+const ARENA_ALIGN: u64 = 64 << 20;
+
+/// Memory the program manages itself: the parts of anonymous mappings that
+/// are not the heap's (not a glibc arena, not a live block or its chunk
+/// header) nor the recorder's own. Custom allocators keep objects there
+/// (CPython's pymalloc arenas, for one), and their pointers to malloc'd
+/// blocks are real. The kernel merges adjacent anonymous mappings, so a
+/// mapping may hold both; `gaps` cuts the live blocks out. (Live thread
+/// stacks are told apart by their stack pointers, later.)
+pub(crate) fn program_managed(
+    maps: &[Mapping],
+    own: &[Range<u64>],
+    gaps: &dyn Fn(Range<u64>) -> Vec<Range<u64>>,
+) -> Vec<Range<u64>> {
+    maps.iter()
+        .filter(|m| m.anonymous_rw)
+        .filter(|m| m.start % ARENA_ALIGN != 0)
+        .filter(|m| !own.iter().any(|o| o.start < m.end && m.start < o.end))
+        .filter(|m| !is_glibc_mmapped_chunk(m))
+        .flat_map(|m| gaps(m.start..m.end))
+        .collect()
+}
+
+/// A chunk glibc mapped for one large block starts with its header: a zero
+/// `prev_size` and a size word equal to the mapping's length with the
+/// IS_MMAPPED bit (2) set.
+fn is_glibc_mmapped_chunk(m: &Mapping) -> bool {
+    if m.end - m.start < 16 {
+        return false;
+    }
+    // SAFETY: the mapping is readable and at least 16 bytes long.
+    let (prev_size, size) = unsafe {
+        (
+            std::ptr::read_volatile(m.start as *const u64),
+            std::ptr::read_volatile((m.start + 8) as *const u64),
+        )
+    };
+    prev_size == 0 && size & 2 != 0 && size & !7 == m.end - m.start
 }
 
 /// The mapping that holds `addr`.
@@ -170,16 +224,12 @@ mod tests {
     fn ranges_are_clamped_to_readable_mappings() {
         let maps = parse_maps(MAPS);
         assert_eq!(maps.len(), 3);
+        assert!(maps[0].anonymous_rw && !maps[0].above_guard);
+        assert!(!maps[1].anonymous_rw);
         let mut out = Vec::new();
         push_clamped(&maps, 0x0ffc..0x9010, &mut out);
         assert_eq!(out, vec![0x1000..0x3000, 0x4000..0x6000, 0x9000..0x9010]);
-        assert_eq!(
-            mapping_of(&maps, 0x9008),
-            Some(Mapping {
-                start: 0x9000,
-                end: 0xa000
-            })
-        );
+        assert_eq!(mapping_of(&maps, 0x9008).map(|m| m.start), Some(0x9000));
         assert_eq!(mapping_of(&maps, 0x3008), None);
     }
 }
