@@ -10,6 +10,8 @@
 //! come after that).
 
 use memtrace_format::{Func, Op, StackId, ThreadItem};
+use std::collections::hash_map::Entry;
+
 use rustc_hash::FxHashMap;
 
 /// A live block as the scan needs it.
@@ -55,15 +57,18 @@ impl LiveBlocks {
         if addr == 0 {
             return;
         }
-        if self.freed_early.get(&addr).is_some_and(|&freed| freed > ts) {
+        if !self.freed_early.is_empty()
+            && self.freed_early.get(&addr).is_some_and(|&freed| freed > ts)
+        {
             return; // Already freed by a later event.
         }
-        let entry = self
-            .live
-            .entry(addr)
-            .or_insert(LiveBlock { ts, size, stack });
-        if entry.ts <= ts {
-            *entry = LiveBlock { ts, size, stack };
+        // One hash per event: insert, and put the old entry back in the rare
+        // case that it was newer.
+        let block = LiveBlock { ts, size, stack };
+        if let Some(old) = self.live.insert(addr, block) {
+            if old.ts > ts {
+                self.live.insert(addr, old);
+            }
         }
     }
 
@@ -71,9 +76,9 @@ impl LiveBlocks {
         if addr == 0 {
             return;
         }
-        match self.live.get(&addr) {
-            Some(block) if block.ts <= ts => {
-                self.live.remove(&addr);
+        match self.live.entry(addr) {
+            Entry::Occupied(e) if e.get().ts <= ts => {
+                e.remove();
             }
             // Unknown (allocated before recording began, or its allocation
             // is still in another ring), or re-allocated later: remember it.

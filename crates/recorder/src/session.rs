@@ -16,7 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +69,9 @@ static SESSION_PID: AtomicU32 = AtomicU32::new(0);
 /// The writer thread's id: its stack holds event data, which the leak scan
 /// must not take for the program's pointers.
 static WRITER_TID: AtomicI32 = AtomicI32::new(0);
+/// An address on the writer thread's stack, whose mapping the leak scan
+/// must not take for memory the program manages.
+static WRITER_STACK: AtomicU64 = AtomicU64::new(0);
 
 fn getpid() -> u32 {
     // SAFETY: getpid has no preconditions.
@@ -242,6 +245,8 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     thread::ignore_this_thread();
     // SAFETY: gettid has no preconditions.
     WRITER_TID.store(unsafe { libc::gettid() }, Ordering::Relaxed);
+    let marker = 0u8;
+    WRITER_STACK.store(std::ptr::addr_of!(marker) as u64, Ordering::Relaxed);
     // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated name.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace-writer".as_ptr()) };
     *WRITER_THREAD.lock() = Some(std::thread::current());
@@ -701,7 +706,8 @@ fn finish_with(exit: Option<&ExitContext>) {
                     .lock()
                     .as_ref()
                     .is_some_and(|c| c.recorder == RecorderKind::Preload);
-                let result = scan::scan(live, exit, &[writer_tid], preload);
+                let writer_stack = WRITER_STACK.load(Ordering::Relaxed);
+                let result = scan::scan(live, exit, &[writer_tid], &[writer_stack], preload);
                 if let Err(e) = w.leak_scan(&result) {
                     eprintln!("memtrace: writing the leak scan failed: {e}");
                 }

@@ -71,13 +71,15 @@ fn callee_saved_registers() -> [u64; 6] {
 }
 
 /// Scans the heap of this process. `skip_tids`: the recorder's own threads
-/// (the writer), whose stacks hold event data, not program pointers.
+/// (the writer), whose stacks hold event data, not program pointers;
+/// `skip_stacks`: an address on each of their stacks.
 /// `scan_managed`: also scan anonymous mappings the program manages itself
 /// (only when the recorder's own memory is known: the preload library).
 pub(crate) fn scan(
     live: &LiveBlocks,
     exit: &ExitContext,
     skip_tids: &[i32],
+    skip_stacks: &[u64],
     scan_managed: bool,
 ) -> LeakScan {
     let started_ns = monotonic_ns();
@@ -118,10 +120,12 @@ pub(crate) fn scan(
     let stopped = stop::stop(&tids, contexts);
     // A managed mapping that holds a stopped thread's stack pointer is a
     // stack (one without a guard page): scanned from the pointer up instead.
-    let thread_sps: Vec<u64> = stopped.threads.iter().map(|t| t.sp).collect();
     let mut k = n_before_managed;
     while k < ranges.len() {
-        if thread_sps.iter().any(|&sp| ranges[k].contains(&sp)) || ranges[k].contains(&exit.sp) {
+        let r = &ranges[k];
+        let is_stack = stopped.threads.iter().any(|t| r.contains(&t.sp))
+            || skip_stacks.iter().any(|sp| r.contains(sp));
+        if is_stack || r.contains(&exit.sp) {
             ranges.swap_remove(k);
         } else {
             k += 1;
