@@ -26,6 +26,7 @@
 
 mod call;
 mod clock;
+mod crash;
 mod intern;
 mod live;
 mod maps;

@@ -203,6 +203,7 @@ fn activate() {
         );
         libc::atexit(finish_at_exit);
     }
+    crate::crash::install();
     STATE.store(ON, Ordering::Release);
 }
 
@@ -427,7 +428,7 @@ fn drain(ws: &mut WriterState, last: bool) {
     }
     let (first_node, nodes) = INTERNER.lock().take_pending();
     let side = std::mem::take(&mut *SIDE.lock());
-    let codec = if behind && ws.adaptive {
+    let codec = if (behind && ws.adaptive) || CRASHED.load(Ordering::Relaxed) {
         Codec::Raw
     } else {
         ws.codec
@@ -681,6 +682,55 @@ fn create_new(path: &std::path::Path) -> io::Result<File> {
 /// Safe to call more than once; events after it are not recorded.
 pub fn finish() {
     finish_with(None);
+}
+
+/// Set while a fatal signal's handler drains: no compression (see crash.rs).
+static CRASHED: AtomicBool = AtomicBool::new(false);
+
+/// Ends recording from a fatal signal's handler: drains what was recorded,
+/// notes the signal, writes the trailer. Gives up (the program still dies)
+/// when the crash happened inside the recorder, or when the writer's lock
+/// stays taken for two seconds.
+pub(crate) fn finish_after_signal(sig: i32) {
+    if !in_session_process() || !thread::enter() {
+        return;
+    }
+    if STATE
+        .compare_exchange(ON, DONE, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        STOP_WRITER.store(true, Ordering::Relaxed);
+        CRASHED.store(true, Ordering::Relaxed);
+        let start = monotonic_ns();
+        let mut slot = loop {
+            if let Some(slot) = WRITER.try_lock() {
+                break Some(slot);
+            }
+            if monotonic_ns() - start > 2_000_000_000 {
+                break None;
+            }
+            std::hint::spin_loop();
+        };
+        if let Some(ws) = slot.as_mut().and_then(|s| s.as_mut()) {
+            drain(ws, true);
+            let n_nodes = INTERNER.lock().n_nodes();
+            if let Some(mut w) = ws.writer.take() {
+                let note = format!(
+                    "the program was killed by {} (signal {sig}); everything before it was recorded",
+                    crate::crash::signal_name(sig)
+                );
+                let trailer = Trailer {
+                    ts: ticks(),
+                    n_events: ws.n_events,
+                    n_stack_nodes: n_nodes,
+                    n_threads: ws.n_threads,
+                    n_dropped: 0,
+                };
+                let _ = w.note(&note).and_then(|_| w.finish(&trailer));
+            }
+        }
+    }
+    thread::leave();
 }
 
 /// [`finish`], with the leak scan when `exit` says where the program stood.

@@ -37,10 +37,12 @@ impl<T> SpinLock<T> {
 
     /// Takes the lock if it is free.
     pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        // `then`, not `then_some`: a guard built eagerly for a failed
+        // attempt would be dropped at once, releasing the holder's lock.
         self.locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
-            .then_some(SpinGuard { lock: self })
+            .then(|| SpinGuard { lock: self })
     }
 
     /// Takes the lock without a guard (for `fork` handlers).
@@ -89,5 +91,23 @@ impl<T> DerefMut for SpinGuard<'_, T> {
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         self.lock.unlock_raw();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_try_lock_leaves_the_lock_to_its_holder() {
+        let lock = SpinLock::new(0u32);
+        let held = lock.lock();
+        assert!(lock.try_lock().is_none());
+        assert!(
+            lock.try_lock().is_none(),
+            "the first failure released the lock"
+        );
+        drop(held);
+        assert!(lock.try_lock().is_some());
     }
 }
