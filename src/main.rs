@@ -4,6 +4,7 @@
 //! `memtrace run` exits with the program's status (128+N for signal N);
 //! other commands exit 0 on success, 2 on an error (one line on stderr).
 
+mod charts;
 mod cmd;
 mod inspect;
 mod preload_lib;
@@ -33,6 +34,9 @@ enum Command {
     Flamegraph(cmd::flamegraph::FlamegraphArgs),
     /// Time inside the allocator: latency per function, stalls, costly sites.
     Latency(cmd::latency::LatencyArgs),
+    /// Charts of a trace as SVG files and an index.html: heap over time,
+    /// sizes, latency, real-heap fragmentation, policies, flame graph.
+    Plot(cmd::plot::PlotArgs),
     /// Print every event of a trace, one per line (for debugging).
     #[command(hide = true)]
     Dump(cmd::dump::DumpArgs),
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Frag(args) => cmd::frag::frag(args),
         Command::Flamegraph(args) => cmd::flamegraph::flamegraph(args),
         Command::Latency(args) => cmd::latency::latency(args),
+        Command::Plot(args) => cmd::plot::plot(args),
     };
     match result {
         Ok(code) => code,

@@ -4,5 +4,6 @@ pub mod dump;
 pub mod flamegraph;
 pub mod frag;
 pub mod latency;
+pub mod plot;
 pub mod report;
 pub mod run;
