@@ -274,6 +274,7 @@ pub fn plot(args: PlotArgs) -> Result<ExitCode> {
         )],
         sections: vec![Section {
             heading: program,
+            text: String::new(),
             figures,
         }],
     });

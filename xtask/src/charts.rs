@@ -189,7 +189,7 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
                     figures.push(Figure {
                         file: rel(&paths.report, &file),
                         title: format!("{}: {fixture}", plan.title),
-                        caption: plan.caption.to_string(),
+                        caption: String::new(),
                         command: command.clone(),
                     });
                     files.push(file);
@@ -204,7 +204,7 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
                 figures.push(Figure {
                     file: rel(&paths.report, &path),
                     title: plan.title.to_string(),
-                    caption: format!("{} Skipped: {reason}.", plan.caption),
+                    caption: format!("Skipped: {reason}."),
                     command: format!("cargo xtask report (placeholder until {tool} exists)"),
                 });
                 files.push(path);
@@ -213,6 +213,7 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
         }
         sections.push(Section {
             heading: plan.title.to_string(),
+            text: plan.caption.to_string(),
             figures,
         });
     }

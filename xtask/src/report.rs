@@ -536,7 +536,7 @@ fn cost_table(outcomes: &[Outcome]) -> Result<Table> {
         };
         table.row(vec![
             o.name.to_string(),
-            util::fmt_secs(get(l, "/allocator_ns", "latency")? as f64 / 1e9),
+            fmt_ns(get(l, "/allocator_ns", "latency")?),
             format!("{:.1}%", share * 100.0),
             get(l, "/stalls/calls", "latency")?.to_string(),
             extent,
@@ -546,6 +546,18 @@ fn cost_table(outcomes: &[Outcome]) -> Result<Table> {
         ]);
     }
     Ok(table)
+}
+
+/// Nanoseconds as `412.3 us`, `264.0 ms` or `1.25 s`.
+fn fmt_ns(ns: u64) -> String {
+    let ns = ns as f64;
+    if ns < 1e6 {
+        format!("{:.1} us", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
 }
 
 /// Opens the page in headless Chromium when it is installed: a screenshot

@@ -37,6 +37,7 @@
 //! assert!(svg.contains("live heap (KiB)"));
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod bars;
 pub mod page;

@@ -16,7 +16,8 @@ pub struct Figure {
     pub file: String,
     /// Heading.
     pub title: String,
-    /// One or two sentences on what the chart shows.
+    /// One or two sentences on what the chart shows (may be empty when the
+    /// section's text says it).
     pub caption: String,
     /// The command that made it.
     pub command: String,
@@ -27,6 +28,8 @@ pub struct Figure {
 pub struct Section {
     /// Heading.
     pub heading: String,
+    /// A paragraph under the heading (may be empty).
+    pub text: String,
     /// The figures.
     pub figures: Vec<Figure>,
 }
@@ -95,10 +98,15 @@ pub fn html(page: &Page) -> String {
     }
     for (i, s) in page.sections.iter().enumerate() {
         let _ = writeln!(out, "<h2 id=\"s{i}\">{}</h2>", escape(&s.heading));
+        if !s.text.is_empty() {
+            let _ = writeln!(out, "<p>{}</p>", escape(&s.text));
+        }
         for f in &s.figures {
             let _ = writeln!(out, "<figure>");
             let _ = writeln!(out, "<h3>{}</h3>", escape(&f.title));
-            let _ = writeln!(out, "<p>{}</p>", escape(&f.caption));
+            if !f.caption.is_empty() {
+                let _ = writeln!(out, "<p>{}</p>", escape(&f.caption));
+            }
             let _ = writeln!(
                 out,
                 "<img src=\"{}\" alt=\"{}\"/>",
@@ -134,6 +142,7 @@ mod tests {
             intro: vec!["one & two".into()],
             sections: vec![Section {
                 heading: "heap".into(),
+                text: String::new(),
                 figures: vec![Figure {
                     file: "heap.svg".into(),
                     title: "Live heap".into(),
