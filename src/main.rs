@@ -4,6 +4,7 @@
 //! `memtrace run` exits with the program's status (128+N for signal N);
 //! other commands exit 0 on success, 2 on an error (one line on stderr).
 
+mod charts;
 mod cmd;
 mod inspect;
 mod preload_lib;
@@ -35,6 +36,9 @@ enum Command {
     Latency(cmd::latency::LatencyArgs),
     /// Leaks found by the exit-time reachability scan, for people and CI.
     Leaks(cmd::leaks::LeaksArgs),
+    /// Charts of a trace as SVG files and an index.html: heap over time,
+    /// sizes, latency, real-heap fragmentation, policies, flame graph.
+    Plot(cmd::plot::PlotArgs),
     /// Print every event of a trace, one per line (for debugging).
     #[command(hide = true)]
     Dump(cmd::dump::DumpArgs),
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Command::Flamegraph(args) => cmd::flamegraph::flamegraph(args),
         Command::Latency(args) => cmd::latency::latency(args),
         Command::Leaks(args) => cmd::leaks::leaks(args),
+        Command::Plot(args) => cmd::plot::plot(args),
     };
     match result {
         Ok(code) => code,

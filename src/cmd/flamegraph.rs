@@ -60,10 +60,23 @@ pub struct FlamegraphArgs {
     pub collapsed: bool,
 }
 
-/// Runs `memtrace flamegraph`.
-pub fn flamegraph(args: FlamegraphArgs) -> Result<ExitCode> {
-    let measure = Measure::from(args.by);
-    let path = &args.trace;
+/// A trace's stacks folded for one measure, with what the SVG's title needs.
+pub struct Folded {
+    /// `root;...;leaf VALUE` lines.
+    pub text: String,
+    /// No stack has any of the measure.
+    pub empty: bool,
+    /// The program's file name.
+    program: String,
+    /// The trace carries allocator latencies.
+    latency_measured: bool,
+    /// A note when the trace is cut or unfinished.
+    subtitle: Option<String>,
+}
+
+/// Reads a trace and folds its stacks by `measure`; symbolization warnings
+/// go to stderr.
+pub fn fold(path: &Path, measure: Measure) -> Result<Folded> {
     let mut reader = memtrace_analyze::open(path).with_context(|| format!("{}", path.display()))?;
     let replay =
         HeapReplay::from_reader(&mut reader, 0).with_context(|| format!("{}", path.display()))?;
@@ -78,13 +91,52 @@ pub fn flamegraph(args: FlamegraphArgs) -> Result<ExitCode> {
     for w in symbols.warnings() {
         eprintln!("memtrace: warning: {w}");
     }
-    let folded = flame::render_folded(&stacks);
+    let program = Path::new(&reader.header().exe).file_name().map_or_else(
+        || reader.header().exe.clone(),
+        |n| n.to_string_lossy().into(),
+    );
+    let subtitle = match reader.completeness() {
+        Completeness::Complete(_) => None,
+        Completeness::Truncated(at) => Some(format!("trace cut at byte {at}")),
+        Completeness::NoTrailer | Completeness::Reading => {
+            Some("trace without trailer: recording did not end cleanly".to_string())
+        }
+    };
+    Ok(Folded {
+        text: flame::render_folded(&stacks),
+        empty: stacks.is_empty(),
+        program,
+        latency_measured: reader.header().latency_measured,
+        subtitle,
+    })
+}
 
+/// Draws folded stacks as an inferno flame graph (they must not be empty).
+pub fn svg(folded: &Folded, measure: Measure, out: &mut impl Write) -> Result<()> {
+    if measure == Measure::Latency && !folded.latency_measured {
+        eprintln!("memtrace: warning: this trace has no allocator latencies");
+    }
+    let mut options = inferno::flamegraph::Options::default();
+    options.title = format!(
+        "memtrace: {} by stack ({})",
+        measure.description(),
+        folded.program
+    );
+    options.count_name = measure.unit().to_string();
+    options.subtitle = folded.subtitle.clone();
+    inferno::flamegraph::from_lines(&mut options, folded.text.lines(), out)?;
+    Ok(())
+}
+
+/// Runs `memtrace flamegraph`.
+pub fn flamegraph(args: FlamegraphArgs) -> Result<ExitCode> {
+    let measure = Measure::from(args.by);
+    let folded = fold(&args.trace, measure)?;
     let Some(output) = &args.output else {
-        io::stdout().write_all(folded.as_bytes())?;
+        io::stdout().write_all(folded.text.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     };
-    if stacks.is_empty() && !args.collapsed {
+    if folded.empty && !args.collapsed {
         // inferno cannot draw an empty graph; this is an answer, not an error.
         eprintln!(
             "memtrace: no stack has any {}: no flame graph written",
@@ -95,27 +147,10 @@ pub fn flamegraph(args: FlamegraphArgs) -> Result<ExitCode> {
     let context = || format!("{}", output.display());
     let mut out = BufWriter::new(File::create(output).with_context(context)?);
     if args.collapsed {
-        out.write_all(folded.as_bytes()).with_context(context)?;
-    } else {
-        if measure == Measure::Latency && !reader.header().latency_measured {
-            eprintln!("memtrace: warning: this trace has no allocator latencies");
-        }
-        let program = Path::new(&reader.header().exe).file_name().map_or_else(
-            || reader.header().exe.clone(),
-            |n| n.to_string_lossy().into(),
-        );
-        let mut options = inferno::flamegraph::Options::default();
-        options.title = format!("memtrace: {} by stack ({program})", measure.description());
-        options.count_name = measure.unit().to_string();
-        options.subtitle = match reader.completeness() {
-            Completeness::Complete(_) => None,
-            Completeness::Truncated(at) => Some(format!("trace cut at byte {at}")),
-            Completeness::NoTrailer | Completeness::Reading => {
-                Some("trace without trailer: recording did not end cleanly".to_string())
-            }
-        };
-        inferno::flamegraph::from_lines(&mut options, folded.lines(), &mut out)
+        out.write_all(folded.text.as_bytes())
             .with_context(context)?;
+    } else {
+        svg(&folded, measure, &mut out).with_context(context)?;
     }
     out.flush().with_context(context)?;
     Ok(ExitCode::SUCCESS)

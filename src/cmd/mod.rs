@@ -6,5 +6,6 @@ pub mod frag;
 pub mod latency;
 pub mod leak_formats;
 pub mod leaks;
+pub mod plot;
 pub mod report;
 pub mod run;

@@ -1,8 +1,8 @@
 //! `cargo xtask`: project automation for memtrace.
 //!
 //! * `cargo xtask report` builds memtrace, records every bundled fixture and
-//!   writes their reports and `target/memtrace-report/summary.md`: the main
-//!   job, to run first.
+//!   writes their reports, SVG charts, `target/memtrace-report/index.html`
+//!   and `summary.md`: the main job, to run first.
 //! * `cargo xtask bench` measures the recorder against native runs, heaptrack
 //!   and valgrind on `fixtures/c/bench_alloc.c` and writes
 //!   `target/memtrace-report/bench.md`.
@@ -12,6 +12,8 @@
 //! This file only parses the command line; the work is in the modules.
 
 mod bench;
+mod browser;
+mod charts;
 mod heaptrack;
 mod report;
 mod util;
@@ -30,7 +32,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Record every bundled fixture; write reports and summary.md.
+    /// Record every bundled fixture; write reports, charts, index.html, summary.md.
     Report,
     /// Recorder overhead vs native, heaptrack and valgrind; analysis times.
     Bench(bench::BenchArgs),

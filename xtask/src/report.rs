@@ -7,7 +7,14 @@
 //!
 //! * `traces/<name>.trace`: the traces;
 //! * `<name>.txt` and `<name>.json`: `memtrace report` in text and JSON;
-//! * `summary.md`: one row per fixture (the same table is printed).
+//! * `<name>.latency.json`, `<name>.frag.json`: `memtrace latency` and
+//!   `memtrace frag` in JSON;
+//! * `charts/`: the SVG charts (see [`crate::charts`]: `memtrace plot` per
+//!   fixture, placeholders for tools not built yet);
+//! * `index.html`: every chart with a sentence and the command that made
+//!   it; when Chromium is installed it is opened headless, a screenshot is
+//!   written to `index.png` and a missing image fails the task;
+//! * `summary.md`: the key numbers per fixture (the same tables are printed).
 //!
 //! The fixtures run with `target/memtrace-report` as their working directory
 //! and relative paths, so the commands in the table can be pasted there as
@@ -21,6 +28,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use crate::browser;
+use crate::charts;
 use crate::util::{self, Paths, Table};
 
 /// How a fixture gets its executable.
@@ -114,6 +123,10 @@ struct Outcome {
     json: PathBuf,
     /// `memtrace report --format json`, parsed.
     report: serde_json::Value,
+    /// `memtrace latency --format json`, parsed.
+    latency: serde_json::Value,
+    /// `memtrace frag --format json`, parsed.
+    frag: serde_json::Value,
 }
 
 /// Runs `cargo xtask report`.
@@ -156,8 +169,20 @@ pub fn run() -> Result<ExitCode> {
     let elapsed = start.elapsed();
 
     let table = summary_table(&paths, &outcomes)?;
+    let costs = cost_table(&outcomes)?;
     let notes = notes(&outcomes);
-    let charts = write_charts(&paths, &outcomes)?;
+    let chart_start = Instant::now();
+    let traces: Vec<(&str, PathBuf)> = outcomes.iter().map(|o| (o.name, o.trace.clone())).collect();
+    let charts = charts::draw(&paths, &traces)?;
+    let index = paths.report.join("index.html");
+    let page = memtrace_plot::page::html(&memtrace_plot::page::Page {
+        title: "memtrace on the bundled fixtures".to_string(),
+        intro: charts::intro(&paths),
+        sections: charts.sections.clone(),
+    });
+    std::fs::write(&index, page).with_context(|| format!("cannot write {}", index.display()))?;
+    let page_check = check_page(&index, charts.files.len())?;
+    let chart_time = chart_start.elapsed();
 
     let summary = paths.report.join("summary.md");
     let mut md = String::from("# memtrace on the bundled fixtures\n\n");
@@ -170,6 +195,17 @@ pub fn run() -> Result<ExitCode> {
     );
     md.push_str(&table.markdown());
     let _ = writeln!(md, "\n{LEGEND}");
+    let _ = writeln!(md, "\nAllocator cost and fragmentation:\n");
+    md.push_str(&costs.markdown());
+    let _ = writeln!(md, "\n{COST_LEGEND}");
+    let _ = writeln!(
+        md,
+        "\nCharts: open `index.html` ({} charts; {page_check}).",
+        charts.files.len()
+    );
+    for (chart, reason) in &charts.skipped {
+        let _ = writeln!(md, "- skipped: {chart}: {reason}");
+    }
     if !notes.is_empty() {
         md.push('\n');
         for n in &notes {
@@ -180,36 +216,45 @@ pub fn run() -> Result<ExitCode> {
     for o in &outcomes {
         let _ = writeln!(
             md,
-            "- {}: `{}`, `{}`, `{}`",
+            "- {}: `{}`, `{}`, `{}`, `{name}.latency.json`, `{name}.frag.json`",
             o.name,
             rel(&paths.report, &o.trace),
             rel(&paths.report, &o.text),
-            rel(&paths.report, &o.json)
+            rel(&paths.report, &o.json),
+            name = o.name,
         );
     }
-    for c in &charts {
+    for c in &charts.files {
         let _ = writeln!(md, "- chart: `{}`", rel(&paths.report, c));
     }
     std::fs::write(&summary, md).with_context(|| format!("cannot write {}", summary.display()))?;
 
     println!();
     print!("{}", table.text());
+    println!();
+    print!("{}", costs.text());
     for n in &notes {
         println!("note: {n}");
     }
+    for (chart, reason) in &charts.skipped {
+        println!("skipped: {chart}: {reason}");
+    }
     println!(
-        "\nrecorded and reported {} fixtures in {}",
+        "\nrecorded and analysed {} fixtures in {}; {} charts in {}; {page_check}",
         outcomes.len(),
-        util::fmt_secs(elapsed.as_secs_f64())
+        util::fmt_secs(elapsed.as_secs_f64()),
+        charts.files.len(),
+        util::fmt_secs(chart_time.as_secs_f64()),
     );
     println!("written:");
     println!("  {}", summary.display());
+    println!("  {}  <- open this", index.display());
     for o in &outcomes {
         for p in [&o.text, &o.json, &o.trace] {
             println!("  {}", p.display());
         }
     }
-    for c in &charts {
+    for c in &charts.files {
         println!("  {}", c.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -218,11 +263,19 @@ pub fn run() -> Result<ExitCode> {
 /// Removes what an earlier run wrote (memtrace never overwrites a trace, and
 /// a failed run must not leave an old summary that looks current).
 fn remove_outputs(paths: &Paths) -> Result<()> {
-    util::remove_file(&paths.report.join("summary.md"))?;
+    for file in ["summary.md", "index.html", "index.png"] {
+        util::remove_file(&paths.report.join(file))?;
+    }
+    let charts = paths.report.join("charts");
+    if charts.exists() {
+        std::fs::remove_dir_all(&charts)
+            .with_context(|| format!("cannot remove {}", charts.display()))?;
+    }
     for f in FIXTURES {
         util::remove_file(&trace_path(paths, f))?;
-        util::remove_file(&paths.report.join(format!("{}.txt", f.name)))?;
-        util::remove_file(&paths.report.join(format!("{}.json", f.name)))?;
+        for ext in ["txt", "json", "latency.json", "frag.json"] {
+            util::remove_file(&paths.report.join(format!("{}.{ext}", f.name)))?;
+        }
     }
     Ok(())
 }
@@ -289,6 +342,8 @@ fn record_and_report(paths: &Paths, f: &Fixture, exe: &Path) -> Result<Outcome> 
         .with_context(|| format!("cannot write {}", json.display()))?;
     let report: serde_json::Value = serde_json::from_str(&report_json)
         .with_context(|| format!("memtrace report printed invalid JSON for {}", f.name))?;
+    let latency = tool_json(paths, f.name, "latency", &trace)?;
+    let frag = tool_json(paths, f.name, "frag", &trace)?;
 
     Ok(Outcome {
         name: f.name,
@@ -298,7 +353,20 @@ fn record_and_report(paths: &Paths, f: &Fixture, exe: &Path) -> Result<Outcome> 
         text,
         json,
         report,
+        latency,
+        frag,
     })
+}
+
+/// `memtrace TOOL --format json TRACE`, written to `<name>.TOOL.json` and parsed.
+fn tool_json(paths: &Paths, name: &str, tool: &str, trace: &Path) -> Result<serde_json::Value> {
+    let mut cmd = Command::new(&paths.memtrace);
+    cmd.args([tool, "--format", "json"]).arg(trace);
+    let text = util::output(&mut cmd).with_context(|| format!("memtrace {tool} failed"))?;
+    let path = paths.report.join(format!("{name}.{tool}.json"));
+    std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("memtrace {tool} printed invalid JSON for {name}"))
 }
 
 /// `memtrace report [ARGS] TRACE`'s stdout; fails unless it exits 0.
@@ -428,10 +496,90 @@ fn notes(outcomes: &[Outcome]) -> Vec<String> {
     notes
 }
 
-/// SVG charts of the reports (heap over time, sizes, top sites): a later
-/// issue. They will be drawn here from each outcome's JSON report and written
-/// beside `summary.md`; the returned paths are listed in the summary and on
-/// stdout. For now there are none.
-fn write_charts(_paths: &Paths, _outcomes: &[Outcome]) -> Result<Vec<PathBuf>> {
-    Ok(Vec::new())
+/// What the columns of the cost table mean.
+const COST_LEGEND: &str = "allocator time: time inside the allocator, all calls \
+     (`memtrace latency`), and its share of the traced wall time; stalls: calls of at least \
+     10 us; real heap at peak: glibc's main heap when live bytes peaked (`memtrace frag`): \
+     its extent, free bytes in holes, external fragmentation (1 - largest hole / free); best \
+     policy: the lowest peak footprint among the replayed allocator models.";
+
+/// Allocator time, stalls, real-heap fragmentation and the best policy, per fixture.
+fn cost_table(outcomes: &[Outcome]) -> Result<Table> {
+    let mut table = Table::new(&[
+        "fixture",
+        "allocator time",
+        "share of run",
+        "stalls",
+        "heap extent at peak",
+        "free in holes",
+        "ext. frag.",
+        "best policy",
+    ]);
+    table.align_left(&[7]);
+    for o in outcomes {
+        let l = &o.latency;
+        let get = |v: &serde_json::Value, k: &str, what: &str| {
+            v.pointer(k)
+                .and_then(serde_json::Value::as_u64)
+                .with_context(|| format!("{}: memtrace {what} JSON has no {k}", o.name))
+        };
+        let share = l["allocator_share"].as_f64().unwrap_or(0.0);
+        let heap = &o.frag["real_heap"];
+        let (extent, holes, external) = if heap["measured"].as_bool() == Some(true) {
+            (
+                util::fmt_bytes(get(heap, "/at_peak/extent_bytes", "frag")?),
+                util::fmt_bytes(get(heap, "/at_peak/free_in_holes", "frag")?),
+                format!("{:.3}", heap["at_peak"]["external"].as_f64().unwrap_or(0.0)),
+            )
+        } else {
+            ("not measured".into(), "-".into(), "-".into())
+        };
+        table.row(vec![
+            o.name.to_string(),
+            fmt_ns(get(l, "/allocator_ns", "latency")?),
+            format!("{:.1}%", share * 100.0),
+            get(l, "/stalls/calls", "latency")?.to_string(),
+            extent,
+            holes,
+            external,
+            o.frag["best"]["policy"].as_str().unwrap_or("-").to_string(),
+        ]);
+    }
+    Ok(table)
+}
+
+/// Nanoseconds as `412.3 us`, `264.0 ms` or `1.25 s`.
+fn fmt_ns(ns: u64) -> String {
+    let ns = ns as f64;
+    if ns < 1e6 {
+        format!("{:.1} us", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+/// Opens the page in headless Chromium when it is installed: a screenshot
+/// to `index.png`, and an error if any of the `expected` images is missing.
+/// Returns a sentence for the summary.
+fn check_page(index: &Path, expected: usize) -> Result<String> {
+    let Some(chromium) = browser::find_chromium() else {
+        return Ok("page not checked: chromium is not installed".to_string());
+    };
+    let shot = index.with_file_name("index.png");
+    let check = browser::check_page(&chromium, index, &shot, (1100, 1600))
+        .map_err(|e| anyhow::anyhow!("checking {} in chromium: {e}", index.display()))?;
+    if !check.broken.is_empty() || check.loaded != expected {
+        bail!(
+            "{}: {} of {expected} images loaded in chromium; missing: {}",
+            index.display(),
+            check.loaded,
+            check.broken.join(", ")
+        );
+    }
+    Ok(format!(
+        "checked in headless chromium: all {} images load, screenshot index.png",
+        check.loaded
+    ))
 }

@@ -1,0 +1,248 @@
+//! Each chart kind on small made-up data with known answers, read back
+//! with roxmltree: texts, bars and their heights.
+
+use memtrace_plot::*;
+
+/// `(content, x, y)` of every `<text>`, and `(x, y, width, height, fill)` of every `<rect>`.
+struct Parsed {
+    texts: Vec<(String, f64, f64)>,
+    rects: Vec<(f64, f64, f64, f64, String)>,
+}
+
+fn parse(svg: &str) -> Parsed {
+    let doc = roxmltree::Document::parse(svg).expect("well-formed SVG");
+    let f = |n: roxmltree::Node, a: &str| n.attribute(a).unwrap().parse::<f64>().unwrap();
+    Parsed {
+        texts: doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .map(|n| {
+                (
+                    n.text().unwrap_or_default().trim().to_string(),
+                    f(n, "x"),
+                    f(n, "y"),
+                )
+            })
+            .collect(),
+        rects: doc
+            .descendants()
+            .filter(|n| n.has_tag_name("rect"))
+            .map(|n| {
+                let fill = n.attribute("fill").unwrap().to_string();
+                (f(n, "x"), f(n, "y"), f(n, "width"), f(n, "height"), fill)
+            })
+            .collect(),
+    }
+}
+
+impl Parsed {
+    fn has(&self, text: &str) -> bool {
+        self.texts.iter().any(|t| t.0 == text)
+    }
+    fn bars(&self, fill: &str) -> Vec<(f64, f64)> {
+        // Bars are taller than the 12-pixel legend swatches here.
+        self.rects
+            .iter()
+            .filter(|r| r.4 == fill && r.3 > 12.0)
+            .map(|r| (r.0, r.3))
+            .collect()
+    }
+}
+
+#[test]
+fn a_histogram_draws_proportional_bars_with_their_counts_and_no_bar_for_zero() {
+    let svg = histogram(&Histogram {
+        title: "sizes".into(),
+        subtitle: None,
+        x_label: "requested size".into(),
+        buckets: vec!["16 B".into(), "32 B".into(), "64 B".into()],
+        count_label: "allocations".into(),
+        series: vec![("allocations".into(), vec![100, 0, 200])],
+        scale: Scale::Linear,
+    })
+    .unwrap();
+    let p = parse(&svg);
+    for t in [
+        "sizes",
+        "requested size",
+        "allocations",
+        "16 B",
+        "32 B",
+        "64 B",
+        "100",
+        "200",
+    ] {
+        assert!(p.has(t), "{t}");
+    }
+    let bars = p.bars("#1F77B4");
+    assert_eq!(bars.len(), 2, "no bar for the empty bucket");
+    // 200 is drawn twice as tall as 100, to the pixel.
+    assert!((bars[1].1 - 2.0 * bars[0].1).abs() <= 1.0, "{bars:?}");
+}
+
+#[test]
+fn grouped_bars_write_na_for_unmeasured_values_and_name_every_series() {
+    let svg = bars(&BarChart {
+        title: "misses".into(),
+        subtitle: None,
+        x_label: "fixture and phase".into(),
+        categories: vec!["list".into(), "vec".into()],
+        panels: vec![BarPanel {
+            label: "misses".into(),
+            unit: Unit::Count,
+            scale: Scale::Log,
+            series: vec![
+                BarSeries {
+                    name: "hardware".into(),
+                    values: vec![None, None],
+                },
+                BarSeries {
+                    name: "simulated".into(),
+                    values: vec![Some(100_000.0), Some(100.0)],
+                },
+            ],
+        }],
+        touching: false,
+        value_labels: false,
+    })
+    .unwrap();
+    let p = parse(&svg);
+    assert_eq!(p.texts.iter().filter(|t| t.0 == "n/a").count(), 2);
+    for t in [
+        "hardware",
+        "simulated",
+        "misses, log scale",
+        "1",
+        "10",
+        "100",
+        "1000",
+        "100k",
+    ] {
+        assert!(p.has(t), "{t} in {:?}", p.texts);
+    }
+    // On a log scale from 10^-0.3, 10^5 stands (5 + 0.3) / (2 + 0.3) times as tall as 10^2.
+    let b = p.bars("#FF7F0E");
+    assert_eq!(b.len(), 2);
+    assert!((b[0].1 / b[1].1 - 5.3 / 2.3).abs() < 0.02, "{b:?}");
+}
+
+#[test]
+fn a_bar_chart_refuses_series_of_the_wrong_length() {
+    let err = bars(&BarChart {
+        title: "t".into(),
+        subtitle: None,
+        x_label: "x".into(),
+        categories: vec!["a".into(), "b".into()],
+        panels: vec![BarPanel {
+            label: "y".into(),
+            unit: Unit::Bytes,
+            scale: Scale::Linear,
+            series: vec![BarSeries {
+                name: "s".into(),
+                values: vec![Some(1.0)],
+            }],
+        }],
+        touching: false,
+        value_labels: false,
+    })
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "series \"s\" has 1 values for 2 categories"
+    );
+}
+
+#[test]
+fn a_timeline_labels_axes_in_human_units_and_lists_bands_in_its_legend() {
+    let mib = 1048576.0;
+    let svg = timeline(&Timeline {
+        title: "swap".into(),
+        subtitle: Some("worst interval at 1.2 s".into()),
+        x_label: "time".into(),
+        x_unit: Unit::Nanos,
+        panels: vec![
+            Panel {
+                label: "memory".into(),
+                unit: Unit::Bytes,
+                series: vec![
+                    Series {
+                        name: "RSS".into(),
+                        points: vec![(0.0, 0.0), (2e9, 64.0 * mib)],
+                    },
+                    Series {
+                        name: "swap".into(),
+                        points: vec![(0.0, 0.0), (2e9, 3.0 * mib)],
+                    },
+                ],
+                filled: false,
+            },
+            Panel {
+                label: "pressure full".into(),
+                unit: Unit::Ratio,
+                series: vec![Series {
+                    name: "avg10".into(),
+                    points: vec![(0.0, 0.0), (2e9, 0.4)],
+                }],
+                filled: false,
+            },
+        ],
+        bands: vec![
+            Band {
+                start: 0.0,
+                end: 1e9,
+                label: "ok".into(),
+                color: None,
+            },
+            Band {
+                start: 1e9,
+                end: 2e9,
+                label: "thrashing".into(),
+                color: Some((251, 154, 153)),
+            },
+        ],
+        markers: vec![Marker {
+            panel: 0,
+            x: 2e9,
+            y: 64.0 * mib,
+            label: "64 MiB".into(),
+        }],
+    })
+    .unwrap();
+    let p = parse(&svg);
+    for t in [
+        "swap",
+        "worst interval at 1.2 s",
+        "RSS",
+        "ok",
+        "thrashing",
+        "avg10",
+        "memory (MiB)",
+        "pressure full (%)",
+        "time (s)",
+        "64 MiB",
+    ] {
+        assert!(p.has(t), "{t} in {:?}", p.texts);
+    }
+    // The thrashing band is drawn in its own colour, across the panel.
+    assert!(p.rects.iter().any(|r| r.4 == "#FB9A99" && r.3 > 100.0));
+    let empty = Timeline {
+        title: String::new(),
+        subtitle: None,
+        x_label: String::new(),
+        x_unit: Unit::Nanos,
+        panels: vec![],
+        bands: vec![],
+        markers: vec![],
+    };
+    assert_eq!(
+        timeline(&empty).unwrap_err().to_string(),
+        "a timeline needs at least one panel"
+    );
+}
+
+#[test]
+fn the_placeholder_says_skipped_and_why() {
+    let p = parse(&skipped("Leaks by class", "tool not built yet").unwrap());
+    let texts: Vec<&str> = p.texts.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(texts, ["Leaks by class", "skipped: tool not built yet"]);
+}

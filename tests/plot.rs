@@ -1,0 +1,388 @@
+//! `memtrace plot` on `fixtures/c/sites.c`: every chart is well-formed SVG
+//! (parsed with roxmltree) whose labels, series and drawn values equal the
+//! numbers `memtrace report`, `latency` and `frag` print for the same trace
+//! and the fixture's known answers (fixtures/README.md); the index page
+//! loads every chart in headless Chromium.
+
+#[path = "../xtask/src/browser.rs"]
+mod browser;
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::svg::{value_at, Svg};
+use common::*;
+use serde_json::Value;
+
+/// Series colours in order (memtrace-plot's palette).
+const BLUE: &str = "#1F77B4";
+const ORANGE: &str = "#FF7F0E";
+const GREEN: &str = "#2CA02C";
+const RED: &str = "#D62728";
+
+/// The sites fixture recorded once, its charts, and the tools' JSON.
+struct Sites {
+    charts: PathBuf,
+    report: Value,
+    latency: Value,
+    frag: Value,
+}
+
+fn sites() -> &'static Sites {
+    static SITES: OnceLock<Sites> = OnceLock::new();
+    SITES.get_or_init(|| {
+        let dir = scratch("plot");
+        let exe = compile("cc", "fixtures/c/sites.c", &["-O0", "-g", "-pthread"], &dir);
+        let out = record(&dir, "sites.trace", &[exe.to_str().unwrap()]);
+        assert!(out.status.success());
+        let stdout = memtrace_stdout(&dir, &["plot", "sites.trace", "-o", "charts"]);
+        let files: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            files,
+            [
+                "charts/heap.svg",
+                "charts/sizes.svg",
+                "charts/latency.svg",
+                "charts/frag.svg",
+                "charts/policies.svg",
+                "charts/flame.svg",
+                "charts/index.html"
+            ]
+        );
+        Sites {
+            charts: dir.join("charts"),
+            report: report_json(&dir.join("sites.trace")),
+            latency: memtrace_json(&dir, &["latency", "--format", "json", "sites.trace"]),
+            frag: memtrace_json(&dir, &["frag", "--format", "json", "sites.trace"]),
+        }
+    })
+}
+
+fn chart(name: &str) -> Svg {
+    Svg::read(&sites().charts.join(format!("{name}.svg")))
+}
+
+/// Asserts that `value` lies within one pixel (`per_px`) of `expected`.
+fn assert_near(value: f64, expected: f64, per_px: f64, what: &str) {
+    assert!(
+        (value - expected).abs() <= per_px,
+        "{what}: drawn at {value}, expected {expected} (one pixel = {per_px})"
+    );
+}
+
+#[test]
+fn the_heap_chart_marks_the_exact_peak() {
+    let s = sites();
+    let svg = chart("heap");
+    let peak = num(&s.report["totals"], "peak_bytes");
+    assert_eq!(peak, 45920, "the fixture's peak");
+    svg.text("Live heap over time: sites");
+    svg.text("live heap (KiB)");
+    svg.text("heap calls per ms");
+    let x_desc = svg.texts_starting("time since the first heap call (");
+    assert_eq!(x_desc.len(), 1, "{:?}", svg.strings());
+
+    // The peak's label gives the report's exact number.
+    let label = svg.texts_starting("peak ");
+    assert_eq!(label.len(), 1);
+    let expected = format!("peak {:.2} KiB ({peak} B) at ", peak as f64 / 1024.0);
+    assert!(
+        label[0].content.starts_with(&expected),
+        "{:?} does not start with {expected:?}",
+        label[0].content
+    );
+    // ... and the dot sits at that height on the KiB axis.
+    assert_eq!(svg.circles.len(), 1);
+    let axes = svg.y_axes();
+    assert_eq!(axes.len(), 2, "two panels: {axes:?}");
+    let (kib, per_px) = value_at(&axes[0], svg.circles[0].cy);
+    assert_near(kib * 1024.0, peak as f64, per_px * 1024.0, "peak dot");
+}
+
+#[test]
+fn the_size_histogram_draws_the_reported_counts() {
+    let s = sites();
+    let svg = chart("sizes");
+    svg.text("Allocation sizes: sites");
+    svg.text("allocations");
+    let buckets = s.report["size_histogram"].as_array().unwrap();
+    let counts: Vec<u64> = buckets.iter().map(|b| num(b, "count")).collect();
+    let bars = svg.bars(BLUE);
+    assert_eq!(bars.len(), counts.len(), "one bar per non-empty bucket");
+    let axis = &svg.y_axes()[0];
+    for (bar, &count) in bars.iter().zip(&counts) {
+        let (value, per_px) = value_at(axis, bar.y);
+        assert_near(value, count as f64, per_px, "bar height");
+        // The exact count is written above the bar.
+        let above: Vec<&str> = svg
+            .texts
+            .iter()
+            .filter(|t| (t.x - bar.center_x()).abs() <= 1.0 && t.y < bar.y && t.y > bar.y - 10.0)
+            .map(|t| t.content.as_str())
+            .collect();
+        assert_eq!(above, [count.to_string()], "label above the {count} bar");
+    }
+    // The fixture's own sizes: 100 x malloc(24) in [16, 32), 200 x
+    // malloc(40) in [32, 64) (the threads), 10 x malloc(4096) in [4096, 8192).
+    for (label, count) in [("16 B", 100), ("32 B", 200), ("4 KiB", 10)] {
+        let x = svg.text(label).x;
+        let bar = bars
+            .iter()
+            .find(|b| (b.center_x() - x).abs() <= 1.0)
+            .unwrap_or_else(|| panic!("no bar under {label}"));
+        let (value, per_px) = value_at(axis, bar.y);
+        assert_near(value, f64::from(count), per_px, label);
+    }
+}
+
+#[test]
+fn the_latency_chart_has_each_function_with_its_calls_on_a_log_scale() {
+    let s = sites();
+    let svg = chart("latency");
+    svg.text("Time inside the allocator: sites");
+    svg.text("calls, log scale");
+    let functions: Vec<&Value> = s.latency["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| num(f, "calls") > 0)
+        .collect();
+    // The fixture's calls per function (fixtures/README.md, plus glibc's 4 DTV callocs).
+    let mut calls: Vec<(String, u64)> = functions
+        .iter()
+        .map(|f| (f["function"].as_str().unwrap().to_string(), num(f, "calls")))
+        .collect();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            ("calloc".to_string(), 24),
+            ("free".to_string(), 326),
+            ("malloc".to_string(), 311),
+            ("realloc".to_string(), 4)
+        ]
+    );
+    // Log axis: ticks 1, 10, 100, ...; a bar's top is log10(count).
+    let axis: Vec<(f64, f64)> = svg.y_axes()[0]
+        .iter()
+        .map(|&(v, y)| (v.log10(), y))
+        .collect();
+    for (f, color) in functions.iter().zip([BLUE, ORANGE, GREEN, RED]) {
+        let name = f["function"].as_str().unwrap();
+        svg.text(&format!("{name} ({} calls)", num(f, "calls")));
+        let counts: Vec<u64> = f["histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| num(b, "count"))
+            .collect();
+        let bars = svg.bars(color);
+        assert_eq!(bars.len(), counts.len(), "{name}: one bar per bucket");
+        for (bar, &count) in bars.iter().zip(&counts) {
+            let (log, per_px) = value_at(&axis, bar.y);
+            assert_near(log, (count as f64).log10(), per_px, name);
+        }
+    }
+}
+
+#[test]
+fn the_real_heap_chart_states_the_heap_at_the_peak() {
+    let s = sites();
+    let svg = chart("frag");
+    let heap = &s.frag["real_heap"];
+    assert_eq!(heap["measured"], true);
+    let p = &heap["at_peak"];
+    assert_eq!(num(p, "live_bytes"), 45920, "the fixture's peak");
+    // The subtitle (wrapped over lines) gives the frag JSON's numbers exactly.
+    let all = svg.strings().join(" ");
+    let expected = format!(
+        "at the live peak: {} B live in a {} B heap, {} holes of {} B, largest {} B, external fragmentation {:.3}",
+        num(p, "live_bytes"),
+        num(p, "extent_bytes"),
+        num(p, "n_holes"),
+        num(p, "free_in_holes"),
+        num(p, "largest_hole"),
+        p["external"].as_f64().unwrap()
+    );
+    assert!(all.contains(&expected), "{expected:?} not in {all:?}");
+    for name in [
+        "Real heap fragmentation over the run: sites",
+        "heap extent ([heap])",
+        "live (whole program)",
+        "free in holes",
+        "free above the last block",
+        "bytes (KiB)",
+        "external fragmentation (%)",
+        "heap calls so far",
+    ] {
+        svg.text(name);
+    }
+}
+
+#[test]
+fn the_policy_chart_draws_each_replayed_footprint() {
+    let s = sites();
+    let svg = chart("policies");
+    svg.text("Allocator policies replayed: sites");
+    svg.text("bytes (KiB)");
+    let policies = s.frag["policies"].as_array().unwrap();
+    assert_eq!(policies.len(), 8);
+    let names = [
+        "first-fit",
+        "next-fit",
+        "best-fit",
+        "worst-fit",
+        "buddy",
+        "slab",
+        "compact",
+        "semispace",
+    ];
+    let xs: Vec<f64> = names.iter().map(|n| svg.text(n).x).collect();
+    assert!(xs.windows(2).all(|w| w[0] < w[1]), "policies left to right");
+    let axis = &svg.y_axes()[0];
+    let footprints = svg.bars(BLUE);
+    let live = svg.bars(ORANGE);
+    assert_eq!((footprints.len(), live.len()), (8, 8));
+    for (i, p) in policies.iter().enumerate() {
+        let (kib, per_px) = value_at(axis, footprints[i].y);
+        assert_near(
+            kib * 1024.0,
+            num(p, "peak_footprint") as f64,
+            per_px * 1024.0,
+            names[i],
+        );
+        // The replay sees the fixture's live peak under every policy.
+        assert_eq!(num(p, "peak_live"), 45920);
+        let (kib, per_px) = value_at(axis, live[i].y);
+        assert_near(kib * 1024.0, 45920.0, per_px * 1024.0, names[i]);
+    }
+}
+
+#[test]
+fn the_flame_graph_shows_the_bytes_of_each_site() {
+    let path = sites().charts.join("flame.svg");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc =
+        roxmltree::Document::parse_with_options(&text, options).expect("well-formed flame graph");
+    let titles: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("title"))
+        .filter_map(|n| n.text())
+        .collect();
+    // fixtures/README.md: alloc_big 40960 B, thread_worker 8000 B.
+    for site in ["alloc_big (40,960 bytes", "thread_worker (8,000 bytes"] {
+        assert!(
+            titles.iter().any(|t| t.starts_with(site)),
+            "{site} not among {titles:?}"
+        );
+    }
+}
+
+/// The index page as XML: its `<img>` sources and `<code>` commands.
+fn index_page(dir: &Path) -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&text, options).expect("well-formed page");
+    let collect = |tag: &str, f: &dyn Fn(roxmltree::Node) -> Option<String>| -> Vec<String> {
+        doc.descendants()
+            .filter(|n| n.has_tag_name(tag))
+            .filter_map(f)
+            .collect()
+    };
+    (
+        collect("img", &|n| n.attribute("src").map(str::to_string)),
+        collect("code", &|n| n.text().map(str::to_string)),
+    )
+}
+
+#[test]
+fn the_index_page_shows_every_chart_with_its_command() {
+    let dir = &sites().charts;
+    let (images, commands) = index_page(dir);
+    let names = ["heap", "sizes", "latency", "frag", "policies", "flame"];
+    let expected: Vec<String> = names.iter().map(|n| format!("{n}.svg")).collect();
+    assert_eq!(images, expected);
+    for img in &images {
+        assert!(dir.join(img).is_file(), "{img} is missing");
+    }
+    let expected: Vec<String> = names
+        .iter()
+        .map(|n| format!("memtrace plot sites.trace --only {n}"))
+        .collect();
+    assert_eq!(commands, expected);
+}
+
+#[test]
+fn the_index_page_loads_every_chart_in_headless_chromium() {
+    let Some(chromium) = browser::find_chromium() else {
+        eprintln!(
+            "skipping: chromium is not installed (apt-get install chromium; .ci/run installs it)"
+        );
+        return;
+    };
+    let dir = &sites().charts;
+    let shot = dir.join("index.png");
+    let check = browser::check_page(&chromium, &dir.join("index.html"), &shot, (1100, 1400))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        check,
+        browser::PageCheck {
+            loaded: 6,
+            broken: vec![]
+        }
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "the screenshot is a PNG"
+    );
+}
+
+#[test]
+fn a_trace_without_latencies_gets_a_placeholder_that_says_why() {
+    let dir = scratch("plot-no-timing");
+    let exe = compile("cc", "fixtures/c/sites.c", &["-O0", "-g", "-pthread"], &dir);
+    let out = memtrace()
+        .current_dir(&dir)
+        .env("MEMTRACE_TIMING", "0")
+        .args(["run", "-q", "-o", "t.trace", "--"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    memtrace_stdout(&dir, &["plot", "t.trace", "--only", "latency,heap"]);
+    // The default directory: the trace's name with `.charts`.
+    let svg = Svg::read(&dir.join("t.charts/latency.svg"));
+    assert_eq!(
+        svg.strings(),
+        [
+            "Time inside the allocator",
+            "skipped: the trace has no allocator latencies (MEMTRACE_TIMING=0)"
+        ]
+    );
+    let (images, _) = index_page(&dir.join("t.charts"));
+    assert_eq!(images, ["latency.svg", "heap.svg"]);
+}
+
+#[test]
+fn a_missing_trace_is_one_error_line_and_no_directory() {
+    let dir = scratch("plot-missing");
+    let out = memtrace()
+        .current_dir(&dir)
+        .args(["plot", "nothing.trace", "-o", "charts"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("memtrace: nothing.trace: "), "{stderr}");
+    assert!(!dir.join("charts").exists());
+}

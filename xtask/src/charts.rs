@@ -1,0 +1,245 @@
+//! The charts of `cargo xtask report` and the page that shows them.
+//!
+//! [`CHARTS`] is the whole plan: one entry per chart of issue #9, saying
+//! which fixtures it is drawn for and where it comes from. Charts of
+//! `memtrace plot` are drawn by running `memtrace plot TRACE -o
+//! charts/FIXTURE --only ...` once per fixture, so the report's charts are
+//! exactly what a user gets for their own trace. A tool that is not on main
+//! yet has [`Source::NotBuilt`]: its chart is the `skipped: ...` placeholder
+//! of `memtrace_plot::skipped`, shown on the page like any other chart.
+//! When the tool lands with a `memtrace plot` chart, its entry's source
+//! becomes `Source::Plot("NAME")`: a one-line change.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use memtrace_plot::page::{Figure, Section};
+
+use crate::util::{self, Paths};
+
+/// Where a chart comes from.
+pub enum Source {
+    /// `memtrace plot --only NAME`, writing `charts/FIXTURE/NAME.svg`.
+    Plot(&'static str),
+    /// A tool not built yet: a placeholder, `charts/FILE.svg`.
+    NotBuilt {
+        /// The placeholder's file stem.
+        file: &'static str,
+        /// The command the chart will come from.
+        tool: &'static str,
+        /// The issue that builds it.
+        issue: u32,
+    },
+}
+
+/// One chart of the report.
+pub struct ChartPlan {
+    /// Heading on the page.
+    pub title: &'static str,
+    /// What it shows, one or two sentences.
+    pub caption: &'static str,
+    /// Fixtures it is drawn for (by `Fixture::name`; ignored for placeholders).
+    pub fixtures: &'static [&'static str],
+    /// Where it comes from.
+    pub source: Source,
+}
+
+/// Every chart of the report, in the order of the page.
+pub const CHARTS: &[ChartPlan] = &[
+    ChartPlan {
+        title: "Live heap over time",
+        caption: "Bytes live on the heap as each fixture ran, the peak marked with its exact \
+                  value (sites: 45920 B, fixtures/README.md), heap calls per millisecond below, \
+                  and the program's phases as bands (rust_sites marks four).",
+        fixtures: &["sites", "vector", "bench_alloc", "rust_sites"],
+        source: Source::Plot("heap"),
+    },
+    ChartPlan {
+        title: "Allocation sizes",
+        caption: "Allocations per power-of-two size bucket, with exact counts (sites: 100 \
+                  requests of 24 B, 200 of 40 B from the threads, 10 of 4 KiB).",
+        fixtures: &["sites", "bench_alloc"],
+        source: Source::Plot("sizes"),
+    },
+    ChartPlan {
+        title: "Time inside the allocator",
+        caption: "How long each malloc, free, calloc and realloc call took, in power-of-two \
+                  buckets of nanoseconds; counts on a log scale, so that the rare slow calls \
+                  (stalls) are visible next to millions of fast ones.",
+        fixtures: &["sites", "bench_alloc"],
+        source: Source::Plot("latency"),
+    },
+    ChartPlan {
+        title: "Real-heap fragmentation over the run",
+        caption: "glibc's main heap rebuilt from the trace, call by call: its extent, the live bytes, free \
+                  bytes in holes between live blocks and above the last block, and external \
+                  fragmentation (1 - largest hole / free in holes).",
+        fixtures: &["sites", "vector"],
+        source: Source::Plot("frag"),
+    },
+    ChartPlan {
+        title: "Allocator policies replayed",
+        caption: "Each fixture's own requests replayed through first-fit, next-fit, best-fit, \
+                  worst-fit, buddy and slab models, beside a compacting and a copying collector \
+                  as references: peak footprint against live bytes, and fragmentation at the \
+                  footprint peak.",
+        fixtures: &["sites", "vector"],
+        source: Source::Plot("policies"),
+    },
+    ChartPlan {
+        title: "Flame graph of bytes allocated",
+        caption: "Allocation stacks, each as wide as the bytes it allocated (inferno; open the \
+                  SVG on its own to hover and zoom).",
+        fixtures: &["sites", "vector"],
+        source: Source::Plot("flame"),
+    },
+    ChartPlan {
+        title: "Leaks by class",
+        caption: "Unfreed blocks classified by reachability at exit (definitely, indirectly, \
+                  possibly lost, still reachable), bytes and blocks per class.",
+        fixtures: &[],
+        source: Source::NotBuilt {
+            file: "leaks",
+            tool: "memtrace leaks",
+            issue: 4,
+        },
+    },
+    ChartPlan {
+        title: "Cache misses per fixture and phase",
+        caption: "Cache misses per fixture and phase, labelled as hardware counters or \
+                  simulated (cachegrind) where the machine has no PMU.",
+        fixtures: &[],
+        source: Source::NotBuilt {
+            file: "cache",
+            tool: "memtrace cache",
+            issue: 7,
+        },
+    },
+    ChartPlan {
+        title: "Swap, faults and memory pressure over time",
+        caption: "RSS, swap, major faults per second and memory pressure of a program walking \
+                  a working set larger than its cgroup's limit, with the monitor's verdict \
+                  (ok, reclaiming, swapping, thrashing) as bands.",
+        fixtures: &[],
+        source: Source::NotBuilt {
+            file: "swap",
+            tool: "memtrace swap",
+            issue: 8,
+        },
+    },
+];
+
+/// What drawing the charts gave.
+pub struct Charts {
+    /// The page's sections, one per chart of [`CHARTS`].
+    pub sections: Vec<Section>,
+    /// Every SVG written.
+    pub files: Vec<PathBuf>,
+    /// `(chart, reason)` for each placeholder.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Draws every chart of [`CHARTS`] for the recorded fixtures
+/// (`(name, trace)` pairs) under `paths.report/charts`.
+pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
+    let dir = paths.report.join("charts");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut commands = Vec::new();
+    for (fixture, trace) in traces {
+        let names: Vec<&str> = CHARTS
+            .iter()
+            .filter_map(|c| match c.source {
+                Source::Plot(name) if c.fixtures.contains(fixture) => Some(name),
+                _ => None,
+            })
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        let out = dir.join(fixture);
+        let trace_rel = rel(&paths.report, trace);
+        let out_rel = rel(&paths.report, &out);
+        let only = names.join(",");
+        let args = ["plot", &trace_rel, "-o", &out_rel, "--only", &only];
+        let mut cmd = Command::new(&paths.memtrace);
+        cmd.args(args).current_dir(&paths.report);
+        let shown = format!("memtrace {}", args.join(" "));
+        eprintln!("xtask: (in {}) {shown}", paths.report.display());
+        util::output(&mut cmd).with_context(|| format!("`{shown}` failed"))?;
+        commands.push((*fixture, shown));
+    }
+
+    let mut sections = Vec::new();
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for plan in CHARTS {
+        let mut figures = Vec::new();
+        match plan.source {
+            Source::Plot(name) => {
+                for (fixture, command) in &commands {
+                    if !plan.fixtures.contains(fixture) {
+                        continue;
+                    }
+                    let file = dir.join(fixture).join(format!("{name}.svg"));
+                    if !file.is_file() {
+                        anyhow::bail!("`{command}` wrote no {}", file.display());
+                    }
+                    figures.push(Figure {
+                        file: rel(&paths.report, &file),
+                        title: format!("{}: {fixture}", plan.title),
+                        caption: String::new(),
+                        command: command.clone(),
+                    });
+                    files.push(file);
+                }
+            }
+            Source::NotBuilt { file, tool, issue } => {
+                let reason = format!("tool not built yet ({tool}, issue #{issue})");
+                let svg = memtrace_plot::skipped(plan.title, &reason)?;
+                let path = dir.join(format!("{file}.svg"));
+                std::fs::write(&path, svg)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                figures.push(Figure {
+                    file: rel(&paths.report, &path),
+                    title: plan.title.to_string(),
+                    caption: format!("Skipped: {reason}."),
+                    command: format!("cargo xtask report (placeholder until {tool} exists)"),
+                });
+                files.push(path);
+                skipped.push((plan.title.to_string(), reason));
+            }
+        }
+        sections.push(Section {
+            heading: plan.title.to_string(),
+            text: plan.caption.to_string(),
+            figures,
+        });
+    }
+    Ok(Charts {
+        sections,
+        files,
+        skipped,
+    })
+}
+
+/// The page's introduction.
+pub fn intro(paths: &Paths) -> Vec<String> {
+    let mut p = String::new();
+    let _ = write!(
+        p,
+        "What memtrace shows on its bundled fixtures (fixtures/README.md derives their exact \
+         answers), written by cargo xtask report. Commands ran in {}; the numbers behind \
+         the charts are in summary.md and in each fixture's report files beside this page. \
+         For your own program: memtrace run -- PROGRAM, then memtrace plot TRACE.",
+        paths.report.display()
+    );
+    vec![p]
+}
+
+/// `path` relative to `base` when it is inside it.
+fn rel(base: &Path, path: &Path) -> String {
+    path.strip_prefix(base)
+        .map_or_else(|_| path.display().to_string(), |p| p.display().to_string())
+}
