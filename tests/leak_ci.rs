@@ -378,11 +378,39 @@ fn run_checked(args: &[&str], program_args: &[&str]) -> Output {
 
 #[test]
 fn run_check_leaks_exits_1_on_leaks_and_keeps_the_programs_own_failure() {
-    // Leaks, program succeeds: the check fails with 1, the report on stderr.
-    let out = run_checked(&[], &["leak", "0"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert_eq!(stdout(&out), "");
-    let report = stderr(&out);
+    // (check options, leak_exit's arguments): each run is its own process,
+    // so they run side by side.
+    let runs: [(&[&str], &[&str]); 8] = [
+        // Leaks, the program succeeds: the check fails.
+        (&[], &["leak", "0"]),
+        (&["--error-exitcode", "9"], &["leak", "0"]),
+        // The program's own failure wins over the leak verdict.
+        (&[], &["leak", "3"]),
+        (&["--error-exitcode", "9"], &["leak", "3"]),
+        // No leak of a --fail-on class.
+        (&[], &["free", "0"]),
+        (&["--fail-on", "possible,reachable"], &["leak", "0"]),
+        // No scan (_exit): the program's failure wins; its success does not.
+        (&[], &["leak", "5", "_exit"]),
+        (&[], &["leak", "0", "_exit"]),
+    ];
+    let outs: Vec<Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|&(args, program_args)| scope.spawn(move || run_checked(args, program_args)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("run"))
+            .collect()
+    });
+    let codes: Vec<i32> = outs.iter().map(code).collect();
+    assert_eq!(codes, [1, 9, 3, 3, 0, 0, 5, 2], "{outs:#?}");
+
+    // The report goes to stderr.
+    let out = &outs[0];
+    assert_eq!(stdout(out), "");
+    let report = stderr(out);
     let leak_exit_c = root().join("fixtures/c/leak_exit.c");
     let line = tag_line("fixtures/c/leak_exit.c", "@site drop_one");
     let mut lines = report.lines();
@@ -408,36 +436,15 @@ fn run_check_leaks_exits_1_on_leaks_and_keeps_the_programs_own_failure() {
             "indirectly lost: 0 bytes in 0 blocks"
         ]
     );
-
-    // --error-exitcode.
-    assert_eq!(
-        code(&run_checked(&["--error-exitcode", "9"], &["leak", "0"])),
-        9
-    );
-    // The program's own failure wins over the leak verdict.
-    assert_eq!(code(&run_checked(&[], &["leak", "3"])), 3);
-    assert_eq!(
-        code(&run_checked(&["--error-exitcode", "9"], &["leak", "3"])),
-        3
-    );
-    // No leak of a --fail-on class: 0.
-    let out = run_checked(&[], &["free", "0"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let out = run_checked(&["--fail-on", "possible,reachable"], &["leak", "0"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    // A program that fails and leaves no scan (it called _exit) keeps its
-    // status, with one line saying why there is no check.
-    let out = run_checked(&[], &["leak", "5", "_exit"]);
-    assert_eq!(code(&out), 5);
-    let err = stderr(&out);
+    // Without a scan: one line saying why.
+    let err = stderr(&outs[6]);
     assert!(
-        err.starts_with("memtrace: no leak check: ") && err.lines().count() == 1,
+        err.starts_with("memtrace: no leak check: ")
+            && err.contains("no leak scan")
+            && err.lines().count() == 1,
         "{err}"
     );
-    // The same with success: the check cannot be made, an error.
-    let out = run_checked(&[], &["leak", "0", "_exit"]);
-    assert_eq!(code(&out), 2);
-    let err = stderr(&out);
+    let err = stderr(&outs[7]);
     assert!(
         err.starts_with("memtrace: ") && err.contains("no leak scan") && err.lines().count() == 1,
         "{err}"
