@@ -31,12 +31,63 @@ fn rule(class: LeakClass) -> (&'static str, &'static str) {
     }
 }
 
-/// `path` relative to `root` when it lies under it.
+/// `path` relative to `root` when it lies under it (also when one of them
+/// reaches the other through a symbolic link), else `path` unchanged.
 fn relative(path: &str, root: &Path) -> String {
-    Path::new(path)
-        .strip_prefix(root)
+    under_root(path, root).unwrap_or_else(|| path.to_string())
+}
+
+/// `path` relative to `root`, if it lies under it.
+fn under_root(path: &str, root: &Path) -> Option<String> {
+    let path = Path::new(path);
+    if let Ok(p) = path.strip_prefix(root) {
+        return Some(p.display().to_string());
+    }
+    let (path, root) = (path.canonicalize().ok()?, root.canonicalize().ok()?);
+    path.strip_prefix(root)
+        .ok()
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| path.to_string())
+}
+
+/// The name SARIF results use for `--source-root` (GitHub's convention).
+const SRCROOT: &str = "%SRCROOT%";
+
+/// Percent-encodes a path for a URI: everything but unreserved characters,
+/// `/` and a few harmless sub-delimiters (`:` is encoded, so that a
+/// relative path is never read as a scheme).
+fn uri_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/!$&'()*+,;=@".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// A SARIF `artifactLocation` for a file: relative to `%SRCROOT%` when it
+/// lies under the source root, a `file://` URI when it is absolute, else
+/// the relative path as the debug information has it.
+fn artifact_location(path: &str, root: &Path) -> Value {
+    if let Some(rel) = under_root(path, root) {
+        json!({ "uri": uri_path(&rel), "uriBaseId": SRCROOT })
+    } else if path.starts_with('/') {
+        json!({ "uri": format!("file://{}", uri_path(path)) })
+    } else {
+        json!({ "uri": uri_path(path) })
+    }
+}
+
+/// The `file://` URI of the source root, with the trailing slash SARIF
+/// requires of a base.
+fn root_uri(root: &Path) -> String {
+    let mut path = root.display().to_string();
+    if !path.ends_with('/') {
+        path.push('/');
+    }
+    format!("file://{}", uri_path(&path))
 }
 
 /// "248 bytes in 5 blocks are definitely lost" (with the indirect part).
@@ -64,7 +115,7 @@ pub fn headline(r: &LeakRecord) -> String {
 fn location(f: &Frame, root: &Path) -> Value {
     let mut physical = json!({});
     if let Some(file) = &f.file {
-        physical["artifactLocation"] = json!({ "uri": relative(file, root) });
+        physical["artifactLocation"] = artifact_location(file, root);
         if let Some(line) = f.line.filter(|&l| l > 0) {
             physical["region"] = json!({ "startLine": line });
         }
@@ -119,7 +170,7 @@ pub fn sarif(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> Value {
             if site.get("physicalLocation").is_none() {
                 // Code scanning needs a file; without debug info, name the module.
                 if let Some(m) = &r.site.module {
-                    site["physicalLocation"] = json!({ "artifactLocation": { "uri": relative(m, root) } });
+                    site["physicalLocation"] = json!({ "artifactLocation": artifact_location(m, root) });
                 }
             }
             json!({
@@ -129,7 +180,12 @@ pub fn sarif(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> Value {
                 "message": { "text": format!("{} (allocated in {})", headline(r), r.site.describe()) },
                 "locations": [site],
                 "stacks": [{ "message": { "text": "allocation stack" }, "frames": frames }],
-                "properties": { "bytes": r.bytes, "blocks": r.blocks, "indirectBytes": r.indirect_bytes },
+                "properties": {
+                    "class": r.class.name(),
+                    "bytes": r.bytes,
+                    "blocks": r.blocks,
+                    "indirectBytes": r.indirect_bytes,
+                },
             })
         })
         .collect();
@@ -143,6 +199,7 @@ pub fn sarif(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> Value {
                 "informationUri": "https://github.com/memtrace/memtrace",
                 "rules": rules,
             }},
+            "originalUriBaseIds": { (SRCROOT): { "uri": root_uri(root) } },
             "results": results,
         }],
     })
@@ -173,7 +230,7 @@ pub fn github(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> String
         let mut props = Vec::new();
         if let Some(file) = &r.site.file {
             props.push(format!("file={}", escape(&relative(file, root), true)));
-            if let Some(line) = r.site.line {
+            if let Some(line) = r.site.line.filter(|&l| l > 0) {
                 props.push(format!("line={line}"));
             }
         }
@@ -193,4 +250,35 @@ pub fn github(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> String
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_are_percent_encoded_and_based_on_the_source_root() {
+        assert_eq!(uri_path("src/a b/ü:x#1.c"), "src/a%20b/%C3%BC%3Ax%231.c");
+        let root = Path::new("/nonexistent-root/repo");
+        assert_eq!(
+            artifact_location("/nonexistent-root/repo/src/main.c", root),
+            json!({ "uri": "src/main.c", "uriBaseId": "%SRCROOT%" })
+        );
+        assert_eq!(
+            artifact_location("/usr/include/x 1.h", root),
+            json!({ "uri": "file:///usr/include/x%201.h" })
+        );
+        assert_eq!(
+            artifact_location("./csu/../csu/libc-start.c", root),
+            json!({ "uri": "./csu/../csu/libc-start.c" })
+        );
+        assert_eq!(root_uri(root), "file:///nonexistent-root/repo/");
+        assert_eq!(root_uri(Path::new("/")), "file:///");
+    }
+
+    #[test]
+    fn workflow_command_escapes_follow_github() {
+        assert_eq!(escape("50% a:b,c\nd", false), "50%25 a:b,c%0Ad");
+        assert_eq!(escape("50% a:b,c\nd", true), "50%25 a%3Ab%2Cc%0Ad");
+    }
 }

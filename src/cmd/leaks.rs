@@ -94,7 +94,9 @@ pub fn parse_classes(list: &str) -> Result<Vec<LeakClass>> {
         .collect()
 }
 
-fn load_suppressions(check: &CheckArgs) -> Result<Suppressions> {
+/// The built-in suppressions (unless turned off) and those of every
+/// `--suppressions` file; a file that cannot be read or parsed is an error.
+pub fn load_suppressions(check: &CheckArgs) -> Result<Suppressions> {
     let mut s = if check.no_builtin_suppressions {
         Suppressions::default()
     } else {

@@ -82,10 +82,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         // Fail before the program runs, not after, on a bad option or file.
         crate::cmd::leaks::parse_classes(&args.check.fail_on)?;
         crate::cmd::leaks::parse_classes(&args.check.show)?;
-        for s in &args.check.suppressions {
-            std::fs::metadata(s)
-                .with_context(|| format!("cannot read suppressions file {}", s.display()))?;
-        }
+        crate::cmd::leaks::load_suppressions(&args.check)?;
         command.env_remove("MEMTRACE_LEAK_SCAN");
     }
     if args.no_follow {
@@ -116,9 +113,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         None => find_default_trace(&dir, pid)?,
     };
     if args.check_leaks {
-        let leak_code = check_leaks(&trace, &args)?;
-        // The program's own failure wins over the leak verdict.
-        let code = if code != 0 { code } else { leak_code.into() };
+        // The program's own failure wins over the leak verdict, and over a
+        // check that could not be made (a crash leaves no scan).
+        let code = match check_leaks(&trace, &args) {
+            Ok(leak_code) if code == 0 => leak_code.into(),
+            Ok(_) => code,
+            Err(e) if code != 0 => {
+                eprintln!("memtrace: no leak check: {e:#}");
+                code
+            }
+            Err(e) => return Err(e),
+        };
         return Ok(ExitCode::from(code.clamp(0, 255) as u8));
     }
     if !args.quiet {

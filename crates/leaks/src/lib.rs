@@ -39,5 +39,5 @@ mod suppress;
 
 pub use classify::{classify, LeakClass};
 pub use cycles::{leaked_cycles, Cycle};
-pub use records::{loss_records, totals, LossRecord, Totals};
+pub use records::{loss_records, totals, ClassTotal, LossRecord, Totals};
 pub use suppress::{FrameText, Suppression, SuppressionError, Suppressions, BUILTIN};

@@ -28,26 +28,38 @@ pub struct LossRecord {
 
 /// Bytes and blocks of one class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ClassTotal {
+    /// Requested bytes of the blocks.
+    pub bytes: u64,
+    /// Number of blocks.
+    pub blocks: u64,
+}
+
+/// Bytes and blocks per class. In JSON each class is an object
+/// `{"bytes": N, "blocks": N}`, not a tuple, so that consumers name what
+/// they read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Totals {
-    /// Definitely lost: (bytes, blocks).
-    pub definite: (u64, u64),
+    /// Definitely lost.
+    pub definite: ClassTotal,
     /// Indirectly lost.
-    pub indirect: (u64, u64),
+    pub indirect: ClassTotal,
     /// Possibly lost.
-    pub possible: (u64, u64),
+    pub possible: ClassTotal,
     /// Still reachable.
-    pub reachable: (u64, u64),
+    pub reachable: ClassTotal,
 }
 
 impl Totals {
     /// (bytes, blocks) of `class`.
     pub fn of(&self, class: LeakClass) -> (u64, u64) {
-        match class {
+        let t = match class {
             LeakClass::Definite => self.definite,
             LeakClass::Indirect => self.indirect,
             LeakClass::Possible => self.possible,
             LeakClass::Reachable => self.reachable,
-        }
+        };
+        (t.bytes, t.blocks)
     }
 
     fn add(&mut self, class: LeakClass, bytes: u64) {
@@ -57,8 +69,8 @@ impl Totals {
             LeakClass::Possible => &mut self.possible,
             LeakClass::Reachable => &mut self.reachable,
         };
-        t.0 += bytes;
-        t.1 += 1;
+        t.bytes += bytes;
+        t.blocks += 1;
     }
 }
 
