@@ -33,6 +33,9 @@ enum Command {
     Flamegraph(cmd::flamegraph::FlamegraphArgs),
     /// Time inside the allocator: latency per function, stalls, costly sites.
     Latency(cmd::latency::LatencyArgs),
+    /// Swap and thrash monitor: a live verdict (ok, reclaiming, swapping,
+    /// thrashing) for a program or a running process, and a summary.
+    Swap(cmd::swap::SwapArgs),
     /// Print every event of a trace, one per line (for debugging).
     #[command(hide = true)]
     Dump(cmd::dump::DumpArgs),
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Frag(args) => cmd::frag::frag(args),
         Command::Flamegraph(args) => cmd::flamegraph::flamegraph(args),
         Command::Latency(args) => cmd::latency::latency(args),
+        Command::Swap(args) => cmd::swap::swap(args),
     };
     match result {
         Ok(code) => code,

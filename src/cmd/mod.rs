@@ -6,3 +6,4 @@ pub mod frag;
 pub mod latency;
 pub mod report;
 pub mod run;
+pub mod swap;
