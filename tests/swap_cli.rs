@@ -148,3 +148,91 @@ fn a_timeline_file_must_be_csv_or_json() {
         "memtrace: timeline.txt: the timeline file must end in .csv or .json\n"
     );
 }
+
+#[test]
+fn exits_with_the_programs_status() {
+    let out = memtrace()
+        .args(["swap", "-q", "--", "sh", "-c", "exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    let out = memtrace()
+        .args(["swap", "-q", "--", "sh", "-c", "kill -TERM $$"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(128 + 15));
+}
+
+#[test]
+fn writes_a_csv_timeline_and_an_svg_chart() {
+    let dir = scratch("swap-files");
+    let (csv, svg) = (dir.join("t.csv"), dir.join("t.svg"));
+    let out = memtrace()
+        .args(["swap", "-q", "--interval", "50", "-o"])
+        .arg(&csv)
+        .arg("--svg")
+        .arg(&svg)
+        .args(["--", "sleep", "0.5"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let n_samples: usize = stderr
+        .strip_prefix("verdict: ok (")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the summary names the samples");
+    // A header, then one row per sample; the first row has no state.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), n_samples + 1);
+    assert!(rows[0].starts_with("t_ms,n_procs,"));
+    assert!(rows[0].ends_with(",state"));
+    assert!(rows[1].ends_with(','));
+    assert!(rows[2..].iter().all(|r| r.ends_with(",ok")));
+    // The chart is SVG whose text (no font library needed) names the
+    // states and the three panels.
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.tag_name().name() == "text")
+        .filter_map(|n| n.text())
+        .map(str::trim)
+        .collect();
+    for label in [
+        "ok",
+        "reclaiming",
+        "swapping",
+        "thrashing",
+        "memory (MiB)",
+        "major faults per second",
+        "memory pressure (% of interval stalled)",
+        "RSS",
+        "swap",
+        "some",
+        "full",
+    ] {
+        assert!(texts.contains(&label), "no text {label:?} in {texts:?}");
+    }
+}
+
+#[test]
+fn an_interrupt_sent_to_memtrace_reaches_the_program() {
+    let monitor = memtrace()
+        .args(["swap", "-q", "--", "sleep", "30"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = monitor.wait_with_output().unwrap();
+    // sleep died of SIGINT (2), and memtrace reports it like a shell does.
+    assert_eq!(out.status.code(), Some(128 + 2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("verdict: ok ("));
+}

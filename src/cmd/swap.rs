@@ -119,8 +119,16 @@ pub fn swap(args: SwapArgs) -> Result<ExitCode> {
         .map(|p| File::create(p).with_context(|| format!("cannot create {}", p.display())))
         .transpose()?;
 
-    // Signals are read from a descriptor between samples; the program we
-    // start gets the usual dispositions (std clears the mask in the child).
+    // The program starts with our signal mask, so it is started first; then
+    // the signals are blocked here and read from a descriptor between samples.
+    let (mut target, pid) = match args.pid {
+        Some(pid) => (Target::Attached, pid),
+        None => {
+            let child = spawn(&args.command, args.cgroup.as_deref())?;
+            let pid = child.id() as i32;
+            (Target::Child(child), pid)
+        }
+    };
     let mut signals = SigSet::empty();
     for s in [
         Signal::SIGINT,
@@ -134,15 +142,6 @@ pub fn swap(args: SwapArgs) -> Result<ExitCode> {
     signals.thread_block().context("cannot block signals")?;
     let signal_fd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("cannot create a signalfd")?;
-
-    let (mut target, pid) = match args.pid {
-        Some(pid) => (Target::Attached, pid),
-        None => {
-            let child = spawn(&args.command, args.cgroup.as_deref())?;
-            let pid = child.id() as i32;
-            (Target::Child(child), pid)
-        }
-    };
     let mut sampler = Sampler::attach(pid)?;
 
     let mut live = LiveView::new(args.quiet);
@@ -296,7 +295,8 @@ fn child_exited(child: &Child) -> bool {
     )
 }
 
-/// The status line on a terminal, plain lines elsewhere, both on stderr.
+/// The status line on a terminal (cut to its width, so that it never wraps
+/// and `\r` keeps it on one line), plain lines elsewhere, both on stderr.
 struct LiveView {
     quiet: bool,
     terminal: bool,
@@ -310,13 +310,22 @@ impl LiveView {
         }
     }
 
+    fn width() -> usize {
+        terminal_size::terminal_size_of(std::io::stderr())
+            .map_or(80, |(w, _)| usize::from(w.0))
+            .saturating_sub(1)
+    }
+
     fn show(&mut self, interval: &Interval, state: State) {
         if self.quiet {
             return;
         }
-        let line = render_status(interval, state);
+        let mut line = render_status(interval, state);
         let mut err = std::io::stderr().lock();
         let _ = if self.terminal {
+            if let Some((cut, _)) = line.char_indices().nth(Self::width()) {
+                line.truncate(cut);
+            }
             write!(err, "\r\x1b[K{line}")
         } else {
             writeln!(err, "{line}")

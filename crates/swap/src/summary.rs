@@ -174,21 +174,22 @@ impl Summary {
     }
 }
 
-/// The live status line of one interval (no newline).
+/// The live status line of one interval (no newline): the most telling
+/// numbers first, since a terminal may cut the end.
 pub fn render_status(interval: &Interval, state: State) -> String {
     format!(
-        "{:>6.1} s {:<10} rss {:>10} swap {:>10} majflt {:>6.0}/s minflt {:>7.0}/s refault {:>6.0}/s swap in/out {:>6.0}/{:<6.0} pg/s pressure some {} full {}",
+        "{:>6.1}s {:<10} rss {} swap {} majflt {:.0}/s refault {:.0}/s swap in/out {:.0}/{:.0}/s pressure some {} full {} minflt {:.0}/s",
         interval.end_ms as f64 / 1000.0,
         state,
         mib(interval.rss_kib),
         mib(interval.swap_kib),
         interval.majflt_per_s,
-        interval.minflt_per_s,
         interval.refault_per_s,
         interval.swapin_per_s,
         interval.swapout_per_s,
         pct(interval.some_pct),
         pct(interval.full_pct),
+        interval.minflt_per_s,
     )
 }
 
