@@ -224,10 +224,21 @@ fn monitor(dir: &Path, cgroup: &CgroupGuard, args: &[&str]) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
 }
 
+/// The kernel folds per-CPU cgroup counters into `memory.stat` lazily (a
+/// flush when 64 updates per CPU are pending, else every 2 s), so a count
+/// read from `memory.stat` may lag the exact one by up to that batch.
+fn assert_close(exact: u64, cgroup: u64) {
+    let batch = 64 * std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    assert!(
+        exact.abs_diff(cgroup) <= batch,
+        "{exact} counted by memtrace, {cgroup} by the cgroup"
+    );
+}
+
 fn num(v: &Value, key: &str) -> u64 {
     v[key]
         .as_u64()
-        .unwrap_or_else(|| panic!("{key} missing in summary"))
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
 
 /// Milliseconds in each state, by name.
@@ -265,7 +276,17 @@ fn anonymous_working_set_over_the_limit_thrashes_and_the_control_stays_ok() {
     assert!(ms_in(summary, 3) >= 1000, "thrashed for at least 1 s");
     // The walker's 256 MiB do not fit in 64 MiB: at least 192 MiB go to swap.
     assert!(num(summary, "peak_swap_kib") >= 190 * 1024);
-    assert!(num(summary, "peak_rss_kib") <= 64 * 1024 + 1024);
+    // Its anonymous memory is charged to the cgroup, so never above the
+    // limit (RSS also counts shared libraries, charged where first read).
+    let peak_anon = run["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| num(s, "rss_anon_kib"))
+        .max()
+        .unwrap();
+    assert!(peak_anon <= 64 * 1024, "{peak_anon} KiB anonymous");
+    assert!(peak_anon >= 48 * 1024, "{peak_anon} KiB anonymous");
     // Swap-out is counted only system-wide: memtrace's first and last
     // samples lie inside the test's two reads of /proc/vmstat, and nothing
     // else swaps here, so the counts are the same.
@@ -280,7 +301,7 @@ fn anonymous_working_set_over_the_limit_thrashes_and_the_control_stays_ok() {
     // programs on the machine fault too, so that is an upper bound).
     let majflt = num(summary, "majflt");
     assert!(majflt >= 1000, "{majflt} major faults");
-    assert_eq!(majflt, cg_majflt);
+    assert_close(majflt, cg_majflt);
     assert!(majflt <= majflt_system, "{majflt} > {majflt_system}");
     drop(cgroup);
 
@@ -331,9 +352,9 @@ fn file_backed_working_set_without_swap_thrashes_on_page_cache_refaults() {
         refaults >= 65536,
         "at least one pass of refaults: {refaults}"
     );
-    assert_eq!(
+    assert_close(
         refaults,
-        cgroup.stat("workingset_refault_file") + cgroup.stat("workingset_refault_anon")
+        cgroup.stat("workingset_refault_file") + cgroup.stat("workingset_refault_anon"),
     );
     assert_eq!(vmstat("pswpout"), pswpout, "nothing went to swap");
     let _ = std::fs::remove_file(data);

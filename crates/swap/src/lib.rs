@@ -8,7 +8,10 @@
 //! steals, workingset refaults; `/proc/meminfo`; `/proc/pressure/memory`)
 //! and the memory cgroup that holds the process (v1 or v2: usage, limit,
 //! swap, limit hits, refaults, major faults, its own pressure file where it
-//! has one). Everything after the reading is pure: [`Interval::between`]
+//! has one). The tree's memory comes from `/proc/PID/status` (`RssAnon`,
+//! `RssFile`, `RssShmem`, `VmSwap`), not `smaps_rollup`, which walks every
+//! page table at each read and would make the monitor cost what it measures.
+//! Everything after the reading is pure: [`Interval::between`]
 //! turns two [`Sample`]s into rates, a [`Classifier`] gives each interval a
 //! [`State`], [`Summary::build`] sums a run up, [`timeline`] writes and reads
 //! CSV and JSON timelines and [`chart::render_svg`] draws one.
