@@ -39,6 +39,9 @@ enum Command {
     /// Charts of a trace as SVG files and an index.html: heap over time,
     /// sizes, latency, real-heap fragmentation, policies, flame graph.
     Plot(cmd::plot::PlotArgs),
+    /// Swap and thrash monitor: a live verdict (ok, reclaiming, swapping,
+    /// thrashing) for a program or a running process, and a summary.
+    Swap(cmd::swap::SwapArgs),
     /// Print every event of a trace, one per line (for debugging).
     #[command(hide = true)]
     Dump(cmd::dump::DumpArgs),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Latency(args) => cmd::latency::latency(args),
         Command::Leaks(args) => cmd::leaks::leaks(args),
         Command::Plot(args) => cmd::plot::plot(args),
+        Command::Swap(args) => cmd::swap::swap(args),
     };
     match result {
         Ok(code) => code,

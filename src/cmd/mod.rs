@@ -9,3 +9,4 @@ pub mod leaks;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod swap;
