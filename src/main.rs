@@ -33,6 +33,8 @@ enum Command {
     Flamegraph(cmd::flamegraph::FlamegraphArgs),
     /// Time inside the allocator: latency per function, stalls, costly sites.
     Latency(cmd::latency::LatencyArgs),
+    /// Leaks found by the exit-time reachability scan, for people and CI.
+    Leaks(cmd::leaks::LeaksArgs),
     /// Print every event of a trace, one per line (for debugging).
     #[command(hide = true)]
     Dump(cmd::dump::DumpArgs),
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Frag(args) => cmd::frag::frag(args),
         Command::Flamegraph(args) => cmd::flamegraph::flamegraph(args),
         Command::Latency(args) => cmd::latency::latency(args),
+        Command::Leaks(args) => cmd::leaks::leaks(args),
     };
     match result {
         Ok(code) => code,

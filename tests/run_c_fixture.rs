@@ -27,6 +27,13 @@ fn every_site_has_its_exact_counts_and_source_line() {
 
     assert_eq!(report["trace"]["complete"], true);
     assert_eq!(num(&report["totals"], "peak_bytes"), 45920);
+    // RSS is sampled beside the heap (at least once, at the end), and the
+    // process's resident memory holds at least the heap left at exit.
+    let rss = report["rss"].as_array().expect("rss samples");
+    assert!(!rss.is_empty());
+    let last = rss.last().unwrap();
+    assert!(num(last, "rss_bytes") > num(&report["totals"], "unfreed_bytes"));
+    assert!(num(last, "cpu_ns") > 0);
     for &(function, calls, bytes, frees, unfreed_blocks, unfreed_bytes, peak) in EXPECTED {
         let s = site(&report, function);
         assert_eq!(num(s, "allocations"), calls, "{function} calls");

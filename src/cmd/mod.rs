@@ -4,5 +4,7 @@ pub mod dump;
 pub mod flamegraph;
 pub mod frag;
 pub mod latency;
+pub mod leak_formats;
+pub mod leaks;
 pub mod report;
 pub mod run;

@@ -25,6 +25,17 @@ pub struct RunArgs {
     /// Print no summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Check for leaks when the program ends (the report goes to stderr, or
+    /// to --leaks-output); exit with --error-exitcode when leaks remain,
+    /// unless the program itself failed.
+    #[arg(long)]
+    pub check_leaks: bool,
+    /// Where --check-leaks writes its report.
+    #[arg(long, value_name = "FILE", requires = "check_leaks")]
+    pub leaks_output: Option<PathBuf>,
+    /// How --check-leaks decides and reports.
+    #[command(flatten)]
+    pub check: crate::cmd::leaks::CheckArgs,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -67,6 +78,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(out) => command.env("MEMTRACE_OUTPUT", out),
         None => command.env_remove("MEMTRACE_OUTPUT"),
     };
+    if args.check_leaks {
+        // Fail before the program runs, not after, on a bad option or file.
+        crate::cmd::leaks::parse_classes(&args.check.fail_on)?;
+        crate::cmd::leaks::parse_classes(&args.check.show)?;
+        for s in &args.check.suppressions {
+            std::fs::metadata(s)
+                .with_context(|| format!("cannot read suppressions file {}", s.display()))?;
+        }
+        command.env_remove("MEMTRACE_LEAK_SCAN");
+    }
     if args.no_follow {
         command.env("MEMTRACE_NO_FOLLOW", "1");
     } else {
@@ -94,6 +115,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Some(out) => out,
         None => find_default_trace(&dir, pid)?,
     };
+    if args.check_leaks {
+        let leak_code = check_leaks(&trace, &args)?;
+        // The program's own failure wins over the leak verdict.
+        let code = if code != 0 { code } else { leak_code.into() };
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+    }
     if !args.quiet {
         if !trace.exists() {
             eprintln!(
@@ -111,6 +138,28 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Runs the leak check on the program's trace.
+fn check_leaks(trace: &Path, args: &RunArgs) -> Result<u8> {
+    if !trace.exists() {
+        bail!(
+            "the program wrote no trace ({} does not exist)",
+            trace.display()
+        );
+    }
+    let code = match &args.leaks_output {
+        Some(path) => {
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            crate::cmd::leaks::check_trace(trace, &args.check, &mut file)?
+        }
+        None => crate::cmd::leaks::check_trace(trace, &args.check, &mut std::io::stderr().lock())?,
+    };
+    if !args.quiet {
+        eprintln!("memtrace: trace written to {}", trace.display());
+    }
+    Ok(code)
 }
 
 /// The newest `memtrace.*.<pid>.trace*` in `dir`.

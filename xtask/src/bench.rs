@@ -118,7 +118,7 @@ const FRAG_PARTS: &[(&str, &[&str])] = &[
 const MEMTRACE_ANALYSES: &[&[&str]] = &[
     &["report", "{trace}"],
     &["report", "--format", "json", "{trace}"],
-    &["leaks", "{trace}"],
+    &["leaks", "--error-exitcode", "0", "{trace}"],
     &["frag", "{trace}"],
     &["latency", "{trace}"],
 ];
@@ -134,6 +134,8 @@ enum Tool {
     MemtraceLibgcc,
     /// `memtrace run` with `MEMTRACE_TIMING=0` (no allocator latency).
     MemtraceNoTiming,
+    /// `memtrace run` with `MEMTRACE_LEAK_SCAN=0` (no live-block table, no scan).
+    MemtraceNoLeakScan,
     /// `heaptrack -o FILE`.
     Heaptrack,
     /// `valgrind --tool=memcheck --leak-check=no`.
@@ -284,6 +286,14 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         runs,
         Some(native1),
     )?;
+    add(
+        "memtrace run, MEMTRACE_LEAK_SCAN=0 (no leak scan)",
+        Tool::MemtraceNoLeakScan,
+        ops,
+        1,
+        runs,
+        Some(native1),
+    )?;
     let heaptrack1 = match &tools.heaptrack {
         Some(_) => Some(add(
             "heaptrack",
@@ -352,7 +362,10 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     for c in configs.iter().filter(|c| {
         matches!(
             c.tool,
-            Tool::Memtrace | Tool::MemtraceLibgcc | Tool::MemtraceNoTiming
+            Tool::Memtrace
+                | Tool::MemtraceLibgcc
+                | Tool::MemtraceNoTiming
+                | Tool::MemtraceNoLeakScan
         )
     }) {
         let trace = c.output.as_ref().context("no trace")?;
@@ -536,6 +549,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         )),
     }
 
+    goals.push(leak_scan_goal(&paths)?);
+
     // Print.
     println!();
     print!("{}", table.text());
@@ -620,7 +635,10 @@ fn run_config(
     let mut output: Option<PathBuf> = None;
     let mut cmd = match c.tool {
         Tool::Native => Command::new(bench),
-        Tool::Memtrace | Tool::MemtraceLibgcc | Tool::MemtraceNoTiming => {
+        Tool::Memtrace
+        | Tool::MemtraceLibgcc
+        | Tool::MemtraceNoTiming
+        | Tool::MemtraceNoLeakScan => {
             let trace = paths.traces.join(format!("{stem}.trace"));
             util::remove_file(&trace)?;
             let mut cmd = Command::new(&paths.memtrace);
@@ -629,6 +647,9 @@ fn run_config(
             }
             if c.tool == Tool::MemtraceNoTiming {
                 cmd.env("MEMTRACE_TIMING", "0");
+            }
+            if c.tool == Tool::MemtraceNoLeakScan {
+                cmd.env("MEMTRACE_LEAK_SCAN", "0");
             }
             cmd.args(["run", "-q", "-o"])
                 .arg(&trace)
@@ -742,6 +763,49 @@ fn check_trace(
         ));
     }
     Ok(warnings)
+}
+
+/// Live blocks at exit in the leak-scan measurement.
+const SCAN_BLOCKS: u64 = 1_000_000;
+
+/// The exit-time leak scan of a heap of a million live blocks
+/// (fixtures/c/many_blocks.c), as the scan itself timed it.
+fn leak_scan_goal(paths: &Paths) -> Result<Goal> {
+    let exe = util::compile(
+        paths,
+        "gcc",
+        &["-O2", "-g"],
+        "c/many_blocks.c",
+        "many_blocks",
+    )?;
+    let trace = paths.traces.join("many_blocks.trace");
+    util::remove_file(&trace)?;
+    let mut run = Command::new(&paths.memtrace);
+    run.args(["run", "-q", "-o"])
+        .arg(&trace)
+        .arg("--")
+        .arg(&exe)
+        .arg(SCAN_BLOCKS.to_string());
+    eprintln!("xtask: leak scan of {SCAN_BLOCKS} live blocks");
+    util::measure(&mut run)?.ok(&run)?;
+    let mut leaks = Command::new(&paths.memtrace);
+    leaks
+        .args(["leaks", "--format", "json", "--error-exitcode", "0"])
+        .arg(&trace);
+    let out = util::measure(&mut leaks)?.ok(&leaks)?;
+    let json: serde_json::Value =
+        serde_json::from_str(&out.stdout).context("memtrace leaks --format json")?;
+    let ms = json["scan"]["duration_ms"]
+        .as_f64()
+        .context("no scan duration in the leak report")?;
+    let heap = json["scan"]["heap_bytes"].as_u64().unwrap_or(0);
+    Ok(Goal::check(
+        ms < 1000.0,
+        format!(
+            "leak scan of {SCAN_BLOCKS} live blocks < 1 s: {ms:.0} ms ({} of heap read)",
+            fmt_bytes(heap)
+        ),
+    ))
 }
 
 /// Timing of one analysis command.

@@ -15,8 +15,11 @@
 //! * **Wall time** runs from the earliest event of the trace to its trailer
 //!   (or, without one, its last event). Threads run in parallel, so the
 //!   allocator's share can exceed 100% in a multithreaded program.
-//! * **CPU time** and **page faults** are not in the trace: they are reported
-//!   as not recorded, never estimated.
+//! * **CPU time** and **page faults** come from the recorder's last resource
+//!   sample (`getrusage` of the process, taken at the end): user + system
+//!   time, minor + major faults. The allocator's share of CPU time is its
+//!   time over that CPU time. Traces without samples report them as not
+//!   recorded, never estimated.
 //! * **Sites**: a call belongs to the site of its stack ([`Symbols::site`]).
 //!   Frees carry no stack, so a free is counted at the site that allocated
 //!   the block it releases (frees of blocks the trace never saw allocated go
@@ -94,10 +97,13 @@ pub struct LatencyReport {
     pub allocator_share: f64,
     /// Wall time outside the allocator (the program and the recorder), nanoseconds.
     pub outside_allocator_ns: u64,
-    /// CPU time of the program: not in the trace, always `None`.
+    /// CPU time of the process (user + system), from the last resource
+    /// sample; `None` when the trace has none.
     pub cpu_ns: Option<u64>,
-    /// Page faults: not in the trace, always `None`.
-    pub page_faults: Option<u64>,
+    /// `allocator_ns / cpu_ns`.
+    pub allocator_cpu_share: Option<f64>,
+    /// Page faults of the process (minor, major), from the last sample.
+    pub page_faults: Option<(u64, u64)>,
     /// Heap calls.
     pub calls: u64,
     /// Allocation calls (malloc, calloc, aligned forms, realloc).
@@ -317,6 +323,7 @@ pub fn from_reader<R: std::io::Read>(
     let mut hist: FxHashMap<Func, BTreeMap<u64, u64>> = FxHashMap::default();
     let mut per_stack: FxHashMap<StackId, StackTime> = FxHashMap::default();
     let mut growth = Growth::default();
+    let mut last_resources: Option<memtrace_format::ResourceSample> = None;
     let mut candidates: Vec<Candidate> = Vec::new();
     let (mut first_ts, mut last_ts) = (u64::MAX, 0u64);
     let mut n_calls = 0u64;
@@ -378,6 +385,7 @@ pub fn from_reader<R: std::io::Read>(
                     });
                 }
             }
+            Event::Resources(r) => last_resources = Some(*r),
             Event::HeapRegions { regions, .. } => {
                 let total = region_bytes(regions);
                 let grew = growth.latest.as_ref().is_some_and(|(_, t)| total > *t);
@@ -579,8 +587,12 @@ pub fn from_reader<R: std::io::Read>(
             allocator_ns as f64 / wall_ns as f64
         },
         outside_allocator_ns: wall_ns.saturating_sub(allocator_ns),
-        cpu_ns: None,
-        page_faults: None,
+        cpu_ns: last_resources.map(|r| r.user_ns + r.system_ns),
+        allocator_cpu_share: last_resources
+            .map(|r| r.user_ns + r.system_ns)
+            .filter(|&cpu| cpu > 0)
+            .map(|cpu| allocator_ns as f64 / cpu as f64),
+        page_faults: last_resources.map(|r| (r.minor_faults, r.major_faults)),
         calls: n_calls,
         allocation_calls: n_alloc_calls,
         functions,
@@ -748,7 +760,22 @@ pub fn render_text(r: &LatencyReport, frames: usize) -> String {
         r.allocator_share * 100.0,
         seconds(r.outside_allocator_ns)
     );
-    let _ = writeln!(out, "CPU time: not recorded; page faults: not recorded");
+    match (r.cpu_ns, r.allocator_cpu_share, r.page_faults) {
+        (Some(cpu), share, Some((minor, major))) => {
+            let _ = writeln!(
+                out,
+                "CPU time: {} ({}); page faults: {minor} minor, {major} major",
+                seconds(cpu),
+                share.map_or_else(
+                    || "allocator share not computable".to_string(),
+                    |s| format!("allocator {:.1}% of it", s * 100.0)
+                )
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "CPU time: not recorded; page faults: not recorded");
+        }
+    }
     let _ = writeln!(
         out,
         "\n{:<16} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",

@@ -111,6 +111,8 @@ pub struct HeapReplay {
     pub phases: Vec<(u64, String)>,
     /// The live heap over time, at most about `timeline_points` points.
     pub timeline: Vec<TimePoint>,
+    /// The process's resource samples (RSS, CPU time, faults), every 100 ms.
+    pub resources: Vec<memtrace_format::ResourceSample>,
     last_alloc_by_thread: FxHashMap<u32, u64>,
     peak_epoch: u64,
     timeline_step: u64,
@@ -149,6 +151,7 @@ impl HeapReplay {
             Event::Heap { tid, event } => self.heap(*tid, event),
             Event::ThreadStart { .. } => self.n_threads += 1,
             Event::Phase(p) => self.phases.push((p.ts, p.name.clone())),
+            Event::Resources(r) => self.resources.push(*r),
             _ => {}
         }
     }

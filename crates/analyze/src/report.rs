@@ -31,6 +31,9 @@ pub struct Report {
     pub size_histogram: Vec<SizeBucket>,
     /// Live heap over time.
     pub timeline: Vec<TimelinePoint>,
+    /// Resident set size over time, sampled beside the heap (every 100 ms
+    /// and at the end; empty for traces from before the samples existed).
+    pub rss: Vec<RssPoint>,
     /// Phase boundaries.
     pub phases: Vec<PhaseMark>,
     /// Symbolization problems.
@@ -168,6 +171,19 @@ pub struct TimelinePoint {
     pub live_bytes: u64,
     /// Heap calls so far.
     pub calls: u64,
+}
+
+/// A sample of the process's resident memory and CPU time.
+#[derive(Debug, Clone, Serialize)]
+pub struct RssPoint {
+    /// Nanoseconds from the start.
+    pub time_ns: u64,
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+    /// User + system CPU time so far, nanoseconds.
+    pub cpu_ns: u64,
+    /// Minor + major page faults so far.
+    pub page_faults: u64,
 }
 
 /// A phase boundary.
@@ -348,6 +364,16 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
                 calls: p.calls,
             })
             .collect(),
+        rss: replay
+            .resources
+            .iter()
+            .map(|r| RssPoint {
+                time_ns: since_start(r.ts),
+                rss_bytes: r.rss_bytes,
+                cpu_ns: r.user_ns + r.system_ns,
+                page_faults: r.minor_faults + r.major_faults,
+            })
+            .collect(),
         phases: replay
             .phases
             .iter()
@@ -471,6 +497,16 @@ pub fn render_text(r: &Report, opt: TextOptions) -> String {
         t.peak_bytes,
         seconds(t.peak_time_ns)
     );
+    if let Some(peak) = r.rss.iter().max_by_key(|p| p.rss_bytes) {
+        let last = r.rss.last().map_or(0, |p| p.cpu_ns);
+        let _ = writeln!(
+            out,
+            "peak RSS: {} at {} (sampled every 100 ms); CPU time {}",
+            bytes(peak.rss_bytes),
+            seconds(peak.time_ns),
+            seconds(last)
+        );
+    }
     let _ = writeln!(
         out,
         "unfreed at exit: {} ({} bytes) in {} blocks",

@@ -34,6 +34,7 @@
 mod block;
 mod codec;
 mod error;
+mod leakscan;
 mod read;
 mod record;
 mod stacks;
@@ -41,10 +42,11 @@ mod write;
 
 pub use block::{Codec, FILE_MAGIC, VERSION};
 pub use error::DecodeError;
+pub use leakscan::{LeakScan, Reach, ScannedBlock};
 pub use read::{Clock, Completeness, Event, Reader};
 pub use record::{
     dequantize_latency, quantize_latency, ClockSync, Func, Header, HeapEvent, Module, Op, Phase,
-    RecorderKind, Region, Segment, StackId, ThreadItem, TickSource, Trailer,
+    RecorderKind, Region, ResourceSample, Segment, StackId, ThreadItem, TickSource, Trailer,
 };
 pub use stacks::{Frames, StackTable};
 pub use write::Writer;

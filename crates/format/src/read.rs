@@ -15,9 +15,10 @@ use std::io::Read;
 use crate::block::{read_block, read_preamble};
 use crate::codec::Cursor;
 use crate::error::DecodeError;
+use crate::leakscan::{LeakScan, ScannedBlock};
 use crate::record::{
     decode_batch_head, decode_batch_items, tag, ClockSync, Header, HeapEvent, Module, Phase,
-    Region, ThreadItem, Trailer,
+    Region, ResourceSample, ThreadItem, Trailer,
 };
 use crate::stacks::StackTable;
 
@@ -68,6 +69,8 @@ pub enum Event {
         /// The regions.
         regions: Vec<Region>,
     },
+    /// A sample of the process's resource use (RSS, CPU time, faults).
+    Resources(ResourceSample),
 }
 
 impl Event {
@@ -80,6 +83,7 @@ impl Event {
             | Event::ModuleLoaded { ts, .. }
             | Event::ModuleUnloaded { ts, .. }
             | Event::HeapRegions { ts, .. } => *ts,
+            Event::Resources(r) => r.ts,
             Event::Phase(p) => p.ts,
         }
     }
@@ -155,6 +159,10 @@ pub struct Reader<R: Read> {
     n_others: u64,
     watermark: u64,
     end: Completeness,
+    skip_events: bool,
+    scan_blocks: Vec<ScannedBlock>,
+    scan_edges: Vec<(u32, u32)>,
+    leak_scan: Option<LeakScan>,
 }
 
 impl<R: Read> Reader<R> {
@@ -190,6 +198,10 @@ impl<R: Read> Reader<R> {
             n_others: 0,
             watermark: 0,
             end: Completeness::Reading,
+            skip_events: false,
+            scan_blocks: Vec::new(),
+            scan_edges: Vec::new(),
+            leak_scan: None,
         };
         let next = read_block(&mut reader.src, 12, &mut reader.stored, &mut reader.raw)?;
         let Some(next) = next else {
@@ -209,6 +221,30 @@ impl<R: Read> Reader<R> {
         reader.apply_records(&rest)?;
         reader.raw = raw;
         Ok(reader)
+    }
+
+    /// The exit-time reachability scan, once a complete one has been read
+    /// (it is the last record before the trailer).
+    pub fn leak_scan(&self) -> Option<&LeakScan> {
+        self.leak_scan.as_ref()
+    }
+
+    /// Reads the rest of the file for its side records (modules, stacks,
+    /// clock, the leak scan), without decoding or merging the heap events:
+    /// much faster than draining [`Reader::next_event`] when only those are
+    /// needed. No event is returned afterwards.
+    pub fn skip_to_end(&mut self) -> Result<(), DecodeError> {
+        self.skip_events = true;
+        self.threads.clear();
+        self.heads.clear();
+        self.others.clear();
+        self.other_events.clear();
+        while self.end == Completeness::Reading {
+            self.read_more()?;
+            self.others.clear();
+            self.other_events.clear();
+        }
+        Ok(())
     }
 
     /// The trace header.
@@ -372,6 +408,7 @@ impl<R: Read> Reader<R> {
                         self.stacks.push((id - back) as u32, addr);
                     }
                 }
+                tag::BATCH if self.skip_events => {}
                 tag::BATCH => {
                     let (tid, n) = decode_batch_head(&mut p)?;
                     let n_stacks = self.stacks.len() as u32;
@@ -428,6 +465,17 @@ impl<R: Read> Reader<R> {
                     self.end = Completeness::Complete(Trailer::decode(&mut p)?);
                 }
                 tag::NOTE => self.notes.push(p.string()?),
+                tag::RESOURCES => {
+                    let sample = ResourceSample::decode(&mut p)?;
+                    self.push_other(Event::Resources(sample));
+                }
+                tag::LEAK_BLOCKS => LeakScan::decode_blocks(&mut p, &mut self.scan_blocks)?,
+                tag::LEAK_EDGES => LeakScan::decode_edges(&mut p, &mut self.scan_edges)?,
+                tag::LEAK_SCAN => {
+                    let blocks = std::mem::take(&mut self.scan_blocks);
+                    let edges = std::mem::take(&mut self.scan_edges);
+                    self.leak_scan = Some(LeakScan::decode_summary(&mut p, blocks, edges)?);
+                }
                 _ => {} // Unknown record from a later version: skipped.
             }
         }

@@ -21,6 +21,10 @@ pub(crate) mod tag {
     pub const HEAP_REGIONS: u8 = 10;
     pub const TRAILER: u8 = 11;
     pub const NOTE: u8 = 12;
+    pub const LEAK_BLOCKS: u8 = 13;
+    pub const LEAK_EDGES: u8 = 14;
+    pub const LEAK_SCAN: u8 = 15;
+    pub const RESOURCES: u8 = 16;
 }
 
 /// How timestamps are counted.
@@ -303,6 +307,50 @@ pub struct ClockSync {
     pub ticks: u64,
     /// `CLOCK_MONOTONIC` at the same moment, in nanoseconds.
     pub mono_ns: u64,
+}
+
+/// The process's resource use at one moment, sampled by the writer thread
+/// (every 100 ms and at the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResourceSample {
+    /// Timestamp in ticks.
+    pub ts: u64,
+    /// Resident set size in bytes (`/proc/self/statm`).
+    pub rss_bytes: u64,
+    /// User CPU time of the process so far, in nanoseconds (`getrusage`).
+    pub user_ns: u64,
+    /// System CPU time of the process so far, in nanoseconds.
+    pub system_ns: u64,
+    /// Minor page faults so far.
+    pub minor_faults: u64,
+    /// Major page faults so far.
+    pub major_faults: u64,
+}
+
+impl ResourceSample {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        for v in [
+            self.ts,
+            self.rss_bytes,
+            self.user_ns,
+            self.system_ns,
+            self.minor_faults,
+            self.major_faults,
+        ] {
+            put_u64(out, v);
+        }
+    }
+
+    pub(crate) fn decode(cur: &mut Cursor) -> Result<Self, DecodeError> {
+        Ok(ResourceSample {
+            ts: cur.u64()?,
+            rss_bytes: cur.u64()?,
+            user_ns: cur.u64()?,
+            system_ns: cur.u64()?,
+            minor_faults: cur.u64()?,
+            major_faults: cur.u64()?,
+        })
+    }
 }
 
 /// Totals written when recording ends cleanly.

@@ -4,8 +4,10 @@ use std::io::{self, Write};
 
 use crate::block::{write_block, write_preamble, Codec, MAX_BLOCK};
 use crate::codec::{put_str, put_u64};
+use crate::leakscan::{LeakScan, CHUNK};
 use crate::record::{
-    encode_batch, put_record, tag, ClockSync, Header, Module, Phase, Region, ThreadItem, Trailer,
+    encode_batch, put_record, tag, ClockSync, Header, Module, Phase, Region, ResourceSample,
+    ThreadItem, Trailer,
 };
 
 /// Writes a trace: call the record methods in stream order, then [`Writer::finish`].
@@ -212,6 +214,26 @@ impl<W: Write> Writer<W> {
             self.payload.push(r.kind);
         }
         self.emit(tag::HEAP_REGIONS)
+    }
+
+    /// A sample of the process's resource use.
+    pub fn resources(&mut self, sample: &ResourceSample) -> io::Result<()> {
+        sample.encode(&mut self.payload);
+        self.emit(tag::RESOURCES)
+    }
+
+    /// The exit-time reachability scan, in chunks and a closing summary.
+    pub fn leak_scan(&mut self, scan: &LeakScan) -> io::Result<()> {
+        for (i, chunk) in scan.blocks.chunks(CHUNK).enumerate() {
+            LeakScan::encode_blocks(i * CHUNK, chunk, &mut self.payload);
+            self.emit(tag::LEAK_BLOCKS)?;
+        }
+        for chunk in scan.edges.chunks(CHUNK) {
+            LeakScan::encode_edges(chunk, &mut self.payload);
+            self.emit(tag::LEAK_EDGES)?;
+        }
+        scan.encode_summary(&mut self.payload);
+        self.emit(tag::LEAK_SCAN)
     }
 
     /// A message from the recorder for the user (e.g. a hook it could not install).

@@ -90,6 +90,8 @@ fn map(len: usize) -> *mut u8 {
     if p == libc::MAP_FAILED {
         ptr::null_mut()
     } else {
+        // The leak scan must not read the recorder's buffers as program memory.
+        memtrace_recorder::note_own_mapping(p as u64, len as u64);
         p.cast()
     }
 }
@@ -148,6 +150,7 @@ unsafe impl GlobalAlloc for OwnAlloc {
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         let Some(index) = class_of(layout) else {
+            memtrace_recorder::forget_own_mapping(block as u64);
             // SAFETY: a large block is a whole mapping of this length.
             unsafe { libc::munmap(block.cast(), round_to_page(layout.size().max(1))) };
             return;

@@ -27,9 +27,13 @@
 mod call;
 mod clock;
 mod intern;
+mod live;
 mod maps;
 mod modules;
+mod own_memory;
+mod resources;
 mod ring;
+mod scan;
 mod session;
 mod sink;
 mod spin;
@@ -42,6 +46,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 pub use call::{finish, Call, MAX_FRAMES};
 pub use memtrace_format::{Func, Op, RecorderKind};
+pub use own_memory::{forget_own_mapping, note_own_mapping};
 pub use session::{abandon, finish_before_exec, start, start_early, Config};
 pub use stats::{stats, Stats};
 pub use tracking::Tracking;
@@ -96,6 +101,13 @@ pub(crate) enum UnwindMode {
 
 static UNWIND_MODE: AtomicU8 = AtomicU8::new(0);
 static TIMING: AtomicBool = AtomicBool::new(true);
+static LEAK_SCAN: AtomicBool = AtomicBool::new(true);
+
+/// True unless `MEMTRACE_LEAK_SCAN=0` turned off the exit-time reachability
+/// scan (and the live-block table the writer keeps for it).
+pub(crate) fn leak_scan_enabled() -> bool {
+    LEAK_SCAN.load(Ordering::Relaxed)
+}
 
 /// True unless `MEMTRACE_TIMING=0` turned off the latency measurement (each
 /// call then reads the clock once instead of twice).
@@ -135,6 +147,8 @@ pub fn read_env_options() {
     UNWIND_MODE.store(mode, Ordering::Relaxed);
     let timing = std::env::var_os("MEMTRACE_TIMING").is_none_or(|v| v != "0");
     TIMING.store(timing, Ordering::Relaxed);
+    let leak_scan = std::env::var_os("MEMTRACE_LEAK_SCAN").is_none_or(|v| v != "0");
+    LEAK_SCAN.store(leak_scan, Ordering::Relaxed);
 }
 
 /// Declares the address range of the recorder's own code, whose frames are

@@ -16,7 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +26,10 @@ use memtrace_format::{
 
 use crate::clock::{self, monotonic_ns, ticks};
 use crate::intern::{self, INTERNER};
+use crate::live::LiveBlocks;
 use crate::modules::loaded_modules;
 use crate::ring::Ring;
+use crate::scan::{self, ExitContext};
 use crate::sink::TraceFile;
 use crate::spin::SpinLock;
 use crate::thread::{self, REGISTRY};
@@ -64,6 +66,12 @@ static SEQCST_IN_FLIGHT: AtomicBool = AtomicBool::new(true);
 /// `vfork` (which shares our memory) or by a raw `clone` (which runs no
 /// `pthread_atfork` handler) has another pid and must not touch that state.
 static SESSION_PID: AtomicU32 = AtomicU32::new(0);
+/// The writer thread's id: its stack holds event data, which the leak scan
+/// must not take for the program's pointers.
+static WRITER_TID: AtomicI32 = AtomicI32::new(0);
+/// An address on the writer thread's stack, whose mapping the leak scan
+/// must not take for memory the program manages.
+static WRITER_STACK: AtomicU64 = AtomicU64::new(0);
 
 fn getpid() -> u32 {
     // SAFETY: getpid has no preconditions.
@@ -99,6 +107,8 @@ struct WriterState {
     last_seal_ns: u64,
     last_maps_ns: u64,
     last_regions: Vec<memtrace_format::Region>,
+    /// The blocks live now, for the exit-time scan (unless MEMTRACE_LEAK_SCAN=0).
+    live: Option<LiveBlocks>,
 }
 
 impl WriterState {
@@ -115,6 +125,7 @@ impl WriterState {
             last_seal_ns: 0,
             last_maps_ns: 0,
             last_regions: Vec::new(),
+            live: crate::leak_scan_enabled().then(LiveBlocks::default),
         }
     }
 }
@@ -202,7 +213,10 @@ pub(crate) fn never_started() -> bool {
 }
 
 extern "C" fn finish_at_exit() {
-    finish();
+    // The program's frames and registers as exit left them, before the
+    // recorder's own frames are pushed: the roots of the leak scan.
+    let exit = ExitContext::capture();
+    finish_with(Some(&exit));
 }
 
 /// Starts the writer with `pthread_create` rather than `std::thread`, so that
@@ -229,11 +243,19 @@ fn spawn_writer() {
 
 extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     thread::ignore_this_thread();
+    // SAFETY: gettid has no preconditions.
+    WRITER_TID.store(unsafe { libc::gettid() }, Ordering::Relaxed);
+    let marker = 0u8;
+    WRITER_STACK.store(std::ptr::addr_of!(marker) as u64, Ordering::Relaxed);
     // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated name.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace-writer".as_ptr()) };
     *WRITER_THREAD.lock() = Some(std::thread::current());
     writer_loop();
-    std::ptr::null_mut()
+    // Never return: an exiting thread makes glibc unmap cached thread
+    // stacks, which the leak scan may be reading at that moment.
+    loop {
+        std::thread::park();
+    }
 }
 
 fn writer_loop() {
@@ -414,6 +436,7 @@ fn drain(ws: &mut WriterState, last: bool) {
     w.set_codec(codec);
     let mut n_events = 0u64;
     let mut n_threads = 0u64;
+    let live = &mut ws.live;
     let result = (|| -> io::Result<()> {
         w.stack_nodes(first_node, &nodes)?;
         for record in &side {
@@ -432,6 +455,11 @@ fn drain(ws: &mut WriterState, last: bool) {
                         ThreadItem::End { .. } => {}
                     }
                 }
+                if let Some(live) = live.as_mut() {
+                    for item in items {
+                        live.apply(item);
+                    }
+                }
                 w.batch(ring.tid, items)
             })?;
             // The ring's slots are free again: compress now if the block is full,
@@ -448,6 +476,10 @@ fn drain(ws: &mut WriterState, last: bool) {
                     ws.last_regions = regions;
                 }
             }
+            w.resources(&crate::resources::sample(now_ticks))?;
+        }
+        if let Some(live) = live.as_mut() {
+            live.passed(watermark);
         }
         w.watermark(watermark)?;
         // Compress only now that the rings' slots are free again.
@@ -648,6 +680,11 @@ fn create_new(path: &std::path::Path) -> io::Result<File> {
 /// Ends recording: drains every ring, writes the trailer, closes the file.
 /// Safe to call more than once; events after it are not recorded.
 pub fn finish() {
+    finish_with(None);
+}
+
+/// [`finish`], with the leak scan when `exit` says where the program stood.
+fn finish_with(exit: Option<&ExitContext>) {
     if !in_session_process() {
         // A vfork child leaving by _exit: the state is the parent's.
         return;
@@ -662,6 +699,19 @@ pub fn finish() {
         if let Some(ws) = slot.as_mut() {
             drain(ws, true);
             let n_nodes = INTERNER.lock().n_nodes();
+            if let (Some(exit), Some(live), Some(w)) = (exit, ws.live.as_ref(), ws.writer.as_mut())
+            {
+                let writer_tid = WRITER_TID.load(Ordering::Relaxed);
+                let preload = CONFIG
+                    .lock()
+                    .as_ref()
+                    .is_some_and(|c| c.recorder == RecorderKind::Preload);
+                let writer_stack = WRITER_STACK.load(Ordering::Relaxed);
+                let result = scan::scan(live, exit, &[writer_tid], &[writer_stack], preload);
+                if let Err(e) = w.leak_scan(&result) {
+                    eprintln!("memtrace: writing the leak scan failed: {e}");
+                }
+            }
             if let Some(w) = ws.writer.take() {
                 let trailer = Trailer {
                     ts: ticks(),

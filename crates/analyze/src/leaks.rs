@@ -1,0 +1,378 @@
+//! `memtrace leaks`: the exit-time scan of a trace, classified, grouped by
+//! allocation stack, symbolized and filtered by suppressions.
+//!
+//! The JSON form of [`LeakReport`] is the schema `memtrace-leaks/1`,
+//! documented in `docs/leaks-json.md`.
+
+use std::path::Path;
+
+use memtrace_format::{Completeness, DecodeError, LeakScan};
+use memtrace_leaks::{
+    classify, leaked_cycles, loss_records, FrameText, LeakClass, Suppressions, Totals,
+};
+use serde::Serialize;
+
+use crate::symbols::{Frame, Symbols};
+use crate::units::bytes as fmt_bytes;
+
+/// The schema name and version of the JSON output.
+pub const SCHEMA: &str = "memtrace-leaks/1";
+
+/// One loss record, symbolized.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeakRecord {
+    /// Its class.
+    pub class: LeakClass,
+    /// Number of blocks.
+    pub blocks: u64,
+    /// Their requested bytes.
+    pub bytes: u64,
+    /// Bytes of indirectly lost blocks reached only from these (definite only).
+    pub indirect_bytes: u64,
+    /// The allocation stack, innermost first, the allocator's frames dropped.
+    pub stack: Vec<Frame>,
+    /// The first frame of the program's own (not an allocator's or runtime's).
+    pub site: Frame,
+    /// The suppression that silenced it, if one did (`origin: pattern`).
+    pub suppressed_by: Option<String>,
+}
+
+/// One block of a leaked cycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleBlock {
+    /// Its address.
+    pub address: u64,
+    /// Requested bytes.
+    pub bytes: u64,
+    /// Its allocation site.
+    pub site: Frame,
+}
+
+/// A leaked cycle.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeakedCycle {
+    /// Blocks in cycle order (`a -> b -> ... -> a`).
+    pub blocks: Vec<CycleBlock>,
+    /// Their total bytes.
+    pub bytes: u64,
+    /// The suppression that silenced it, if one matched every block.
+    pub suppressed_by: Option<String>,
+}
+
+/// How the scan went.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanInfo {
+    /// Scan time in milliseconds.
+    pub duration_ms: f64,
+    /// Bytes of roots scanned.
+    pub root_bytes: u64,
+    /// Bytes of heap scanned.
+    pub heap_bytes: u64,
+    /// Threads whose stacks were scanned.
+    pub threads: u32,
+    /// Threads that could not be stopped (their stacks are not roots).
+    pub threads_unscanned: u32,
+}
+
+/// Everything `memtrace leaks` says about a trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeakReport {
+    /// Always [`SCHEMA`].
+    pub schema: &'static str,
+    /// The traced program.
+    pub program: String,
+    /// Its pid.
+    pub pid: u32,
+    /// The scan.
+    pub scan: ScanInfo,
+    /// Totals per class, suppressed blocks left out.
+    pub totals: Totals,
+    /// Totals of what the suppressions silenced.
+    pub suppressed: Totals,
+    /// Loss records, largest first; suppressed ones included (marked).
+    pub records: Vec<LeakRecord>,
+    /// Leaked cycles, largest first.
+    pub cycles: Vec<LeakedCycle>,
+}
+
+/// Why a trace has no leak report.
+#[derive(Debug)]
+pub enum LeakError {
+    /// The file could not be decoded.
+    Decode(DecodeError),
+    /// The trace holds no scan, and why that is.
+    NoScan(String),
+}
+
+impl std::fmt::Display for LeakError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeakError::Decode(e) => write!(f, "{e}"),
+            LeakError::NoScan(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::error::Error for LeakError {}
+
+impl From<DecodeError> for LeakError {
+    fn from(e: DecodeError) -> Self {
+        LeakError::Decode(e)
+    }
+}
+
+/// Reads a trace's scan and builds the report.
+pub fn from_file(path: &Path, suppressions: &Suppressions) -> Result<LeakReport, LeakError> {
+    let mut reader = crate::open(path)?;
+    reader.skip_to_end()?;
+    let Some(scan) = reader.leak_scan() else {
+        let why = match reader.completeness() {
+            Completeness::Complete(_) => {
+                "the trace has no leak scan: the program did not end through exit() \
+                 (it called _exit or exec), or it was recorded with MEMTRACE_LEAK_SCAN=0"
+            }
+            _ => {
+                "the trace has no leak scan: it ends before the program exited (killed or crashed)"
+            }
+        };
+        return Err(LeakError::NoScan(why.into()));
+    };
+    let mut symbols = Symbols::new(reader.modules());
+    let program = reader.header().exe.clone();
+    let pid = reader.header().pid;
+    Ok(build(
+        scan,
+        reader.stacks(),
+        &mut symbols,
+        suppressions,
+        program,
+        pid,
+    ))
+}
+
+fn frame_text(frames: &[Frame]) -> Vec<FrameText> {
+    frames
+        .iter()
+        .map(|f| FrameText {
+            function: f.function.clone(),
+            file: f.file.clone(),
+            module: f.module.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Builds the report from a scan.
+pub fn build(
+    scan: &LeakScan,
+    stacks: &memtrace_format::StackTable,
+    symbols: &mut Symbols,
+    suppressions: &Suppressions,
+    program: String,
+    pid: u32,
+) -> LeakReport {
+    let classes = classify(scan);
+    let mut records = Vec::new();
+    let mut suppressed_stacks = std::collections::HashMap::new();
+    for r in loss_records(scan, &classes) {
+        let all = symbols.stack(stacks, r.stack);
+        let site = symbols.site(stacks, r.stack);
+        // Drop the allocator's own frames (malloc, operator new, Rust's
+        // alloc shims) from the top: the stack starts at who asked.
+        let first_own = all.iter().position(|f| !f.is_internal()).unwrap_or(0);
+        let stack = all[first_own..].to_vec();
+        let suppressed_by = suppressions
+            .matching(&frame_text(&all))
+            .map(|s| format!("{}: leak:{}", s.origin, s.pattern));
+        suppressed_stacks.insert(r.stack, suppressed_by.clone());
+        records.push(LeakRecord {
+            class: r.class,
+            blocks: r.n_blocks,
+            bytes: r.bytes,
+            indirect_bytes: r.indirect_bytes,
+            stack,
+            site,
+            suppressed_by,
+        });
+    }
+    let is_suppressed = |i: usize| {
+        suppressed_stacks
+            .get(&scan.blocks[i].stack)
+            .is_some_and(|s| s.is_some())
+    };
+    let totals = memtrace_leaks::totals(scan, &classes, &|i| !is_suppressed(i));
+    let suppressed = memtrace_leaks::totals(scan, &classes, &is_suppressed);
+    let cycles = leaked_cycles(scan, &classes)
+        .into_iter()
+        .map(|c| {
+            let all_suppressed = c.blocks.iter().all(|&i| is_suppressed(i as usize));
+            let suppressed_by = if all_suppressed {
+                suppressed_stacks
+                    .get(&scan.blocks[c.blocks[0] as usize].stack)
+                    .cloned()
+                    .flatten()
+            } else {
+                None
+            };
+            LeakedCycle {
+                blocks: c
+                    .blocks
+                    .iter()
+                    .map(|&i| {
+                        let b = &scan.blocks[i as usize];
+                        CycleBlock {
+                            address: b.addr,
+                            bytes: b.size,
+                            site: symbols.site(stacks, b.stack),
+                        }
+                    })
+                    .collect(),
+                bytes: c.bytes,
+                suppressed_by,
+            }
+        })
+        .collect();
+    LeakReport {
+        schema: SCHEMA,
+        program,
+        pid,
+        scan: ScanInfo {
+            duration_ms: scan.duration_ns as f64 / 1e6,
+            root_bytes: scan.root_bytes,
+            heap_bytes: scan.heap_bytes,
+            threads: scan.n_threads,
+            threads_unscanned: scan.n_threads_unscanned,
+        },
+        totals,
+        suppressed,
+        records,
+        cycles,
+    }
+}
+
+/// Options of the text form.
+#[derive(Debug, Clone, Copy)]
+pub struct TextOptions {
+    /// Frames printed per stack.
+    pub frames: usize,
+    /// Classes whose records are printed in full.
+    pub show: [bool; 4],
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `function (file.c:12)`, with the file's base name only.
+fn short_site(f: &Frame) -> String {
+    let function = f.function.as_deref().unwrap_or("??");
+    match (&f.file, f.line) {
+        (Some(file), Some(line)) => {
+            let base = file.rsplit('/').next().unwrap_or(file);
+            format!("{function} ({base}:{line})")
+        }
+        _ => function.to_string(),
+    }
+}
+
+/// The readable report, memcheck's wording.
+pub fn render_text(r: &LeakReport, opts: TextOptions) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let shown = |c: LeakClass| opts.show[LeakClass::ALL.iter().position(|&x| x == c).unwrap_or(0)];
+    for rec in r
+        .records
+        .iter()
+        .filter(|rec| rec.suppressed_by.is_none() && shown(rec.class))
+    {
+        let amount = if rec.indirect_bytes > 0 {
+            format!(
+                "{} ({} direct, {} indirect) bytes",
+                rec.bytes + rec.indirect_bytes,
+                rec.bytes,
+                rec.indirect_bytes
+            )
+        } else {
+            format!("{} bytes", rec.bytes)
+        };
+        let _ = writeln!(
+            out,
+            "{amount} in {} block{} are {}",
+            rec.blocks,
+            plural(rec.blocks),
+            rec.class.phrase()
+        );
+        for (k, f) in rec.stack.iter().take(opts.frames).enumerate() {
+            let _ = writeln!(
+                out,
+                "    {} {}",
+                if k == 0 { "at" } else { "by" },
+                f.describe()
+            );
+        }
+        out.push('\n');
+    }
+    for c in r.cycles.iter().filter(|c| c.suppressed_by.is_none()) {
+        let names: Vec<String> = c.blocks.iter().map(|b| short_site(&b.site)).collect();
+        let _ = writeln!(
+            out,
+            "leaked cycle of {} block{}, {} bytes: {} -> {}",
+            c.blocks.len(),
+            plural(c.blocks.len() as u64),
+            c.bytes,
+            names.join(" -> "),
+            names[0]
+        );
+        for b in &c.blocks {
+            let _ = writeln!(
+                out,
+                "    {} bytes at {:#x} from {}",
+                b.bytes,
+                b.address,
+                b.site.describe()
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "LEAK SUMMARY ({}, pid {}):", r.program, r.pid);
+    for class in LeakClass::ALL {
+        let (bytes, blocks) = r.totals.of(class);
+        let _ = writeln!(
+            out,
+            "  {:>16}: {bytes} bytes in {blocks} block{}",
+            class.phrase(),
+            plural(blocks)
+        );
+    }
+    let (sb, sn): (u64, u64) = LeakClass::ALL
+        .iter()
+        .map(|&c| r.suppressed.of(c))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let _ = writeln!(
+        out,
+        "  {:>16}: {sb} bytes in {sn} block{}",
+        "suppressed",
+        plural(sn)
+    );
+    let _ = writeln!(
+        out,
+        "  scan: {:.1} ms, {} of roots and {} of heap, {} thread{}{}",
+        r.scan.duration_ms,
+        fmt_bytes(r.scan.root_bytes),
+        fmt_bytes(r.scan.heap_bytes),
+        r.scan.threads,
+        plural(r.scan.threads.into()),
+        if r.scan.threads_unscanned > 0 {
+            format!(
+                " ({} could not be stopped: pointers they hold are not seen)",
+                r.scan.threads_unscanned
+            )
+        } else {
+            String::new()
+        }
+    );
+    out
+}

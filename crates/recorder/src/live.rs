@@ -1,0 +1,171 @@
+//! The blocks live right now, kept by the writer thread from the events it
+//! drains, for the exit-time reachability scan.
+//!
+//! The writer drains each thread's ring in turn, so a block freed by one
+//! thread may be seen before its allocation by another. Every entry keeps
+//! the timestamp of the event that made it, and an event older than what is
+//! known about its address changes nothing: the result does not depend on
+//! the order of the rings. A free seen before its allocation leaves a
+//! tombstone, dropped once the watermark passes it (no older event can
+//! come after that).
+
+use memtrace_format::{Func, Op, StackId, ThreadItem};
+use std::collections::hash_map::Entry;
+
+use rustc_hash::FxHashMap;
+
+/// A live block as the scan needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LiveBlock {
+    /// Timestamp of the allocation, in ticks.
+    pub ts: u64,
+    /// Requested size in bytes.
+    pub size: u64,
+    /// Allocation stack.
+    pub stack: StackId,
+}
+
+/// Address -> live block, plus tombstones for frees seen early.
+#[derive(Default)]
+pub(crate) struct LiveBlocks {
+    live: FxHashMap<u64, LiveBlock>,
+    freed_early: FxHashMap<u64, u64>,
+}
+
+impl LiveBlocks {
+    /// Applies one drained item.
+    #[inline]
+    pub fn apply(&mut self, item: &ThreadItem) {
+        let ThreadItem::Heap(e) = item else { return };
+        let Some(func) = Func::from_u8(e.func) else {
+            return;
+        };
+        match func.op() {
+            Op::Alloc => self.alloc(e.ts, e.addr, e.size, e.stack),
+            Op::Free => self.free(e.ts, e.addr),
+            Op::Realloc => {
+                // A failed realloc (NULL for a non-zero size) leaves the old block.
+                if e.addr != 0 || e.size == 0 {
+                    self.free(e.ts, e.old_addr);
+                    self.alloc(e.ts, e.addr, e.size, e.stack);
+                }
+            }
+        }
+    }
+
+    fn alloc(&mut self, ts: u64, addr: u64, size: u64, stack: StackId) {
+        if addr == 0 {
+            return;
+        }
+        if !self.freed_early.is_empty()
+            && self.freed_early.get(&addr).is_some_and(|&freed| freed > ts)
+        {
+            return; // Already freed by a later event.
+        }
+        // One hash per event: insert, and put the old entry back in the rare
+        // case that it was newer.
+        let block = LiveBlock { ts, size, stack };
+        if let Some(old) = self.live.insert(addr, block) {
+            if old.ts > ts {
+                self.live.insert(addr, old);
+            }
+        }
+    }
+
+    fn free(&mut self, ts: u64, addr: u64) {
+        if addr == 0 {
+            return;
+        }
+        match self.live.entry(addr) {
+            Entry::Occupied(e) if e.get().ts <= ts => {
+                e.remove();
+            }
+            // Unknown (allocated before recording began, or its allocation
+            // is still in another ring), or re-allocated later: remember it.
+            _ => {
+                let t = self.freed_early.entry(addr).or_insert(ts);
+                *t = (*t).max(ts);
+            }
+        }
+    }
+
+    /// Every event below `watermark` has been applied: tombstones older than
+    /// it can no longer cancel anything.
+    pub fn passed(&mut self, watermark: u64) {
+        if self.freed_early.len() > 1024 {
+            self.freed_early.retain(|_, &mut ts| ts >= watermark);
+        }
+    }
+
+    /// The live blocks in address order: `(address, block)`.
+    pub fn sorted(&self) -> Vec<(u64, LiveBlock)> {
+        let mut v: Vec<(u64, LiveBlock)> = self.live.iter().map(|(&a, &b)| (a, b)).collect();
+        v.sort_unstable_by_key(|&(a, _)| a);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memtrace_format::HeapEvent;
+
+    fn ev(func: Func, ts: u64, addr: u64, old_addr: u64, size: u64) -> ThreadItem {
+        ThreadItem::Heap(HeapEvent {
+            func: func as u8,
+            ts,
+            addr,
+            old_addr,
+            size,
+            stack: 1,
+            ..Default::default()
+        })
+    }
+
+    fn live(blocks: &LiveBlocks) -> Vec<(u64, u64)> {
+        blocks.sorted().iter().map(|(a, b)| (*a, b.size)).collect()
+    }
+
+    #[test]
+    fn the_order_of_the_rings_does_not_change_the_result() {
+        // Thread 1: malloc A at 10; thread 2: free A at 20; thread 3: malloc A at 30.
+        let events = [
+            ev(Func::Malloc, 10, 0xa0, 0, 16),
+            ev(Func::Free, 20, 0xa0, 0, 0),
+            ev(Func::Malloc, 30, 0xa0, 0, 24),
+            ev(Func::Malloc, 15, 0xb0, 0, 8),
+        ];
+        let orders = [
+            [0, 1, 2, 3],
+            [1, 0, 2, 3],
+            [2, 1, 0, 3],
+            [1, 2, 3, 0],
+            [2, 0, 1, 3],
+        ];
+        for order in orders {
+            let mut blocks = LiveBlocks::default();
+            for i in order {
+                blocks.apply(&events[i]);
+            }
+            assert_eq!(
+                live(&blocks),
+                vec![(0xa0, 24), (0xb0, 8)],
+                "order {order:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn realloc_moves_and_failed_realloc_keeps_the_block() {
+        let mut blocks = LiveBlocks::default();
+        blocks.apply(&ev(Func::Malloc, 1, 0x100, 0, 10));
+        blocks.apply(&ev(Func::Realloc, 2, 0x200, 0x100, 20));
+        assert_eq!(live(&blocks), vec![(0x200, 20)]);
+        blocks.apply(&ev(Func::Realloc, 3, 0, 0x200, 1 << 40));
+        assert_eq!(live(&blocks), vec![(0x200, 20)]);
+        blocks.apply(&ev(Func::Realloc, 4, 0x200, 0x200, 30));
+        assert_eq!(live(&blocks), vec![(0x200, 30)]);
+        blocks.apply(&ev(Func::Realloc, 5, 0, 0x200, 0));
+        assert_eq!(live(&blocks), vec![]);
+    }
+}

@@ -1,0 +1,52 @@
+//! The mappings that hold the recorder's own memory (the preload library's
+//! allocator reports them here), so that the leak scan never takes the
+//! recorder's buffers, which are full of block addresses, for the program's.
+//!
+//! A fixed table of atomics: noting a mapping never allocates and never
+//! takes a lock, as the allocator that calls it requires.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const SLOTS: usize = 8192;
+
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO: AtomicU64 = AtomicU64::new(0);
+static STARTS: [AtomicU64; SLOTS] = [ZERO; SLOTS];
+static LENS: [AtomicU64; SLOTS] = [ZERO; SLOTS];
+
+/// Records that `start..start + len` is the recorder's own mapping.
+pub fn note_own_mapping(start: u64, len: u64) {
+    for (s, l) in STARTS.iter().zip(&LENS) {
+        if s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            l.store(len, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// Records that the mapping at `start` is gone.
+pub fn forget_own_mapping(start: u64) {
+    for (s, l) in STARTS.iter().zip(&LENS) {
+        if s.load(Ordering::Acquire) == start {
+            l.store(0, Ordering::Release);
+            s.store(0, Ordering::Release);
+            return;
+        }
+    }
+}
+
+/// The recorder's own mappings now.
+pub(crate) fn own_mappings() -> Vec<Range<u64>> {
+    STARTS
+        .iter()
+        .zip(&LENS)
+        .filter_map(|(s, l)| {
+            let start = s.load(Ordering::Acquire);
+            let len = l.load(Ordering::Acquire);
+            (start != 0 && len != 0).then(|| start..start + len)
+        })
+        .collect()
+}

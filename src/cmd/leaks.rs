@@ -1,0 +1,174 @@
+//! `memtrace leaks TRACE`: the leak check, for people and for CI.
+//!
+//! Exit codes: 0 when no leak of a `--fail-on` class remains (after
+//! suppressions), `--error-exitcode` (default 1) when one does, 2 on an
+//! error (unreadable trace, no scan in it, bad suppressions file).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use memtrace_analyze::leaks::{self, LeakReport, TextOptions};
+use memtrace_leaks::{LeakClass, Suppressions};
+
+use crate::cmd::leak_formats;
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Readable text, memcheck's wording.
+    Text,
+    /// JSON, schema `memtrace-leaks/1` (docs/leaks-json.md).
+    Json,
+    /// SARIF 2.1.0, for code-scanning tools.
+    Sarif,
+    /// GitHub Actions workflow commands (`::error file=...,line=...::`).
+    Github,
+}
+
+/// What decides whether leaks fail the check; shared with `memtrace run --check-leaks`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Classes that fail the check: any of definite, indirect, possible,
+    /// reachable, or `all`, comma-separated.
+    #[arg(long, default_value = "definite,indirect", value_name = "CLASSES")]
+    pub fail_on: String,
+    /// Exit status when leaks of a --fail-on class remain.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub error_exitcode: u8,
+    /// A suppressions file: `leak:PATTERN` lines (LeakSanitizer's format)
+    /// matching a function, source file or module of the allocation stack.
+    #[arg(long, value_name = "FILE")]
+    pub suppressions: Vec<PathBuf>,
+    /// Do not apply the built-in suppressions (one-time allocations of the C
+    /// library and the dynamic loader; see `memtrace leaks --list-builtin`).
+    #[arg(long)]
+    pub no_builtin_suppressions: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Classes whose records the text form prints, or `all`.
+    #[arg(
+        long,
+        default_value = "definite,indirect,possible",
+        value_name = "CLASSES"
+    )]
+    pub show: String,
+    /// Frames printed per stack.
+    #[arg(long, default_value_t = 12)]
+    pub frames: usize,
+    /// Make source paths in SARIF and GitHub output relative to this
+    /// directory (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub source_root: Option<PathBuf>,
+}
+
+/// Arguments of `memtrace leaks`.
+#[derive(Args, Debug)]
+pub struct LeaksArgs {
+    /// The trace file.
+    #[arg(required_unless_present = "list_builtin")]
+    pub trace: Option<PathBuf>,
+    /// Print the built-in suppressions and exit.
+    #[arg(long)]
+    pub list_builtin: bool,
+    /// How to check and report.
+    #[command(flatten)]
+    pub check: CheckArgs,
+}
+
+/// Parses a comma-separated list of classes.
+pub fn parse_classes(list: &str) -> Result<Vec<LeakClass>> {
+    if list.trim() == "all" {
+        return Ok(LeakClass::ALL.to_vec());
+    }
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            LeakClass::parse(s).with_context(|| {
+                format!("unknown leak class `{s}` (expected definite, indirect, possible, reachable or all)")
+            })
+        })
+        .collect()
+}
+
+fn load_suppressions(check: &CheckArgs) -> Result<Suppressions> {
+    let mut s = if check.no_builtin_suppressions {
+        Suppressions::default()
+    } else {
+        Suppressions::builtin()
+    };
+    for path in &check.suppressions {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read suppressions file {}", path.display()))?;
+        s.add_file(&path.display().to_string(), &text)?;
+    }
+    Ok(s)
+}
+
+/// Runs `memtrace leaks`.
+pub fn leaks(args: LeaksArgs) -> Result<ExitCode> {
+    if args.list_builtin {
+        for (pattern, reason) in memtrace_leaks::BUILTIN {
+            println!("leak:{pattern}\t# {reason}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(trace) = &args.trace else {
+        bail!("no trace given");
+    };
+    let code = check_trace(trace, &args.check, &mut std::io::stdout().lock())?;
+    Ok(ExitCode::from(code))
+}
+
+/// Checks one trace, writes the report to `out`, and returns the exit
+/// status the check asks for: 0, or `--error-exitcode` when leaks remain.
+pub fn check_trace(trace: &Path, check: &CheckArgs, out: &mut dyn Write) -> Result<u8> {
+    let fail_on = parse_classes(&check.fail_on)?;
+    let show = parse_classes(&check.show)?;
+    let suppressions = load_suppressions(check)?;
+    let report =
+        leaks::from_file(trace, &suppressions).with_context(|| format!("{}", trace.display()))?;
+    let root = match &check.source_root {
+        Some(r) => r.clone(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    match check.format {
+        Format::Text => {
+            let mut mask = [false; 4];
+            for (i, c) in LeakClass::ALL.iter().enumerate() {
+                mask[i] = show.contains(c);
+            }
+            write!(
+                out,
+                "{}",
+                leaks::render_text(
+                    &report,
+                    TextOptions {
+                        frames: check.frames,
+                        show: mask
+                    }
+                )
+            )?;
+        }
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        Format::Sarif => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&leak_formats::sarif(&report, &fail_on, &root))?
+        )?,
+        Format::Github => write!(out, "{}", leak_formats::github(&report, &fail_on, &root))?,
+    }
+    Ok(if failing(&report, &fail_on) {
+        check.error_exitcode
+    } else {
+        0
+    })
+}
+
+/// True when a class of `fail_on` has unsuppressed blocks.
+pub fn failing(report: &LeakReport, fail_on: &[LeakClass]) -> bool {
+    fail_on.iter().any(|&c| report.totals.of(c).1 > 0)
+}
