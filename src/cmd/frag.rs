@@ -7,11 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use memtrace_analyze::heapmap::HeapMap;
+use memtrace_analyze::heapmap::{analyze_with, HeapMap, HeapStats};
+use memtrace_analyze::requests::Requests;
 use memtrace_analyze::symbols::Symbols;
 use memtrace_format::StackTable;
 use memtrace_frag::system::{self, BuddyZone, SlabCache};
-use memtrace_frag::{best_policy, replay, Config, PolicyKind, PolicyReport};
+use memtrace_frag::{best_policy, Config, PolicyKind, PolicyReport, StreamReplay};
 
 use crate::cmd::report::Format;
 
@@ -21,9 +22,12 @@ pub struct FragArgs {
     /// The trace whose requests are replayed.
     pub trace: Option<PathBuf>,
     /// Policies to replay, comma separated (first-fit, next-fit, best-fit,
-    /// worst-fit, buddy, slab, compact, semispace); default all.
+    /// worst-fit, buddy, slab, compact, semispace), or `none`; default all.
     #[arg(long, value_delimiter = ',')]
     pub simulate: Vec<String>,
+    /// Leave out the real heap (one pass over the trace instead of two).
+    #[arg(long)]
+    pub no_real_heap: bool,
     /// Heap growth granule of the models, bytes.
     #[arg(long, default_value_t = 4096)]
     pub page_size: u64,
@@ -56,22 +60,37 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
         bail!("frag needs a TRACE, or --system");
     };
     let policies = policies(&args.simulate)?;
-    let heap = memtrace_analyze::heapmap::analyze(|| memtrace_analyze::open(trace))
-        .with_context(|| format!("{}", trace.display()))?;
-    let mut reader =
-        memtrace_analyze::open(trace).with_context(|| format!("{}", trace.display()))?;
-    let stream = memtrace_analyze::requests::from_reader(&mut reader)
-        .with_context(|| format!("{}", trace.display()))?;
     let config = Config {
         page_size: args.page_size,
         align: args.align,
         buddy_min_order: args.min_order,
         ..Config::default()
     };
-    let reports: Vec<PolicyReport> = policies
-        .iter()
-        .map(|&p| replay(&stream, p, &config))
-        .collect();
+    let context = || format!("{}", trace.display());
+    // One pass feeds every policy (each on its own thread) and the real
+    // heap's first pass; the real heap then reads the trace once more.
+    let mut reader = memtrace_analyze::open(trace).with_context(context)?;
+    let mut replay = StreamReplay::new(&policies, &config);
+    let mut requests = Requests::new();
+    let mut stats = (!args.no_real_heap).then(HeapStats::new);
+    while let Some(event) = reader.next_event().with_context(context)? {
+        if !policies.is_empty() {
+            requests.feed(&event, |r| replay.push(r));
+        }
+        if let Some(stats) = &mut stats {
+            stats.feed(&event);
+        }
+    }
+    let n_requests = replay.len();
+    let heap = match stats {
+        Some(stats) => {
+            let mut second = memtrace_analyze::open(trace).with_context(context)?;
+            let heap = analyze_with(stats, &mut second).with_context(context)?;
+            Some(heap)
+        }
+        None => None,
+    };
+    let reports: Vec<PolicyReport> = replay.finish();
     let best = best_policy(&reports);
     match args.format {
         Format::Json => {
@@ -79,7 +98,7 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
             let out = serde_json::json!({
                 "schema": "memtrace-frag/1",
                 "real_heap": heap,
-                "requests": stream.len(),
+                "requests": n_requests,
                 "policies": reports,
                 "best": best,
             });
@@ -87,8 +106,12 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
         }
         Format::Text => {
             let mut symbols = Symbols::new(reader.modules());
-            print!("{}", real_heap_text(&heap, &mut symbols, reader.stacks()));
-            print!("{}", policy_table(&reports, best, stream.len()));
+            if let Some(heap) = &heap {
+                print!("{}", real_heap_text(heap, &mut symbols, reader.stacks()));
+            }
+            if !policies.is_empty() {
+                print!("{}", policy_table(&reports, best, n_requests));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -133,6 +156,18 @@ fn real_heap_text(heap: &HeapMap, symbols: &mut Symbols, stacks: &StackTable) ->
             p.useless_hole_bytes
         );
     }
+    for (name, p) in [("at peak", &heap.at_peak), ("at end", &heap.at_end)] {
+        let _ = writeln!(
+            out,
+            "  outside [heap] {name}: {} mmap'd blocks ({} B requested in {} B of pages, no holes); \
+             {} blocks / {} B elsewhere (other threads' arenas, other allocators), not mapped",
+            p.mmapped_blocks,
+            p.mmapped_bytes,
+            p.mmapped_mapped_bytes,
+            p.unmapped_blocks,
+            p.unmapped_bytes
+        );
+    }
     for (when, pinning) in [
         ("at the peak", &heap.pinning_at_peak),
         ("at the end", &heap.pinning_at_end),
@@ -160,6 +195,9 @@ fn policies(names: &[String]) -> Result<Vec<PolicyKind>> {
     if names.is_empty() {
         return Ok(PolicyKind::ALL.to_vec());
     }
+    if names.len() == 1 && names[0].trim() == "none" {
+        return Ok(Vec::new());
+    }
     names
         .iter()
         .map(|n| {
@@ -175,7 +213,7 @@ fn policies(names: &[String]) -> Result<Vec<PolicyKind>> {
         .collect()
 }
 
-fn policy_table(reports: &[PolicyReport], best: Option<(PolicyKind, String)>, n: usize) -> String {
+fn policy_table(reports: &[PolicyReport], best: Option<(PolicyKind, String)>, n: u64) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{n} requests replayed\n");
     let _ = writeln!(

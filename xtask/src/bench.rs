@@ -6,8 +6,11 @@
 //! the slowdown against the native run of the same size, the peak RSS
 //! (`wait4`'s `ru_maxrss`: the largest process of the tool's process tree),
 //! and the trace size per heap event. Then it times the analysis commands on
-//! the traces of the last round. It prints the tables with PASS/FAIL lines for
-//! the project's goals and writes them to `target/memtrace-report/bench.md`.
+//! the traces of the last round, and every part of `memtrace frag` alone (the
+//! real heap, each policy replay) with its events per second. It prints the
+//! tables with PASS/FAIL lines for the project's goals and writes them to
+//! `target/memtrace-report/bench.md`. `--analyses-only TRACE` times only the
+//! analyses, on a trace recorded before (`bench-analyses.md`).
 //!
 //! The goals are informative: a FAIL does not change the exit status; an
 //! error in any step (a build, a crashed run, a wrong checksum) does.
@@ -33,7 +36,80 @@ pub struct BenchArgs {
     /// A fast look: fewer operations and a single run per configuration.
     #[arg(long)]
     pub quick: bool,
+    /// Only time the analyses, on this existing single-thread trace of
+    /// bench_alloc (no recorder runs, no heaptrack, no valgrind).
+    #[arg(long, value_name = "TRACE")]
+    pub analyses_only: Option<PathBuf>,
 }
+
+/// `memtrace frag` split into its parts, each timed alone on the same
+/// trace: the real heap (two passes over the trace) and every policy
+/// replay (one pass each, the decoding included).
+const FRAG_PARTS: &[(&str, &[&str])] = &[
+    ("real heap", &["frag", "--simulate", "none", "{trace}"]),
+    (
+        "first-fit",
+        &[
+            "frag",
+            "--no-real-heap",
+            "--simulate",
+            "first-fit",
+            "{trace}",
+        ],
+    ),
+    (
+        "next-fit",
+        &[
+            "frag",
+            "--no-real-heap",
+            "--simulate",
+            "next-fit",
+            "{trace}",
+        ],
+    ),
+    (
+        "best-fit",
+        &[
+            "frag",
+            "--no-real-heap",
+            "--simulate",
+            "best-fit",
+            "{trace}",
+        ],
+    ),
+    (
+        "worst-fit",
+        &[
+            "frag",
+            "--no-real-heap",
+            "--simulate",
+            "worst-fit",
+            "{trace}",
+        ],
+    ),
+    (
+        "buddy",
+        &["frag", "--no-real-heap", "--simulate", "buddy", "{trace}"],
+    ),
+    (
+        "slab",
+        &["frag", "--no-real-heap", "--simulate", "slab", "{trace}"],
+    ),
+    (
+        "compact",
+        &["frag", "--no-real-heap", "--simulate", "compact", "{trace}"],
+    ),
+    (
+        "semispace",
+        &[
+            "frag",
+            "--no-real-heap",
+            "--simulate",
+            "semispace",
+            "{trace}",
+        ],
+    ),
+];
 
 /// `memtrace` analysis commands timed on the single-thread benchmark trace.
 /// `{trace}` stands for the trace. Adding a command is adding a line; one
@@ -158,6 +234,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
 
     let paths = Paths::locate()?;
     util::build_memtrace(&paths)?;
+    if let Some(trace) = &args.analyses_only {
+        return analyses_only(&paths, trace, runs);
+    }
     let bench = util::compile(
         &paths,
         "gcc",
@@ -322,6 +401,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         }
         analyses.push(time_analysis(label, cmd, runs)?);
     }
+    let frag_table = frag_parts(&paths, &trace1, runs)?;
     let heaptrack_file = heaptrack1.and_then(|i| configs[i].output.clone());
     match (&tools.heaptrack_print, &heaptrack_file) {
         (Some(hp), Some(file)) => {
@@ -477,6 +557,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     println!();
     print!("{}", analysis_table.text());
     println!();
+    print!("{}", frag_table.text());
+    println!();
     for s in &skipped {
         println!("{s}");
     }
@@ -502,6 +584,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     md.push_str(&table.markdown());
     md.push('\n');
     md.push_str(&analysis_table.markdown());
+    md.push('\n');
+    md.push_str(&frag_table.markdown());
     md.push('\n');
     for s in &skipped {
         let _ = writeln!(md, "- {s}");
@@ -729,18 +813,21 @@ struct Analysis {
     label: String,
     command: String,
     walls: Vec<f64>,
+    cpus: Vec<f64>,
     rss_kib: u64,
     stdout: String,
 }
 
 fn time_analysis(label: String, mut cmd: Command, runs: usize) -> Result<Analysis> {
     let mut walls = Vec::new();
+    let mut cpus = Vec::new();
     let mut rss = Vec::new();
     let mut stdout = String::new();
     for round in 0..runs {
         eprintln!("xtask: round {}/{runs}: {label}", round + 1);
         let m = util::measure(&mut cmd)?.ok(&cmd)?;
         walls.push(m.wall.as_secs_f64());
+        cpus.push(m.cpu.as_secs_f64());
         rss.push(m.max_rss_kib as f64);
         stdout = m.stdout;
     }
@@ -748,9 +835,119 @@ fn time_analysis(label: String, mut cmd: Command, runs: usize) -> Result<Analysi
         label,
         command: util::show(&cmd),
         walls,
+        cpus,
         rss_kib: median(&rss) as u64,
         stdout,
     })
+}
+
+/// `memtrace ARGV` with `{trace}` replaced.
+fn memtrace_cmd(paths: &Paths, argv: &[&str], trace: &Path) -> Command {
+    let mut cmd = Command::new(&paths.memtrace);
+    for a in argv {
+        if *a == "{trace}" {
+            cmd.arg(trace);
+        } else {
+            cmd.arg(a);
+        }
+    }
+    cmd
+}
+
+/// The heap calls in a trace (every call is one event), from its report.
+fn heap_events(paths: &Paths, trace: &Path) -> Result<u64> {
+    let json = util::output(
+        Command::new(&paths.memtrace)
+            .args(["report", "--format", "json"])
+            .arg(trace),
+    )?;
+    let r: serde_json::Value =
+        serde_json::from_str(&json).context("memtrace report printed invalid JSON")?;
+    let calls = r["totals"]["calls_by_function"]
+        .as_object()
+        .context("no totals.calls_by_function in the report")?;
+    Ok(calls.values().filter_map(serde_json::Value::as_u64).sum())
+}
+
+/// Times every part of `memtrace frag` on `trace`: a row per part with the
+/// median wall time, the median CPU time and the heap events per second.
+fn frag_parts(paths: &Paths, trace: &Path, runs: usize) -> Result<Table> {
+    let events = heap_events(paths, trace)?;
+    let mut table = Table::new(&[
+        &format!("memtrace frag part ({events} heap events)"),
+        "runs",
+        "median wall",
+        "median CPU",
+        "events/s (wall)",
+        "peak RSS",
+    ]);
+    for (part, argv) in FRAG_PARTS {
+        let a = time_analysis(
+            format!("memtrace frag: {part}"),
+            memtrace_cmd(paths, argv, trace),
+            runs,
+        )?;
+        let wall = median(&a.walls);
+        table.row(vec![
+            format!(
+                "{part} (`memtrace {}`)",
+                argv.join(" ").replace("{trace}", "TRACE")
+            ),
+            a.walls.len().to_string(),
+            fmt_secs(wall),
+            fmt_secs(median(&a.cpus)),
+            format!("{:.2} M", events as f64 / wall / 1e6),
+            fmt_bytes(a.rss_kib * 1024),
+        ]);
+    }
+    Ok(table)
+}
+
+/// `cargo xtask bench --analyses-only TRACE`: the analysis tables alone.
+fn analyses_only(paths: &Paths, trace: &Path, runs: usize) -> Result<ExitCode> {
+    let mut table = Table::new(&["analysis", "runs", "median wall", "median CPU", "peak RSS"]);
+    for argv in MEMTRACE_ANALYSES {
+        let exists = Command::new(&paths.memtrace)
+            .args(["help", argv[0]])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !exists {
+            continue;
+        }
+        let label = format!("memtrace {}", argv.join(" ").replace("{trace}", "TRACE"));
+        let a = time_analysis(label.clone(), memtrace_cmd(paths, argv, trace), runs)?;
+        table.row(vec![
+            label,
+            a.walls.len().to_string(),
+            fmt_secs(median(&a.walls)),
+            fmt_secs(median(&a.cpus)),
+            fmt_bytes(a.rss_kib * 1024),
+        ]);
+    }
+    let frag = frag_parts(paths, trace, runs)?;
+    println!();
+    print!("{}", table.text());
+    println!();
+    print!("{}", frag.text());
+    let mut md = String::new();
+    let _ = writeln!(md, "# memtrace analysis benchmark\n");
+    let _ = writeln!(
+        md,
+        "`cargo xtask bench --analyses-only {} --runs {runs}`: median wall and CPU (user + system) \
+         time over the runs.\n",
+        trace.display()
+    );
+    md.push_str(&table.markdown());
+    md.push('\n');
+    md.push_str(&frag.markdown());
+    let _ = writeln!(md, "\n## Machine\n");
+    for (k, v) in util::machine_info() {
+        let _ = writeln!(md, "- {k}: {v}");
+    }
+    let md_path = paths.report.join("bench-analyses.md");
+    std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
+    println!("\nwritten: {}", md_path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// heaptrack_print's "peak RSS (including heaptrack overhead): X".

@@ -190,6 +190,9 @@ pub struct Measured {
     pub status: ExitStatus,
     /// Wall time from spawn to reaping.
     pub wall: Duration,
+    /// CPU time, user and system, of the child and the descendants it
+    /// waited for (`wait4`'s rusage).
+    pub cpu: Duration,
     /// Peak resident set size in KiB: `ru_maxrss` from `wait4`, the largest
     /// of the child and of every descendant it waited for.
     pub max_rss_kib: u64,
@@ -267,9 +270,14 @@ pub fn measure(cmd: &mut Command) -> Result<Measured> {
     // The child is reaped: std must not wait for it again (dropping a Child
     // does not wait).
     drop(child);
+    let time = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
     Ok(Measured {
         status: ExitStatus::from_raw(raw_status),
         wall,
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),

@@ -9,10 +9,23 @@
 //! The free space above the last block (the top chunk, where the heap grows)
 //! is not a hole: it is reported apart as `top_free`. External
 //! fragmentation is `1 - largest_hole / free_in_holes`.
-
-use std::collections::BTreeMap;
+//!
+//! Blocks outside `[heap]` are not placed, but counted, so that the output
+//! says what it leaves out: blocks glibc gave their own mapping (above the
+//! mmap threshold, recognized by their usable size: a whole number of pages
+//! less the 16-byte chunk header, at 16 bytes past a page boundary) have no
+//! holes, only page rounding, reported as such; everything else (the
+//! arenas of other threads, blocks of another allocator) is reported as
+//! not mapped, in blocks and bytes.
+//!
+//! The trace is read twice ([`HeapStats`] then [`analyze_with`]): the first
+//! pass finds the peak, the event count and the smallest request still to
+//! come at every point; the second rebuilds the layout. Memory is bounded by
+//! the live blocks and the heap's extent (one bit per 8 bytes of `[heap]`),
+//! not by the length of the trace.
 
 use memtrace_format::{DecodeError, Event, Op, Reader, Region, StackId};
+use memtrace_frag::SmallestLater;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
@@ -21,6 +34,10 @@ const HEADER: u64 = 8;
 /// Holes at least this large that sit on both sides of a live block make it
 /// a block that pins free memory.
 const LARGE_HOLE: u64 = 1024;
+/// Address granule of the layout's bitmap: real block addresses are
+/// multiples of 8 (16 for glibc on x86_64), and two blocks are never closer
+/// than that.
+const GRANULE: u64 = 8;
 
 /// The heap's state at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -47,6 +64,18 @@ pub struct HeapPoint {
     pub n_useless_holes: u64,
     /// Their bytes.
     pub useless_hole_bytes: u64,
+    /// Live blocks in their own mapping (glibc's mmap'd chunks, outside
+    /// `[heap]`): no holes, only page rounding.
+    pub mmapped_blocks: u64,
+    /// Bytes requested by them.
+    pub mmapped_bytes: u64,
+    /// Bytes of their mappings (usable size plus the 16-byte header).
+    pub mmapped_mapped_bytes: u64,
+    /// Live blocks neither in `[heap]` nor in a mapping of their own (other
+    /// threads' arenas, another allocator): not mapped by this analysis.
+    pub unmapped_blocks: u64,
+    /// Bytes requested by them.
+    pub unmapped_bytes: u64,
 }
 
 /// Live blocks that sit between large holes, by allocation stack.
@@ -79,6 +108,129 @@ pub struct HeapMap {
     pub measured: bool,
 }
 
+/// A set of granules (multiples of [`GRANULE`] above a base address) as a
+/// hierarchy of bitmaps: level 0 has a bit per granule, each level above a
+/// bit per non-zero word below, so the next member above or below any
+/// granule is found in a few word operations per level.
+#[derive(Default)]
+struct GranuleSet {
+    levels: Vec<Vec<u64>>,
+}
+
+impl GranuleSet {
+    /// Room for granules `0..n`, members kept.
+    fn reserve(&mut self, n: u64) {
+        let words = n.div_ceil(64).max(1) as usize;
+        if self.levels.first().is_some_and(|l| l.len() >= words) {
+            return;
+        }
+        let mut base = self.levels.first().cloned().unwrap_or_default();
+        base.resize(words, 0);
+        self.levels = vec![base];
+        while self.levels.last().is_some_and(|l| l.len() > 1) {
+            let below = self.levels.last().expect("a level");
+            let mut up = vec![0u64; below.len().div_ceil(64)];
+            for (i, &w) in below.iter().enumerate() {
+                if w != 0 {
+                    up[i / 64] |= 1 << (i % 64);
+                }
+            }
+            self.levels.push(up);
+        }
+    }
+
+    fn capacity(&self) -> u64 {
+        self.levels.first().map_or(0, |l| l.len() as u64 * 64)
+    }
+
+    fn contains(&self, g: u64) -> bool {
+        g < self.capacity() && self.levels[0][(g / 64) as usize] & (1 << (g % 64)) != 0
+    }
+
+    fn insert(&mut self, mut g: u64) {
+        for level in &mut self.levels {
+            let word = &mut level[(g / 64) as usize];
+            let was = *word;
+            *word |= 1 << (g % 64);
+            if was != 0 {
+                break;
+            }
+            g /= 64;
+        }
+    }
+
+    fn remove(&mut self, mut g: u64) {
+        for level in &mut self.levels {
+            let word = &mut level[(g / 64) as usize];
+            *word &= !(1 << (g % 64));
+            if *word != 0 {
+                break;
+            }
+            g /= 64;
+        }
+    }
+
+    /// The largest member `< g`.
+    fn below(&self, g: u64) -> Option<u64> {
+        let mut pos = g.min(self.capacity());
+        let mut level = 0;
+        loop {
+            let words = self.levels.get(level)?;
+            let (w, b) = ((pos / 64) as usize, pos % 64);
+            if let Some(&word) = words.get(w) {
+                let masked = word & ((1u64 << b) - 1);
+                if masked != 0 {
+                    pos = w as u64 * 64 + 63 - u64::from(masked.leading_zeros());
+                    break;
+                }
+            }
+            if w == 0 {
+                return None;
+            }
+            pos = w as u64;
+            level += 1;
+        }
+        while level > 0 {
+            level -= 1;
+            let word = self.levels[level][pos as usize];
+            pos = pos * 64 + 63 - u64::from(word.leading_zeros());
+        }
+        Some(pos)
+    }
+
+    /// The smallest member `>= g`.
+    fn at_or_above(&self, g: u64) -> Option<u64> {
+        let mut pos = g;
+        let mut level = 0;
+        loop {
+            let words = self.levels.get(level)?;
+            let (w, b) = ((pos / 64) as usize, pos % 64);
+            let word = *words.get(w)?;
+            let masked = word & (!0u64 << b);
+            if masked != 0 {
+                pos = w as u64 * 64 + u64::from(masked.trailing_zeros());
+                break;
+            }
+            pos = w as u64 + 1;
+            level += 1;
+        }
+        while level > 0 {
+            level -= 1;
+            let word = self.levels[level][pos as usize];
+            pos = pos * 64 + u64::from(word.trailing_zeros());
+        }
+        Some(pos)
+    }
+}
+
+/// A live block.
+#[derive(Clone, Copy)]
+struct Block {
+    size: u64,
+    usable: u64,
+    stack: StackId,
+}
+
 /// Live blocks in address order with the holes between them.
 #[derive(Default)]
 struct Layout {
@@ -88,8 +240,14 @@ struct Layout {
     /// largest end of any snapshot, so blocks made before a snapshot caught
     /// up with the heap's growth are not missed.
     limit: u64,
-    blocks: BTreeMap<u64, (u64, StackId)>,
-    holes: BTreeMap<u64, u64>,
+    blocks: GranuleSet,
+    /// The addresses of blocks not on a granule boundary, by granule.
+    unaligned: FxHashMap<u64, u64>,
+    n_blocks: u64,
+    /// Bytes requested by the blocks in the heap.
+    block_bytes: u64,
+    /// Hole size to the number of holes of that size.
+    holes: FxHashMap<u64, u64>,
     free_in_holes: u64,
     n_holes: u64,
 }
@@ -99,12 +257,39 @@ impl Layout {
         right_start.saturating_sub(left_end).saturating_sub(HEADER)
     }
 
-    /// The end of the block before `addr`, or the heap start.
-    fn left_end(&self, addr: u64) -> u64 {
-        match self.blocks.range(..addr).next_back() {
-            Some((&a, &(u, _))) => a + u,
-            None => self.region.map_or(addr, |(start, _)| start + HEADER),
+    fn start(&self) -> u64 {
+        self.region.map_or(0, |(s, _)| s)
+    }
+
+    fn granule(&self, addr: u64) -> u64 {
+        (addr - self.start()) / GRANULE
+    }
+
+    fn addr(&self, g: u64) -> u64 {
+        if self.unaligned.is_empty() {
+            return self.start() + g * GRANULE;
         }
+        self.unaligned
+            .get(&g)
+            .copied()
+            .unwrap_or(self.start() + g * GRANULE)
+    }
+
+    /// The end of the block before `addr`, or the heap start.
+    fn left_end(&self, addr: u64, live: &FxHashMap<u64, Block>) -> u64 {
+        match self.blocks.below(self.granule(addr)) {
+            Some(g) => {
+                let a = self.addr(g);
+                a + live.get(&a).map_or(0, |b| b.usable)
+            }
+            None => self.start() + HEADER,
+        }
+    }
+
+    fn right(&self, addr: u64) -> Option<u64> {
+        self.blocks
+            .at_or_above(self.granule(addr) + 1)
+            .map(|g| self.addr(g))
     }
 
     fn add_hole(&mut self, size: u64) {
@@ -134,41 +319,55 @@ impl Layout {
             .is_some_and(|(s, _)| addr >= s && addr < self.limit)
     }
 
-    fn insert(&mut self, addr: u64, usable: u64, stack: StackId) {
-        if !self.contains(addr) || self.blocks.contains_key(&addr) {
-            return;
+    fn has_block(&self, addr: u64) -> bool {
+        self.contains(addr) && {
+            let g = self.granule(addr);
+            self.blocks.contains(g) && self.addr(g) == addr
         }
-        let left_end = self.left_end(addr);
-        let right = self.blocks.range(addr..).next().map(|(&a, _)| a);
-        if let Some(right) = right {
-            self.remove_hole(self.hole_between(left_end, right));
-            self.add_hole(self.hole_between(addr + usable, right));
-        }
-        self.add_hole(self.hole_between(left_end, addr));
-        self.blocks.insert(addr, (usable, stack));
     }
 
-    fn remove(&mut self, addr: u64) {
-        let Some((usable, _)) = self.blocks.remove(&addr) else {
+    /// Places `block` (already in `live`, or about to be) at `addr`.
+    fn insert(&mut self, addr: u64, block: Block, live: &FxHashMap<u64, Block>) {
+        if !self.contains(addr) || self.blocks.contains(self.granule(addr)) {
             return;
-        };
-        let left_end = self.left_end(addr);
+        }
+        let left_end = self.left_end(addr, live);
+        if let Some(right) = self.right(addr) {
+            self.remove_hole(self.hole_between(left_end, right));
+            self.add_hole(self.hole_between(addr + block.usable, right));
+        }
+        self.add_hole(self.hole_between(left_end, addr));
+        let g = self.granule(addr);
+        self.blocks.insert(g);
+        if addr != self.addr(g) {
+            self.unaligned.insert(g, addr);
+        }
+        self.n_blocks += 1;
+        self.block_bytes += block.size;
+    }
+
+    /// Takes the block at `addr` (still in `live`) out.
+    fn remove(&mut self, addr: u64, live: &FxHashMap<u64, Block>) {
+        if !self.has_block(addr) {
+            return;
+        }
+        let block = live.get(&addr).copied().expect("placed blocks are live");
+        let g = self.granule(addr);
+        self.blocks.remove(g);
+        self.unaligned.remove(&g);
+        self.n_blocks -= 1;
+        self.block_bytes -= block.size;
+        let left_end = self.left_end(addr, live);
         self.remove_hole(self.hole_between(left_end, addr));
-        if let Some(right) = self.blocks.range(addr..).next().map(|(&a, _)| a) {
-            self.remove_hole(self.hole_between(addr + usable, right));
+        if let Some(right) = self.right(addr) {
+            self.remove_hole(self.hole_between(addr + block.usable, right));
             self.add_hole(self.hole_between(left_end, right));
         }
     }
 
     /// Moves to a new `[heap]` range (`limit` as in the field), placing the
-    /// live blocks of `all` that lie in it.
-    fn set_region(
-        &mut self,
-        start: u64,
-        end: u64,
-        limit: u64,
-        all: &FxHashMap<u64, (u64, StackId)>,
-    ) {
+    /// live blocks of `live` that lie in it.
+    fn set_region(&mut self, start: u64, end: u64, limit: u64, live: &FxHashMap<u64, Block>) {
         if self.region == Some((start, end)) && self.limit == limit {
             return;
         }
@@ -177,41 +376,62 @@ impl Layout {
             limit,
             ..Layout::default()
         };
-        let mut inside: Vec<(u64, (u64, StackId))> = all
+        self.blocks
+            .reserve(limit.saturating_sub(start).div_ceil(GRANULE));
+        let mut inside: Vec<(u64, Block)> = live
             .iter()
             .filter(|(&a, _)| a >= start && a < limit)
-            .map(|(&a, &v)| (a, v))
+            .map(|(&a, &b)| (a, b))
             .collect();
         inside.sort_unstable_by_key(|&(a, _)| a);
-        for (a, (u, s)) in inside {
-            self.insert(a, u, s);
+        for (a, b) in inside {
+            self.insert(a, b, live);
         }
     }
 
-    fn point(&self, live_bytes: u64, smallest_later: u64) -> HeapPoint {
+    /// The blocks in address order.
+    fn addresses(&self) -> impl Iterator<Item = u64> + '_ {
+        let mut next = 0;
+        std::iter::from_fn(move || {
+            let g = self.blocks.at_or_above(next)?;
+            next = g + 1;
+            Some(self.addr(g))
+        })
+    }
+
+    fn point(
+        &self,
+        live_bytes: u64,
+        smallest_later: u64,
+        live: &FxHashMap<u64, Block>,
+    ) -> HeapPoint {
         let (extent, top_free) = match self.region {
             Some((start, end)) => {
-                let top = self
-                    .blocks
-                    .iter()
-                    .next_back()
-                    .map_or(start, |(&a, &(u, _))| a + u);
+                let top = match self.blocks.below(self.blocks.capacity()) {
+                    Some(g) => {
+                        let a = self.addr(g);
+                        a + live.get(&a).map_or(0, |b| b.usable)
+                    }
+                    None => start,
+                };
                 let end = end.max(top);
                 (end - start, end - top)
             }
             None => (0, 0),
         };
-        let largest = self.holes.keys().next_back().copied().unwrap_or(0);
+        let largest = self.holes.keys().copied().max().unwrap_or(0);
         let (mut n_useless, mut useless_bytes) = (0, 0);
-        for (&size, &n) in self.holes.range(..smallest_later) {
-            n_useless += n;
-            useless_bytes += size * n;
+        for (&size, &n) in &self.holes {
+            if size < smallest_later {
+                n_useless += n;
+                useless_bytes += size * n;
+            }
         }
         HeapPoint {
             time_ns: 0,
             live_bytes,
             extent_bytes: extent,
-            blocks_in_heap: self.blocks.len() as u64,
+            blocks_in_heap: self.n_blocks,
             free_in_holes: self.free_in_holes,
             top_free,
             n_holes: self.n_holes,
@@ -223,25 +443,28 @@ impl Layout {
             },
             n_useless_holes: n_useless,
             useless_hole_bytes: useless_bytes,
+            ..HeapPoint::default()
         }
     }
 
-    fn pinning(&self) -> Vec<Pinning> {
+    fn pinning(&self, live: &FxHashMap<u64, Block>) -> Vec<Pinning> {
         let mut by_stack: FxHashMap<StackId, (u64, u64)> = FxHashMap::default();
         let mut prev_end = self.region.map_or(0, |(s, _)| s + HEADER);
-        let blocks: Vec<(u64, u64, StackId)> =
-            self.blocks.iter().map(|(&a, &(u, s))| (a, u, s)).collect();
-        for (i, &(a, u, s)) in blocks.iter().enumerate() {
+        let blocks: Vec<(u64, Block)> = self
+            .addresses()
+            .map(|a| (a, live.get(&a).copied().expect("placed blocks are live")))
+            .collect();
+        for (i, &(a, b)) in blocks.iter().enumerate() {
             let left = self.hole_between(prev_end, a);
             let right = blocks
                 .get(i + 1)
-                .map_or(0, |&(next, _, _)| self.hole_between(a + u, next));
+                .map_or(0, |&(next, _)| self.hole_between(a + b.usable, next));
             if left >= LARGE_HOLE && right >= LARGE_HOLE {
-                let e = by_stack.entry(s).or_default();
+                let e = by_stack.entry(b.stack).or_default();
                 e.0 += 1;
                 e.1 += left + right;
             }
-            prev_end = a + u;
+            prev_end = a + b.usable;
         }
         let mut out: Vec<Pinning> = by_stack
             .into_iter()
@@ -256,77 +479,103 @@ impl Layout {
     }
 }
 
+/// What the first pass over a trace learns: the peak, the number of heap
+/// events, the heap's largest extent and the requests still to come.
+#[derive(Debug, Clone, Default)]
+pub struct HeapStats {
+    live: FxHashMap<u64, u64>,
+    live_bytes: u64,
+    peak: u64,
+    peak_event: u64,
+    n_events: u64,
+    n_allocs: u64,
+    heap_limit: u64,
+    first_heap: Option<(u64, u64)>,
+    /// Allocation sizes by allocation number (from 1).
+    later: SmallestLater,
+}
+
+impl HeapStats {
+    /// Nothing seen yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes in the next event of the trace.
+    pub fn feed(&mut self, event: &Event) {
+        if let Event::HeapRegions { regions, .. } = event {
+            if let Some(r) = regions.iter().find(|r| r.kind == 0) {
+                self.heap_limit = self.heap_limit.max(r.end);
+                self.first_heap.get_or_insert((r.start, r.end));
+            }
+        }
+        let Event::Heap { event: e, .. } = event else {
+            return;
+        };
+        let Some(func) = e.func() else { return };
+        self.n_events += 1;
+        let op = func.op();
+        if op == Op::Free || (op == Op::Realloc && (e.addr != 0 || e.size == 0) && e.old_addr != 0)
+        {
+            let addr = if op == Op::Free { e.addr } else { e.old_addr };
+            if let Some(size) = self.live.remove(&addr) {
+                self.live_bytes -= size;
+            }
+        }
+        if op != Op::Free && e.addr != 0 {
+            self.n_allocs += 1;
+            self.later.push(self.n_allocs, e.size);
+            if let Some(old) = self.live.insert(e.addr, e.size) {
+                self.live_bytes -= old;
+            }
+            self.live_bytes += e.size;
+            if self.live_bytes > self.peak {
+                self.peak = self.live_bytes;
+                self.peak_event = self.n_events;
+            }
+        }
+    }
+
+    /// Drops what only the first pass needs.
+    fn finish(&mut self) {
+        self.live = FxHashMap::default();
+    }
+}
+
 /// Rebuilds the real heap from a trace. `open` gives a fresh reader of the
 /// same trace: the trace is read twice (the first pass finds the peak and
 /// the requests still to come).
 pub fn analyze<R: std::io::Read>(
     mut open: impl FnMut() -> Result<Reader<R>, DecodeError>,
 ) -> Result<HeapMap, DecodeError> {
-    // Pass 1: allocation sizes in order, the peak, the number of events.
     let mut reader = open()?;
-    let mut sizes: Vec<u64> = Vec::new();
-    let mut live: FxHashMap<u64, u64> = FxHashMap::default();
-    let (mut live_bytes, mut peak, mut peak_event, mut n_events) = (0u64, 0u64, 0u64, 0u64);
-    let mut heap_limit = 0u64;
-    let mut first_heap: Option<(u64, u64)> = None;
+    let mut stats = HeapStats::new();
     while let Some(event) = reader.next_event()? {
-        if let Event::HeapRegions { regions, .. } = &event {
-            if let Some(r) = regions.iter().find(|r| r.kind == 0) {
-                heap_limit = heap_limit.max(r.end);
-                first_heap.get_or_insert((r.start, r.end));
-            }
-        }
-        let Event::Heap { event: e, .. } = event else {
-            continue;
-        };
-        let Some(func) = e.func() else { continue };
-        n_events += 1;
-        let mut free = |addr: u64, live_bytes: &mut u64| {
-            if let Some(size) = live.remove(&addr) {
-                *live_bytes -= size;
-            }
-        };
-        match func.op() {
-            Op::Free => free(e.addr, &mut live_bytes),
-            Op::Alloc | Op::Realloc => {
-                if func.op() == Op::Realloc && (e.addr != 0 || e.size == 0) && e.old_addr != 0 {
-                    free(e.old_addr, &mut live_bytes);
-                }
-                if e.addr != 0 {
-                    sizes.push(e.size);
-                    if let Some(old) = live.insert(e.addr, e.size) {
-                        live_bytes -= old;
-                    }
-                    live_bytes += e.size;
-                    if live_bytes > peak {
-                        peak = live_bytes;
-                        peak_event = n_events;
-                    }
-                }
-            }
-        }
+        stats.feed(&event);
     }
-    // smallest_later[i]: the smallest request after the i-th allocation.
-    let mut smallest_later = vec![u64::MAX; sizes.len() + 1];
-    for i in (0..sizes.len()).rev() {
-        smallest_later[i] = smallest_later[i + 1].min(sizes[i]);
-    }
-    drop(sizes);
+    analyze_with(stats, &mut open()?)
+}
 
-    // Pass 2: the layout.
-    let mut reader = open()?;
-    let step = (n_events / 500).max(1);
+/// The second pass of [`analyze`]: `stats` from a first pass over the same
+/// trace, `reader` at its start.
+pub fn analyze_with<R: std::io::Read>(
+    mut stats: HeapStats,
+    reader: &mut Reader<R>,
+) -> Result<HeapMap, DecodeError> {
+    stats.finish();
+    let page = u64::from(reader.header().page_size).max(1);
+    let step = (stats.n_events / 500).max(1);
     let mut layout = Layout::default();
     let mut map = HeapMap::default();
+    let mut live: FxHashMap<u64, Block> = FxHashMap::default();
     // Until the first snapshot, the heap is taken as that snapshot shows it:
     // a short run may have only the snapshot written at its end.
-    if let Some((start, end)) = first_heap {
-        layout.set_region(start, end, heap_limit, &FxHashMap::default());
+    if let Some((start, end)) = stats.first_heap {
+        layout.set_region(start, end, stats.heap_limit, &live);
         map.measured = true;
     }
-    let mut live: FxHashMap<u64, (u64, StackId)> = FxHashMap::default();
-    let mut live_sizes: FxHashMap<u64, u64> = FxHashMap::default();
-    let (mut live_bytes, mut n, mut n_allocs) = (0u64, 0u64, 0usize);
+    let mut mmapped = Mmapped::default();
+    let (mut live_bytes, mut n, mut n_allocs) = (0u64, 0u64, 0u64);
     let mut first_ts = None;
     while let Some(event) = reader.next_event()? {
         let ts = event.ts();
@@ -334,7 +583,7 @@ pub fn analyze<R: std::io::Read>(
         let e = match event {
             Event::HeapRegions { regions, .. } => {
                 if let Some(r) = regions.iter().find(|r: &&Region| r.kind == 0) {
-                    layout.set_region(r.start, r.end, heap_limit.max(r.end), &live);
+                    layout.set_region(r.start, r.end, stats.heap_limit.max(r.end), &live);
                     map.measured = true;
                 }
                 continue;
@@ -348,50 +597,63 @@ pub fn analyze<R: std::io::Read>(
         if op == Op::Free || (op == Op::Realloc && (e.addr != 0 || e.size == 0) && e.old_addr != 0)
         {
             let addr = if op == Op::Free { e.addr } else { e.old_addr };
-            if let Some(size) = live_sizes.remove(&addr) {
-                live_bytes -= size;
+            layout.remove(addr, &live);
+            if let Some(b) = live.remove(&addr) {
+                live_bytes -= b.size;
+                mmapped.remove(addr, b, page);
             }
-            live.remove(&addr);
-            layout.remove(addr);
         }
         if op != Op::Free && e.addr != 0 {
             n_allocs += 1;
-            if let Some(old) = live_sizes.insert(e.addr, e.size) {
-                live_bytes -= old;
-                layout.remove(e.addr);
+            layout.remove(e.addr, &live);
+            if let Some(old) = live.remove(&e.addr) {
+                live_bytes -= old.size;
+                mmapped.remove(e.addr, old, page);
             }
             live_bytes += e.size;
-            let usable = e.usable.max(e.size);
-            live.insert(e.addr, (usable, e.stack));
-            layout.insert(e.addr, usable, e.stack);
-        }
-        let later = smallest_later[n_allocs.min(smallest_later.len() - 1)];
-        let time_ns = reader.clock().duration_ns(ts.saturating_sub(first));
-        if n == peak_event {
-            map.at_peak = HeapPoint {
-                time_ns,
-                ..layout.point(live_bytes, later)
+            let block = Block {
+                size: e.size,
+                usable: e.usable.max(e.size),
+                stack: e.stack,
             };
-            map.pinning_at_peak = layout.pinning();
+            live.insert(e.addr, block);
+            layout.insert(e.addr, block, &live);
+            mmapped.add(e.addr, block, page);
+        }
+        let later = stats.later.after(n_allocs).unwrap_or(u64::MAX);
+        let at = |layout: &Layout, later: u64| {
+            let time_ns = reader.clock().duration_ns(ts.saturating_sub(first));
+            outside(
+                HeapPoint {
+                    time_ns,
+                    ..layout.point(live_bytes, later, &live)
+                },
+                layout,
+                &mmapped,
+                live.len() as u64,
+            )
+        };
+        if n == stats.peak_event {
+            map.at_peak = at(&layout, later);
+            map.pinning_at_peak = layout.pinning(&live);
         }
         if n % step == 0 {
-            map.timeline.push(HeapPoint {
-                time_ns,
-                ..layout.point(live_bytes, later)
-            });
+            map.timeline.push(at(&layout, later));
         }
-        map.at_end = HeapPoint {
-            time_ns,
-            ..HeapPoint::default()
-        };
+        map.at_end.time_ns = reader.clock().duration_ns(ts.saturating_sub(first));
     }
     let end_time = map.at_end.time_ns;
     // No request comes after the end: "useless" is only defined before it.
-    map.at_end = HeapPoint {
-        time_ns: end_time,
-        ..layout.point(live_bytes, 0)
-    };
-    map.pinning_at_end = layout.pinning();
+    map.at_end = outside(
+        HeapPoint {
+            time_ns: end_time,
+            ..layout.point(live_bytes, 0, &live)
+        },
+        &layout,
+        &mmapped,
+        live.len() as u64,
+    );
+    map.pinning_at_end = layout.pinning(&live);
     let mut holes: Vec<(u64, u64)> = layout.holes.iter().map(|(&s, &n)| (s, n)).collect();
     holes.sort_by(|a, b| (b.0 * b.1).cmp(&(a.0 * a.1)).then(b.0.cmp(&a.0)));
     holes.truncate(20);
@@ -399,43 +661,124 @@ pub fn analyze<R: std::io::Read>(
     Ok(map)
 }
 
+/// Live blocks in mappings of their own, and the bytes of all live blocks.
+#[derive(Default)]
+struct Mmapped {
+    blocks: u64,
+    bytes: u64,
+    mapped: u64,
+    all_bytes: u64,
+}
+
+impl Mmapped {
+    /// glibc's mmap'd chunk: its pointer 16 bytes past a page boundary and
+    /// its usable size a whole number of pages less that header (a heap
+    /// chunk's usable size is 8 less than a multiple of 16, never this).
+    fn is_mmapped(addr: u64, b: Block, page: u64) -> bool {
+        addr % page == 16 && (b.usable + 16).is_multiple_of(page) && b.usable.is_multiple_of(16)
+    }
+
+    fn add(&mut self, addr: u64, b: Block, page: u64) {
+        self.all_bytes += b.size;
+        if Self::is_mmapped(addr, b, page) {
+            self.blocks += 1;
+            self.bytes += b.size;
+            self.mapped += b.usable + 16;
+        }
+    }
+
+    fn remove(&mut self, addr: u64, b: Block, page: u64) {
+        self.all_bytes -= b.size;
+        if Self::is_mmapped(addr, b, page) {
+            self.blocks -= 1;
+            self.bytes -= b.size;
+            self.mapped -= b.usable + 16;
+        }
+    }
+}
+
+/// `p` with the blocks outside `[heap]` filled in.
+fn outside(mut p: HeapPoint, layout: &Layout, m: &Mmapped, n_live: u64) -> HeapPoint {
+    p.mmapped_blocks = m.blocks;
+    p.mmapped_bytes = m.bytes;
+    p.mmapped_mapped_bytes = m.mapped;
+    p.unmapped_blocks = n_live.saturating_sub(layout.n_blocks + m.blocks);
+    p.unmapped_bytes = m.all_bytes.saturating_sub(layout.block_bytes + m.bytes);
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn layout() -> Layout {
-        let mut l = Layout::default();
-        l.set_region(0x1000, 0x10000, 0x10000, &FxHashMap::default());
-        l
+    /// A layout and the live blocks it reads usable sizes from.
+    struct Heap {
+        layout: Layout,
+        live: FxHashMap<u64, Block>,
+    }
+
+    impl Heap {
+        fn insert(&mut self, addr: u64, usable: u64) {
+            let b = Block {
+                size: usable,
+                usable,
+                stack: 7,
+            };
+            self.live.insert(addr, b);
+            self.layout.insert(addr, b, &self.live);
+        }
+
+        fn remove(&mut self, addr: u64) {
+            self.layout.remove(addr, &self.live);
+            self.live.remove(&addr);
+        }
+
+        fn holes(&self) -> (u64, u64) {
+            (self.layout.n_holes, self.layout.free_in_holes)
+        }
+
+        fn point(&self, live_bytes: u64, later: u64) -> HeapPoint {
+            self.layout.point(live_bytes, later, &self.live)
+        }
+    }
+
+    fn heap() -> Heap {
+        let mut layout = Layout::default();
+        layout.set_region(0x1000, 0x10000, 0x10000, &FxHashMap::default());
+        Heap {
+            layout,
+            live: FxHashMap::default(),
+        }
     }
 
     #[test]
     fn holes_open_and_close_as_blocks_come_and_go() {
-        let mut l = layout();
+        let mut l = heap();
         // Three blocks of usable 40 at 0x1010, 0x1040, 0x1070 (chunks of 48).
         for a in [0x1010, 0x1040, 0x1070] {
-            l.insert(a, 40, 1);
+            l.insert(a, 40);
         }
-        assert_eq!((l.n_holes, l.free_in_holes), (0, 0));
+        assert_eq!(l.holes(), (0, 0));
         l.remove(0x1040);
         // Freed: 0x1040 - 0x1010 - 40 - 8 ... the hole spans 0x1038..0x1068 = 48 bytes.
-        assert_eq!((l.n_holes, l.free_in_holes), (1, 48));
-        l.insert(0x1040, 40, 1);
-        assert_eq!((l.n_holes, l.free_in_holes), (0, 0));
+        assert_eq!(l.holes(), (1, 48));
+        l.insert(0x1040, 40);
+        assert_eq!(l.holes(), (0, 0));
         l.remove(0x1070);
         // The last block going leaves no hole: its space joins the top.
-        assert_eq!((l.n_holes, l.free_in_holes), (0, 0));
+        assert_eq!(l.holes(), (0, 0));
         let p = l.point(80, u64::MAX);
         assert_eq!(p.top_free, 0x10000 - 0x1040 - 40);
+        assert_eq!(p.blocks_in_heap, 2);
     }
 
     #[test]
     fn the_textbook_holes_of_50_30_and_40() {
-        let mut l = layout();
+        let mut l = heap();
         // Live blocks with gaps that leave holes of 50, 30 and 40 bytes.
         let mut addr = 0x1010;
         for hole in [50u64, 30, 40, 0] {
-            l.insert(addr, 16, 7);
+            l.insert(addr, 16);
             addr += 16 + HEADER + hole;
         }
         let p = l.point(64, 100);
@@ -444,5 +787,69 @@ mod tests {
         assert_eq!(p.external, 1.0 - 50.0 / 120.0);
         // A later 100-byte request fits none of them.
         assert_eq!((p.n_useless_holes, p.useless_hole_bytes), (3, 120));
+    }
+
+    /// The bitmap's neighbour queries against a sorted vector, across
+    /// levels (64 granules a word, 4096 a second-level word).
+    #[test]
+    fn granule_set_finds_neighbours() {
+        let mut set = GranuleSet::default();
+        set.reserve(300_000);
+        let mut v: Vec<u64> = Vec::new();
+        let mut x = 99u64;
+        for step in 0..20_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Clustered and far-apart members alike.
+            let g = if step % 3 == 0 {
+                (x >> 40) % 300_000
+            } else {
+                (x >> 40) % 5_000
+            };
+            match v.binary_search(&g) {
+                Ok(i) => {
+                    v.remove(i);
+                    set.remove(g);
+                }
+                Err(i) => {
+                    v.insert(i, g);
+                    set.insert(g);
+                }
+            }
+            let q = (x >> 20) % 310_000;
+            let below = v.iter().rev().find(|&&m| m < q).copied();
+            let above = v.iter().find(|&&m| m >= q).copied();
+            assert_eq!(set.below(q), below, "step {step} q {q}");
+            assert_eq!(set.at_or_above(q), above, "step {step} q {q}");
+            assert_eq!(set.contains(q), v.binary_search(&q).is_ok());
+        }
+        // Growing keeps the members.
+        set.reserve(5_000_000);
+        assert_eq!(set.below(5_000_000), v.last().copied());
+        assert_eq!(set.at_or_above(0), v.first().copied());
+    }
+
+    #[test]
+    fn mmapped_chunks_are_told_from_heap_chunks() {
+        let b = |usable| Block {
+            size: 200_000,
+            usable,
+            stack: 1,
+        };
+        // malloc(200000) above the threshold: 200016 rounded up to 49 pages,
+        // less the 16-byte header.
+        assert!(Mmapped::is_mmapped(
+            0x7f00_0000_0010,
+            b(49 * 4096 - 16),
+            4096
+        ));
+        // A heap chunk's usable size is 8 less than a multiple of 16.
+        assert!(!Mmapped::is_mmapped(0x7f00_0000_0010, b(200_008), 4096));
+        assert!(!Mmapped::is_mmapped(
+            0x7f00_0000_0020,
+            b(49 * 4096 - 16),
+            4096
+        ));
     }
 }

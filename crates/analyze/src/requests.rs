@@ -10,45 +10,68 @@ use rustc_hash::FxHashMap;
 /// trace never saw allocated are left out.
 pub fn from_reader<R: std::io::Read>(reader: &mut Reader<R>) -> Result<Vec<Request>, DecodeError> {
     let mut requests = Vec::new();
-    let mut ids: FxHashMap<u64, u64> = FxHashMap::default();
-    let mut next_id = 0u64;
-    let mut alloc = |requests: &mut Vec<Request>, ids: &mut FxHashMap<u64, u64>, addr, size| {
-        next_id += 1;
-        if let Some(old) = ids.insert(addr, next_id) {
-            // The same address handed out again: its free was not seen.
-            requests.push(Request::Free { id: old });
-        }
-        requests.push(Request::Alloc { id: next_id, size });
-    };
+    let mut converter = Requests::new();
     while let Some(event) = reader.next_event()? {
+        converter.feed(&event, |r| requests.push(r));
+    }
+    Ok(requests)
+}
+
+/// Turns events into requests one at a time, for a caller that reads the
+/// trace once for several analyses.
+#[derive(Debug, Default)]
+pub struct Requests {
+    ids: FxHashMap<u64, u64>,
+    next_id: u64,
+}
+
+impl Requests {
+    /// No block seen yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn alloc(&mut self, addr: u64, size: u64, out: &mut impl FnMut(Request)) {
+        self.next_id += 1;
+        if let Some(old) = self.ids.insert(addr, self.next_id) {
+            // The same address handed out again: its free was not seen.
+            out(Request::Free { id: old });
+        }
+        out(Request::Alloc {
+            id: self.next_id,
+            size,
+        });
+    }
+
+    /// Passes the requests of `event` (none, one or two) to `out`.
+    pub fn feed(&mut self, event: &Event, mut out: impl FnMut(Request)) {
         let Event::Heap { event: e, .. } = event else {
-            continue;
+            return;
         };
-        let Some(func) = e.func() else { continue };
+        let Some(func) = e.func() else { return };
         match func.op() {
-            Op::Alloc if e.addr != 0 => alloc(&mut requests, &mut ids, e.addr, e.size),
+            Op::Alloc if e.addr != 0 => self.alloc(e.addr, e.size, &mut out),
             Op::Alloc => {}
             Op::Free => {
-                if let Some(id) = ids.remove(&e.addr) {
-                    requests.push(Request::Free { id });
+                if let Some(id) = self.ids.remove(&e.addr) {
+                    out(Request::Free { id });
                 }
             }
             Op::Realloc => {
                 if e.addr == 0 && e.size > 0 {
-                    continue; // failed: the old block stays
+                    return; // failed: the old block stays
                 }
                 if e.old_addr != 0 {
-                    if let Some(id) = ids.remove(&e.old_addr) {
-                        requests.push(Request::Free { id });
+                    if let Some(id) = self.ids.remove(&e.old_addr) {
+                        out(Request::Free { id });
                     }
                 }
                 if e.addr != 0 {
-                    alloc(&mut requests, &mut ids, e.addr, e.size);
+                    self.alloc(e.addr, e.size, &mut out);
                 }
             }
         }
     }
-    Ok(requests)
 }
 
 #[cfg(test)]

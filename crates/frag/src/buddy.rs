@@ -13,9 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
-
 use crate::heap::{ceil_log2, Config, Heap, Hole, Placement};
+use crate::ids::IdMap;
 
 const ORDERS: usize = 64;
 
@@ -26,7 +25,7 @@ pub struct BuddyHeap {
     header: u64,
     end: u64,
     free: Vec<BTreeMap<u64, u64>>,
-    live: FxHashMap<u64, (u64, u32)>,
+    live: IdMap<(u64, u32)>,
     given: u64,
 }
 
@@ -40,7 +39,7 @@ impl BuddyHeap {
             header: config.header,
             end: 0,
             free: vec![BTreeMap::new(); ORDERS],
-            live: FxHashMap::default(),
+            live: IdMap::new(),
             given: 0,
         }
     }
@@ -113,7 +112,7 @@ impl Heap for BuddyHeap {
     }
 
     fn free(&mut self, id: u64, now: u64) -> bool {
-        let Some((addr, order)) = self.live.remove(&id) else {
+        let Some((addr, order)) = self.live.remove(id) else {
             return false;
         };
         self.given -= 1u64 << order;

@@ -3,22 +3,24 @@
 //! Blocks are split on allocation (the block takes the low end of the hole)
 //! and free neighbours are coalesced on release. When no hole fits, the heap
 //! grows at its top by whole pages, merging with a free range at the top.
-//! The holes are kept in address order (a `BTreeMap`, for coalescing) and
-//! indexed for the policy: a treap with subtree maxima finds the first fit
-//! in O(log n); a `BTreeSet` of `(size, addr)` finds the best and worst fit.
+//! The holes are kept in a B+ tree in address order with the largest hole
+//! and the hole count of every subtree ([`HoleTree`]): first-fit, next-fit
+//! and worst-fit search it in a few node visits, and splitting or
+//! coalescing mostly changes one hole in place. Best-fit adds a `BTreeSet`
+//! of `(size, addr)`.
 //!
 //! `examined` counts what an address-ordered free list would visit: first-fit
 //! stops at the first hole that fits, next-fit walks on from where it last
 //! allocated (wrapping around), best-fit and worst-fit read the whole list;
 //! a search that fails reads the whole list.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::heap::{round_up, Config, Heap, Hole, Placement};
-use crate::treap::Treap;
+use crate::holetree::{Entry, HoleTree};
+use crate::ids::IdMap;
 
 /// Which hole a free-list allocator picks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -41,10 +43,10 @@ pub struct FreeListHeap {
     align: u64,
     header: u64,
     end: u64,
-    holes: BTreeMap<u64, (u64, u64)>,
+    holes: HoleTree,
+    /// Best-fit only: `(size, addr)` of every hole.
     by_size: BTreeSet<(u64, u64)>,
-    by_addr: Treap,
-    live: FxHashMap<u64, (u64, u64)>,
+    live: IdMap<(u64, u64)>,
     given: u64,
     rover: u64,
 }
@@ -58,97 +60,115 @@ impl FreeListHeap {
             align: config.align.max(1),
             header: config.header,
             end: 0,
-            holes: BTreeMap::new(),
+            holes: HoleTree::new(),
             by_size: BTreeSet::new(),
-            by_addr: Treap::new(),
-            live: FxHashMap::default(),
+            live: IdMap::new(),
             given: 0,
             rover: 0,
         }
     }
 
-    fn uses_treap(&self) -> bool {
-        matches!(self.fit, Fit::First | Fit::Next)
+    fn sized(&self) -> bool {
+        self.fit == Fit::Best
     }
 
     fn insert_hole(&mut self, addr: u64, size: u64, birth: u64) {
-        self.holes.insert(addr, (size, birth));
-        if self.uses_treap() {
-            self.by_addr.insert(addr, size);
-        } else {
+        self.holes.insert(Entry { addr, size, birth });
+        if self.sized() {
             self.by_size.insert((size, addr));
         }
     }
 
     fn remove_hole(&mut self, addr: u64) -> u64 {
-        let (size, _) = self.holes.remove(&addr).expect("hole exists");
-        if self.uses_treap() {
-            self.by_addr.remove(addr);
-        } else {
-            self.by_size.remove(&(size, addr));
+        let e = self.holes.remove(addr).expect("hole exists");
+        if self.sized() {
+            self.by_size.remove(&(e.size, addr));
         }
-        size
+        e.size
     }
 
-    fn n_holes(&self) -> u64 {
-        self.holes.len() as u64
+    /// Changes the hole at `old` (of `old_size` bytes) to `addr`/`size`,
+    /// which keeps its place among the holes.
+    fn move_hole(&mut self, old: u64, old_size: u64, addr: u64, size: u64, birth: u64) {
+        self.holes.update(old, Entry { addr, size, birth });
+        if self.sized() {
+            self.by_size.remove(&(old_size, old));
+            self.by_size.insert((size, addr));
+        }
     }
 
     /// The hole to use for `need` bytes and how many holes were examined.
-    fn search(&self, need: u64) -> (Option<u64>, u64) {
-        let n = self.n_holes();
+    fn search(&self, need: u64) -> (Option<Entry>, u64) {
+        let n = self.holes.len();
         let found = match self.fit {
-            Fit::First => self.by_addr.first_fit(0, need).map(|a| {
-                let examined = self.by_addr.count_below(a) + 1;
-                (a, examined)
-            }),
+            Fit::First => self
+                .holes
+                .first_fit(0, need)
+                .map(|(e, below)| (e, below + 1)),
             Fit::Next => {
-                let from = self.by_addr.count_below(self.rover);
-                match self.by_addr.first_fit(self.rover, need) {
-                    Some(a) => Some((a, self.by_addr.count_below(a) - from + 1)),
+                let from = self.holes.rank(self.rover);
+                match self.holes.first_fit(self.rover, need) {
+                    Some((e, below)) => Some((e, below - from + 1)),
                     None => self
-                        .by_addr
+                        .holes
                         .first_fit(0, need)
-                        .map(|a| (a, n - from + self.by_addr.count_below(a) + 1)),
+                        .map(|(e, below)| (e, n - from + below + 1)),
                 }
             }
-            Fit::Best => self.by_size.range((need, 0)..).next().map(|&(_, a)| (a, n)),
+            Fit::Best => self.by_size.range((need, 0)..).next().map(|&(size, addr)| {
+                let e = Entry {
+                    addr,
+                    size,
+                    birth: 0,
+                };
+                (e, n)
+            }),
             Fit::Worst => {
                 // The largest size, and among equals the lowest address.
-                self.by_size.last().and_then(|&(s, _)| {
-                    (s >= need).then(|| {
-                        let &(_, a) = self.by_size.range((s, 0)..).next().expect("non-empty");
-                        (a, n)
-                    })
-                })
+                let largest = self.holes.max();
+                if largest >= need && n > 0 {
+                    self.holes.first_fit(0, largest).map(|(e, _)| (e, n))
+                } else {
+                    None
+                }
             }
         };
         match found {
-            Some((a, e)) => (Some(a), e),
+            Some((e, examined)) => (Some(e), examined),
             None => (None, n),
         }
     }
 
     /// Grows the heap at its top so that a hole of `need` bytes ends there;
-    /// returns that hole's address.
-    fn grow(&mut self, need: u64, now: u64) -> u64 {
+    /// returns that hole.
+    fn grow(&mut self, need: u64, now: u64) -> Entry {
         let top = self
             .holes
-            .range(..self.end)
-            .next_back()
-            .filter(|(&a, &(s, _))| a + s == self.end)
-            .map(|(&a, &(s, _))| (a, s));
-        let (start, have) = match top {
-            Some((a, s)) => {
-                self.remove_hole(a);
-                (a, s)
+            .below(self.end)
+            .filter(|e| e.addr + e.size == self.end);
+        match top {
+            Some(e) => {
+                let extra = round_up(need - e.size, self.page);
+                self.end += extra;
+                self.move_hole(e.addr, e.size, e.addr, e.size + extra, now);
+                Entry {
+                    addr: e.addr,
+                    size: e.size + extra,
+                    birth: now,
+                }
             }
-            None => (self.end, 0),
-        };
-        let extra = round_up(need - have, self.page);
-        self.end += extra;
-        self.insert_hole(start, have + extra, now);
-        start
+            None => {
+                let addr = self.end;
+                let extra = round_up(need, self.page);
+                self.end += extra;
+                self.insert_hole(addr, extra, now);
+                Entry {
+                    addr,
+                    size: extra,
+                    birth: now,
+                }
+            }
+        }
     }
 }
 
@@ -156,13 +176,16 @@ impl Heap for FreeListHeap {
     fn alloc(&mut self, id: u64, size: u64, now: u64) -> Placement {
         let need = self.block_size(size);
         let (found, examined) = self.search(need);
-        let (addr, grew) = match found {
-            Some(a) => (a, false),
+        let (hole, grew) = match found {
+            Some(e) => (e, false),
             None => (self.grow(need, now), true),
         };
-        let hole = self.remove_hole(addr);
-        if hole > need {
-            self.insert_hole(addr + need, hole - need, now);
+        let addr = hole.addr;
+        if hole.size > need {
+            // The rest of the hole stays where it was, shorter.
+            self.move_hole(addr, hole.size, addr + need, hole.size - need, now);
+        } else {
+            self.remove_hole(addr);
         }
         self.live.insert(id, (addr, need));
         self.given += need;
@@ -176,27 +199,21 @@ impl Heap for FreeListHeap {
     }
 
     fn free(&mut self, id: u64, now: u64) -> bool {
-        let Some((addr, size)) = self.live.remove(&id) else {
+        let Some((addr, size)) = self.live.remove(id) else {
             return false;
         };
         self.given -= size;
-        let (mut start, mut len) = (addr, size);
-        let pred = self
-            .holes
-            .range(..addr)
-            .next_back()
-            .map(|(&a, &(s, _))| (a, s));
-        if let Some((a, s)) = pred.filter(|&(a, s)| a + s == addr) {
-            self.remove_hole(a);
-            start = a;
-            len += s;
+        let pred = self.holes.below(addr).filter(|e| e.addr + e.size == addr);
+        let succ = self.holes.get(addr + size);
+        match (pred, succ) {
+            (Some(p), Some(s)) => {
+                self.remove_hole(s.addr);
+                self.move_hole(p.addr, p.size, p.addr, p.size + size + s.size, now);
+            }
+            (Some(p), None) => self.move_hole(p.addr, p.size, p.addr, p.size + size, now),
+            (None, Some(s)) => self.move_hole(s.addr, s.size, addr, size + s.size, now),
+            (None, None) => self.insert_hole(addr, size, now),
         }
-        let succ = self.holes.get(&(addr + size)).map(|&(s, _)| s);
-        if let Some(s) = succ {
-            self.remove_hole(addr + size);
-            len += s;
-        }
-        self.insert_hole(start, len, now);
         true
     }
 
@@ -209,18 +226,19 @@ impl Heap for FreeListHeap {
     }
 
     fn largest_hole(&self) -> u64 {
-        if self.uses_treap() {
-            self.by_addr.max()
-        } else {
-            self.by_size.last().map_or(0, |&(s, _)| s)
-        }
+        self.holes.max()
     }
 
     fn holes(&self) -> Vec<Hole> {
         self.holes
-            .iter()
-            .filter(|(&a, &(s, _))| a + s != self.end)
-            .map(|(&addr, &(size, birth))| Hole { addr, size, birth })
+            .entries()
+            .into_iter()
+            .filter(|e| e.addr + e.size != self.end)
+            .map(|e| Hole {
+                addr: e.addr,
+                size: e.size,
+                birth: e.birth,
+            })
             .collect()
     }
 

@@ -46,11 +46,12 @@
 mod buddy;
 mod freelist;
 mod heap;
+mod holetree;
+mod ids;
 mod reference;
 mod replay;
 mod slab;
 pub mod system;
-mod treap;
 
 pub use buddy::BuddyHeap;
 pub use freelist::{Fit, FreeListHeap};
@@ -58,5 +59,6 @@ pub use heap::{Config, Heap, Hole, Placement};
 pub use reference::CollectorHeap;
 pub use replay::{
     best_policy, external_fragmentation, replay, replay_all, PolicyKind, PolicyReport, Request,
+    SmallestLater, StreamReplay,
 };
 pub use slab::{SlabClass, SlabHeap, KMALLOC_CLASSES};

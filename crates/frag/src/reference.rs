@@ -7,15 +7,14 @@
 //! most ever live: zero external fragmentation at twice the space. Both
 //! allocate by bumping a pointer, so `examined` is 0.
 
-use rustc_hash::FxHashMap;
-
 use crate::heap::{round_up, Config, Heap, Hole, Placement};
+use crate::ids::IdMap;
 
 /// A compacting (`doubled == false`) or semispace (`doubled == true`) heap.
 pub struct CollectorHeap {
     doubled: bool,
     align: u64,
-    live: FxHashMap<u64, u64>,
+    live: IdMap<u64>,
     given: u64,
     high: u64,
 }
@@ -35,7 +34,7 @@ impl CollectorHeap {
         CollectorHeap {
             doubled,
             align: config.align.max(1),
-            live: FxHashMap::default(),
+            live: IdMap::new(),
             given: 0,
             high: 0,
         }
@@ -59,7 +58,7 @@ impl Heap for CollectorHeap {
     }
 
     fn free(&mut self, id: u64, _now: u64) -> bool {
-        match self.live.remove(&id) {
+        match self.live.remove(id) {
             Some(size) => {
                 self.given -= size;
                 true

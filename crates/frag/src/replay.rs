@@ -144,81 +144,37 @@ pub struct PolicyReport {
 
 /// Replays `stream` through `policy`.
 pub fn replay(stream: &[Request], policy: PolicyKind, config: &Config) -> PolicyReport {
-    let mut heap = policy.heap(config);
-    let heap = heap.as_mut();
-    let mut live: FxHashMap<u64, u64> = FxHashMap::default();
-    let mut r = PolicyReport {
-        policy,
-        peak_footprint: 0,
-        peak_live: 0,
-        internal_at_peak: 0,
-        external_at_peak: 0.0,
-        free_at_peak: 0,
-        largest_hole_at_peak: 0,
-        internal_avg: 0.0,
-        external_avg: 0.0,
-        n_growths: 0,
-        examined_avg: 0.0,
-        n_stranded_holes: 0,
-        stranded_bytes: 0,
-        n_allocs: 0,
-        n_frees: 0,
-        n_ignored: 0,
-    };
-    let (mut requested, mut examined) = (0u64, 0u64);
-    let (mut internal_sum, mut external_sum) = (0f64, 0f64);
-    for (i, req) in stream.iter().enumerate() {
-        let now = i as u64;
-        match *req {
-            Request::Alloc { id, size } => {
-                if let std::collections::hash_map::Entry::Vacant(e) = live.entry(id) {
-                    e.insert(size);
-                    let p = heap.alloc(id, size, now);
-                    requested += size;
-                    r.peak_live = r.peak_live.max(requested);
-                    r.n_allocs += 1;
-                    examined += p.examined;
-                    r.n_growths += u64::from(p.grew);
-                } else {
-                    r.n_ignored += 1;
-                }
-            }
-            Request::Free { id } => match live.remove(&id) {
-                Some(size) => {
-                    heap.free(id, now);
-                    requested -= size;
-                    r.n_frees += 1;
-                }
-                None => r.n_ignored += 1,
-            },
-        }
-        let footprint = heap.footprint();
-        let given = heap.given_bytes();
-        let internal = given - requested;
-        let free = footprint - given;
-        let external = if free == 0 {
-            0.0
-        } else {
-            external_fragmentation(heap.largest_hole(), free)
-        };
-        internal_sum += internal as f64;
-        external_sum += external;
-        if footprint > r.peak_footprint {
-            r.peak_footprint = footprint;
-            r.internal_at_peak = internal;
-            r.external_at_peak = external;
-            r.free_at_peak = free;
-            r.largest_hole_at_peak = heap.largest_hole();
-        }
+    let (ops, later) = prepare(stream);
+    let mut r = Replayer::new(policy, config);
+    for &op in &ops {
+        r.step(op);
     }
-    let n = stream.len().max(1) as f64;
-    r.internal_avg = internal_sum / n;
-    r.external_avg = external_sum / n;
-    r.examined_avg = examined as f64 / r.n_allocs.max(1) as f64;
-    let (count, bytes) = stranded(stream, heap);
-    r.n_stranded_holes = count;
-    r.stranded_bytes = bytes;
-    r
+    r.finish(&later)
+}
+
+/// Replays `stream` through every policy in [`PolicyKind::ALL`], one
+/// thread each, resolving the request ids once for all of them.
+pub fn replay_all(stream: &[Request], config: &Config) -> Vec<PolicyReport> {
+    let (ops, later) = prepare(stream);
+    let (ops, later) = (&ops, &later);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = PolicyKind::ALL
+            .iter()
+            .map(|&p| {
+                s.spawn(move || {
+                    let mut r = Replayer::new(p, config);
+                    for &op in ops {
+                        r.step(op);
+                    }
+                    r.finish(later)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("replay does not panic"))
+            .collect()
+    })
 }
 
 /// `1 - largest_hole / free`, or 0 when nothing is free.
@@ -230,40 +186,316 @@ pub fn external_fragmentation(largest_hole: u64, free: u64) -> f64 {
     }
 }
 
-/// Holes at the end smaller than every later request, by a backward pass.
-fn stranded(stream: &[Request], heap: &dyn Heap) -> (u64, u64) {
-    let mut holes = heap.holes();
-    holes.sort_unstable_by_key(|h| std::cmp::Reverse(h.birth));
-    let mut next = holes.iter().peekable();
-    let mut smallest_later = u64::MAX;
+/// The smallest of the values pushed after a given index, for "holes
+/// smaller than any later request", without keeping the stream: a stack of
+/// the values that are smaller than everything pushed after them, so its
+/// size is bounded by the number of distinct values.
+#[derive(Debug, Clone, Default)]
+pub struct SmallestLater {
+    /// `(index, value)`, both strictly increasing from the bottom.
+    stack: Vec<(u64, u64)>,
+}
+
+impl SmallestLater {
+    /// Empty.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `value` at `index`; indices must increase.
+    pub fn push(&mut self, index: u64, value: u64) {
+        while self.stack.last().is_some_and(|&(_, v)| v >= value) {
+            self.stack.pop();
+        }
+        self.stack.push((index, value));
+    }
+
+    /// The smallest value pushed at an index `> index`, if any.
+    pub fn after(&self, index: u64) -> Option<u64> {
+        let i = self.stack.partition_point(|&(at, _)| at <= index);
+        self.stack.get(i).map(|&(_, v)| v)
+    }
+}
+
+/// A request resolved for the models: the id replaced by a small slot
+/// number (reused after a free, so the models index vectors, not hash
+/// maps), a free carrying its block's size, unmatched requests marked.
+#[derive(Debug, Clone, Copy)]
+struct Op {
+    size: u64,
+    slot: u32,
+    kind: OpKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    Alloc,
+    Free,
+    /// A free of an id not live or an allocation of a live one.
+    Ignored,
+}
+
+/// Turns requests into [`Op`]s; the same for every policy.
+#[derive(Default)]
+struct Resolver {
+    live: FxHashMap<u64, (u32, u64)>,
+    spare: Vec<u32>,
+    next_slot: u32,
+    n: u64,
+    later: SmallestLater,
+}
+
+impl Resolver {
+    fn resolve(&mut self, req: Request) -> Op {
+        let index = self.n;
+        self.n += 1;
+        match req {
+            Request::Alloc { id, size } => {
+                // Every allocation counts as a later request, matched or not.
+                self.later.push(index, size);
+                if self.live.contains_key(&id) {
+                    return Op {
+                        size,
+                        slot: 0,
+                        kind: OpKind::Ignored,
+                    };
+                }
+                let slot = self.spare.pop().unwrap_or_else(|| {
+                    self.next_slot += 1;
+                    self.next_slot - 1
+                });
+                self.live.insert(id, (slot, size));
+                Op {
+                    size,
+                    slot,
+                    kind: OpKind::Alloc,
+                }
+            }
+            Request::Free { id } => match self.live.remove(&id) {
+                Some((slot, size)) => {
+                    self.spare.push(slot);
+                    Op {
+                        size,
+                        slot,
+                        kind: OpKind::Free,
+                    }
+                }
+                None => Op {
+                    size: 0,
+                    slot: 0,
+                    kind: OpKind::Ignored,
+                },
+            },
+        }
+    }
+}
+
+fn prepare(stream: &[Request]) -> (Vec<Op>, SmallestLater) {
+    let mut resolver = Resolver::default();
+    let ops = stream.iter().map(|&r| resolver.resolve(r)).collect();
+    (ops, resolver.later)
+}
+
+/// One policy's model and the running measurements.
+struct Replayer {
+    heap: Box<dyn Heap + Send>,
+    r: PolicyReport,
+    n: u64,
+    requested: u64,
+    examined: u64,
+    internal_sum: f64,
+    external_sum: f64,
+}
+
+impl Replayer {
+    fn new(policy: PolicyKind, config: &Config) -> Self {
+        Replayer {
+            heap: policy.heap(config),
+            r: PolicyReport {
+                policy,
+                peak_footprint: 0,
+                peak_live: 0,
+                internal_at_peak: 0,
+                external_at_peak: 0.0,
+                free_at_peak: 0,
+                largest_hole_at_peak: 0,
+                internal_avg: 0.0,
+                external_avg: 0.0,
+                n_growths: 0,
+                examined_avg: 0.0,
+                n_stranded_holes: 0,
+                stranded_bytes: 0,
+                n_allocs: 0,
+                n_frees: 0,
+                n_ignored: 0,
+            },
+            n: 0,
+            requested: 0,
+            examined: 0,
+            internal_sum: 0.0,
+            external_sum: 0.0,
+        }
+    }
+
+    fn step(&mut self, op: Op) {
+        let now = self.n;
+        self.n += 1;
+        let heap = self.heap.as_mut();
+        let r = &mut self.r;
+        match op.kind {
+            OpKind::Alloc => {
+                let p = heap.alloc(u64::from(op.slot), op.size, now);
+                self.requested += op.size;
+                r.peak_live = r.peak_live.max(self.requested);
+                r.n_allocs += 1;
+                self.examined += p.examined;
+                r.n_growths += u64::from(p.grew);
+            }
+            OpKind::Free => {
+                heap.free(u64::from(op.slot), now);
+                self.requested -= op.size;
+                r.n_frees += 1;
+            }
+            OpKind::Ignored => r.n_ignored += 1,
+        }
+        let footprint = heap.footprint();
+        let given = heap.given_bytes();
+        let internal = given - self.requested;
+        let free = footprint - given;
+        let largest = if free == 0 { 0 } else { heap.largest_hole() };
+        let external = external_fragmentation(largest, free);
+        self.internal_sum += internal as f64;
+        self.external_sum += external;
+        if footprint > r.peak_footprint {
+            r.peak_footprint = footprint;
+            r.internal_at_peak = internal;
+            r.external_at_peak = external;
+            r.free_at_peak = free;
+            r.largest_hole_at_peak = heap.largest_hole();
+        }
+    }
+
+    fn finish(mut self, later: &SmallestLater) -> PolicyReport {
+        let n = self.n.max(1) as f64;
+        let r = &mut self.r;
+        r.internal_avg = self.internal_sum / n;
+        r.external_avg = self.external_sum / n;
+        r.examined_avg = self.examined as f64 / r.n_allocs.max(1) as f64;
+        let (count, bytes) = stranded(self.heap.as_ref(), later);
+        r.n_stranded_holes = count;
+        r.stranded_bytes = bytes;
+        self.r
+    }
+}
+
+/// Holes at the end smaller than every later request. Every model's block
+/// size grows with the request, so the smallest block of the later
+/// requests is the block of the smallest later request.
+fn stranded(heap: &dyn Heap, later: &SmallestLater) -> (u64, u64) {
     let (mut count, mut bytes) = (0, 0);
-    for i in (0..stream.len()).rev() {
-        while let Some(h) = next.next_if(|h| h.birth >= i as u64) {
-            if smallest_later != u64::MAX && h.size < smallest_later {
+    for h in heap.holes() {
+        if let Some(size) = later.after(h.birth) {
+            if h.size < heap.block_size(size) {
                 count += 1;
                 bytes += h.size;
             }
-        }
-        if let Request::Alloc { size, .. } = stream[i] {
-            smallest_later = smallest_later.min(heap.block_size(size));
         }
     }
     (count, bytes)
 }
 
-/// Replays `stream` through every policy in [`PolicyKind::ALL`], one
-/// thread each.
-pub fn replay_all(stream: &[Request], config: &Config) -> Vec<PolicyReport> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = PolicyKind::ALL
-            .iter()
-            .map(|&p| s.spawn(move || replay(stream, p, config)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("replay does not panic"))
+/// Replays a stream as it comes, through several policies at once, in
+/// bounded memory: requests are resolved once, in batches that every
+/// policy's thread replays while the next batch is read.
+///
+/// ```
+/// use memtrace_frag::{Config, PolicyKind, Request, StreamReplay};
+///
+/// let mut replay = StreamReplay::new(&PolicyKind::ALL, &Config::default());
+/// replay.push(Request::Alloc { id: 7, size: 100 });
+/// replay.push(Request::Free { id: 7 });
+/// let reports = replay.finish();
+/// assert_eq!(reports.len(), 8);
+/// assert_eq!(reports[0].peak_live, 100);
+/// ```
+pub struct StreamReplay {
+    resolver: Resolver,
+    batch: Vec<Op>,
+    senders: Vec<std::sync::mpsc::SyncSender<std::sync::Arc<[Op]>>>,
+    workers: Vec<std::thread::JoinHandle<Replayer>>,
+}
+
+/// Ops per batch handed to the policy threads.
+const BATCH: usize = 1 << 15;
+/// Batches that may wait for a slow policy before the reader waits too.
+const QUEUED: usize = 4;
+
+impl StreamReplay {
+    /// Starts one thread per policy.
+    pub fn new(policies: &[PolicyKind], config: &Config) -> Self {
+        let mut senders = Vec::new();
+        let mut workers = Vec::new();
+        for &policy in policies {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<[Op]>>(QUEUED);
+            let mut replayer = Replayer::new(policy, config);
+            workers.push(std::thread::spawn(move || {
+                for batch in rx {
+                    for &op in batch.iter() {
+                        replayer.step(op);
+                    }
+                }
+                replayer
+            }));
+            senders.push(tx);
+        }
+        StreamReplay {
+            resolver: Resolver::default(),
+            batch: Vec::with_capacity(BATCH),
+            senders,
+            workers,
+        }
+    }
+
+    /// The next request.
+    pub fn push(&mut self, request: Request) {
+        let op = self.resolver.resolve(request);
+        self.batch.push(op);
+        if self.batch.len() == BATCH {
+            self.send();
+        }
+    }
+
+    /// Requests pushed so far.
+    pub fn len(&self) -> u64 {
+        self.resolver.n
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.resolver.n == 0
+    }
+
+    fn send(&mut self) {
+        let batch: std::sync::Arc<[Op]> = std::mem::take(&mut self.batch).into();
+        self.batch.reserve(BATCH);
+        for tx in &self.senders {
+            // A worker only stops early by panicking; join reports that.
+            let _ = tx.send(batch.clone());
+        }
+    }
+
+    /// Waits for every policy and returns their reports, in the order given.
+    pub fn finish(mut self) -> Vec<PolicyReport> {
+        if !self.batch.is_empty() {
+            self.send();
+        }
+        self.senders.clear();
+        let later = &self.resolver.later;
+        self.workers
+            .drain(..)
+            .map(|w| w.join().expect("replay does not panic").finish(later))
             .collect()
-    })
+    }
 }
 
 /// The real policy with the lowest peak footprint (ties: fewer blocks

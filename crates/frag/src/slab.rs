@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::freelist::{Fit, FreeListHeap};
 use crate::heap::{round_up, Config, Heap, Hole, Placement};
+use crate::ids::IdMap;
 
 /// The kmalloc size classes, in bytes.
 pub const KMALLOC_CLASSES: [u64; 15] = [
@@ -73,6 +74,7 @@ struct Cache {
     slabs: FxHashMap<u64, Slab>,
 }
 
+#[derive(Clone, Copy)]
 enum Loc {
     Object { class: usize, slab: u64, slot: u32 },
     Pages { page_id: u64, bytes: u64 },
@@ -83,8 +85,10 @@ pub struct SlabHeap {
     page: u64,
     pages: FreeListHeap,
     caches: Vec<Cache>,
-    live: FxHashMap<u64, Loc>,
+    live: IdMap<Loc>,
     next_page_id: u64,
+    /// Page-level ids given back, for reuse (they index a vector).
+    spare_page_ids: Vec<u64>,
     given: u64,
 }
 
@@ -109,8 +113,9 @@ impl SlabHeap {
                     slabs: FxHashMap::default(),
                 })
                 .collect(),
-            live: FxHashMap::default(),
+            live: IdMap::new(),
             next_page_id: 0,
+            spare_page_ids: Vec::new(),
             given: 0,
         }
     }
@@ -125,8 +130,10 @@ impl SlabHeap {
     }
 
     fn page_alloc(&mut self, bytes: u64, now: u64) -> (u64, Placement) {
-        let id = self.next_page_id;
-        self.next_page_id += 1;
+        let id = self.spare_page_ids.pop().unwrap_or_else(|| {
+            self.next_page_id += 1;
+            self.next_page_id - 1
+        });
         (id, self.pages.alloc(id, bytes, now))
     }
 }
@@ -185,10 +192,11 @@ impl Heap for SlabHeap {
     }
 
     fn free(&mut self, id: u64, now: u64) -> bool {
-        match self.live.remove(&id) {
+        match self.live.remove(id) {
             None => false,
             Some(Loc::Pages { page_id, bytes }) => {
                 self.given -= bytes;
+                self.spare_page_ids.push(page_id);
                 self.pages.free(page_id, now)
             }
             Some(Loc::Object { class, slab, slot }) => {
@@ -201,6 +209,7 @@ impl Heap for SlabHeap {
                     cache.slabs.remove(&slab);
                     cache.partial.remove(&slab);
                     self.given -= cache.class.waste;
+                    self.spare_page_ids.push(page_id);
                     self.pages.free(page_id, now);
                 } else {
                     cache.partial.insert(slab);
