@@ -112,8 +112,8 @@ fn classes_and_loss_records_equal_memchecks() {
     let totals = &report["totals"];
     let pair = |class: &str| {
         (
-            totals[class][0].as_u64().unwrap(),
-            totals[class][1].as_u64().unwrap(),
+            totals[class]["bytes"].as_u64().unwrap(),
+            totals[class]["blocks"].as_u64().unwrap(),
         )
     };
     assert_eq!(pair("definite"), (312, 7));

@@ -68,7 +68,7 @@ fn check(name: &str, program: &[&str], stdin: &str) -> Checked {
 }
 
 fn pair(v: &Value) -> (u64, u64) {
-    (v[0].as_u64().unwrap(), v[1].as_u64().unwrap())
+    (v["bytes"].as_u64().unwrap(), v["blocks"].as_u64().unwrap())
 }
 
 /// Every block unfreed at exit has a class (or a suppression).

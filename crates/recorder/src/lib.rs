@@ -22,6 +22,43 @@
 //!     println!("{} {}", v.iter().sum::<u64>(), stats().peak_bytes);
 //! }
 //! ```
+//!
+//! # Leak checks and heap statistics in tests
+//!
+//! With [`Tracking`] as the global allocator of a test binary,
+//! [`assert_no_leaks`] fails a test whose code leaves blocks allocated, and
+//! names each with its size and allocation stack (`file:line`);
+//! [`heap_stats`] and [`LeakScope`] count the blocks and bytes allocated and
+//! freed inside a scope. A scope counts only the allocations of the thread
+//! that opened it, so tests running in parallel do not disturb each other.
+//! [`Tracking::untraced`] does all this without writing a trace file.
+//!
+//! ```
+//! use memtrace_recorder::{assert_no_leaks, heap_stats, Tracking};
+//! use std::alloc::System;
+//!
+//! #[global_allocator]
+//! static ALLOC: Tracking<System> = Tracking::untraced(System);
+//!
+//! fn main() {
+//!     // In a #[test]: passes, everything allocated inside is freed.
+//!     let total = assert_no_leaks(|| (1..=10u64).collect::<Vec<_>>().iter().sum::<u64>());
+//!     assert_eq!(total, 55);
+//!
+//!     let (_, stats) = heap_stats(|| vec![0u8; 1000].len());
+//!     assert_eq!((stats.blocks_allocated, stats.bytes_allocated), (1, 1000));
+//!     assert_eq!(stats.live_bytes(), 0);
+//! }
+//! ```
+//!
+//! A leak fails with a message like this one:
+//!
+//! ```text
+//! 1000 bytes in 1 block allocated in the scope were not freed
+//! 1000 bytes in 1 block allocated
+//!     at mytests::leaky (tests/cache.rs:12)
+//!     by mytests::leaky_cache_is_caught (tests/cache.rs:30)
+//! ```
 #![deny(missing_docs)]
 
 mod call;
@@ -35,6 +72,7 @@ mod own_memory;
 mod resources;
 mod ring;
 mod scan;
+mod scope;
 mod session;
 mod sink;
 mod spin;
@@ -48,6 +86,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 pub use call::{finish, Call, MAX_FRAMES};
 pub use memtrace_format::{Func, Op, RecorderKind};
 pub use own_memory::{forget_own_mapping, note_own_mapping};
+pub use scope::{
+    assert_no_leaks, heap_stats, HeapStats, LeakScope, LeakedBlocks, Leaks, StackFrame,
+};
 pub use session::{abandon, finish_before_exec, start, start_early, Config};
 pub use stats::{stats, Stats};
 pub use tracking::Tracking;

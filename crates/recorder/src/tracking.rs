@@ -8,7 +8,7 @@ use memtrace_format::{Func, Op, RecorderKind};
 
 use crate::call::Call;
 use crate::session::{self, Config};
-use crate::{stats, thread};
+use crate::{scope, stats, thread};
 
 /// A global allocator that records every call of the allocator it wraps.
 ///
@@ -24,14 +24,39 @@ use crate::{stats, thread};
 /// `memtrace.<program>.<pid>.trace` in the current directory, or the file
 /// named by `MEMTRACE_OUTPUT`, or a default-named file in `MEMTRACE_DIR`.
 /// `MEMTRACE_DISABLE=1` keeps only the in-process counters ([`crate::stats`]).
+///
+/// [`Tracking::untraced`] never records: for `cargo test` with the leak
+/// checks and heap statistics of [`crate::LeakScope`].
 pub struct Tracking<A> {
     inner: A,
+    record: bool,
 }
 
 impl<A> Tracking<A> {
-    /// Wraps `inner`.
+    /// Wraps `inner`, recording a trace.
     pub const fn new(inner: A) -> Self {
-        Tracking { inner }
+        Tracking {
+            inner,
+            record: true,
+        }
+    }
+
+    /// Wraps `inner` without ever recording a trace: only the counters
+    /// ([`crate::stats`]) and the scopes ([`crate::assert_no_leaks`],
+    /// [`crate::heap_stats`], [`crate::LeakScope`]) see its calls.
+    ///
+    /// ```no_run
+    /// use memtrace_recorder::Tracking;
+    /// use std::alloc::System;
+    ///
+    /// #[global_allocator]
+    /// static ALLOC: Tracking<System> = Tracking::untraced(System);
+    /// ```
+    pub const fn untraced(inner: A) -> Self {
+        Tracking {
+            inner,
+            record: false,
+        }
     }
 }
 
@@ -43,9 +68,12 @@ static START: AtomicU8 = AtomicU8::new(NOT_STARTED);
 /// Starts recording a call of the program; `None` for the recorder's own
 /// allocations (which also stay out of the counters) or when not recording.
 #[inline(always)]
-fn begin(op: Op) -> Option<Option<Call>> {
+fn begin(op: Op, record: bool) -> Option<Option<Call>> {
     if thread::in_recorder() {
         return None;
+    }
+    if !record {
+        return Some(None);
     }
     if START.load(Ordering::Relaxed) != STARTED {
         start_from_env();
@@ -94,7 +122,7 @@ fn align_of(layout: Layout) -> u64 {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let call = begin(Op::Alloc);
+        let call = begin(Op::Alloc, self.record);
         // SAFETY: the caller upholds GlobalAlloc::alloc's contract.
         let p = unsafe { self.inner.alloc(layout) };
         let size = layout.size() as u64;
@@ -105,13 +133,14 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
             if let Some(call) = call {
                 call.alloc(Func::RustAlloc, p as u64, size, size, align_of(layout));
             }
+            scope::on_alloc(p, layout.size());
         }
         p
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let call = begin(Op::Alloc);
+        let call = begin(Op::Alloc, self.record);
         // SAFETY: as for alloc.
         let p = unsafe { self.inner.alloc_zeroed(layout) };
         let size = layout.size() as u64;
@@ -128,13 +157,16 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
                     align_of(layout),
                 );
             }
+            scope::on_alloc(p, layout.size());
         }
         p
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        let call = begin(Op::Free);
+        // Before the block is gone (and can be handed to another thread).
+        scope::on_free(ptr);
+        let call = begin(Op::Free, self.record);
         // SAFETY: the caller upholds GlobalAlloc::dealloc's contract.
         unsafe { self.inner.dealloc(ptr, layout) };
         if let Some(call) = call {
@@ -147,7 +179,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let call = begin(Op::Realloc);
+        let resizing = scope::on_realloc_start(ptr);
+        let call = begin(Op::Realloc, self.record);
         // SAFETY: the caller upholds GlobalAlloc::realloc's contract.
         let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
         if let Some(call) = call {
@@ -159,6 +192,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Tracking<A> {
                 call.realloc(Func::RustRealloc, ptr as u64, p as u64, size, size);
             }
         }
+        scope::on_realloc_end(resizing, p, new_size);
         p
     }
 }

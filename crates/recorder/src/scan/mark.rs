@@ -113,6 +113,36 @@ impl Marker {
         self.propagate();
     }
 
+    /// Marks from the C library's writable data, where glibc's malloc keeps
+    /// its main arena: the top chunk, the bins and the last remainder are
+    /// addresses of chunk headers, and a chunk's header lies in the last
+    /// word of the block before it when that block's size is 1 to 8 bytes
+    /// above a multiple of 16. Such a word is the allocator's, not a pointer
+    /// of the program into that block, and is skipped: taken for one, it
+    /// would make a lost block "possibly lost" whenever the chunk after it
+    /// happens to be free.
+    pub fn scan_allocator_root(&mut self, range: Range<u64>) {
+        for_each_word(range, |w| {
+            if !self.is_next_chunk_header(w) {
+                self.reached(w, true);
+            }
+        });
+        self.propagate();
+    }
+
+    /// True when `word` is where glibc puts the header of the chunk that
+    /// follows a block, inside that block.
+    fn is_next_chunk_header(&self, word: u64) -> bool {
+        match self.find(word) {
+            Some((i, false)) => {
+                let start = self.starts[i as usize];
+                let size = self.ends[i as usize] - start;
+                word - start == next_chunk_offset(size)
+            }
+            _ => false,
+        }
+    }
+
     /// Marks from values held outside memory (saved registers).
     pub fn scan_values(&mut self, values: &[u64]) {
         for &v in values {
@@ -180,6 +210,14 @@ fn still_mapped(range: Range<u64>) -> bool {
     unsafe { libc::mincore(start as *mut libc::c_void, len as usize, pages.as_mut_ptr()) == 0 }
 }
 
+/// Offset from the start of a block of `size` bytes that glibc's malloc
+/// returned to the header of the chunk after it: the block starts 16 bytes
+/// into its chunk, whose size is the request plus an 8-byte header, rounded
+/// up to 16, at least 32 (`request2size` on 64-bit glibc).
+fn next_chunk_offset(size: u64) -> u64 {
+    (size + 8).next_multiple_of(16).max(32) - 16
+}
+
 /// Calls `f` with every aligned 8-byte word of `range`.
 #[inline]
 fn for_each_word(range: Range<u64>, mut f: impl FnMut(u64)) {
@@ -225,6 +263,28 @@ mod tests {
             ]
         );
         assert_eq!(m.unreached_edges(), vec![(3, 4), (4, 3)]);
+        std::hint::black_box(&mut buf);
+    }
+
+    #[test]
+    fn the_arenas_pointer_to_the_next_chunk_header_is_not_the_programs() {
+        // A 1000-byte block lives in a 1008-byte chunk: the next chunk's
+        // header is at offset 992, inside the block; a 24-byte block's
+        // (32-byte chunk) is at offset 16. A 992-byte block ends before it.
+        assert_eq!(next_chunk_offset(1000), 992);
+        assert_eq!(next_chunk_offset(24), 16);
+        assert_eq!(next_chunk_offset(992), 992);
+        assert_eq!(next_chunk_offset(0), 16);
+        let mut buf = vec![0u64; 8];
+        let base = buf.as_ptr() as u64;
+        let mut m = Marker::new([(base, 24), (base + 32, 24)].into_iter());
+        buf[0] = base + 16; // the arena's "top", say
+        buf[1] = base + 32 + 8; // a real interior pointer
+        m.scan_allocator_root(base..base + 16);
+        assert_eq!(m.reach, vec![Reach::Unreached, Reach::Interior]);
+        // The same word anywhere else is a pointer of the program.
+        m.scan_values(&[base + 16]);
+        assert_eq!(m.reach, vec![Reach::Interior, Reach::Interior]);
         std::hint::black_box(&mut buf);
     }
 

@@ -113,6 +113,10 @@ pub(crate) fn scan(
     for range in &managed {
         roots::push_clamped(&maps, range.clone(), &mut ranges);
     }
+    let mut allocator_ranges: Vec<Range<u64>> = Vec::new();
+    for segment in &modules.allocator_segments {
+        roots::push_clamped(&maps, segment.clone(), &mut allocator_ranges);
+    }
     // Room for every thread's ranges, so that nothing grows while stopped.
     ranges.reserve((tids.len() + 1) * (modules.tls.len() + 2) * 4 + 64);
     let contexts = Vec::with_capacity(tids.len());
@@ -148,11 +152,18 @@ pub(crate) fn scan(
             roots::push_clamped(&maps, tp..tp + roots::TCB_BYTES, &mut ranges);
         }
     }
-    let root_bytes: u64 =
-        ranges.iter().map(|r| r.end - r.start).sum::<u64>() + 8 * exit.registers.len() as u64;
+    let root_bytes: u64 = ranges
+        .iter()
+        .chain(&allocator_ranges)
+        .map(|r| r.end - r.start)
+        .sum::<u64>()
+        + 8 * exit.registers.len() as u64;
     marker.scan_values(&exit.registers);
     for range in ranges {
         marker.scan_root(range);
+    }
+    for range in allocator_ranges {
+        marker.scan_allocator_root(range);
     }
     let n_missed = stopped.n_missed;
     drop(stopped);

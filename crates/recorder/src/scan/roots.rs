@@ -19,6 +19,9 @@ pub(crate) const TCB_BYTES: u64 = 2304;
 pub(crate) struct ModuleRoots {
     /// Writable PT_LOAD segments (`.data`, `.bss`, ...).
     pub segments: Vec<Range<u64>>,
+    /// The C library's writable segments, which hold glibc malloc's main
+    /// arena (see `Marker::scan_allocator_root`).
+    pub allocator_segments: Vec<Range<u64>>,
     /// Static TLS blocks as offsets below the thread pointer: a thread with
     /// thread pointer `tp` has the block `tp - offset .. tp - offset + size`.
     pub tls: Vec<(u64, u64)>,
@@ -66,10 +69,22 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, _: usize, data: *mut c
     if holds_own_code && !is_exe {
         return 0; // The preload library's own state is not the program's.
     }
+    // SAFETY: as above, a non-null dlpi_name is a NUL-terminated string.
+    let is_libc = !is_exe
+        && unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }
+            .to_bytes()
+            .rsplit(|&b| b == b'/')
+            .next()
+            .is_some_and(|name| name.starts_with(b"libc.so"));
     for ph in phdrs {
         if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_W != 0 {
             let start = bias + ph.p_vaddr;
-            c.roots.segments.push(start..start + ph.p_memsz);
+            let segments = if is_libc {
+                &mut c.roots.allocator_segments
+            } else {
+                &mut c.roots.segments
+            };
+            segments.push(start..start + ph.p_memsz);
         }
         if ph.p_type == libc::PT_TLS && !info.dlpi_tls_data.is_null() && c.tp != 0 {
             let block = info.dlpi_tls_data as u64;
