@@ -132,7 +132,7 @@ impl Marker {
 
     /// True when `word` is where glibc puts the header of the chunk that
     /// follows a block, inside that block.
-    fn is_next_chunk_header(&self, word: u64) -> bool {
+    pub fn is_next_chunk_header(&self, word: u64) -> bool {
         match self.find(word) {
             Some((i, false)) => {
                 let start = self.starts[i as usize];

@@ -48,7 +48,10 @@ pub(crate) fn report(marker: &Marker, own: &[Range<u64>]) {
             while p + 8 <= r.end {
                 // SAFETY: the range is inside a readable mapping.
                 let w = unsafe { std::ptr::read_volatile(p as *const u64) };
-                if let Some((i, _)) = marker.find(w) {
+                // The C library's arena points at chunk headers, which may
+                // sit in a block's last word: the allocator's, not the program's.
+                let arena_word = path.contains("/libc.so") && marker.is_next_chunk_header(w);
+                if let Some((i, _)) = marker.find(w).filter(|_| !arena_word) {
                     let inside_lost = marker
                         .find(p)
                         .is_some_and(|(j, _)| marker.reach[j as usize] == Reach::Unreached);
