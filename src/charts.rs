@@ -372,6 +372,48 @@ pub fn policy_chart(
     })
 }
 
+/// Bytes and blocks per leak class, for `memtrace plot`'s leak chart.
+pub fn leak_chart(r: &memtrace_analyze::leaks::LeakReport) -> BarChart {
+    let classes = memtrace_leaks::LeakClass::ALL;
+    let column = |f: &dyn Fn((u64, u64)) -> u64| -> Vec<Option<f64>> {
+        classes
+            .iter()
+            .map(|&c| Some(f(r.totals.of(c)) as f64))
+            .collect()
+    };
+    BarChart {
+        title: format!("Leaks by class: {}", program_name(&r.program)),
+        subtitle: Some(format!(
+            "exit-time reachability scan: {:.1} ms, {} thread(s)",
+            r.scan.duration_ms, r.scan.threads
+        )),
+        x_label: "class at exit (memcheck's meaning)".into(),
+        categories: classes.iter().map(|c| c.phrase().to_string()).collect(),
+        panels: vec![
+            BarPanel {
+                label: "bytes".into(),
+                unit: Unit::Bytes,
+                scale: Scale::Linear,
+                series: vec![BarSeries {
+                    name: "bytes".into(),
+                    values: column(&|(bytes, _)| bytes),
+                }],
+            },
+            BarPanel {
+                label: "blocks".into(),
+                unit: Unit::Count,
+                scale: Scale::Linear,
+                series: vec![BarSeries {
+                    name: "blocks".into(),
+                    values: column(&|(_, blocks)| blocks),
+                }],
+            },
+        ],
+        touching: false,
+        value_labels: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

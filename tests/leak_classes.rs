@@ -186,3 +186,48 @@ fn the_two_node_cycle_is_one_leaked_cycle() {
         ]
     );
 }
+
+#[test]
+fn the_leak_chart_shows_each_class_with_its_exact_bytes_and_blocks() {
+    let dir = scratch("leak-chart");
+    let exe = compile("cc", SOURCE, &["-O0", "-g"], &dir);
+    record(&dir, "leaks.trace", &[exe.to_str().unwrap()]);
+    let out = memtrace()
+        .current_dir(&dir)
+        .args(["plot", "leaks.trace", "-o", "charts", "--only", "leaks"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(dir.join("charts/leaks.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    let texts: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| n.text().unwrap_or("").trim().to_string())
+        .collect();
+    for label in [
+        "definitely lost",
+        "indirectly lost",
+        "possibly lost",
+        "still reachable",
+        "312 B",
+        "136 B",
+        "64 B",
+        "300 B",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == label),
+            "no `{label}` in {texts:?}"
+        );
+    }
+    // Block counts label the lower panel's bars, in class order.
+    let counts: Vec<&String> = texts
+        .iter()
+        .filter(|t| ["7", "4", "1", "3"].contains(&t.as_str()))
+        .collect();
+    assert!(counts.len() >= 4, "{texts:?}");
+}

@@ -41,17 +41,20 @@ pub enum Chart {
     Policies,
     /// Flame graph of bytes allocated per stack.
     Flame,
+    /// Leaks by class at exit (the leak scan).
+    Leaks,
 }
 
 impl Chart {
     /// Every chart, in the order of the page.
-    pub const ALL: [Chart; 6] = [
+    pub const ALL: [Chart; 7] = [
         Chart::Heap,
         Chart::Sizes,
         Chart::Latency,
         Chart::Frag,
         Chart::Policies,
         Chart::Flame,
+        Chart::Leaks,
     ];
 
     /// The chart's name on the command line and its file stem.
@@ -63,6 +66,7 @@ impl Chart {
             Chart::Frag => "frag",
             Chart::Policies => "policies",
             Chart::Flame => "flame",
+            Chart::Leaks => "leaks",
         }
     }
 
@@ -75,6 +79,7 @@ impl Chart {
             Chart::Frag => "Real-heap fragmentation over the run",
             Chart::Policies => "Allocator policies replayed",
             Chart::Flame => "Flame graph of bytes allocated",
+            Chart::Leaks => "Leaks by class",
         }
     }
 
@@ -108,6 +113,11 @@ impl Chart {
             Chart::Flame => {
                 "Allocation stacks, each as wide as the bytes it allocated; hover for exact \
                  numbers (memtrace flamegraph --by bytes)."
+            }
+            Chart::Leaks => {
+                "Blocks unfreed at exit by reachability class (definitely, indirectly, \
+                 possibly lost, still reachable): bytes and blocks per class, after the \
+                 built-in suppressions (memtrace leaks)."
             }
         }
     }
@@ -216,6 +226,14 @@ fn draw(chart: Chart, data: &mut Data) -> Result<String> {
             match charts::policy_chart(reports, best.as_ref(), &program) {
                 Some(c) => Ok(memtrace_plot::bars(&c)?),
                 None => skipped("the trace has no allocation to replay"),
+            }
+        }
+        Chart::Leaks => {
+            let suppressions = memtrace_leaks::Suppressions::builtin();
+            match memtrace_analyze::leaks::from_file(data.trace, &suppressions) {
+                Ok(r) => Ok(memtrace_plot::bars(&charts::leak_chart(&r))?),
+                Err(memtrace_analyze::leaks::LeakError::NoScan(why)) => skipped(&why),
+                Err(e) => Err(anyhow::anyhow!("{}: {e}", data.trace.display())),
             }
         }
         Chart::Flame => {
