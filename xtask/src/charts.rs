@@ -23,6 +23,9 @@ use crate::util::{self, Paths};
 pub enum Source {
     /// `memtrace plot --only NAME`, writing `charts/FIXTURE/NAME.svg`.
     Plot(&'static str),
+    /// `memtrace swap --svg charts/swap.svg -- walker anon 64 2`: the swap
+    /// monitor's timeline of the working-set walker (the control: it fits).
+    Swap,
     /// A tool not built yet: a placeholder, `charts/FILE.svg`.
     NotBuilt {
         /// The placeholder's file stem.
@@ -116,15 +119,13 @@ pub const CHARTS: &[ChartPlan] = &[
     },
     ChartPlan {
         title: "Swap, faults and memory pressure over time",
-        caption: "RSS, swap, major faults per second and memory pressure of a program walking \
-                  a working set larger than its cgroup's limit, with the monitor's verdict \
-                  (ok, reclaiming, swapping, thrashing) as bands.",
+        caption: "RSS, swap, major faults per second and memory pressure of the working-set \
+                  walker (fixtures/c/walker.c, 64 MiB for 2 s, no memory limit: the control \
+                  that stays ok), with the monitor's verdict as bands. A run that thrashes \
+                  needs root, a memory cgroup and a swap file: tests/swap_monitor.rs makes \
+                  one and checks its verdict.",
         fixtures: &[],
-        source: Source::NotBuilt {
-            file: "swap",
-            tool: "memtrace swap",
-            issue: 8,
-        },
+        source: Source::Swap,
     },
 ];
 
@@ -191,6 +192,32 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
                     });
                     files.push(file);
                 }
+            }
+            Source::Swap => {
+                let walker =
+                    util::compile(paths, "cc", &["-O2", "-g"], "c/walker.c", "walker")?;
+                let path = dir.join("swap.svg");
+                let svg_rel = rel(&paths.report, &path);
+                let walker_rel = rel(&paths.report, &walker);
+                let args = [
+                    "swap", "--interval", "100", "--svg", &svg_rel, "--", &walker_rel, "anon",
+                    "64", "2",
+                ];
+                let mut cmd = Command::new(&paths.memtrace);
+                cmd.args(args).current_dir(&paths.report);
+                let shown = format!("memtrace {}", args.join(" "));
+                eprintln!("xtask: (in {}) {shown}", paths.report.display());
+                util::output(&mut cmd).with_context(|| format!("`{shown}` failed"))?;
+                if !path.is_file() {
+                    anyhow::bail!("`{shown}` wrote no {}", path.display());
+                }
+                figures.push(Figure {
+                    file: svg_rel,
+                    title: format!("{}: walker, 64 MiB", plan.title),
+                    caption: String::new(),
+                    command: shown,
+                });
+                files.push(path);
             }
             Source::NotBuilt { file, tool, issue } => {
                 let reason = format!("tool not built yet ({tool}, issue #{issue})");
