@@ -35,6 +35,9 @@ enum Command {
     Latency(cmd::latency::LatencyArgs),
     /// Leaks found by the exit-time reachability scan, for people and CI.
     Leaks(cmd::leaks::LeaksArgs),
+    /// Cache locality: hardware counters (or simulated misses without a
+    /// PMU), per-phase counts and allocation scatter.
+    Cache(cmd::cache::CacheArgs),
     /// Print every event of a trace, one per line (for debugging).
     #[command(hide = true)]
     Dump(cmd::dump::DumpArgs),
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Flamegraph(args) => cmd::flamegraph::flamegraph(args),
         Command::Latency(args) => cmd::latency::latency(args),
         Command::Leaks(args) => cmd::leaks::leaks(args),
+        Command::Cache(args) => cmd::cache::cache(args),
     };
     match result {
         Ok(code) => code,
