@@ -165,7 +165,7 @@ fn fallbacks_rank_the_linked_list_far_worse_than_the_array() {
     const N: u64 = 20_000;
     let list = cache_json(
         &dir,
-        &["--simulate", "--record", "list.trace"],
+        &["--simulate", "--record", "list.trace", "--svg", "list.svg"],
         &program,
         "list",
         N,
@@ -200,6 +200,10 @@ fn fallbacks_rank_the_linked_list_far_worse_than_the_array() {
     };
     assert!(function(&list, "traverse_list") >= 4 * N * 9 / 10);
     assert!(function(&array, "traverse_array") <= 4 * N / 8 + 64);
+    // The chart is labelled as simulated and has the traversal's bars.
+    let svg = std::fs::read_to_string(dir.join("list.svg")).expect("the chart");
+    assert_eq!(svg.matches("[simulated (cachegrind)]").count(), 1);
+    assert_eq!(svg.matches("\ntraverse_list\n").count(), 1);
 
     // Scatter: each 16-byte node sits alone in its 64-byte line (a 224-byte
     // label between nodes), so N nodes touch N lines where N/4 would do:
@@ -299,4 +303,25 @@ fn hardware_counters_where_a_pmu_exists() {
     let derived = report["counters"]["derived"].as_array().unwrap();
     assert!(derived.iter().any(|d| d["name"] == "IPC"));
     println!("hardware: {cycles} cycles, {instructions} instructions, IPC {ipc:.2}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let dir = scratch("cache-errors");
+    for args in [
+        vec!["cache"],
+        vec!["cache", "--trace", "missing.trace"],
+        vec!["cache", "--trace", "missing.trace", "--", "true"],
+        vec!["cache", "--", "/no/such/program"],
+    ] {
+        let out = common::memtrace()
+            .current_dir(&dir)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("memtrace: "), "{err}");
+    }
 }
