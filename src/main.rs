@@ -42,6 +42,9 @@ enum Command {
     /// Swap and thrash monitor: a live verdict (ok, reclaiming, swapping,
     /// thrashing) for a program or a running process, and a summary.
     Swap(cmd::swap::SwapArgs),
+    /// Cache locality: hardware counters (or simulated misses without a
+    /// PMU), per-phase counts and allocation scatter.
+    Cache(cmd::cache::CacheArgs),
     /// Print every event of a trace, one per line (for debugging).
     #[command(hide = true)]
     Dump(cmd::dump::DumpArgs),
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Leaks(args) => cmd::leaks::leaks(args),
         Command::Plot(args) => cmd::plot::plot(args),
         Command::Swap(args) => cmd::swap::swap(args),
+        Command::Cache(args) => cmd::cache::cache(args),
     };
     match result {
         Ok(code) => code,

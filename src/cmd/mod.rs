@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod cache;
 pub mod dump;
 pub mod flamegraph;
 pub mod frag;

@@ -4,11 +4,10 @@
 //! which fixtures it is drawn for and where it comes from. Charts of
 //! `memtrace plot` are drawn by running `memtrace plot TRACE -o
 //! charts/FIXTURE --only ...` once per fixture, so the report's charts are
-//! exactly what a user gets for their own trace. A tool that is not on main
-//! yet has [`Source::NotBuilt`]: its chart is the `skipped: ...` placeholder
-//! of `memtrace_plot::skipped`, shown on the page like any other chart.
-//! When the tool lands with a `memtrace plot` chart, its entry's source
-//! becomes `Source::Plot("NAME")`: a one-line change.
+//! exactly what a user gets for their own trace. The cache and swap charts
+//! come from `memtrace cache --svg` and `memtrace swap --svg` on their own
+//! fixtures (locality.c, walker.c), which are programs, not traces. A chart
+//! whose tool cannot run here says why in its own `skipped: ...` image.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,15 +25,8 @@ pub enum Source {
     /// `memtrace swap --svg charts/swap.svg -- walker anon 64 2`: the swap
     /// monitor's timeline of the working-set walker (the control: it fits).
     Swap,
-    /// A tool not built yet: a placeholder, `charts/FILE.svg`.
-    NotBuilt {
-        /// The placeholder's file stem.
-        file: &'static str,
-        /// The command the chart will come from.
-        tool: &'static str,
-        /// The issue that builds it.
-        issue: u32,
-    },
+    /// `memtrace cache --svg charts/cache.svg -- locality all 20000`.
+    Cache,
 }
 
 /// One chart of the report.
@@ -108,14 +100,12 @@ pub const CHARTS: &[ChartPlan] = &[
     },
     ChartPlan {
         title: "Cache misses per fixture and phase",
-        caption: "Cache misses per fixture and phase, labelled as hardware counters or \
-                  simulated (cachegrind) where the machine has no PMU.",
+        caption: "Cache misses of fixtures/c/locality.c (linked list vs array, array of \
+                  structs vs struct of arrays, scattered vs bulk allocation, each in its own \
+                  function), labelled as hardware counters or, on a machine without a PMU \
+                  like this one, as simulated by cachegrind.",
         fixtures: &[],
-        source: Source::NotBuilt {
-            file: "cache",
-            tool: "memtrace cache",
-            issue: 7,
-        },
+        source: Source::Cache,
     },
     ChartPlan {
         title: "Swap, faults and memory pressure over time",
@@ -171,7 +161,7 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
 
     let mut sections = Vec::new();
     let mut files = Vec::new();
-    let mut skipped = Vec::new();
+    let skipped: Vec<(String, String)> = Vec::new();
     for plan in CHARTS {
         let mut figures = Vec::new();
         match plan.source {
@@ -193,15 +183,44 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
                     files.push(file);
                 }
             }
+            Source::Cache => {
+                let exe = util::compile(paths, "cc", &["-O2", "-g"], "c/locality.c", "locality")?;
+                let path = dir.join("cache.svg");
+                let svg_rel = rel(&paths.report, &path);
+                let exe_rel = rel(&paths.report, &exe);
+                let args = ["cache", "--svg", &svg_rel, "--", &exe_rel, "all", "20000"];
+                let mut cmd = Command::new(&paths.memtrace);
+                cmd.args(args).current_dir(&paths.report);
+                let shown = format!("memtrace {}", args.join(" "));
+                eprintln!("xtask: (in {}) {shown}", paths.report.display());
+                util::output(&mut cmd).with_context(|| format!("`{shown}` failed"))?;
+                if !path.is_file() {
+                    anyhow::bail!("`{shown}` wrote no {}", path.display());
+                }
+                figures.push(Figure {
+                    file: svg_rel,
+                    title: format!("{}: locality, 20000 values", plan.title),
+                    caption: String::new(),
+                    command: shown,
+                });
+                files.push(path);
+            }
             Source::Swap => {
-                let walker =
-                    util::compile(paths, "cc", &["-O2", "-g"], "c/walker.c", "walker")?;
+                let walker = util::compile(paths, "cc", &["-O2", "-g"], "c/walker.c", "walker")?;
                 let path = dir.join("swap.svg");
                 let svg_rel = rel(&paths.report, &path);
                 let walker_rel = rel(&paths.report, &walker);
                 let args = [
-                    "swap", "--interval", "100", "--svg", &svg_rel, "--", &walker_rel, "anon",
-                    "64", "2",
+                    "swap",
+                    "--interval",
+                    "100",
+                    "--svg",
+                    &svg_rel,
+                    "--",
+                    &walker_rel,
+                    "anon",
+                    "64",
+                    "2",
                 ];
                 let mut cmd = Command::new(&paths.memtrace);
                 cmd.args(args).current_dir(&paths.report);
@@ -218,21 +237,6 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
                     command: shown,
                 });
                 files.push(path);
-            }
-            Source::NotBuilt { file, tool, issue } => {
-                let reason = format!("tool not built yet ({tool}, issue #{issue})");
-                let svg = memtrace_plot::skipped(plan.title, &reason)?;
-                let path = dir.join(format!("{file}.svg"));
-                std::fs::write(&path, svg)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                figures.push(Figure {
-                    file: rel(&paths.report, &path),
-                    title: plan.title.to_string(),
-                    caption: format!("Skipped: {reason}."),
-                    command: format!("cargo xtask report (placeholder until {tool} exists)"),
-                });
-                files.push(path);
-                skipped.push((plan.title.to_string(), reason));
             }
         }
         sections.push(Section {
