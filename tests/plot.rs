@@ -47,6 +47,7 @@ fn sites() -> &'static Sites {
                 "charts/frag.svg",
                 "charts/policies.svg",
                 "charts/flame.svg",
+                "charts/leaks.svg",
                 "charts/index.html"
             ]
         );
@@ -307,7 +308,7 @@ fn index_page(dir: &Path) -> (Vec<String>, Vec<String>) {
 fn the_index_page_shows_every_chart_with_its_command() {
     let dir = &sites().charts;
     let (images, commands) = index_page(dir);
-    let names = ["heap", "sizes", "latency", "frag", "policies", "flame"];
+    let names = ["heap", "sizes", "latency", "frag", "policies", "flame", "leaks"];
     let expected: Vec<String> = names.iter().map(|n| format!("{n}.svg")).collect();
     assert_eq!(images, expected);
     for img in &images {
@@ -335,7 +336,7 @@ fn the_index_page_loads_every_chart_in_headless_chromium() {
     assert_eq!(
         check,
         browser::PageCheck {
-            loaded: 6,
+            loaded: 7,
             broken: vec![]
         }
     );

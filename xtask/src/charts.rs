@@ -185,58 +185,29 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
             }
             Source::Cache => {
                 let exe = util::compile(paths, "cc", &["-O2", "-g"], "c/locality.c", "locality")?;
-                let path = dir.join("cache.svg");
-                let svg_rel = rel(&paths.report, &path);
-                let exe_rel = rel(&paths.report, &exe);
-                let args = ["cache", "--svg", &svg_rel, "--", &exe_rel, "all", "20000"];
-                let mut cmd = Command::new(&paths.memtrace);
-                cmd.args(args).current_dir(&paths.report);
-                let shown = format!("memtrace {}", args.join(" "));
-                eprintln!("xtask: (in {}) {shown}", paths.report.display());
-                util::output(&mut cmd).with_context(|| format!("`{shown}` failed"))?;
-                if !path.is_file() {
-                    anyhow::bail!("`{shown}` wrote no {}", path.display());
-                }
-                figures.push(Figure {
-                    file: svg_rel,
-                    title: format!("{}: locality, 20000 values", plan.title),
-                    caption: String::new(),
-                    command: shown,
-                });
-                files.push(path);
+                let (figure, file) = tool_chart(
+                    paths,
+                    &dir,
+                    ("cache", &["cache"]),
+                    &exe,
+                    &["all", "20000"],
+                    format!("{}: locality, 20000 values", plan.title),
+                )?;
+                figures.push(figure);
+                files.push(file);
             }
             Source::Swap => {
-                let walker = util::compile(paths, "cc", &["-O2", "-g"], "c/walker.c", "walker")?;
-                let path = dir.join("swap.svg");
-                let svg_rel = rel(&paths.report, &path);
-                let walker_rel = rel(&paths.report, &walker);
-                let args = [
-                    "swap",
-                    "--interval",
-                    "100",
-                    "--svg",
-                    &svg_rel,
-                    "--",
-                    &walker_rel,
-                    "anon",
-                    "64",
-                    "2",
-                ];
-                let mut cmd = Command::new(&paths.memtrace);
-                cmd.args(args).current_dir(&paths.report);
-                let shown = format!("memtrace {}", args.join(" "));
-                eprintln!("xtask: (in {}) {shown}", paths.report.display());
-                util::output(&mut cmd).with_context(|| format!("`{shown}` failed"))?;
-                if !path.is_file() {
-                    anyhow::bail!("`{shown}` wrote no {}", path.display());
-                }
-                figures.push(Figure {
-                    file: svg_rel,
-                    title: format!("{}: walker, 64 MiB", plan.title),
-                    caption: String::new(),
-                    command: shown,
-                });
-                files.push(path);
+                let exe = util::compile(paths, "cc", &["-O2", "-g"], "c/walker.c", "walker")?;
+                let (figure, file) = tool_chart(
+                    paths,
+                    &dir,
+                    ("swap", &["swap", "--interval", "100"]),
+                    &exe,
+                    &["anon", "64", "2"],
+                    format!("{}: walker, 64 MiB", plan.title),
+                )?;
+                figures.push(figure);
+                files.push(file);
             }
         }
         sections.push(Section {
@@ -250,6 +221,39 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
         files,
         skipped,
     })
+}
+
+/// Runs `memtrace TOOL_ARGS --svg charts/STEM.svg -- PROGRAM PROGRAM_ARGS`
+/// in the report directory: the chart of a tool that watches a program.
+fn tool_chart(
+    paths: &Paths,
+    dir: &Path,
+    (stem, tool_args): (&str, &[&str]),
+    program: &Path,
+    program_args: &[&str],
+    title: String,
+) -> Result<(Figure, PathBuf)> {
+    let path = dir.join(format!("{stem}.svg"));
+    let svg_rel = rel(&paths.report, &path);
+    let program_rel = rel(&paths.report, program);
+    let mut args: Vec<&str> = tool_args.to_vec();
+    args.extend(["--svg", &svg_rel, "--", &program_rel]);
+    args.extend(program_args);
+    let mut cmd = Command::new(&paths.memtrace);
+    cmd.args(&args).current_dir(&paths.report);
+    let shown = format!("memtrace {}", args.join(" "));
+    eprintln!("xtask: (in {}) {shown}", paths.report.display());
+    util::output(&mut cmd).with_context(|| format!("`{shown}` failed"))?;
+    if !path.is_file() {
+        anyhow::bail!("`{shown}` wrote no {}", path.display());
+    }
+    let figure = Figure {
+        file: svg_rel,
+        title,
+        caption: String::new(),
+        command: shown,
+    };
+    Ok((figure, path))
 }
 
 /// The page's introduction.

@@ -128,21 +128,23 @@ pub(crate) fn readable_mappings() -> Vec<Mapping> {
     parse_maps(&text)
 }
 
+/// The lines of a maps file: `(start, end, permissions, path)`.
+pub(crate) fn maps_lines(text: &str) -> impl Iterator<Item = (u64, u64, &str, &str)> {
+    text.lines().filter_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (range, perms) = (fields.next()?, fields.next()?);
+        let path = fields.nth(3).unwrap_or("");
+        let (s, e) = range.split_once('-')?;
+        let start = u64::from_str_radix(s, 16).ok()?;
+        let end = u64::from_str_radix(e, 16).ok()?;
+        Some((start, end, perms, path))
+    })
+}
+
 fn parse_maps(text: &str) -> Vec<Mapping> {
     let mut out = Vec::new();
     let mut guard_end = None;
-    for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        let path = fields.nth(3).unwrap_or("");
-        let Some((s, e)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
-            continue;
-        };
+    for (start, end, perms, path) in maps_lines(text) {
         let above_guard = guard_end == Some(start);
         guard_end = perms.starts_with("---").then_some(end);
         if !perms.starts_with('r') || path.starts_with("[v") {

@@ -17,19 +17,9 @@ use super::roots;
 /// for each pointer to an unreached block found outside unreached blocks.
 pub(crate) fn report(marker: &Marker, own: &[Range<u64>]) {
     let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let readable = roots::readable_mappings();
     let mut n_found = 0u64;
-    for line in text.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
-            continue;
-        };
-        let path = fields.nth(3).unwrap_or("");
-        let Some((s, e)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) else {
-            continue;
-        };
+    for (start, end, perms, path) in roots::maps_lines(&text) {
         if !perms.starts_with('r') || path.starts_with("[v") {
             continue;
         }
@@ -42,7 +32,7 @@ pub(crate) fn report(marker: &Marker, own: &[Range<u64>]) {
             continue;
         }
         let mut clamped = Vec::new();
-        roots::push_clamped(&roots::readable_mappings(), start..end, &mut clamped);
+        roots::push_clamped(&readable, start..end, &mut clamped);
         for r in clamped {
             let mut p = r.start;
             while p + 8 <= r.end {
