@@ -308,7 +308,9 @@ fn index_page(dir: &Path) -> (Vec<String>, Vec<String>) {
 fn the_index_page_shows_every_chart_with_its_command() {
     let dir = &sites().charts;
     let (images, commands) = index_page(dir);
-    let names = ["heap", "sizes", "latency", "frag", "policies", "flame", "leaks"];
+    let names = [
+        "heap", "sizes", "latency", "frag", "policies", "flame", "leaks",
+    ];
     let expected: Vec<String> = names.iter().map(|n| format!("{n}.svg")).collect();
     assert_eq!(images, expected);
     for img in &images {

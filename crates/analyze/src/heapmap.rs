@@ -577,9 +577,10 @@ pub fn analyze_with<R: std::io::Read>(
     let mut mmapped = Mmapped::default();
     let (mut live_bytes, mut n, mut n_allocs) = (0u64, 0u64, 0u64);
     let mut first_ts = None;
+    // Times are kept in ticks from the first heap event while reading and
+    // converted at the end, when every clock sync of the trace is known.
     while let Some(event) = reader.next_event()? {
         let ts = event.ts();
-        let first = *first_ts.get_or_insert(ts);
         let e = match event {
             Event::HeapRegions { regions, .. } => {
                 if let Some(r) = regions.iter().find(|r: &&Region| r.kind == 0) {
@@ -592,6 +593,7 @@ pub fn analyze_with<R: std::io::Read>(
             _ => continue,
         };
         let Some(func) = e.func() else { continue };
+        let first = *first_ts.get_or_insert(ts);
         n += 1;
         let op = func.op();
         if op == Op::Free || (op == Op::Realloc && (e.addr != 0 || e.size == 0) && e.old_addr != 0)
@@ -622,10 +624,9 @@ pub fn analyze_with<R: std::io::Read>(
         }
         let later = stats.later.after(n_allocs).unwrap_or(u64::MAX);
         let at = |layout: &Layout, later: u64| {
-            let time_ns = reader.clock().duration_ns(ts.saturating_sub(first));
             outside(
                 HeapPoint {
-                    time_ns,
+                    time_ns: ts.saturating_sub(first),
                     ..layout.point(live_bytes, later, &live)
                 },
                 layout,
@@ -640,9 +641,14 @@ pub fn analyze_with<R: std::io::Read>(
         if n % step == 0 {
             map.timeline.push(at(&layout, later));
         }
-        map.at_end.time_ns = reader.clock().duration_ns(ts.saturating_sub(first));
+        map.at_end.time_ns = ts.saturating_sub(first);
     }
-    let end_time = map.at_end.time_ns;
+    let clock = reader.clock();
+    map.at_peak.time_ns = clock.duration_ns(map.at_peak.time_ns);
+    for p in &mut map.timeline {
+        p.time_ns = clock.duration_ns(p.time_ns);
+    }
+    let end_time = clock.duration_ns(map.at_end.time_ns);
     // No request comes after the end: "useless" is only defined before it.
     map.at_end = outside(
         HeapPoint {

@@ -171,7 +171,7 @@ pub(crate) fn scan(
     // Lost blocks are referenced by nobody: the other threads may run again.
     let edges = marker.unreached_edges();
     if std::env::var_os("MEMTRACE_LEAK_SCAN_VERIFY").is_some_and(|v| v != "0") {
-        verify::report(&marker, &own);
+        verify::report(&marker, &own, skip_stacks);
     }
     let scanned = blocks
         .iter()

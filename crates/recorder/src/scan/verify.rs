@@ -3,6 +3,7 @@
 //! unreached blocks, and each unreached block that is named somewhere is
 //! printed on stderr with where. A block reported lost while a global still
 //! points at it would show up here. Left out: the recorder's own memory and
+//! its writer thread's stack (event data), and
 //! glibc's heap mappings (a pointer inside a live block is followed by the
 //! marking anyway; outside them the heap is free memory with stale data).
 
@@ -15,7 +16,7 @@ use super::roots;
 
 /// Prints `memtrace-verify: BLOCK referenced from ADDR in START-END PATH`
 /// for each pointer to an unreached block found outside unreached blocks.
-pub(crate) fn report(marker: &Marker, own: &[Range<u64>]) {
+pub(crate) fn report(marker: &Marker, own: &[Range<u64>], recorder_stacks: &[u64]) {
     let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let readable = roots::readable_mappings();
     let mut n_found = 0u64;
@@ -23,7 +24,9 @@ pub(crate) fn report(marker: &Marker, own: &[Range<u64>]) {
         if !perms.starts_with('r') || path.starts_with("[v") {
             continue;
         }
-        if own.iter().any(|o| o.start < end && start < o.end) {
+        if own.iter().any(|o| o.start < end && start < o.end)
+            || recorder_stacks.iter().any(|sp| (start..end).contains(sp))
+        {
             continue;
         }
         // The heap outside live blocks is free memory full of stale copies;
