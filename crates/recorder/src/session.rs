@@ -713,24 +713,33 @@ pub(crate) fn finish_after_signal(sig: i32) {
         };
         if let Some(ws) = slot.as_mut().and_then(|s| s.as_mut()) {
             drain(ws, true);
-            let n_nodes = INTERNER.lock().n_nodes();
-            if let Some(mut w) = ws.writer.take() {
-                let note = format!(
-                    "the program was killed by {} (signal {sig}); everything before it was recorded",
-                    crate::crash::signal_name(sig)
-                );
-                let trailer = Trailer {
-                    ts: ticks(),
-                    n_events: ws.n_events,
-                    n_stack_nodes: n_nodes,
-                    n_threads: ws.n_threads,
-                    n_dropped: 0,
-                };
-                let _ = w.note(&note).and_then(|_| w.finish(&trailer));
-            }
+            let note = format!(
+                "the program was killed by {} (signal {sig}); everything before it was recorded",
+                crate::crash::signal_name(sig)
+            );
+            // No message on failure: printing allocates, and the program is dying.
+            let _ = end_trace(ws, Some(&note));
         }
     }
     thread::leave();
+}
+
+/// Writes `note` (if any) and the trailer, and closes the trace.
+fn end_trace(ws: &mut WriterState, note: Option<&str>) -> io::Result<()> {
+    let Some(mut w) = ws.writer.take() else {
+        return Ok(());
+    };
+    if let Some(note) = note {
+        w.note(note)?;
+    }
+    let trailer = Trailer {
+        ts: ticks(),
+        n_events: ws.n_events,
+        n_stack_nodes: INTERNER.lock().n_nodes(),
+        n_threads: ws.n_threads,
+        n_dropped: 0,
+    };
+    w.finish(&trailer).map(drop)
 }
 
 /// [`finish`], with the leak scan when `exit` says where the program stood.
@@ -748,7 +757,6 @@ fn finish_with(exit: Option<&ExitContext>) {
         let mut slot = WRITER.lock();
         if let Some(ws) = slot.as_mut() {
             drain(ws, true);
-            let n_nodes = INTERNER.lock().n_nodes();
             if let (Some(exit), Some(live), Some(w)) = (exit, ws.live.as_ref(), ws.writer.as_mut())
             {
                 let writer_tid = WRITER_TID.load(Ordering::Relaxed);
@@ -762,17 +770,8 @@ fn finish_with(exit: Option<&ExitContext>) {
                     eprintln!("memtrace: writing the leak scan failed: {e}");
                 }
             }
-            if let Some(w) = ws.writer.take() {
-                let trailer = Trailer {
-                    ts: ticks(),
-                    n_events: ws.n_events,
-                    n_stack_nodes: n_nodes,
-                    n_threads: ws.n_threads,
-                    n_dropped: 0,
-                };
-                if let Err(e) = w.finish(&trailer) {
-                    eprintln!("memtrace: writing the trace failed: {e}");
-                }
+            if let Err(e) = end_trace(ws, None) {
+                eprintln!("memtrace: writing the trace failed: {e}");
             }
         }
     }

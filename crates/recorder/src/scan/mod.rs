@@ -17,7 +17,7 @@ mod verify;
 
 use std::ops::Range;
 
-use memtrace_format::{LeakScan, Reach, ScannedBlock};
+use memtrace_format::{LeakScan, ScannedBlock};
 
 use crate::clock::{monotonic_ns, ticks};
 use crate::live::LiveBlocks;
@@ -183,7 +183,6 @@ pub(crate) fn scan(
             reach,
         })
         .collect();
-    debug_assert!(marker.reach.iter().all(|r| *r <= Reach::Start));
     LeakScan {
         ts,
         duration_ns: monotonic_ns().saturating_sub(started_ns),
