@@ -18,7 +18,7 @@ use clap::Args;
 use memtrace_analyze::symbols::Symbols;
 use memtrace_cache::cachegrind::{self, Simulation};
 use memtrace_cache::chart::{BarGroup, MissChart};
-use memtrace_cache::counters::{self, CountedRun, Outcome, Plan, Source};
+use memtrace_cache::counters::{self, CountedRun, EventKind, Outcome, Plan, Source};
 use memtrace_cache::derived::{derive, Derived};
 use memtrace_cache::phases::{PhaseCollector, PhaseCounts};
 use memtrace_cache::scatter::{ScatterReplay, StackScatter};
@@ -121,6 +121,7 @@ pub fn cache(args: CacheArgs) -> Result<ExitCode> {
                 .env("LD_PRELOAD", preload)
                 .env("MEMTRACE_OUTPUT", path)
                 .env("MEMTRACE_NO_FOLLOW", "1")
+                .env("MEMTRACE_PHASE_COUNTERS", "all")
                 .env_remove("MEMTRACE_DISABLE");
         }
         let counted = counters::run_command_counted(&Plan::all(), &mut command)
@@ -312,7 +313,7 @@ fn render_text(f: &Findings, top: usize) -> String {
     if let Some(phases) = &f.phases {
         let _ = writeln!(
             out,
-            "\nPhases (recorder's getrusage counters, whole process; hardware per phase: not recorded):"
+            "\nPhases (recorder's getrusage counters, whole process):"
         );
         if phases.is_empty() {
             let _ = writeln!(out, "  none (the program called no memtrace_phase)");
@@ -328,6 +329,7 @@ fn render_text(f: &Findings, top: usize) -> String {
                 .collect();
             let _ = writeln!(out, "  {:<16} {}", p.name, cells.join(", "));
         }
+        render_phase_perf(&mut out, phases);
     }
     if let Some(sites) = &f.scatter {
         let _ = writeln!(
@@ -375,34 +377,59 @@ fn render_text(f: &Findings, top: usize) -> String {
     out
 }
 
+/// The recorder's per-phase `perf_event_open` counts: a row per phase of
+/// the measured ones, then each unsupported counter once with its reason.
+fn render_phase_perf(out: &mut String, phases: &[PhaseCounts]) {
+    if phases.iter().all(|p| p.perf.is_empty()) {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nPhases (perf_event_open in the recorder: the marking thread and the threads it started):"
+    );
+    let measured_anywhere = |kind: EventKind| {
+        phases.iter().any(|p| {
+            p.perf
+                .iter()
+                .any(|(k, o)| *k == kind && matches!(o, Outcome::Measured(_)))
+        })
+    };
+    let mut unsupported: Vec<(EventKind, String)> = Vec::new();
+    for p in phases {
+        let mut cells = Vec::new();
+        for (kind, outcome) in &p.perf {
+            match outcome {
+                Outcome::Measured(m) => {
+                    let mut cell = format!("{} {}", kind.name(), m.scaled);
+                    if m.time_running_ns < m.time_enabled_ns {
+                        let _ = write!(cell, " (scaled, ran {:.0}%)", m.running_share() * 100.0);
+                    }
+                    cells.push(cell);
+                }
+                Outcome::NeverRan => cells.push(format!("{} never scheduled", kind.name())),
+                Outcome::Unavailable(why) if measured_anywhere(*kind) => {
+                    cells.push(format!("{} not measured ({why})", kind.name()));
+                }
+                Outcome::Unavailable(why) => {
+                    if !unsupported.iter().any(|(k, _)| k == kind) {
+                        unsupported.push((*kind, why.clone()));
+                    }
+                }
+            }
+        }
+        let _ = writeln!(out, "  {:<16} {}", p.name, cells.join(", "));
+    }
+    for (kind, why) in unsupported {
+        let _ = writeln!(out, "  {:<22} unsupported  {why}", kind.name());
+    }
+}
+
 fn to_json(f: &Findings) -> Value {
     let counters = f.counted.as_ref().map(|run| {
         let events: Vec<Value> = run
             .events
             .iter()
-            .map(|e| {
-                let source = match e.kind.source() {
-                    Source::Hardware => "hardware",
-                    Source::Software => "software",
-                };
-                match &e.outcome {
-                    Outcome::Measured(m) => json!({
-                        "name": e.name, "source": source, "status": "measured",
-                        "value": m.scaled, "raw": m.raw,
-                        "time_enabled_ns": m.time_enabled_ns,
-                        "time_running_ns": m.time_running_ns,
-                        "user_only": m.user_only,
-                    }),
-                    Outcome::NeverRan => json!({
-                        "name": e.name, "source": source, "status": "not_counted",
-                        "reason": "never scheduled on a counter",
-                    }),
-                    Outcome::Unavailable(why) => json!({
-                        "name": e.name, "source": source, "status": "unsupported",
-                        "reason": why,
-                    }),
-                }
-            })
+            .map(|e| outcome_json(e.kind, &e.outcome))
             .collect();
         let exit = run.status.code();
         json!({
@@ -446,7 +473,12 @@ fn to_json(f: &Findings) -> Value {
                     .iter()
                     .map(|(n, d)| (n.clone(), d.map_or(Value::Null, |v| json!(v))))
                     .collect();
-                json!({"name": p.name, "start_ts": p.start_ts, "end_ts": p.end_ts, "counters": counters})
+                let perf: Vec<Value> = p
+                    .perf
+                    .iter()
+                    .map(|(kind, outcome)| outcome_json(*kind, outcome))
+                    .collect();
+                json!({"name": p.name, "start_ts": p.start_ts, "end_ts": p.end_ts, "counters": counters, "perf": perf})
             })
             .collect::<Vec<_>>()
     });
@@ -475,9 +507,44 @@ fn to_json(f: &Findings) -> Value {
     })
 }
 
-/// Misses per phase where hardware counted them... which the recorder does
-/// not do yet; so: hardware totals for the run, or simulated misses per
-/// function (the fixtures keep each pattern in its own function).
+/// One counter's outcome as JSON: measured with its multiplexing times, not
+/// counted, or unsupported with the reason.
+fn outcome_json(kind: EventKind, outcome: &Outcome) -> Value {
+    let name = kind.name();
+    let source = match kind.source() {
+        Source::Hardware => "hardware",
+        Source::Software => "software",
+    };
+    match outcome {
+        Outcome::Measured(m) => json!({
+            "name": name, "source": source, "status": "measured",
+            "value": m.scaled, "raw": m.raw,
+            "time_enabled_ns": m.time_enabled_ns,
+            "time_running_ns": m.time_running_ns,
+            "user_only": m.user_only,
+        }),
+        Outcome::NeverRan => json!({
+            "name": name, "source": source, "status": "not_counted",
+            "reason": "never scheduled on a counter",
+        }),
+        Outcome::Unavailable(why) => json!({
+            "name": name, "source": source, "status": "unsupported",
+            "reason": why,
+        }),
+    }
+}
+
+/// The miss events a chart shows, in order.
+const MISS_EVENTS: [EventKind; 4] = [
+    EventKind::L1dLoadMisses,
+    EventKind::LlcLoadMisses,
+    EventKind::CacheMisses,
+    EventKind::DtlbLoadMisses,
+];
+
+/// Misses per phase where hardware counted them in the recorder; else
+/// hardware totals for the run; else simulated misses per function (the
+/// fixtures keep each pattern in its own function).
 fn chart(f: &Findings, command: &[OsString], top: usize) -> Option<MissChart> {
     let program = command
         .first()
@@ -492,13 +559,36 @@ fn chart(f: &Findings, command: &[OsString], top: usize) -> Option<MissChart> {
             words.join(" ")
         })
         .unwrap_or_default();
-    if let Some(run) = f.counted.as_ref().filter(|r| r.any_hardware()) {
-        use memtrace_cache::counters::EventKind::*;
-        let values: Vec<(String, u64)> =
-            [L1dLoadMisses, LlcLoadMisses, CacheMisses, DtlbLoadMisses]
+    let phase_groups: Vec<BarGroup> = f
+        .phases
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            let values: Vec<(String, u64)> = MISS_EVENTS
                 .into_iter()
-                .filter_map(|k| Some((k.name().to_string(), run.value(k)?)))
+                .filter_map(|k| {
+                    let (_, outcome) = p.perf.iter().find(|(kind, _)| *kind == k)?;
+                    Some((k.name().to_string(), outcome.value()?))
+                })
                 .collect();
+            (!values.is_empty()).then(|| BarGroup {
+                label: p.name.clone(),
+                values,
+            })
+        })
+        .collect();
+    if !phase_groups.is_empty() {
+        return Some(MissChart {
+            title: format!("misses per phase of {program}"),
+            source: "hardware counters, per phase".into(),
+            groups: phase_groups,
+        });
+    }
+    if let Some(run) = f.counted.as_ref().filter(|r| r.any_hardware()) {
+        let values: Vec<(String, u64)> = MISS_EVENTS
+            .into_iter()
+            .filter_map(|k| Some((k.name().to_string(), run.value(k)?)))
+            .collect();
         if !values.is_empty() {
             return Some(MissChart {
                 title: format!("misses of {program}"),

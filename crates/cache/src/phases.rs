@@ -1,16 +1,23 @@
 //! Per-phase counter deltas from a trace's `PHASE` records.
 //!
-//! The recorder reads its counters (today `getrusage`: minor and major
-//! faults, voluntary and involuntary context switches of the whole process)
-//! at every `memtrace_phase("name")`. A phase runs from its record to the
-//! next one; an empty name ends the current phase without starting another.
-//! A phase still open at the end of the trace is closed by the last resource
-//! sample, which has the fault counts only; its other counters are absent.
+//! The recorder reads its counters at every `memtrace_phase("name")`:
+//! always `getrusage` (minor and major faults, voluntary and involuntary
+//! context switches of the whole process), and the `perf_event_open`
+//! counters that `MEMTRACE_PHASE_COUNTERS` asked for (`perf:NAME` with their
+//! enabled and running times, or the errno that refused them). A phase runs
+//! from its record to the next one; an empty name ends the current phase
+//! without starting another. A phase still open at the end of the trace is
+//! closed by the last resource sample, which has the fault counts only; its
+//! other counters are absent.
 
+use memtrace_counters::{explain_errno, EventKind, Outcome, Reading};
 use memtrace_format::{Event, Phase, ResourceSample};
 
+/// Prefix of the recorder's `perf_event_open` counters in a phase record.
+const PERF: &str = "perf:";
+
 /// One phase and what its counters moved by.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PhaseCounts {
     /// The phase name.
     pub name: String,
@@ -18,9 +25,14 @@ pub struct PhaseCounts {
     pub start_ts: u64,
     /// End timestamp, in ticks (the next boundary, or the last sample).
     pub end_ts: u64,
-    /// `(counter, delta)`, in the order the recorder wrote them; `None` when
-    /// the phase end has no reading of that counter.
+    /// `(counter, delta)` of the `getrusage` counters, in the order the
+    /// recorder wrote them; `None` when the phase end has no reading of that
+    /// counter.
     pub deltas: Vec<(String, Option<u64>)>,
+    /// The `perf_event_open` counters, measured over the phase (scaled for
+    /// multiplexing by the phase's own enabled and running times), or why
+    /// not; empty when the recording asked for none.
+    pub perf: Vec<(EventKind, Outcome)>,
 }
 
 impl PhaseCounts {
@@ -69,20 +81,88 @@ impl PhaseCollector {
             let deltas = start
                 .counters
                 .iter()
+                .filter(|(name, _)| !name.starts_with(PERF))
                 .map(|(name, begin)| {
                     let delta = end_value(name).and_then(|end| end.checked_sub(*begin));
                     (name.clone(), delta)
                 })
                 .collect();
+            let perf = perf_outcomes(start, &end);
             phases.push(PhaseCounts {
                 name: start.name.clone(),
                 start_ts: start.ts,
                 end_ts,
                 deltas,
+                perf,
             });
         }
         phases
     }
+}
+
+/// The phase's `perf:` events, in the order the recorder wrote them.
+fn perf_outcomes(start: &Phase, end: &End) -> Vec<(EventKind, Outcome)> {
+    let value = |name: &str| {
+        start
+            .counters
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+    };
+    let paranoid = value("perf:paranoid").map(|v| v as i64 as i32);
+    let mut out = Vec::new();
+    for (name, _) in &start.counters {
+        let Some(rest) = name.strip_prefix(PERF) else {
+            continue;
+        };
+        let (event, suffix) = rest.split_once(':').unwrap_or((rest, ""));
+        let Some(kind) = EventKind::from_name(event) else {
+            continue;
+        };
+        let outcome = match suffix {
+            "errno" => Outcome::Unavailable(explain_errno(
+                kind,
+                value(name).unwrap_or(0) as i32,
+                paranoid,
+            )),
+            "" => {
+                let reading = |at: &dyn Fn(&str) -> Option<u64>| {
+                    Some(Reading {
+                        raw: at(&format!("{PERF}{event}"))?,
+                        time_enabled_ns: at(&format!("{PERF}{event}:enabled-ns"))?,
+                        time_running_ns: at(&format!("{PERF}{event}:running-ns"))?,
+                    })
+                };
+                let begin = reading(&|n| value(n));
+                let finish = reading(&|n| end.value(n));
+                match (begin, finish) {
+                    (Some(b), Some(f)) => match difference(b, f) {
+                        Some(delta) => {
+                            let user_only = value(&format!("{PERF}{event}:user-only")).is_some();
+                            Outcome::of(delta, user_only)
+                        }
+                        None => Outcome::Unavailable(
+                            "the counter went backwards (read by another process?)".into(),
+                        ),
+                    },
+                    _ => Outcome::Unavailable(
+                        "not read at the phase's end (no later memtrace_phase)".into(),
+                    ),
+                }
+            }
+            _ => continue,
+        };
+        out.push((kind, outcome));
+    }
+    out
+}
+
+fn difference(begin: Reading, end: Reading) -> Option<Reading> {
+    Some(Reading {
+        raw: end.raw.checked_sub(begin.raw)?,
+        time_enabled_ns: end.time_enabled_ns.checked_sub(begin.time_enabled_ns)?,
+        time_running_ns: end.time_running_ns.checked_sub(begin.time_running_ns)?,
+    })
 }
 
 /// Where a phase's counters were last read.
@@ -159,5 +239,80 @@ mod tests {
         assert_eq!(phases[2].delta("minor-faults"), Some(20));
         assert_eq!(phases[2].delta("voluntary-switches"), None);
         assert_eq!(phases[2].end_ts, 50);
+    }
+
+    fn perf_phase(ts: u64, name: &str, cycles: (u64, u64, u64)) -> Event {
+        Event::Phase(Phase {
+            ts,
+            tid: 1,
+            name: name.into(),
+            counters: vec![
+                ("minor-faults".into(), 0),
+                ("perf:cycles".into(), cycles.0),
+                ("perf:cycles:enabled-ns".into(), cycles.1),
+                ("perf:cycles:running-ns".into(), cycles.2),
+                ("perf:LLC-loads:errno".into(), libc::ENOENT as u64),
+                ("perf:paranoid".into(), 2),
+            ],
+        })
+    }
+
+    #[test]
+    fn perf_counters_are_scaled_by_each_phases_own_running_time() {
+        let mut c = PhaseCollector::default();
+        for e in [
+            // "list": 1000 cycles counted in 50 of its 100 ns -> 2000.
+            perf_phase(10, "list", (500, 1000, 1000)),
+            // "array": 300 cycles, counted all its 100 ns -> 300.
+            perf_phase(20, "array", (1500, 1100, 1050)),
+            perf_phase(30, "tail", (1800, 1200, 1150)),
+        ] {
+            c.apply(&e);
+        }
+        let phases = c.finish();
+        assert_eq!(phases.len(), 3);
+        // rusage counters stay apart from perf counters.
+        assert_eq!(
+            phases[0].deltas,
+            vec![("minor-faults".to_string(), Some(0))]
+        );
+        assert_eq!(phases[0].perf.len(), 2);
+        let (kind, cycles) = &phases[0].perf[0];
+        assert_eq!(*kind, EventKind::Cycles);
+        let Outcome::Measured(m) = cycles else {
+            panic!("{cycles:?}")
+        };
+        assert_eq!((m.raw, m.scaled), (1000, 2000));
+        let Outcome::Measured(m) = &phases[1].perf[0].1 else {
+            panic!()
+        };
+        assert_eq!((m.raw, m.scaled, m.time_running_ns), (300, 300, 100));
+        let (kind, llc) = &phases[0].perf[1];
+        assert_eq!(*kind, EventKind::LlcLoads);
+        let Outcome::Unavailable(why) = llc else {
+            panic!("{llc:?}")
+        };
+        assert!(why.starts_with("ENOENT: no PMU"), "{why}");
+        // The last phase has no later boundary: not measured, and said so.
+        assert!(
+            matches!(&phases[2].perf[0].1, Outcome::Unavailable(w) if w.contains("phase's end"))
+        );
+    }
+
+    #[test]
+    fn multiplexed_phase_counts_are_scaled() {
+        let mut c = PhaseCollector::default();
+        for e in [
+            perf_phase(10, "half", (0, 0, 0)),
+            perf_phase(20, "", (1000, 100, 50)),
+        ] {
+            c.apply(&e);
+        }
+        let phases = c.finish();
+        let Outcome::Measured(m) = &phases[0].perf[0].1 else {
+            panic!()
+        };
+        assert_eq!((m.raw, m.scaled), (1000, 2000));
+        assert_eq!(m.running_share(), 0.5);
     }
 }

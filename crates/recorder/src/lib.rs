@@ -69,6 +69,7 @@ mod live;
 mod maps;
 mod modules;
 mod own_memory;
+mod phase_counters;
 mod resources;
 mod ring;
 mod scan;
@@ -94,12 +95,19 @@ pub use stats::{stats, Stats};
 pub use tracking::Tracking;
 
 /// Marks the start of a named phase; it lands in the trace with the
-/// process's page-fault and context-switch counts at that moment.
+/// process's page-fault and context-switch counts at that moment, and the
+/// performance counters `MEMTRACE_PHASE_COUNTERS` asks for (see
+/// `phase_counters`). An empty name ends the current phase.
 pub fn phase(name: &str) {
     if !session::is_recording() || !thread::enter() {
         return;
     }
-    session::push_phase(name, rusage_counters());
+    // The thread's recording state (its ring: megabytes of first-touched
+    // pages) is made before the counters are read, not inside the phase.
+    thread::current();
+    let mut counters = rusage_counters();
+    phase_counters::read_into(&mut counters);
+    session::push_phase(name, counters);
     thread::leave();
 }
 
@@ -191,6 +199,7 @@ pub fn read_env_options() {
     TIMING.store(timing, Ordering::Relaxed);
     let leak_scan = std::env::var_os("MEMTRACE_LEAK_SCAN").is_none_or(|v| v != "0");
     LEAK_SCAN.store(leak_scan, Ordering::Relaxed);
+    phase_counters::read_env();
 }
 
 /// Declares the address range of the recorder's own code, whose frames are
