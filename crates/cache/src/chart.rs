@@ -92,7 +92,7 @@ impl MissChart {
             .x_label_area_size(40)
             .y_label_area_size(80)
             .build_cartesian_2d(0f64..n_groups as f64, 0f64..max as f64 * 1.1)?;
-        let labels: Vec<String> = self.groups.iter().map(|g| g.label.clone()).collect();
+        let labels: Vec<String> = self.groups.iter().map(|g| short_label(&g.label)).collect();
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -136,8 +136,31 @@ impl MissChart {
     }
 }
 
+/// The longest x-axis label that fits under a group's bars.
+const MAX_LABEL: usize = 20;
+
+/// `label`, cut to [`MAX_LABEL`] characters with an ellipsis, so that long
+/// function names do not run into their neighbours.
+fn short_label(label: &str) -> String {
+    if label.chars().count() <= MAX_LABEL {
+        label.to_string()
+    } else {
+        let cut: String = label.chars().take(MAX_LABEL - 1).collect();
+        format!("{cut}…")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_labels_are_cut_with_an_ellipsis() {
+        assert_eq!(super::short_label("traverse_list"), "traverse_list");
+        assert_eq!(
+            super::short_label("__memset_avx2_unaligned_erms"),
+            "__memset_avx2_unali…"
+        );
+    }
+
     use super::*;
 
     #[test]
