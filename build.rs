@@ -14,6 +14,7 @@ fn main() {
         "crates/recorder",
         "crates/format",
         "crates/unwind",
+        "crates/counters",
     ] {
         println!("cargo:rerun-if-changed={dir}/src");
         println!("cargo:rerun-if-changed={dir}/Cargo.toml");

@@ -195,6 +195,8 @@ pub(crate) struct WordLog {
     pub(crate) overflow: bool,
     /// The walk ended on a read outside the stack (not reproducible by a log).
     pub(crate) failed_read: bool,
+    /// The stack the walk read, `[lo, hi)`.
+    pub(crate) stack: (u64, u64),
 }
 
 /// Words a memoizable walk may read.
@@ -207,6 +209,7 @@ impl WordLog {
             len: 0,
             overflow: false,
             failed_read: false,
+            stack: (0, 0),
         }
     }
 }
@@ -224,6 +227,9 @@ fn unwind(
     mut log: Option<&mut WordLog>,
     poison: Option<&modules::ModuleList>,
 ) -> usize {
+    if let Some(log) = log.as_deref_mut() {
+        log.stack = (lo, hi);
+    }
     let mut read_stack = |addr: u64| -> Result<u64, ()> {
         if addr < lo || addr.checked_add(8).is_none_or(|end| end > hi) {
             if let Some(log) = log.as_deref_mut() {
@@ -242,10 +248,10 @@ fn unwind(
                 log.overflow = true;
             }
         }
-        // A poisoned walk sees 0 for every word that is not a code address
-        // (saved frame pointers, spilled data): see memo.rs.
+        // A poisoned walk sees 0 for every word that is neither a code
+        // address nor an address on this stack (spilled data): see memo.rs.
         Ok(match poison {
-            Some(modules) if !modules.is_code(value) => 0,
+            Some(modules) if !modules.is_code(value) && !(lo..hi).contains(&value) => 0,
             _ => value,
         })
     };

@@ -11,12 +11,21 @@
 //! Optimised code keeps data in rbp, and frames save it on the stack, so the
 //! starting `bp` and the saved copies change from call to call without
 //! affecting the frames. After a walk, a second walk starts from `bp = 0` and
-//! sees 0 for every word that is not a code address. framehop's x86-64
-//! rules use `bp` and saved words only as addresses to read from; a walk
-//! that used them would read near address 0, outside the stack, and differ.
-//! When the second walk reads the same addresses and finds the same frames,
-//! only the code-address words (the return addresses) are kept for checking,
-//! and the entry holds for any `bp`. Otherwise every word and `bp` are checked.
+//! sees 0 for every word that is neither a code address nor an address on
+//! this stack. framehop's x86-64 rules use `bp` and saved words only as
+//! addresses to read from; a walk that used a zeroed one would read near
+//! address 0, outside the stack, and differ. When the second walk reads the
+//! same addresses and finds the same frames, only the code-address and
+//! stack-address words (return addresses, saved frame pointers) are kept for
+//! checking, and the entry holds for any `bp`. Otherwise every word and `bp`
+//! are checked.
+//!
+//! Stack addresses are kept because a frame-pointer frame (glibc is built
+//! with frame pointers on Ubuntu 24.04 and Fedora) below optimised code finds
+//! its frame through a saved `bp`: zeroing those made every walk through such
+//! a frame depend on `bp`, and the memo missed on every call (measured: the
+//! recorder 12-15x slower than native on an Ubuntu-based VM, against 3x on
+//! Debian 12).
 
 use crate::fast::{self, WordLog, LOG_WORDS};
 use crate::modules;
@@ -147,9 +156,13 @@ pub(crate) fn lookup_or_walk(
         e.value = value;
         let code = modules::current();
         let mut kept = 0;
+        let (lo, hi) = log.stack;
         for &(addr, word) in &log.words[..log.len] {
-            // With `any_bp`, only the return addresses decide the frames.
-            if !any_bp || code.is_none_or(|m| m.is_code(word)) {
+            // With `any_bp`, only the return addresses and saved frame
+            // pointers decide the frames.
+            let kept_by_poisoned_walk =
+                code.is_none_or(|m| m.is_code(word)) || (lo..hi).contains(&word);
+            if !any_bp || kept_by_poisoned_walk {
                 e.words[kept] = (addr, word);
                 kept += 1;
             }
