@@ -4,6 +4,7 @@
 //! CI size). A run that does not end within its time limit is reported as
 //! a deadlock or hang, not waited for.
 
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,11 @@ pub struct StressArgs {
     /// Seconds a run may take before it counts as a deadlock.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Use this memtrace binary, this compiled fixture and this directory
+    /// for the traces (all three: nothing is built, cargo is not needed; for
+    /// a machine that has no toolchain).
+    #[arg(long, num_args = 3, value_names = ["MEMTRACE", "FIXTURE", "DIR"])]
+    prebuilt: Option<Vec<PathBuf>>,
 }
 
 /// How one run ended.
@@ -43,32 +49,38 @@ enum Outcome {
 }
 
 pub fn run(args: &StressArgs) -> Result<ExitCode> {
-    let paths = Paths::locate()?;
-    util::build_memtrace(&paths)?;
-    let exe = util::compile(
-        &paths,
-        "cc",
-        &["-O2", "-g", "-pthread"],
-        "c/stress_threads.c",
-        "stress_threads",
-    )?;
+    let (memtrace, exe, dir) = match args.prebuilt.as_deref() {
+        Some([memtrace, exe, dir]) => (memtrace.clone(), exe.clone(), dir.clone()),
+        _ => {
+            let paths = Paths::locate()?;
+            util::build_memtrace(&paths)?;
+            let exe = util::compile(
+                &paths,
+                "cc",
+                &["-O2", "-g", "-pthread"],
+                "c/stress_threads.c",
+                "stress_threads",
+            )?;
+            (paths.memtrace, exe, paths.traces.join("stress"))
+        }
+    };
     let config = model::StressConfig {
         threads: args.threads,
         ops: args.ops,
         churn_rounds: args.churn_rounds,
     };
-    let dir = paths.traces.join("stress");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let limit = Duration::from_secs(args.timeout);
     let expected = config.expected_calls();
     eprintln!(
         "xtask: stress: {} runs of {} threads x {} operations, {} short-lived threads \
-         per run ({expected} heap calls to find in each trace), {}s limit per run",
+         per run ({expected} heap calls to find in each trace), {}s limit per run, {} CPUs",
         args.runs,
         args.threads,
         args.ops,
         args.churn_rounds * model::CHURN_THREADS_PER_ROUND,
-        args.timeout
+        args.timeout,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let (mut n_ok, mut n_hung, mut n_failed) = (0u32, 0u32, 0u32);
     let mut calls_checked = 0u64;
@@ -76,7 +88,7 @@ pub fn run(args: &StressArgs) -> Result<ExitCode> {
     for run in 1..=args.runs {
         let trace = dir.join(format!("run-{run}.trace"));
         util::remove_file(&trace)?;
-        let mut cmd = Command::new(&paths.memtrace);
+        let mut cmd = Command::new(&memtrace);
         cmd.args(["run", "-q", "-o"])
             .arg(&trace)
             .arg("--")
