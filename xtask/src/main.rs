@@ -8,6 +8,9 @@
 //!   `target/memtrace-report/bench.md`.
 //! * `cargo xtask heaptrack-check` compares memtrace's totals with heaptrack's
 //!   on the deterministic fixtures.
+//! * `cargo xtask stress` runs the threads stress fixture at full size (16
+//!   threads x 1M operations, 20 runs, a time limit per run) and checks
+//!   every trace call for call.
 //!
 //! This file only parses the command line; the work is in the modules.
 
@@ -16,6 +19,7 @@ mod browser;
 mod charts;
 mod heaptrack;
 mod report;
+mod stress;
 mod util;
 
 use std::process::ExitCode;
@@ -38,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Compare memtrace's totals with heaptrack's on the fixtures.
     HeaptrackCheck,
+    /// Threads stress: many runs at full size, every trace checked exactly.
+    Stress(stress::StressArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::HeaptrackCheck => heaptrack::run(),
         Command::Report => report::run(),
+        Command::Stress(args) => stress::run(&args),
     };
     match result {
         Ok(code) => code,

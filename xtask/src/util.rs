@@ -223,9 +223,19 @@ impl Measured {
 /// captured) and measures its wall time and peak RSS with `wait4`, so every
 /// measurement is of one child and its own descendants only.
 pub fn measure(cmd: &mut Command) -> Result<Measured> {
+    Ok(measure_within(cmd, None)?.expect("no time limit"))
+}
+
+/// [`measure`], with a time limit: the child runs in a process group of its
+/// own, and when it has not ended within `limit` the whole group is killed
+/// and the answer is `None` (a hang or a deadlock).
+pub fn measure_within(cmd: &mut Command, limit: Option<Duration>) -> Result<Option<Measured>> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if limit.is_some() {
+        std::os::unix::process::CommandExt::process_group(cmd, 0);
+    }
     let start = Instant::now();
     let mut child = cmd
         .spawn()
@@ -255,11 +265,27 @@ pub fn measure(cmd: &mut Command) -> Result<Measured> {
     let mut raw_status = 0;
     // SAFETY: rusage is plain data that wait4 fills in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut timed_out = false;
     loop {
+        let flags = if limit.is_some() && !timed_out {
+            libc::WNOHANG
+        } else {
+            0
+        };
         // SAFETY: waits for our own child; the pointers are to live locals.
-        let r = unsafe { libc::wait4(pid, &mut raw_status, 0, &mut usage) };
+        let r = unsafe { libc::wait4(pid, &mut raw_status, flags, &mut usage) };
         if r == pid {
             break;
+        }
+        if r == 0 {
+            if limit.is_some_and(|l| start.elapsed() > l) {
+                // SAFETY: signals the process group that we created for the child.
+                unsafe { libc::killpg(pid, libc::SIGKILL) };
+                timed_out = true;
+            } else {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            continue;
         }
         let e = std::io::Error::last_os_error();
         if e.kind() != std::io::ErrorKind::Interrupted {
@@ -270,18 +296,23 @@ pub fn measure(cmd: &mut Command) -> Result<Measured> {
     // The child is reaped: std must not wait for it again (dropping a Child
     // does not wait).
     drop(child);
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    if timed_out {
+        return Ok(None);
+    }
     let time = |t: libc::timeval| {
         Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
             + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
     };
-    Ok(Measured {
+    Ok(Some(Measured {
         status: ExitStatus::from_raw(raw_status),
         wall,
         cpu: time(usage.ru_utime) + time(usage.ru_stime),
         max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    })
+        stdout,
+        stderr,
+    }))
 }
 
 /// Runs a command to completion and returns its stdout; fails unless it exits 0.

@@ -1,6 +1,7 @@
 //! Start-up: read the environment, start the recorder, find our own code.
 
-use std::ffi::c_void;
+use std::ffi::{c_void, CStr};
+use std::ops::Range;
 use std::path::PathBuf;
 
 use memtrace_recorder::{Config, RecorderKind};
@@ -14,7 +15,7 @@ extern "C" fn memtrace_preload_init() {
         memtrace_recorder::abandon();
         return;
     }
-    set_own_code_range();
+    let own_code = set_own_code_range();
     memtrace_recorder::read_env_options();
     let output = std::env::var_os("MEMTRACE_OUTPUT").map(PathBuf::from);
     let dir = std::env::var_os("MEMTRACE_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from);
@@ -34,6 +35,70 @@ extern "C" fn memtrace_preload_init() {
         writer_thread: true,
         follow_exec,
     });
+    if let Some(own_code) = own_code {
+        report_foreign_allocator(&own_code);
+    }
+}
+
+/// The allocator functions this library exports (see `api.rs`).
+const HOOKED: [&CStr; 10] = [
+    c"malloc",
+    c"calloc",
+    c"realloc",
+    c"reallocarray",
+    c"free",
+    c"posix_memalign",
+    c"aligned_alloc",
+    c"memalign",
+    c"valloc",
+    c"pvalloc",
+];
+
+/// A program that defines `malloc` itself wins over `LD_PRELOAD` (the
+/// executable comes first in the loader's search order): its calls never
+/// reach the hooks. Says so, on stderr and in the trace, instead of
+/// recording nothing in silence.
+fn report_foreign_allocator(own_code: &Range<u64>) {
+    let mut foreign: Vec<(&str, String)> = Vec::new();
+    for name in HOOKED {
+        // SAFETY: dlsym reads the loader's tables; the name is NUL-terminated.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        if f.is_null() || own_code.contains(&(f as u64)) {
+            continue;
+        }
+        let owner = defining_object(f).unwrap_or_else(|| "another object".into());
+        foreign.push((name.to_str().unwrap_or("?"), owner));
+    }
+    if foreign.is_empty() {
+        return;
+    }
+    let mut owners: Vec<&str> = foreign.iter().map(|(_, o)| o.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let names: Vec<&str> = foreign.iter().map(|(n, _)| *n).collect();
+    let (verb, pronoun) = if names.len() == 1 {
+        ("is", "it")
+    } else {
+        ("are", "them")
+    };
+    memtrace_recorder::warn(&format!(
+        "{} {verb} defined in {}, which the loader binds before memtrace: \
+         calls to {pronoun} are not recorded",
+        names.join(", "),
+        owners.join(", "),
+    ));
+}
+
+/// The file name of the loaded object that holds `addr`.
+fn defining_object(addr: *mut c_void) -> Option<String> {
+    let mut info: libc::Dl_info = unsafe_zeroed();
+    // SAFETY: dladdr reads the loader's tables and fills `info`.
+    if unsafe { libc::dladdr(addr, &mut info) } == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated string owned by the loader.
+    let name = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy();
+    (!name.is_empty()).then(|| name.into_owned())
 }
 
 #[used]
@@ -109,13 +174,14 @@ unsafe fn remove_self_from_ld_preload() {
     }
 }
 
-/// Frames inside this library are the recorder's own: find its code range.
-fn set_own_code_range() {
+/// Frames inside this library are the recorder's own: find its code range
+/// (also returned; `None` when the loader does not know this library).
+fn set_own_code_range() -> Option<Range<u64>> {
     let mut info: libc::Dl_info = unsafe_zeroed();
     let here = set_own_code_range as *const c_void;
     // SAFETY: dladdr reads the loader's tables and fills `info`.
     if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fbase.is_null() {
-        return;
+        return None;
     }
     let base = info.dli_fbase as u64;
     let mut end = base;
@@ -140,6 +206,7 @@ fn set_own_code_range() {
     unsafe { libc::dl_iterate_phdr(Some(visit), (&mut range as *mut (u64, u64)).cast()) };
     end = range.1;
     memtrace_recorder::set_own_code(base..end);
+    Some(base..end)
 }
 
 fn unsafe_zeroed() -> libc::Dl_info {

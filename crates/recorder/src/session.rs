@@ -89,6 +89,7 @@ enum Side {
     Module(u64, Module),
     ModuleGone(u64, u64),
     Phase(Phase),
+    Note(String),
 }
 
 /// The writer's state; the file is created on the first drain that has data.
@@ -350,6 +351,19 @@ pub(crate) fn push_phase(name: &str, counters: Vec<(String, u64)>) {
     state.ring.in_flight.0.store(u64::MAX, Ordering::Release);
 }
 
+/// Tells the user about a problem with recording: one line on stderr now,
+/// and a note in the trace (shown by `memtrace report`).
+pub fn warn(message: &str) {
+    let nested = !thread::enter();
+    eprintln!("memtrace: {message}");
+    if !never_started() {
+        SIDE.lock().push(Side::Note(message.to_string()));
+    }
+    if !nested {
+        thread::leave();
+    }
+}
+
 /// Re-reads the module list and records what was loaded or unloaded.
 pub(crate) fn rescan_modules() {
     let state = thread::current();
@@ -445,6 +459,7 @@ fn drain(ws: &mut WriterState, last: bool) {
                 Side::Module(ts, m) => w.module_loaded(*ts, m)?,
                 Side::ModuleGone(ts, bias) => w.module_unloaded(*ts, *bias)?,
                 Side::Phase(p) => w.phase(p)?,
+                Side::Note(text) => w.note(text)?,
             }
         }
         for (ring, &(_, until)) in rings.iter().zip(&marks) {
@@ -517,12 +532,21 @@ fn drain(ws: &mut WriterState, last: bool) {
     }
 }
 
-/// Stops recording after an I/O error; the program goes on.
+/// Stops recording after an I/O error (a full disk, say); the program goes
+/// on. Events from then on are dropped; the blocks written before the error
+/// stay readable, and the message says where the trace ends.
 fn fail(ws: &mut WriterState, message: &str) {
     ws.failed = true;
-    ws.writer = None;
+    let written = ws.writer.take().map(|w| w.bytes_written());
     STATE.store(DONE, Ordering::Release);
-    eprintln!("memtrace: {message}; recording stopped, the program continues");
+    match (written, &ws.path) {
+        (Some(bytes), Some(path)) => eprintln!(
+            "memtrace: {message}; recording stopped, the program continues; \
+             the trace {} is incomplete (readable up to byte {bytes})",
+            path.display()
+        ),
+        _ => eprintln!("memtrace: {message}; recording stopped, the program continues"),
+    }
 }
 
 fn open_trace() -> io::Result<(Writer<TraceFile>, PathBuf)> {

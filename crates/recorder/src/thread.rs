@@ -144,6 +144,12 @@ fn create() -> &'static mut ThreadState {
 pub(crate) fn push(state: &mut ThreadState, item: ThreadItem) {
     state.last_ts = item.ts();
     while !state.ring.push(item, &mut state.cached_head) {
+        if !session::is_recording() {
+            // Recording ended (the disk is full, the process is exiting):
+            // nobody drains this ring any more, so the event is dropped
+            // rather than the program made to wait for ever.
+            return;
+        }
         session::ring_full();
     }
     // Wake the writer every half ring of items, without reading the

@@ -1,0 +1,101 @@
+//! Programs that use the allocator in unusual ways: their own `malloc`
+//! (which no `LD_PRELOAD` library can interpose: memtrace must say so), and
+//! glibc's extras (`calloc` overflow, `malloc_usable_size`, `mallopt`,
+//! `malloc_trim`), which must behave exactly as without memtrace.
+
+mod common;
+
+use std::process::Command;
+
+use common::{compile, memtrace, num, record, report_json, scratch, site, tag_line};
+
+const OWN: &str = "fixtures/c/own_malloc.c";
+const EXTRAS: &str = "fixtures/c/malloc_extras.c";
+
+#[test]
+fn a_program_with_its_own_malloc_is_reported_not_silently_empty() {
+    let dir = scratch("own-malloc");
+    let exe = compile("cc", OWN, &["-O0", "-g"], &dir);
+    let out = record(&dir, "own.trace", &[exe.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "own allocator: 12 blocks, 1536 bytes\n"
+    );
+    let expected = format!(
+        "malloc, calloc, realloc, free are defined in {}, which the loader binds \
+         before memtrace: calls to them are not recorded",
+        exe.display()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("memtrace: {expected}\n")
+    );
+    let report = report_json(&dir.join("own.trace"));
+    assert_eq!(report["trace"]["complete"], true);
+    assert_eq!(report["trace"]["notes"], serde_json::json!([expected]));
+    // memalign and the others are still memtrace's; nothing reached them.
+    assert_eq!(num(&report["totals"], "events"), 0);
+    let text = common::memtrace_stdout(&dir, &["report", "own.trace"]);
+    assert!(
+        text.lines()
+            .any(|l| l == format!("recorder note: {expected}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_program_using_the_system_allocator_gets_no_such_note() {
+    let dir = scratch("own-malloc-not");
+    let exe = compile("cc", EXTRAS, &["-O0", "-g"], &dir);
+    let out = record(&dir, "x.trace", &[exe.to_str().unwrap()]);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let report = report_json(&dir.join("x.trace"));
+    assert_eq!(report["trace"]["notes"], serde_json::json!([]));
+}
+
+/// What malloc_extras prints, derived in its header comment.
+const EXTRAS_OUTPUT: &str = "\
+calloc overflow: NULL ENOMEM
+calloc overflow: NULL ENOMEM
+reallocarray overflow: NULL ENOMEM
+malloc_usable_size(malloc(100)) = 104
+malloc_usable_size(malloc(100000)) = 100008
+mallopt(M_MMAP_THRESHOLD, 65536) = 1
+malloc_usable_size(malloc(1 MiB)) = 1052656
+mallopt(M_TRIM_THRESHOLD, 1 GiB) = 1
+malloc_trim(0) = 1
+";
+
+#[test]
+fn calloc_overflow_and_glibc_extras_behave_as_without_memtrace() {
+    let dir = scratch("malloc-extras");
+    let exe = compile("cc", EXTRAS, &["-O0", "-g"], &dir);
+    let native = Command::new(&exe).output().unwrap();
+    assert!(native.status.success());
+    assert_eq!(String::from_utf8_lossy(&native.stdout), EXTRAS_OUTPUT);
+
+    let out = memtrace()
+        .current_dir(&dir)
+        .args(["run", "-q", "-o", "x.trace", "--"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), EXTRAS_OUTPUT);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+
+    let report = report_json(&dir.join("x.trace"));
+    assert_eq!(report["trace"]["complete"], true);
+    // The two overflowing callocs, and nothing else, failed.
+    assert_eq!(num(&report["totals"], "failed"), 2);
+    let usable = site(&report, "usable_site");
+    assert_eq!(num(usable, "allocations"), 3);
+    assert_eq!(num(usable, "bytes_allocated"), 100 + 100_000 + (1 << 20));
+    assert_eq!(num(usable, "frees"), 3);
+    assert_eq!(num(usable, "line"), tag_line(EXTRAS, "@site usable_site"));
+    let trim = site(&report, "trim_site");
+    assert_eq!(num(trim, "allocations"), 200);
+    assert_eq!(num(trim, "bytes_allocated"), 200_000);
+    assert_eq!(num(trim, "frees"), 200);
+}
