@@ -235,7 +235,8 @@ pub fn check(config: &StressConfig, stdout: &str, trace: &Path) -> Result<Checke
     // Live blocks: address -> allocating thread.
     let mut live: HashMap<u64, u32> = HashMap::new();
     // Blocks received by moving reallocs, placed at the calls' ends.
-    let mut receipts: HashMap<u64, Receipt> = HashMap::new();
+    // (Two slow reallocs may receive the same address in overlapping calls.)
+    let mut receipts: HashMap<(u64, u32), Receipt> = HashMap::new();
     let mut realloc_reorders = 0u64;
     let mut events = 0u64;
     let ours = |tid: u32| tid != main_tid;
@@ -263,18 +264,21 @@ pub fn check(config: &StressConfig, stdout: &str, trace: &Path) -> Result<Checke
         events += 1;
         // Receipts due by now, and this thread's own (its earlier call has
         // returned).
-        let settled: Vec<u64> = receipts
-            .iter()
-            .filter(|(_, r)| r.due < e.ts || r.tid == tid)
-            .map(|(&a, _)| a)
-            .collect();
-        for addr in settled {
-            let r = receipts.remove(&addr).expect("listed");
-            settle(addr, r, &mut live)?;
-        }
-        for addr in [e.addr, e.old_addr] {
-            if let Some(r) = receipts.get_mut(&addr) {
-                r.overlapped = true;
+        if !receipts.is_empty() {
+            let mut settled: Vec<(u64, (u64, u32))> = receipts
+                .iter()
+                .filter(|(_, r)| r.due < e.ts || r.tid == tid)
+                .map(|(&key, r)| (r.due, key))
+                .collect();
+            settled.sort_unstable();
+            for (_, key) in settled {
+                let r = receipts.remove(&key).expect("listed");
+                settle(key.0, r, &mut live)?;
+            }
+            for ((addr, _), r) in receipts.iter_mut() {
+                if *addr == e.addr || *addr == e.old_addr {
+                    r.overlapped = true;
+                }
             }
         }
         let func = e
@@ -308,11 +312,11 @@ pub fn check(config: &StressConfig, stdout: &str, trace: &Path) -> Result<Checke
             continue;
         }
         let moved = matches!(func, Func::Realloc | Func::ReallocArray) && e.old_addr != e.addr;
-        if moved && !receipts.contains_key(&e.addr) {
+        if moved {
             // Allow for the 3% rounding of the stored duration.
             let due = e.ts + e.latency + e.latency / 16 + 1;
             receipts.insert(
-                e.addr,
+                (e.addr, tid),
                 Receipt {
                     tid,
                     due,
@@ -329,7 +333,9 @@ pub fn check(config: &StressConfig, stdout: &str, trace: &Path) -> Result<Checke
             ));
         }
     }
-    for (addr, r) in std::mem::take(&mut receipts) {
+    let mut rest: Vec<((u64, u32), Receipt)> = receipts.drain().collect();
+    rest.sort_unstable_by_key(|(_, r)| r.due);
+    for ((addr, _), r) in rest {
         settle(addr, r, &mut live)?;
     }
     if !matches!(reader.completeness(), Completeness::Complete(_)) {
