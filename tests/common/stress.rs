@@ -158,6 +158,21 @@ pub struct Checked {
     pub events: u64,
     /// Heap calls of the workers and churn threads, all matched.
     pub fixture_calls: u64,
+    /// Blocks received by a moving realloc whose address another thread
+    /// used during that realloc's call: the realloc is stamped before its
+    /// call, so these sort early (docs/trace-format.md, "What the
+    /// timestamps mean"); the check places the receipt at the call's end.
+    pub realloc_reorders: u64,
+}
+
+/// A block received by a moving realloc, stamped before its call: the
+/// block arrived at some moment before the call returned, `due` at the
+/// latest (the stamp plus the call's duration).
+struct Receipt {
+    tid: u32,
+    due: u64,
+    /// Another thread used the address before `due`.
+    overlapped: bool,
 }
 
 fn kind_of(func: Func) -> Option<usize> {
@@ -219,8 +234,24 @@ pub fn check(config: &StressConfig, stdout: &str, trace: &Path) -> Result<Checke
     let mut ended: HashSet<u32> = HashSet::new();
     // Live blocks: address -> allocating thread.
     let mut live: HashMap<u64, u32> = HashMap::new();
+    // Blocks received by moving reallocs, placed at the calls' ends.
+    // (Two slow reallocs may receive the same address in overlapping calls.)
+    let mut receipts: HashMap<(u64, u32), Receipt> = HashMap::new();
+    let mut realloc_reorders = 0u64;
     let mut events = 0u64;
     let ours = |tid: u32| tid != main_tid;
+    // Makes the received block live: an error when it still is.
+    let mut settle = |addr: u64, r: Receipt, live: &mut HashMap<u64, u32>| -> Result<(), String> {
+        if let Some(owner) = live.insert(addr, r.tid) {
+            return Err(format!(
+                "thread {} realloc received {addr:#x}, still live from thread {owner} when \
+                 the call returned",
+                r.tid
+            ));
+        }
+        realloc_reorders += u64::from(r.overlapped);
+        Ok(())
+    };
     while let Some(event) = reader.next_event().map_err(|e| e.to_string())? {
         let (tid, e) = match event {
             Event::Heap { tid, event } => (tid, event),
@@ -231,6 +262,25 @@ pub fn check(config: &StressConfig, stdout: &str, trace: &Path) -> Result<Checke
             _ => continue,
         };
         events += 1;
+        // Receipts due by now, and this thread's own (its earlier call has
+        // returned).
+        if !receipts.is_empty() {
+            let mut settled: Vec<(u64, (u64, u32))> = receipts
+                .iter()
+                .filter(|(_, r)| r.due < e.ts || r.tid == tid)
+                .map(|(&key, r)| (r.due, key))
+                .collect();
+            settled.sort_unstable();
+            for (_, key) in settled {
+                let r = receipts.remove(&key).expect("listed");
+                settle(key.0, r, &mut live)?;
+            }
+            for ((addr, _), r) in receipts.iter_mut() {
+                if *addr == e.addr || *addr == e.old_addr {
+                    r.overlapped = true;
+                }
+            }
+        }
         let func = e
             .func()
             .ok_or_else(|| format!("unknown function {}", e.func))?;
@@ -258,15 +308,35 @@ pub fn check(config: &StressConfig, stdout: &str, trace: &Path) -> Result<Checke
                 ));
             }
         }
-        if func != Func::Free && e.addr != 0 {
-            if let Some(owner) = live.insert(e.addr, tid) {
-                return Err(format!(
-                    "thread {tid} {} returned {:#x}, still live from thread {owner}",
-                    func.name(),
-                    e.addr
-                ));
-            }
+        if func == Func::Free || e.addr == 0 {
+            continue;
         }
+        let moved = matches!(func, Func::Realloc | Func::ReallocArray) && e.old_addr != e.addr;
+        if moved {
+            // Allow for the 3% rounding of the stored duration.
+            let due = e.ts + e.latency + e.latency / 16 + 1;
+            receipts.insert(
+                (e.addr, tid),
+                Receipt {
+                    tid,
+                    due,
+                    overlapped: false,
+                },
+            );
+        } else if let Some(owner) = live.insert(e.addr, tid) {
+            // (An address a realloc will receive may be used meanwhile: that
+            // realloc's receipt is checked when its call ends.)
+            return Err(format!(
+                "thread {tid} {} returned {:#x}, still live from thread {owner}",
+                func.name(),
+                e.addr
+            ));
+        }
+    }
+    let mut rest: Vec<((u64, u32), Receipt)> = receipts.drain().collect();
+    rest.sort_unstable_by_key(|(_, r)| r.due);
+    for ((addr, _), r) in rest {
+        settle(addr, r, &mut live)?;
     }
     if !matches!(reader.completeness(), Completeness::Complete(_)) {
         return Err(format!("trace not complete: {:?}", reader.completeness()));
@@ -327,5 +397,6 @@ pub fn check(config: &StressConfig, stdout: &str, trace: &Path) -> Result<Checke
     Ok(Checked {
         events,
         fixture_calls,
+        realloc_reorders,
     })
 }

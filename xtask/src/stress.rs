@@ -84,6 +84,7 @@ pub fn run(args: &StressArgs) -> Result<ExitCode> {
     );
     let (mut n_ok, mut n_hung, mut n_failed) = (0u32, 0u32, 0u32);
     let mut calls_checked = 0u64;
+    let mut reorders = 0u64;
     let started = Instant::now();
     for run in 1..=args.runs {
         let trace = dir.join(format!("run-{run}.trace"));
@@ -113,10 +114,12 @@ pub fn run(args: &StressArgs) -> Result<ExitCode> {
             Outcome::Ok(checked) => {
                 n_ok += 1;
                 calls_checked += checked.fixture_calls;
+                reorders += checked.realloc_reorders;
                 println!(
                     "run {run}/{}: ok, {} heap calls of the fixture matched ({} events in \
-                     the trace), {secs:.1} s",
-                    args.runs, checked.fixture_calls, checked.events
+                     the trace, {} blocks received by a slow realloc sorted before their \
+                     release), {secs:.1} s",
+                    args.runs, checked.fixture_calls, checked.events, checked.realloc_reorders
                 );
                 util::remove_file(&trace)?;
             }
@@ -141,7 +144,7 @@ pub fn run(args: &StressArgs) -> Result<ExitCode> {
     println!(
         "stress: {} runs, {operations} worker operations, {calls_checked} heap calls checked, \
          {} short-lived threads; {n_ok} ok, {} failures ({n_hung} deadlocks or hangs, \
-         {n_failed} wrong or crashed); {:.0} s",
+         {n_failed} wrong or crashed); {reorders} realloc reorderings; {:.0} s",
         args.runs,
         u64::from(args.runs) * args.churn_rounds * model::CHURN_THREADS_PER_ROUND,
         n_hung + n_failed,
