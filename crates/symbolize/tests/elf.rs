@@ -599,7 +599,7 @@ fn modules_added_later_are_found() {
 }
 
 #[test]
-fn many_addresses_are_fast() {
+fn many_addresses_across_libc_and_the_program_are_named() {
     let p = Program::build("perf", false, C_PROGRAM, &["-O2", "-g"]);
     let mut s = p.symbolizer(Options::default());
     let libc = s.symbolize(p.addr("malloc")).module.unwrap();
@@ -625,7 +625,7 @@ fn many_addresses_are_fast() {
         "{} addresses in {elapsed:?}, {named} with a function name",
         addresses.len()
     );
+    // Speed is printed, not asserted: tests are not timed (the machine is
+    // shared); `memtrace report`'s time in `cargo xtask bench` covers it.
     assert!(named > addresses.len() / 2);
-    let limit = if cfg!(debug_assertions) { 30.0 } else { 1.0 };
-    assert!(elapsed.as_secs_f64() < limit, "{elapsed:?}");
 }
