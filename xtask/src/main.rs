@@ -8,12 +8,18 @@
 //!   `target/memtrace-report/bench.md`.
 //! * `cargo xtask heaptrack-check` compares memtrace's totals with heaptrack's
 //!   on the deterministic fixtures.
+//! * `cargo xtask fuzz [--secs N]` builds and runs every fuzz target of
+//!   `fuzz/` for N seconds each and prints executions and crashes.
+//! * `cargo xtask bigtrace` records a 100-million-event trace and measures
+//!   the peak RSS and wall time of `report`, `leaks` and `frag` on it.
 //!
 //! This file only parses the command line; the work is in the modules.
 
 mod bench;
+mod bigtrace;
 mod browser;
 mod charts;
+mod fuzz;
 mod heaptrack;
 mod report;
 mod util;
@@ -38,6 +44,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Compare memtrace's totals with heaptrack's on the fixtures.
     HeaptrackCheck,
+    /// Run every fuzz target for a while; print executions and crashes.
+    Fuzz(fuzz::FuzzArgs),
+    /// Peak RSS and wall time of report, leaks and frag on a 100M-event trace.
+    Bigtrace(bigtrace::BigtraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +55,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::HeaptrackCheck => heaptrack::run(),
+        Command::Fuzz(args) => fuzz::run(&args),
+        Command::Bigtrace(args) => bigtrace::run(&args),
         Command::Report => report::run(),
     };
     match result {
