@@ -62,3 +62,81 @@ fn cut_and_corrupted_traces_never_panic() {
         }
     }
 }
+
+/// Inputs the fuzzers (`fuzz/`) made that memtrace rejects, with the line
+/// each of `report`, `leaks` and `frag` gives. The fuzz builds skip block
+/// checksums; these copies carry correct ones, so a normal build reaches
+/// the same record decoder. `leaks` reads only the side records, so it may
+/// stop at another fault of the same file.
+const REJECTED: &[(&str, [&str; 3])] = &[
+    (
+        "second-header",
+        [
+            "trace is corrupt: a second header record",
+            "trace is corrupt: a second header record",
+            "trace is corrupt: a second header record",
+        ],
+    ),
+    (
+        "unknown-stack",
+        [
+            "trace is corrupt: event refers to unknown stack 105",
+            "trace is corrupt: block at byte 2585: length runs past the end",
+            "trace is corrupt: event refers to unknown stack 105",
+        ],
+    ),
+    (
+        "scan-counts",
+        [
+            "trace is corrupt: leak scan announces 0 blocks and 1 edges, the file has 1 and 0",
+            "trace is corrupt: leak scan announces 0 blocks and 1 edges, the file has 1 and 0",
+            "trace is corrupt: leak scan announces 0 blocks and 1 edges, the file has 1 and 0",
+        ],
+    ),
+    (
+        "stack-parent",
+        [
+            "trace is corrupt: stack node 1 has an invalid parent",
+            "trace is corrupt: stack node 1 has an invalid parent",
+            "trace is corrupt: stack node 1 has an invalid parent",
+        ],
+    ),
+    (
+        "function-tag",
+        [
+            "trace is corrupt: unknown heap function tag 106",
+            "trace is corrupt: block at byte 2586: length runs past the end",
+            "trace is corrupt: unknown heap function tag 106",
+        ],
+    ),
+    (
+        "reach-state",
+        [
+            "trace is corrupt: unknown reach state 145",
+            "trace is corrupt: unknown reach state 145",
+            "trace is corrupt: unknown reach state 145",
+        ],
+    ),
+];
+
+#[test]
+fn fuzzer_inputs_fail_with_one_line() {
+    let dir = root().join("tests/data/fuzz-rejected");
+    for (file, lines) in REJECTED {
+        for (command, line) in ["report", "leaks", "frag"].iter().zip(lines) {
+            let out = memtrace()
+                .current_dir(&dir)
+                .args([command, file])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {file}: {stderr}");
+            assert_eq!(
+                stderr,
+                format!("memtrace: {file}: {line}\n"),
+                "{command} {file}"
+            );
+            assert!(out.stdout.is_empty(), "{command} {file}");
+        }
+    }
+}

@@ -190,13 +190,13 @@ impl Config {
 }
 
 /// The program's own counts from `bench_alloc --count OPS THREADS`.
-struct Counts {
-    mallocs: u64,
-    frees: u64,
+pub(crate) struct Counts {
+    pub(crate) mallocs: u64,
+    pub(crate) frees: u64,
     bytes: u64,
 }
 
-fn count(bench: &Path, ops: u64, threads: u32) -> Result<Counts> {
+pub(crate) fn count(bench: &Path, ops: u64, threads: u32) -> Result<Counts> {
     let out = util::output(
         Command::new(bench)
             .arg("--count")

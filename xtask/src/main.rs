@@ -11,12 +11,18 @@
 //! * `cargo xtask stress` runs the threads stress fixture at full size (16
 //!   threads x 1M operations, 20 runs, a time limit per run) and checks
 //!   every trace call for call.
+//! * `cargo xtask fuzz [--secs N]` builds and runs every fuzz target of
+//!   `fuzz/` for N seconds each and prints executions and crashes.
+//! * `cargo xtask bigtrace` records a 100-million-event trace and measures
+//!   the peak RSS and wall time of `report`, `leaks` and `frag` on it.
 //!
 //! This file only parses the command line; the work is in the modules.
 
 mod bench;
+mod bigtrace;
 mod browser;
 mod charts;
+mod fuzz;
 mod heaptrack;
 mod report;
 mod stress;
@@ -44,6 +50,10 @@ enum Command {
     HeaptrackCheck,
     /// Threads stress: many runs at full size, every trace checked exactly.
     Stress(stress::StressArgs),
+    /// Run every fuzz target for a while; print executions and crashes.
+    Fuzz(fuzz::FuzzArgs),
+    /// Peak RSS and wall time of report, leaks and frag on a 100M-event trace.
+    Bigtrace(bigtrace::BigtraceArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +61,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::HeaptrackCheck => heaptrack::run(),
+        Command::Fuzz(args) => fuzz::run(&args),
+        Command::Bigtrace(args) => bigtrace::run(&args),
         Command::Report => report::run(),
         Command::Stress(args) => stress::run(&args),
     };

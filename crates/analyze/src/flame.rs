@@ -125,7 +125,8 @@ pub fn folded_stacks(
             continue;
         }
         let folded = fold(&symbols.stack(stacks, id));
-        *merged.entry(folded).or_default() += value;
+        let sum = merged.entry(folded).or_default();
+        *sum = sum.saturating_add(value);
     }
     let mut out: Vec<(String, u64)> = merged.into_iter().collect();
     out.sort_unstable();

@@ -123,7 +123,14 @@ impl From<DecodeError> for LeakError {
 
 /// Reads a trace's scan and builds the report.
 pub fn from_file(path: &Path, suppressions: &Suppressions) -> Result<LeakReport, LeakError> {
-    let mut reader = crate::open(path)?;
+    from_reader(crate::open(path)?, suppressions)
+}
+
+/// Reads the scan of a trace being read and builds the report.
+pub fn from_reader<R: std::io::Read>(
+    mut reader: memtrace_format::Reader<R>,
+    suppressions: &Suppressions,
+) -> Result<LeakReport, LeakError> {
     reader.skip_to_end()?;
     let Some(scan) = reader.leak_scan() else {
         let why = match reader.completeness() {

@@ -165,10 +165,11 @@ impl HeapReplay {
         self.last_ts = self.last_ts.max(e.ts);
         let f = &mut self.funcs[func as usize];
         f.calls += 1;
-        f.latency_ticks += e.latency;
+        f.latency_ticks = f.latency_ticks.saturating_add(e.latency);
         match func.op() {
             Op::Alloc => {
-                self.stats(e.stack).latency_ticks += e.latency;
+                let s = self.stats(e.stack);
+                s.latency_ticks = s.latency_ticks.saturating_add(e.latency);
                 if e.addr == 0 {
                     self.n_failed += 1;
                 } else {
@@ -180,7 +181,8 @@ impl HeapReplay {
                 self.release(e.addr, temporary);
             }
             Op::Realloc => {
-                self.stats(e.stack).latency_ticks += e.latency;
+                let s = self.stats(e.stack);
+                s.latency_ticks = s.latency_ticks.saturating_add(e.latency);
                 if e.addr == 0 && e.size > 0 {
                     // Failed: the old block is untouched.
                     self.n_failed += 1;
@@ -198,7 +200,7 @@ impl HeapReplay {
             let due = self
                 .timeline
                 .last()
-                .is_none_or(|p| e.ts >= p.ts + self.timeline_step);
+                .is_none_or(|p| e.ts >= p.ts.saturating_add(self.timeline_step));
             if due {
                 self.timeline.push(TimePoint {
                     ts: e.ts,
@@ -241,10 +243,10 @@ impl HeapReplay {
         }
         let s = self.touch(e.stack);
         s.n_allocs += 1;
-        s.bytes_allocated += e.size;
-        s.usable_allocated += e.usable;
+        s.bytes_allocated = s.bytes_allocated.saturating_add(e.size);
+        s.usable_allocated = s.usable_allocated.saturating_add(e.usable);
         s.live_blocks += 1;
-        s.live_bytes += e.size;
+        s.live_bytes = s.live_bytes.saturating_add(e.size);
         self.live.insert(
             e.addr,
             LiveBlock {
@@ -256,14 +258,14 @@ impl HeapReplay {
             },
         );
         self.n_allocs += 1;
-        self.bytes_allocated += e.size;
+        self.bytes_allocated = self.bytes_allocated.saturating_add(e.size);
         let bucket = if e.size == 0 {
             0
         } else {
             64 - e.size.leading_zeros() as usize
         };
         self.size_histogram[bucket] += 1;
-        self.live_bytes += e.size;
+        self.live_bytes = self.live_bytes.saturating_add(e.size);
         self.last_alloc_by_thread.insert(tid, e.addr);
         if self.live_bytes > self.peak_bytes {
             self.peak_bytes = self.live_bytes;
@@ -281,7 +283,7 @@ impl HeapReplay {
         self.forget(addr, block);
         let s = self.stats(block.stack);
         s.n_freed += 1;
-        s.bytes_freed += block.size;
+        s.bytes_freed = s.bytes_freed.saturating_add(block.size);
         if temporary {
             s.n_temporary += 1;
             self.n_temporary += 1;
@@ -293,8 +295,8 @@ impl HeapReplay {
         self.live.remove(&addr);
         let s = self.touch(block.stack);
         s.live_blocks -= 1;
-        s.live_bytes -= block.size;
-        self.live_bytes -= block.size;
+        s.live_bytes = s.live_bytes.saturating_sub(block.size);
+        self.live_bytes = self.live_bytes.saturating_sub(block.size);
         if self.last_alloc_by_thread.get(&block.tid) == Some(&addr) {
             self.last_alloc_by_thread.remove(&block.tid);
         }

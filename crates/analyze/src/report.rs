@@ -273,16 +273,18 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
         });
         let (site, best) = entry;
         site.allocations += s.n_allocs;
-        site.bytes_allocated += s.bytes_allocated;
-        site.usable_allocated += s.usable_allocated;
+        site.bytes_allocated = site.bytes_allocated.saturating_add(s.bytes_allocated);
+        site.usable_allocated = site.usable_allocated.saturating_add(s.usable_allocated);
         site.frees += s.n_freed;
-        site.bytes_freed += s.bytes_freed;
+        site.bytes_freed = site.bytes_freed.saturating_add(s.bytes_freed);
         site.unfreed_blocks += s.live_blocks;
-        site.unfreed_bytes += s.live_bytes;
-        site.peak_bytes += s.peak_bytes;
+        site.unfreed_bytes = site.unfreed_bytes.saturating_add(s.live_bytes);
+        site.peak_bytes = site.peak_bytes.saturating_add(s.peak_bytes);
         site.peak_blocks += s.peak_blocks;
         site.temporary += s.n_temporary;
-        site.allocator_ns += clock.duration_ns(s.latency_ticks);
+        site.allocator_ns = site
+            .allocator_ns
+            .saturating_add(clock.duration_ns(s.latency_ticks));
         site.stacks += 1;
         if site.stack.is_empty() || s.bytes_allocated > *best {
             *best = s.bytes_allocated;
@@ -298,13 +300,13 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
     });
 
     let mut calls_by_function = BTreeMap::new();
-    let mut allocator_ticks = 0;
+    let mut allocator_ticks = 0u64;
     for func in Func::ALL {
         let f = replay.funcs[func as usize];
         if f.calls > 0 {
             calls_by_function.insert(func.name().to_string(), f.calls);
         }
-        allocator_ticks += f.latency_ticks;
+        allocator_ticks = allocator_ticks.saturating_add(f.latency_ticks);
     }
     let size_histogram = replay
         .size_histogram
@@ -370,8 +372,8 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
             .map(|r| RssPoint {
                 time_ns: since_start(r.ts),
                 rss_bytes: r.rss_bytes,
-                cpu_ns: r.user_ns + r.system_ns,
-                page_faults: r.minor_faults + r.major_faults,
+                cpu_ns: r.user_ns.saturating_add(r.system_ns),
+                page_faults: r.minor_faults.saturating_add(r.major_faults),
             })
             .collect(),
         phases: replay
@@ -388,7 +390,13 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
 
 /// Reads a trace file and builds its report (a timeline of at most 1000 points).
 pub fn from_file(path: &std::path::Path) -> Result<Report, memtrace_format::DecodeError> {
-    let mut reader = crate::open(path)?;
+    from_reader(crate::open(path)?)
+}
+
+/// Builds the report of a trace being read (a timeline of at most 1000 points).
+pub fn from_reader<R: std::io::Read>(
+    mut reader: memtrace_format::Reader<R>,
+) -> Result<Report, memtrace_format::DecodeError> {
     let replay = HeapReplay::from_reader(&mut reader, 1000)?;
     let mut symbols = Symbols::new(reader.modules());
     let input = ReportInput {

@@ -171,7 +171,7 @@ pub fn read_build_id(path: &Path) -> Result<Option<Vec<u8>>, Error> {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(io_error)?;
+    let file = open_regular(path).map_err(io_error)?;
     let len = file.metadata().map_err(io_error)?.len();
     let mut source = Source::File { file, len };
     let parse_error = |message| Error::Parse {
@@ -549,7 +549,32 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn read_file(path: &Path) -> Option<Vec<u8>> {
-    std::fs::read(path).ok()
+    read_regular(path).ok()
+}
+
+/// Opens `path` only if it is a regular file. Paths come from the trace,
+/// which may be damaged or made up: a device such as `/dev/zero` would be
+/// read without end, a FIFO would block the open until a writer comes.
+fn open_regular(path: &Path) -> std::io::Result<File> {
+    let not_regular =
+        || std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file");
+    // Checked before opening (a FIFO's open would wait) and again on the
+    // open file (the path may have been replaced in between).
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    Ok(file)
+}
+
+/// The whole of a regular file (see [`open_regular`]).
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    open_regular(path)?.read_to_end(&mut data)?;
+    Ok(data)
 }
 
 /// Opens and parses a module, finds its debug information and builds its
@@ -562,7 +587,7 @@ fn load_module(spec: &ModuleSpec, options: &Options, warnings: &mut Vec<String>)
             "empty module path",
         ))
     } else {
-        std::fs::read(path)
+        read_regular(path)
     };
     let data = match data {
         Ok(data) => data,
