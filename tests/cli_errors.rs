@@ -106,3 +106,63 @@ fn the_exit_status_and_signals_pass_through() {
         .unwrap();
     assert_eq!(out.status.code(), Some(128 + 15));
 }
+
+#[test]
+fn traces_are_new_files_of_mode_0600_and_symlinks_are_never_followed() {
+    use std::os::unix::fs::symlink;
+    let dir = scratch("trace-files");
+    let cache = dir.join("cache");
+    let run = |args: &[&str]| {
+        memtrace()
+            .current_dir(&dir)
+            .env("XDG_CACHE_HOME", &cache)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // A new trace is created with mode 0600.
+    let out = run(&["run", "-q", "-o", "new.trace", "--", "sh", "-c", "echo x"]);
+    assert_eq!(out.status.code(), Some(0));
+    let mode = std::fs::metadata(dir.join("new.trace"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A dangling symlink as the output: memtrace run refuses it...
+    symlink(dir.join("target.trace"), dir.join("link.trace")).unwrap();
+    fails_with(
+        &["run", "-o", "link.trace", "--", "true"],
+        &dir,
+        "exists already",
+    );
+    assert!(!dir.join("target.trace").exists());
+
+    // ...and so does the recorder itself when the preload library is used
+    // directly: the program runs on, unrecorded, and the link's target is
+    // never created.
+    let preload = std::fs::read_dir(cache.join("memtrace"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "so"))
+        .expect("memtrace run wrote the preload library to the cache");
+    let out = std::process::Command::new("sh")
+        .args(["-c", "echo x"])
+        .current_dir(&dir)
+        .env("LD_PRELOAD", &preload)
+        .env("MEMTRACE_OUTPUT", dir.join("link.trace"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"x\n");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err,
+        format!(
+            "memtrace: cannot create the trace file: {}: File exists (os error 17); \
+             recording stopped, the program continues\n",
+            dir.join("link.trace").display()
+        )
+    );
+    assert!(!dir.join("target.trace").exists());
+}

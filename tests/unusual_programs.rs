@@ -1,7 +1,8 @@
 //! Programs that use the allocator in unusual ways: their own `malloc`
 //! (which no `LD_PRELOAD` library can interpose: memtrace must say so), and
 //! glibc's extras (`calloc` overflow, `malloc_usable_size`, `mallopt`,
-//! `malloc_trim`), which must behave exactly as without memtrace.
+//! `malloc_trim`), which must behave exactly as without memtrace; and a
+//! `#!` script, which is traced through its interpreter.
 
 mod common;
 
@@ -98,4 +99,48 @@ fn calloc_overflow_and_glibc_extras_behave_as_without_memtrace() {
     assert_eq!(num(trim, "allocations"), 200);
     assert_eq!(num(trim, "bytes_allocated"), 200_000);
     assert_eq!(num(trim, "frees"), 200);
+}
+
+#[test]
+fn a_script_is_traced_through_its_interpreter_and_its_children() {
+    use std::os::unix::fs::PermissionsExt;
+    const LEAK_EXIT: &str = "fixtures/c/leak_exit.c";
+    let dir = scratch("script");
+    let fixture = compile("cc", LEAK_EXIT, &["-O0", "-g"], &dir);
+    let script = dir.join("run.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\n{} leak 0\necho done\n", fixture.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = record(&dir, "script.trace", &["./run.sh"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+
+    // The kernel runs the interpreter: the trace is /bin/sh's, running the script.
+    let shell = report_json(&dir.join("script.trace"));
+    assert_eq!(shell["trace"]["complete"], true);
+    let sh = std::fs::canonicalize("/bin/sh").unwrap();
+    assert_eq!(shell["program"]["exe"], sh.to_str().unwrap());
+    assert_eq!(
+        shell["program"]["cmdline"],
+        serde_json::json!(["/bin/sh", "./run.sh"])
+    );
+
+    // The program the script starts has its own trace, with its known block.
+    let children: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("memtrace.leak_exit.") && n.ends_with(".trace"))
+        .collect();
+    assert_eq!(children.len(), 1, "{children:?}");
+    let child = report_json(&dir.join(&children[0]));
+    assert_eq!(child["trace"]["complete"], true);
+    assert_eq!(child["program"]["ppid"], shell["program"]["pid"]);
+    let drop_one = site(&child, "drop_one");
+    assert_eq!(num(drop_one, "allocations"), 1);
+    assert_eq!(num(drop_one, "bytes_allocated"), 100);
+    assert_eq!(num(drop_one, "frees"), 0);
+    assert_eq!(num(drop_one, "line"), tag_line(LEAK_EXIT, "@site drop_one"));
 }
