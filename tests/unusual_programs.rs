@@ -143,4 +143,26 @@ fn a_script_is_traced_through_its_interpreter_and_its_children() {
     assert_eq!(num(drop_one, "bytes_allocated"), 100);
     assert_eq!(num(drop_one, "frees"), 0);
     assert_eq!(num(drop_one, "line"), tag_line(LEAK_EXIT, "@site drop_one"));
+
+    // `report --family` finds both, the child under its parent, each with
+    // the totals of its own report.
+    let family = common::memtrace_json(
+        &dir,
+        &["report", "--family", "script.trace", "--format", "json"],
+    );
+    assert_eq!(family["schema"], "memtrace-family/1");
+    let processes = family["processes"].as_array().unwrap();
+    assert_eq!(processes.len(), 2);
+    assert_eq!(processes[0]["pid"], shell["program"]["pid"]);
+    assert_eq!(processes[0]["depth"], 0);
+    assert_eq!(processes[0]["totals"], shell["totals"]);
+    assert_eq!(processes[1]["pid"], child["program"]["pid"]);
+    assert_eq!(processes[1]["ppid"], shell["program"]["pid"]);
+    assert_eq!(processes[1]["depth"], 1);
+    assert_eq!(processes[1]["totals"], child["totals"]);
+    let text = common::memtrace_stdout(&dir, &["report", "--family", "script.trace"]);
+    assert_eq!(
+        text.lines().next(),
+        Some("Process family (2 traced processes):")
+    );
 }

@@ -30,6 +30,11 @@ pub struct ReportArgs {
     /// Frames printed per stack.
     #[arg(long, default_value_t = 8)]
     pub frames: usize,
+    /// Report the process and every traced process it started (the traces
+    /// beside TRACE whose parent is in the family, and those an `exec`
+    /// continued): one line of totals each.
+    #[arg(long)]
+    pub family: bool,
 }
 
 /// Reads a trace and builds its heap report.
@@ -39,6 +44,17 @@ pub fn load_report(path: &Path) -> Result<Report> {
 
 /// Runs `memtrace report`.
 pub fn report(args: ReportArgs) -> Result<ExitCode> {
+    if args.family {
+        let members = crate::cmd::family::family(&args.trace)?;
+        match args.format {
+            Format::Text => print!("{}", crate::cmd::family::render_text(&members)),
+            Format::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::cmd::family::to_json(&members)?)?
+            ),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let r = load_report(&args.trace)?;
     match args.format {
         Format::Text => print!(
