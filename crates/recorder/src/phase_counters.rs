@@ -16,11 +16,13 @@
 //! multiplexed count per phase), plus `perf:NAME:user-only` when the kernel
 //! allowed user space only; or `perf:NAME:errno` when it could not be
 //! opened or read, with `perf:paranoid` beside it. A process made by `fork`
-//! opens its own counters at its first boundary.
-
-use std::sync::Mutex;
+//! opens its own counters at its first boundary. The state's lock is held
+//! across `fork` (see `session::before_fork`), so a child never inherits it
+//! locked.
 
 use memtrace_counters::{open, paranoid_level, read, EventKind, Opened, Start};
+
+use crate::spin::{SpinGuard, SpinLock};
 
 /// What the environment asked for and what was opened.
 enum State {
@@ -37,7 +39,7 @@ enum State {
     },
 }
 
-static STATE: Mutex<State> = Mutex::new(State::Off);
+static STATE: SpinLock<State> = SpinLock::new(State::Off);
 
 /// Reads `MEMTRACE_PHASE_COUNTERS`; unknown names are reported on stderr
 /// once and skipped.
@@ -62,10 +64,19 @@ pub(crate) fn read_env() {
     }
 }
 
-fn lock() -> std::sync::MutexGuard<'static, State> {
-    STATE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock() -> SpinGuard<'static, State> {
+    STATE.lock()
+}
+
+/// Takes the state's lock before `fork`, so that no other thread holds it
+/// when the process is copied.
+pub(crate) fn lock_for_fork() {
+    STATE.lock_raw();
+}
+
+/// Releases the lock taken by [`lock_for_fork`], in the parent and the child.
+pub(crate) fn unlock_after_fork() {
+    STATE.unlock_raw();
 }
 
 /// Appends the counters' readings to a phase record's `counters`, opening

@@ -806,6 +806,7 @@ fn finish_with(exit: Option<&ExitContext>) {
 
 extern "C" fn before_fork() {
     let nested = !thread::enter();
+    crate::phase_counters::lock_for_fork();
     WRITER.lock_raw();
     REGISTRY.lock_raw();
     INTERNER.lock_raw();
@@ -826,6 +827,7 @@ fn unlock_all() {
     INTERNER.unlock_raw();
     REGISTRY.unlock_raw();
     WRITER.unlock_raw();
+    crate::phase_counters::unlock_after_fork();
 }
 
 extern "C" fn after_fork_parent() {
