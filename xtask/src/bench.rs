@@ -237,13 +237,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     if let Some(trace) = &args.analyses_only {
         return analyses_only(&paths, trace, runs);
     }
-    let bench = util::compile(
-        &paths,
-        "gcc",
-        &["-O2", "-g", "-pthread"],
-        "c/bench_alloc.c",
-        "bench_alloc",
-    )?;
+    let bench = util::compile_bench_alloc(&paths)?;
     let tools = Tools {
         heaptrack: util::which("heaptrack"),
         heaptrack_print: util::which("heaptrack_print"),
@@ -714,13 +708,7 @@ fn check_trace(
     counts: &Counts,
     threads: u32,
 ) -> Result<Vec<String>> {
-    let json = util::output(
-        Command::new(&paths.memtrace)
-            .args(["report", "--format", "json"])
-            .arg(trace),
-    )?;
-    let r: serde_json::Value =
-        serde_json::from_str(&json).context("memtrace report printed invalid JSON")?;
+    let r = util::report_json(paths, trace)?;
     let t = &r["totals"];
     let get = |k: &str| t[k].as_u64().unwrap_or(u64::MAX);
     let mut warnings = Vec::new();
@@ -856,13 +844,7 @@ fn memtrace_cmd(paths: &Paths, argv: &[&str], trace: &Path) -> Command {
 
 /// The heap calls in a trace (every call is one event), from its report.
 fn heap_events(paths: &Paths, trace: &Path) -> Result<u64> {
-    let json = util::output(
-        Command::new(&paths.memtrace)
-            .args(["report", "--format", "json"])
-            .arg(trace),
-    )?;
-    let r: serde_json::Value =
-        serde_json::from_str(&json).context("memtrace report printed invalid JSON")?;
+    let r = util::report_json(paths, trace)?;
     let calls = r["totals"]["calls_by_function"]
         .as_object()
         .context("no totals.calls_by_function in the report")?;

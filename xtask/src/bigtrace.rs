@@ -39,13 +39,7 @@ const ANALYSES: &[(&str, &[&str])] = &[
 pub fn run(args: &BigtraceArgs) -> Result<ExitCode> {
     let paths = Paths::locate()?;
     util::build_memtrace(&paths)?;
-    let bench = util::compile(
-        &paths,
-        "gcc",
-        &["-O2", "-g", "-pthread"],
-        "c/bench_alloc.c",
-        "bench_alloc",
-    )?;
+    let bench = util::compile_bench_alloc(&paths)?;
     let mut table = Table::new(&[
         "trace",
         "heap events",

@@ -265,13 +265,7 @@ fn memtrace_figures(paths: &Paths, exe: &Path, p: &Program) -> Result<MemtraceFi
         .current_dir(&paths.traces);
     eprintln!("xtask: {}", util::show(&cmd));
     util::measure(&mut cmd)?.ok(&cmd)?;
-    let json = util::output(
-        Command::new(&paths.memtrace)
-            .args(["report", "--format", "json"])
-            .arg(&trace),
-    )?;
-    let r: serde_json::Value =
-        serde_json::from_str(&json).context("memtrace report printed invalid JSON")?;
+    let r = util::report_json(paths, &trace)?;
     let t = &r["totals"];
     let get = |k: &str| {
         t[k].as_u64()

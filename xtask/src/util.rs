@@ -149,6 +149,28 @@ pub fn compile(
     Ok(out)
 }
 
+/// Builds the recorder benchmark, `fixtures/c/bench_alloc.c`, as the bench
+/// and bigtrace jobs measure it.
+pub fn compile_bench_alloc(paths: &Paths) -> Result<PathBuf> {
+    compile(
+        paths,
+        "gcc",
+        &["-O2", "-g", "-pthread"],
+        "c/bench_alloc.c",
+        "bench_alloc",
+    )
+}
+
+/// `memtrace report --format json TRACE`, parsed.
+pub fn report_json(paths: &Paths, trace: &Path) -> Result<serde_json::Value> {
+    let json = output(
+        Command::new(&paths.memtrace)
+            .args(["report", "--format", "json"])
+            .arg(trace),
+    )?;
+    serde_json::from_str(&json).context("memtrace report printed invalid JSON")
+}
+
 /// The full path of `name` found in `PATH`, if any.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
