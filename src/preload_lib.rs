@@ -17,7 +17,7 @@ pub fn path() -> Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     let dir = cache_dir()?;
-    let name = format!("libmemtrace_preload-{:08x}.so", crc(PRELOAD_SO));
+    let name = format!("libmemtrace_preload-{}.so", env!("MEMTRACE_PRELOAD_HASH"));
     let path = dir.join(name);
     if fs::metadata(&path).is_ok_and(|m| m.len() == PRELOAD_SO.len() as u64) {
         return Ok(path);
@@ -62,16 +62,4 @@ fn cache_dir() -> Result<PathBuf> {
         bail!("{} is not a private directory of this user", dir.display());
     }
     Ok(dir)
-}
-
-/// CRC-32 (IEEE), enough to tell versions apart.
-fn crc(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = (crc >> 1) ^ (0xedb8_8320 & (!(crc & 1)).wrapping_add(1));
-        }
-    }
-    !crc
 }

@@ -15,7 +15,10 @@ use crate::error::DecodeError;
 /// First bytes of every trace file.
 pub const FILE_MAGIC: &[u8; 8] = b"MEMTRACE";
 /// Format version written by this crate.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
+/// Oldest format version this crate reads (version 2 has item-by-item
+/// `BATCH` records where version 3 writes `COLUMNS`).
+pub const MIN_VERSION: u16 = 2;
 const BLOCK_MAGIC: &[u8; 4] = b"MTBK";
 const BLOCK_HEADER_LEN: usize = 20;
 /// Largest raw block a reader accepts; a writer never makes one larger.
@@ -52,7 +55,7 @@ pub(crate) fn read_preamble(src: &mut impl Read) -> Result<(), DecodeError> {
         return Err(DecodeError::Truncated { offset: 0 });
     }
     let version = u16::from_le_bytes([pre[8], pre[9]]);
-    if version != VERSION {
+    if !(MIN_VERSION..=VERSION).contains(&version) {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     Ok(())

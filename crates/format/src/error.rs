@@ -35,7 +35,8 @@ impl fmt::Display for DecodeError {
             DecodeError::UnsupportedVersion(v) => {
                 write!(
                     f,
-                    "trace format version {v} is not the one this memtrace reads ({})",
+                    "trace format version {v} is not one this memtrace reads ({}-{})",
+                    crate::MIN_VERSION,
                     crate::VERSION
                 )
             }

@@ -40,7 +40,7 @@ mod record;
 mod stacks;
 mod write;
 
-pub use block::{with_checksums, Codec, FILE_MAGIC, VERSION};
+pub use block::{with_checksums, Codec, FILE_MAGIC, MIN_VERSION, VERSION};
 pub use error::DecodeError;
 pub use leakscan::{LeakScan, Reach, ScannedBlock};
 pub use read::{Clock, Completeness, Event, Reader};

@@ -17,8 +17,8 @@ use crate::codec::Cursor;
 use crate::error::DecodeError;
 use crate::leakscan::{LeakScan, ScannedBlock};
 use crate::record::{
-    decode_batch_head, decode_batch_items, tag, ClockSync, Header, HeapEvent, Module, Phase,
-    Region, ResourceSample, ThreadItem, Trailer,
+    decode_batch_head, decode_batch_items, decode_columns_head, decode_columns_items, tag,
+    ClockSync, Header, HeapEvent, Module, Phase, Region, ResourceSample, ThreadItem, Trailer,
 };
 use crate::stacks::StackTable;
 
@@ -408,7 +408,27 @@ impl<R: Read> Reader<R> {
                         self.stacks.push((id - back) as u32, addr);
                     }
                 }
-                tag::BATCH if self.skip_events => {}
+                tag::BATCH | tag::COLUMNS if self.skip_events => {}
+                tag::COLUMNS => {
+                    let columns = decode_columns_head(&mut p)?;
+                    let (tid, n) = (columns.tid, columns.n);
+                    let n_stacks = self.stacks.len() as u32;
+                    let queue = self.threads.entry(tid).or_default();
+                    let was_empty = queue.is_empty();
+                    queue.reserve(n);
+                    let before = queue.len();
+                    let decoded =
+                        decode_columns_items(columns, n_stacks, |item| queue.push_back(item));
+                    if let Err(e) = decoded {
+                        queue.truncate(before);
+                        return Err(e);
+                    }
+                    if was_empty {
+                        if let Some(front) = queue.front() {
+                            self.heads.push(Reverse((front.ts(), tid)));
+                        }
+                    }
+                }
                 tag::BATCH => {
                     let (tid, n) = decode_batch_head(&mut p)?;
                     let n_stacks = self.stacks.len() as u32;

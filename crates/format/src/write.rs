@@ -6,8 +6,8 @@ use crate::block::{write_block, write_preamble, Codec, MAX_BLOCK};
 use crate::codec::{put_str, put_u64};
 use crate::leakscan::{LeakScan, CHUNK};
 use crate::record::{
-    encode_batch, put_record, tag, ClockSync, Header, Module, Phase, Region, ResourceSample,
-    ThreadItem, Trailer,
+    encode_columns, put_record, tag, ClockSync, ColumnScratch, Header, Module, Phase, Region,
+    ResourceSample, ThreadItem, Trailer, COLUMN_BATCH_ITEMS,
 };
 
 /// Writes a trace: call the record methods in stream order, then [`Writer::finish`].
@@ -19,6 +19,7 @@ pub struct Writer<W: Write> {
     block: Vec<u8>,
     payload: Vec<u8>,
     scratch: Vec<u8>,
+    columns: ColumnScratch,
     codec: Codec,
     compressor: Option<zstd::bulk::Compressor<'static>>,
     block_target: usize,
@@ -35,6 +36,7 @@ impl<W: Write> Writer<W> {
             block: Vec::with_capacity(1 << 20),
             payload: Vec::with_capacity(1 << 16),
             scratch: Vec::new(),
+            columns: ColumnScratch::default(),
             codec,
             compressor: None,
             block_target: 1 << 20,
@@ -160,12 +162,12 @@ impl<W: Write> Writer<W> {
         // straight into the block behind a length written afterwards as a
         // 5-byte varint (non-minimal LEB128, which every reader accepts):
         // no copy of the payload.
-        for chunk in items.chunks(1 << 16) {
-            self.block.push(tag::BATCH);
+        for chunk in items.chunks(COLUMN_BATCH_ITEMS) {
+            self.block.push(tag::COLUMNS);
             let len_at = self.block.len();
             self.block
                 .extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x00]);
-            encode_batch(tid, chunk, &mut self.block);
+            encode_columns(tid, chunk, &mut self.columns, &mut self.block);
             let len = (self.block.len() - len_at - 5) as u32;
             for (i, byte) in self.block[len_at..len_at + 5].iter_mut().enumerate() {
                 let bits = ((len >> (7 * i)) & 0x7f) as u8;

@@ -100,6 +100,8 @@ struct WriterState {
     /// Write uncompressed blocks while the writer falls behind (unless
     /// MEMTRACE_COMPRESSION asked for a level explicitly).
     adaptive: bool,
+    /// `RING_FULL_STALLS` as the last turn saw it.
+    stalls_seen: u64,
     path: Option<PathBuf>,
     failed: bool,
     n_events: u64,
@@ -118,6 +120,7 @@ impl WriterState {
             writer: None,
             codec: Codec::Zstd(1),
             adaptive: std::env::var_os("MEMTRACE_COMPRESSION").is_none(),
+            stalls_seen: 0,
             path: None,
             failed: false,
             n_events: 0,
@@ -278,9 +281,14 @@ pub(crate) fn ring_half_full() {
     }
 }
 
+/// Times a thread found its ring full: the writer compresses nothing on
+/// the turn after one.
+static RING_FULL_STALLS: AtomicU64 = AtomicU64::new(0);
+
 /// A ring is full: wake the writer, or drain in this thread if there is none.
 #[cold]
 pub(crate) fn ring_full() {
+    RING_FULL_STALLS.fetch_add(1, Ordering::Relaxed);
     if !in_session_process() {
         // A clone without fork handlers: nobody will drain this copy of the
         // rings. Stop recording here rather than wait forever.
@@ -416,13 +424,18 @@ fn drain(ws: &mut WriterState, last: bool) {
         .iter()
         .zip(&marks)
         .all(|(r, &(_, until))| r.is_drained(until));
-    // A ring over a quarter full means the program makes events faster than
-    // this thread compresses them: write this turn's blocks uncompressed
-    // rather than make the program wait (each block names its codec).
-    let behind = rings
-        .iter()
-        .zip(&marks)
-        .any(|(r, &(_, until))| r.waiting(until) * 4 > r.capacity());
+    // A thread that found its ring full since the last turn, or a ring over
+    // three quarters full (producers wake this thread at every half ring),
+    // means the program makes events faster than this thread compresses
+    // them: write this turn's blocks uncompressed rather than make the
+    // program wait (each block names its codec).
+    let stalls = RING_FULL_STALLS.load(Ordering::Relaxed);
+    let behind = stalls != ws.stalls_seen
+        || rings
+            .iter()
+            .zip(&marks)
+            .any(|(r, &(_, until))| r.waiting(until) * 4 > r.capacity() * 3);
+    ws.stalls_seen = stalls;
     if ws.writer.is_none() && nothing_new && !last {
         return;
     }
