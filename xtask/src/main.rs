@@ -22,6 +22,7 @@ mod bench;
 mod bigtrace;
 mod browser;
 mod charts;
+mod floor;
 mod fuzz;
 mod heaptrack;
 mod report;

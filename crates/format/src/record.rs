@@ -847,13 +847,15 @@ fn addr_delta(cur: &mut Cursor) -> Result<u64, DecodeError> {
 }
 
 /// Encodes one thread's items as a `COLUMNS` payload:
-/// `tid n len[COUNT] column[COUNT]`.
+/// `tid n len[COUNT] column[COUNT]`. Returns false, having appended
+/// nothing, when a heap event's function code is unknown.
+#[must_use]
 pub(crate) fn encode_columns(
     tid: u32,
     items: &[ThreadItem],
     scratch: &mut ColumnScratch,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     let [codes, ts_col, lat_col, released, returned, sizes, usables, aligns, stacks] =
         &mut scratch.cols;
     for col in [
@@ -882,7 +884,10 @@ pub(crate) fn encode_columns(
                 st.ts = *ts;
             }
             ThreadItem::Heap(e) => {
-                let op = Func::from_u8(e.func).map(Func::op);
+                let Some(func) = Func::from_u8(e.func) else {
+                    return false;
+                };
+                let op = Some(func.op());
                 let has_align = e.align != 0 && op != Some(Op::Free);
                 codes.byte(e.func | if has_align { ALIGN_FLAG } else { 0 });
                 ts_col.varint(zigzag(e.ts.wrapping_sub(st.ts) as i64));
@@ -919,6 +924,7 @@ pub(crate) fn encode_columns(
     for col in &scratch.cols {
         out.extend_from_slice(col.bytes());
     }
+    true
 }
 
 /// A `COLUMNS` payload split into its columns, ready to decode.
@@ -1109,7 +1115,12 @@ mod tests {
         decode_batch_items(&mut cur, n, 4, |i| from_v2.push(i)).unwrap();
 
         let mut v3 = Vec::new();
-        encode_columns(7, items, &mut ColumnScratch::default(), &mut v3);
+        assert!(encode_columns(
+            7,
+            items,
+            &mut ColumnScratch::default(),
+            &mut v3
+        ));
         let columns = decode_columns_head(&mut Cursor::new(&v3, "columns")).unwrap();
         assert_eq!((columns.tid, columns.n), (7, items.len()));
         let mut from_v3 = Vec::new();
@@ -1180,7 +1191,7 @@ mod tests {
         let items = corner_items();
         let mut scratch = ColumnScratch::default();
         let mut out = Vec::new();
-        encode_columns(7, &items, &mut scratch, &mut out);
+        assert!(encode_columns(7, &items, &mut scratch, &mut out));
         // Re-encode with one extra byte in the stack column (the last one).
         let mut grown = Vec::new();
         put_u64(&mut grown, 7);

@@ -149,25 +149,36 @@ impl<W: Write> Writer<W> {
     ///
     /// Heap events whose `func` is not a [`crate::Func`] code are refused.
     pub fn batch(&mut self, tid: u32, items: &[ThreadItem]) -> io::Result<()> {
-        let unknown = items
-            .iter()
-            .any(|i| matches!(i, ThreadItem::Heap(e) if e.func().is_none()));
-        if unknown {
-            return Err(io::Error::new(
+        let refused = || {
+            io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a heap event has an unknown function code",
-            ));
+            )
+        };
+        // A batch of one record is checked while it is encoded (one pass
+        // over the items, not two); a longer one first, since its first
+        // records may be sealed before the last is encoded.
+        let one_record = items.len() <= COLUMN_BATCH_ITEMS;
+        if !one_record
+            && items
+                .iter()
+                .any(|i| matches!(i, ThreadItem::Heap(e) if e.func().is_none()))
+        {
+            return Err(refused());
         }
-        // Keep each record well under the block limit. The items are encoded
-        // straight into the block behind a length written afterwards as a
-        // 5-byte varint (non-minimal LEB128, which every reader accepts):
-        // no copy of the payload.
+        // Keep each record well under the block limit. The columns are
+        // copied into the block behind a length written afterwards as a
+        // 5-byte varint (non-minimal LEB128, which every reader accepts).
         for chunk in items.chunks(COLUMN_BATCH_ITEMS) {
+            let record_at = self.block.len();
             self.block.push(tag::COLUMNS);
             let len_at = self.block.len();
             self.block
                 .extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x00]);
-            encode_columns(tid, chunk, &mut self.columns, &mut self.block);
+            if !encode_columns(tid, chunk, &mut self.columns, &mut self.block) {
+                self.block.truncate(record_at);
+                return Err(refused());
+            }
             let len = (self.block.len() - len_at - 5) as u32;
             for (i, byte) in self.block[len_at..len_at + 5].iter_mut().enumerate() {
                 let bits = ((len >> (7 * i)) & 0x7f) as u8;

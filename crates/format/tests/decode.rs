@@ -303,3 +303,38 @@ fn realloc_and_free_fields_round_trip() {
         ]
     );
 }
+
+/// A heap event with an unknown function code is refused, and nothing of its
+/// batch is written, whether the batch fits one record or spans several.
+#[test]
+fn a_batch_with_an_unknown_function_code_writes_nothing() {
+    let mut w = Writer::new(Vec::new(), &header(), Codec::Raw).unwrap();
+    w.stack_nodes(1, &[(0, 0x1000)]).unwrap();
+    w.batch(7, &[ThreadItem::Heap(alloc(10, 0x5000, 24, 1))])
+        .unwrap();
+    let bad = HeapEvent {
+        func: 99,
+        ..alloc(20, 0x6000, 8, 1)
+    };
+    for len in [3usize, 40_000] {
+        let mut items: Vec<ThreadItem> = (0..len as u64)
+            .map(|i| ThreadItem::Heap(alloc(30 + i, 0x7000 + 16 * i, 8, 1)))
+            .collect();
+        items[len - 2] = ThreadItem::Heap(bad);
+        let err = w.batch(7, &items).unwrap_err();
+        assert_eq!(err.to_string(), "a heap event has an unknown function code");
+    }
+    let bytes = w.finish(&Trailer::default()).unwrap();
+    let mut r = Reader::new(&bytes[..]).unwrap();
+    let mut events = Vec::new();
+    while let Some(e) = r.next_event().unwrap() {
+        events.push(e);
+    }
+    assert_eq!(
+        events,
+        vec![Event::Heap {
+            tid: 7,
+            event: alloc(10, 0x5000, 24, 1)
+        }]
+    );
+}

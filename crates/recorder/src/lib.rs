@@ -69,6 +69,7 @@ mod live;
 mod maps;
 mod modules;
 mod own_memory;
+mod pace;
 mod phase_counters;
 mod resources;
 mod ring;

@@ -28,6 +28,7 @@ use crate::clock::{self, monotonic_ns, ticks};
 use crate::intern::{self, INTERNER};
 use crate::live::LiveBlocks;
 use crate::modules::loaded_modules;
+use crate::pace::Pace;
 use crate::ring::Ring;
 use crate::scan::{self, ExitContext};
 use crate::sink::TraceFile;
@@ -102,6 +103,8 @@ struct WriterState {
     adaptive: bool,
     /// `RING_FULL_STALLS` as the last turn saw it.
     stalls_seen: u64,
+    /// Whether this turn can afford compression.
+    pace: Pace,
     path: Option<PathBuf>,
     failed: bool,
     n_events: u64,
@@ -121,6 +124,7 @@ impl WriterState {
             codec: Codec::Zstd(1),
             adaptive: std::env::var_os("MEMTRACE_COMPRESSION").is_none(),
             stalls_seen: 0,
+            pace: Pace::default(),
             path: None,
             failed: false,
             n_events: 0,
@@ -282,7 +286,7 @@ pub(crate) fn ring_half_full() {
 }
 
 /// Times a thread found its ring full: the writer compresses nothing on
-/// the turn after one.
+/// the turn after one (see `pace`).
 static RING_FULL_STALLS: AtomicU64 = AtomicU64::new(0);
 
 /// A ring is full: wake the writer, or drain in this thread if there is none.
@@ -424,18 +428,19 @@ fn drain(ws: &mut WriterState, last: bool) {
         .iter()
         .zip(&marks)
         .all(|(r, &(_, until))| r.is_drained(until));
-    // A thread that found its ring full since the last turn, or a ring over
-    // three quarters full (producers wake this thread at every half ring),
-    // means the program makes events faster than this thread compresses
-    // them: write this turn's blocks uncompressed rather than make the
-    // program wait (each block names its codec).
+    // Compress this turn only if the writer can afford it (see `pace`):
+    // when the program makes events faster than this thread compresses
+    // them, blocks are written raw rather than make the program wait (each
+    // block names its codec).
     let stalls = RING_FULL_STALLS.load(Ordering::Relaxed);
-    let behind = stalls != ws.stalls_seen
-        || rings
-            .iter()
-            .zip(&marks)
-            .any(|(r, &(_, until))| r.waiting(until) * 4 > r.capacity() * 3);
+    let stalled = stalls != ws.stalls_seen;
     ws.stalls_seen = stalls;
+    let waiting: u64 = rings
+        .iter()
+        .zip(&marks)
+        .map(|(r, &(_, until))| r.waiting(until) as u64)
+        .sum();
+    let turn_start_ns = monotonic_ns();
     if ws.writer.is_none() && nothing_new && !last {
         return;
     }
@@ -455,7 +460,8 @@ fn drain(ws: &mut WriterState, last: bool) {
     }
     let (first_node, nodes) = INTERNER.lock().take_pending();
     let side = std::mem::take(&mut *SIDE.lock());
-    let codec = if (behind && ws.adaptive) || CRASHED.load(Ordering::Relaxed) {
+    let compress = !ws.adaptive || ws.pace.compress(turn_start_ns, waiting, stalled);
+    let codec = if !compress || CRASHED.load(Ordering::Relaxed) {
         Codec::Raw
     } else {
         ws.codec
@@ -477,15 +483,15 @@ fn drain(ws: &mut WriterState, last: bool) {
         }
         for (ring, &(_, until)) in rings.iter().zip(&marks) {
             ring.consume_until(until, |items| {
+                // One pass for the counts and the live blocks, one to encode:
+                // a ring's items are megabytes, more than the cache holds.
                 for item in items {
                     match item {
                         ThreadItem::Heap(_) => n_events += 1,
                         ThreadItem::Start { .. } => n_threads += 1,
                         ThreadItem::End { .. } => {}
                     }
-                }
-                if let Some(live) = live.as_mut() {
-                    for item in items {
+                    if let Some(live) = live.as_mut() {
                         live.apply(item);
                     }
                 }
@@ -528,6 +534,11 @@ fn drain(ws: &mut WriterState, last: bool) {
     })();
     ws.n_events += n_events;
     ws.n_threads += n_threads;
+    ws.pace.done(
+        n_events,
+        monotonic_ns().saturating_sub(turn_start_ns),
+        codec != Codec::Raw,
+    );
     if let Err(e) = result {
         fail(ws, &format!("writing the trace failed: {e}"));
     }
