@@ -847,14 +847,16 @@ fn addr_delta(cur: &mut Cursor) -> Result<u64, DecodeError> {
 }
 
 /// Encodes one thread's items as a `COLUMNS` payload:
-/// `tid n len[COUNT] column[COUNT]`. Returns false, having appended
-/// nothing, when a heap event's function code is unknown.
+/// `tid n len[COUNT] column[COUNT]`, handing each item to `inspect` first.
+/// Returns false, having appended nothing, when a heap event's function
+/// code is unknown.
 #[must_use]
 pub(crate) fn encode_columns(
     tid: u32,
     items: &[ThreadItem],
     scratch: &mut ColumnScratch,
     out: &mut Vec<u8>,
+    inspect: &mut impl FnMut(&ThreadItem),
 ) -> bool {
     let [codes, ts_col, lat_col, released, returned, sizes, usables, aligns, stacks] =
         &mut scratch.cols;
@@ -873,6 +875,7 @@ pub(crate) fn encode_columns(
     }
     let mut st = DeltaState::default();
     for item in items {
+        inspect(item);
         match item {
             ThreadItem::Start { ts } | ThreadItem::End { ts } => {
                 codes.byte(if matches!(item, ThreadItem::Start { .. }) {
@@ -1119,7 +1122,8 @@ mod tests {
             7,
             items,
             &mut ColumnScratch::default(),
-            &mut v3
+            &mut v3,
+            &mut |_| {}
         ));
         let columns = decode_columns_head(&mut Cursor::new(&v3, "columns")).unwrap();
         assert_eq!((columns.tid, columns.n), (7, items.len()));
@@ -1191,7 +1195,13 @@ mod tests {
         let items = corner_items();
         let mut scratch = ColumnScratch::default();
         let mut out = Vec::new();
-        assert!(encode_columns(7, &items, &mut scratch, &mut out));
+        assert!(encode_columns(
+            7,
+            &items,
+            &mut scratch,
+            &mut out,
+            &mut |_| {}
+        ));
         // Re-encode with one extra byte in the stack column (the last one).
         let mut grown = Vec::new();
         put_u64(&mut grown, 7);

@@ -149,6 +149,20 @@ impl<W: Write> Writer<W> {
     ///
     /// Heap events whose `func` is not a [`crate::Func`] code are refused.
     pub fn batch(&mut self, tid: u32, items: &[ThreadItem]) -> io::Result<()> {
+        self.batch_inspect(tid, items, |_| {})
+    }
+
+    /// [`Writer::batch`], handing each item to `inspect` as it is encoded:
+    /// a caller that must also look at every item (the recorder's live
+    /// blocks) reads it while it is in the cache, not in a second pass
+    /// over megabytes of items. When the batch is refused, `inspect` may
+    /// have seen some of its items.
+    pub fn batch_inspect(
+        &mut self,
+        tid: u32,
+        items: &[ThreadItem],
+        mut inspect: impl FnMut(&ThreadItem),
+    ) -> io::Result<()> {
         let refused = || {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -175,7 +189,7 @@ impl<W: Write> Writer<W> {
             let len_at = self.block.len();
             self.block
                 .extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x00]);
-            if !encode_columns(tid, chunk, &mut self.columns, &mut self.block) {
+            if !encode_columns(tid, chunk, &mut self.columns, &mut self.block, &mut inspect) {
                 self.block.truncate(record_at);
                 return Err(refused());
             }

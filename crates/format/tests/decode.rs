@@ -338,3 +338,25 @@ fn a_batch_with_an_unknown_function_code_writes_nothing() {
         }]
     );
 }
+
+/// `batch_inspect` shows every item once, in order, and writes what `batch` writes.
+#[test]
+fn batch_inspect_sees_each_item_in_order() {
+    let items: Vec<ThreadItem> = (0..70_000u64)
+        .map(|i| ThreadItem::Heap(alloc(10 + i, 0x5000 + 16 * i, 8 + i % 100, 1)))
+        .collect();
+    let mut seen = Vec::new();
+    let mut inspected = Writer::new(Vec::new(), &header(), Codec::Raw).unwrap();
+    inspected.stack_nodes(1, &[(0, 0x1000)]).unwrap();
+    inspected
+        .batch_inspect(3, &items, |item| seen.push(*item))
+        .unwrap();
+    let mut plain = Writer::new(Vec::new(), &header(), Codec::Raw).unwrap();
+    plain.stack_nodes(1, &[(0, 0x1000)]).unwrap();
+    plain.batch(3, &items).unwrap();
+    assert_eq!(seen, items);
+    assert_eq!(
+        inspected.finish(&Trailer::default()).unwrap(),
+        plain.finish(&Trailer::default()).unwrap()
+    );
+}

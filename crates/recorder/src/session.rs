@@ -483,9 +483,9 @@ fn drain(ws: &mut WriterState, last: bool) {
         }
         for (ring, &(_, until)) in rings.iter().zip(&marks) {
             ring.consume_until(until, |items| {
-                // One pass for the counts and the live blocks, one to encode:
-                // a ring's items are megabytes, more than the cache holds.
-                for item in items {
+                // The counts and the live blocks look at each item while the
+                // encoder has it in the cache: a ring's items are megabytes.
+                w.batch_inspect(ring.tid, items, |item| {
                     match item {
                         ThreadItem::Heap(_) => n_events += 1,
                         ThreadItem::Start { .. } => n_threads += 1,
@@ -494,8 +494,7 @@ fn drain(ws: &mut WriterState, last: bool) {
                     if let Some(live) = live.as_mut() {
                         live.apply(item);
                     }
-                }
-                w.batch(ring.tid, items)
+                })
             })?;
             // The ring's slots are free again: compress now if the block is full,
             // so that blocks stay near their target size with many threads.
