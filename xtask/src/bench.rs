@@ -136,6 +136,9 @@ enum Tool {
     MemtraceNoTiming,
     /// `memtrace run` with `MEMTRACE_LEAK_SCAN=0` (no live-block table, no scan).
     MemtraceNoLeakScan,
+    /// `memtrace run` with `MEMTRACE_COMPRESSION=1` (every block compressed,
+    /// even when the program has to wait for the writer).
+    MemtraceZstd,
     /// `heaptrack -o FILE`.
     Heaptrack,
     /// `valgrind --tool=memcheck --leak-check=no`.
@@ -288,6 +291,14 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         runs,
         Some(native1),
     )?;
+    let zstd1 = add(
+        "memtrace run, MEMTRACE_COMPRESSION=1 (every block zstd)",
+        Tool::MemtraceZstd,
+        ops,
+        1,
+        runs,
+        Some(native1),
+    )?;
     let heaptrack1 = match &tools.heaptrack {
         Some(_) => Some(add(
             "heaptrack",
@@ -360,6 +371,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
                 | Tool::MemtraceLibgcc
                 | Tool::MemtraceNoTiming
                 | Tool::MemtraceNoLeakScan
+                | Tool::MemtraceZstd
         )
     }) {
         let trace = c.output.as_ref().context("no trace")?;
@@ -488,12 +500,15 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     let bpe =
         configs[memtrace1].output_bytes().unwrap_or(0) as f64 / configs[memtrace1].events as f64;
     let floor = crate::floor::measure(&trace1)?;
+    let zstd_bpe = configs[zstd1].output_bytes().unwrap_or(0) as f64 / configs[zstd1].events as f64;
     goals.push(Goal::check(
         bpe <= 1.0,
         format!(
-            "trace bytes per event <= 1.0: {bpe:.2} (information floor of the program's own \
+            "trace bytes per event <= 1.0: {bpe:.2}, {zstd_bpe:.2} with every block compressed at \
+             {:.2}x (information floor of the program's own \
              choices, before any timestamp, address or latency: {:.2} = alloc/free {:.2} + \
              size and stack {:.2} + which block each free releases {:.2} bits/event, over 8)",
+            slowdown(zstd1),
             floor.bytes_per_event(),
             floor.op_bits,
             floor.alloc_bits,
@@ -641,7 +656,8 @@ fn run_config(
         Tool::Memtrace
         | Tool::MemtraceLibgcc
         | Tool::MemtraceNoTiming
-        | Tool::MemtraceNoLeakScan => {
+        | Tool::MemtraceNoLeakScan
+        | Tool::MemtraceZstd => {
             let trace = paths.traces.join(format!("{stem}.trace"));
             util::remove_file(&trace)?;
             let mut cmd = Command::new(&paths.memtrace);
@@ -653,6 +669,9 @@ fn run_config(
             }
             if c.tool == Tool::MemtraceNoLeakScan {
                 cmd.env("MEMTRACE_LEAK_SCAN", "0");
+            }
+            if c.tool == Tool::MemtraceZstd {
+                cmd.env("MEMTRACE_COMPRESSION", "1");
             }
             cmd.args(["run", "-q", "-o"])
                 .arg(&trace)

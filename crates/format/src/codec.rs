@@ -59,6 +59,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads one byte.
+    #[inline]
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         let byte = *self
             .bytes
@@ -71,11 +72,17 @@ impl<'a> Cursor<'a> {
     /// Reads an unsigned LEB128 varint of at most 10 bytes.
     #[inline]
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
-        // Fast path: one-byte values, the most common ones.
+        // Fast paths: one- and two-byte values, the most common ones.
         if let Some(&b) = self.bytes.get(self.pos) {
             if b < 0x80 {
                 self.pos += 1;
                 return Ok(u64::from(b));
+            }
+            if let Some(&c) = self.bytes.get(self.pos + 1) {
+                if c < 0x80 {
+                    self.pos += 2;
+                    return Ok(u64::from(b & 0x7f) | u64::from(c) << 7);
+                }
             }
         }
         self.u64_slow()
@@ -103,6 +110,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads a zigzag-encoded signed varint.
+    #[inline]
     pub fn i64(&mut self) -> Result<i64, DecodeError> {
         let raw = self.u64()?;
         Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))

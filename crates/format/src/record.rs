@@ -534,6 +534,7 @@ pub fn quantize_latency(ticks: u64) -> u64 {
 }
 
 /// The latency a code stands for: the middle of its step.
+#[inline]
 pub fn dequantize_latency(code: u64) -> u64 {
     if code < 16 {
         return code;
@@ -546,6 +547,7 @@ pub fn dequantize_latency(code: u64) -> u64 {
 
 /// glibc's usable size for a request: chunks are 16-byte multiples with an
 /// 8-byte header, at least 32 bytes. Stored usable sizes are deltas from it.
+#[inline]
 fn predicted_usable(size: u64) -> u64 {
     (size.saturating_add(8 + 15) & !15).max(32) - 8
 }
