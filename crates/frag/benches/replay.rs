@@ -1,9 +1,8 @@
-//! Replay speed on a synthetic stream: 1,000,000 requests in a release
-//! build (`cargo test --release -p memtrace-frag --test speed -- --nocapture`),
-//! 100,000 in a debug build. Prints the time per policy.
+//! Replay speed of every allocator model on a synthetic stream of 1,000,000
+//! requests (mostly small blocks, some large, about 20,000 live at a time,
+//! freed in random order): `cargo bench -p memtrace-frag`.
 
-use std::time::Instant;
-
+use criterion::{criterion_group, criterion_main, Criterion};
 use memtrace_frag::{replay, Config, PolicyKind, Request};
 
 /// Mostly small blocks with some large ones; about 20,000 live at a time,
@@ -40,24 +39,17 @@ fn stream(n: usize) -> Vec<Request> {
     out
 }
 
-#[test]
-fn replay_speed() {
-    let n = if cfg!(debug_assertions) {
-        100_000
-    } else {
-        1_000_000
-    };
-    let s = stream(n);
+fn bench_replay(c: &mut Criterion) {
+    let s = stream(1_000_000);
+    let mut group = c.benchmark_group("replay 1M requests");
+    group.sample_size(10);
     for policy in PolicyKind::ALL {
-        let t = Instant::now();
-        let r = replay(&s, policy, &Config::default());
-        println!(
-            "{n} requests, {:<9} {:>7.3} s: peak {:>10} bytes, {:.2} examined",
-            policy.name(),
-            t.elapsed().as_secs_f64(),
-            r.peak_footprint,
-            r.examined_avg
-        );
-        assert!(r.peak_footprint >= r.peak_live);
+        group.bench_function(policy.name(), |b| {
+            b.iter(|| replay(&s, policy, &Config::default()))
+        });
     }
+    group.finish();
 }
+
+criterion_group!(benches, bench_replay);
+criterion_main!(benches);
