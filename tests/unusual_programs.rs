@@ -145,7 +145,9 @@ fn a_script_is_traced_through_its_interpreter_and_its_children() {
     assert_eq!(num(drop_one, "line"), tag_line(LEAK_EXIT, "@site drop_one"));
 
     // `report --family` finds both, the child under its parent, each with
-    // the totals of its own report.
+    // the totals of its own report. (The child got `memtrace run`'s family
+    // token through the environment, as the shell did: a trace with another
+    // token would not be a member.)
     let family = common::memtrace_json(
         &dir,
         &["report", "--family", "script.trace", "--format", "json"],
@@ -165,4 +167,60 @@ fn a_script_is_traced_through_its_interpreter_and_its_children() {
         text.lines().next(),
         Some("Process family (2 traced processes):")
     );
+}
+
+/// Two runs left their traces in one directory, and the second run's pids
+/// happen to repeat the first's (pids are reused): `report --family` joins
+/// only the traces carrying the root's run token.
+#[test]
+fn a_family_never_takes_in_another_runs_traces_with_the_same_pids() {
+    use memtrace_format::{Codec, Header, RecorderKind, TickSource, Trailer, Writer};
+    let dir = scratch("family-token");
+    let write = |name: &str, pid: u32, ppid: u32, family: u64, start: u64| {
+        let header = Header {
+            pid,
+            ppid,
+            exe: format!("/bin/p{pid}"),
+            cmdline: vec![format!("p{pid}")],
+            start_unix_ns: start,
+            page_size: 4096,
+            pointer_size: 8,
+            ticks: TickSource::MonotonicNs,
+            recorder: RecorderKind::Preload,
+            latency_measured: true,
+            family,
+        };
+        let w = Writer::new(Vec::new(), &header, Codec::Raw).unwrap();
+        let bytes = w.finish(&Trailer::default()).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    };
+    // This run: 100 started 101.
+    write("root.trace", 100, 1, 0xaa, 1_000);
+    write("child.trace", 101, 100, 0xaa, 2_000);
+    // Another run, later, whose processes got pids 100 and 102 (child of 100).
+    write("other-root.trace", 100, 1, 0xbb, 5_000);
+    write("other-child.trace", 102, 100, 0xbb, 6_000);
+
+    let family = common::memtrace_json(
+        &dir,
+        &["report", "--family", "root.trace", "--format", "json"],
+    );
+    let pids: Vec<(u64, u64, u64)> = family["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (num(p, "pid"), num(p, "ppid"), num(p, "depth")))
+        .collect();
+    assert_eq!(pids, vec![(100, 1, 0), (101, 100, 1)]);
+    let other = common::memtrace_json(
+        &dir,
+        &["report", "--family", "other-root.trace", "--format", "json"],
+    );
+    let pids: Vec<(u64, u64, u64)> = other["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (num(p, "pid"), num(p, "ppid"), num(p, "depth")))
+        .collect();
+    assert_eq!(pids, vec![(100, 1, 0), (102, 100, 1)]);
 }

@@ -3,9 +3,12 @@
 //!
 //! The family is read from the traces beside TRACE: a trace whose parent pid
 //! is a family member's pid is a child (made by `fork`, then maybe `exec`),
-//! and a trace with a member's pid is that process after an `exec`. Only the
-//! headers are read to find the family; each member's totals come from its
-//! full report.
+//! and a trace with a member's pid is that process after an `exec`. When
+//! TRACE carries the token of its `memtrace run` (every process of one run
+//! has the same one), only traces with that token can be members, so an
+//! earlier run's traces in the same directory never join, whatever their
+//! pids. Only the headers are read to find the family; each member's totals
+//! come from its full report.
 
 use std::path::{Path, PathBuf};
 
@@ -56,7 +59,9 @@ pub fn family(root: &Path) -> Result<Vec<Member>> {
         }
         // Traces that cannot be read are not family members we can show.
         if let Ok(h) = header(&path) {
-            others.push((path, h));
+            if root_header.family == 0 || h.family == root_header.family {
+                others.push((path, h));
+            }
         }
     }
     others.sort_by_key(|(_, h)| h.start_unix_ns);
@@ -99,6 +104,7 @@ struct HeaderFacts {
     pid: u32,
     ppid: u32,
     start_unix_ns: u64,
+    family: u64,
 }
 
 fn header(path: &Path) -> Result<HeaderFacts> {
@@ -108,6 +114,7 @@ fn header(path: &Path) -> Result<HeaderFacts> {
         pid: h.pid,
         ppid: h.ppid,
         start_unix_ns: h.start_unix_ns,
+        family: h.family,
     })
 }
 

@@ -73,6 +73,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .args(&args.command[1..])
         .env("LD_PRELOAD", &ld_preload)
         .env("MEMTRACE_DIR", &dir)
+        .env("MEMTRACE_FAMILY", format!("{:016x}", family_token()))
         .env_remove("MEMTRACE_DISABLE");
     match &output {
         Some(out) => command.env("MEMTRACE_OUTPUT", out),
@@ -185,4 +186,19 @@ fn find_default_trace(dir: &Path, pid: u32) -> Result<PathBuf> {
         || dir.join(format!("memtrace.<program>{marker}")),
         |(_, p)| p,
     ))
+}
+
+/// A token shared by every process of this run (the recorder writes it in
+/// each trace's header), so that `memtrace report --family` joins this run's
+/// traces and not another run's whose pids happen to match: a hash of the
+/// pid and the time under a randomly keyed SipHash, never 0.
+fn family_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    h.write_u128(now);
+    h.finish().max(1)
 }

@@ -102,6 +102,7 @@ mod tests {
             ticks: TickSource::MonotonicNs,
             recorder: RecorderKind::Preload,
             latency_measured: true,
+            family: 0,
         };
         let ev = |func: Func, ts, addr, size| {
             ThreadItem::Heap(HeapEvent {

@@ -891,6 +891,7 @@ mod tests {
             ticks: TickSource::Tsc,
             recorder: RecorderKind::Preload,
             latency_measured: true,
+            family: 0,
         }
     }
 

@@ -92,6 +92,7 @@ mod tests {
             ticks: TickSource::MonotonicNs,
             recorder: RecorderKind::Preload,
             latency_measured: false,
+            family: 0,
         };
         let mut w = Writer::new(Vec::new(), &header, Codec::Raw).unwrap();
         let ev = |func: Func, ts, addr, old_addr, size| {

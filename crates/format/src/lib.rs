@@ -15,6 +15,7 @@
 //!     pid: 7, ppid: 1, exe: "/bin/demo".into(), cmdline: vec!["demo".into()],
 //!     start_unix_ns: 0, page_size: 4096, pointer_size: 8,
 //!     ticks: TickSource::MonotonicNs, recorder: RecorderKind::Preload, latency_measured: true,
+//!     family: 0,
 //! };
 //! let mut w = Writer::new(Vec::new(), &header, Codec::Zstd(3)).unwrap();
 //! w.stack_nodes(1, &[(0, 0x1000)]).unwrap();

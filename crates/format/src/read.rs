@@ -185,6 +185,7 @@ impl<R: Read> Reader<R> {
                 ticks: crate::TickSource::MonotonicNs,
                 recorder: crate::RecorderKind::Preload,
                 latency_measured: false,
+                family: 0,
             },
             modules: Vec::new(),
             stacks: StackTable::new(),

@@ -69,6 +69,11 @@ pub struct Header {
     pub recorder: RecorderKind,
     /// Whether the recorder measured time inside the real allocator.
     pub latency_measured: bool,
+    /// The run this process belongs to: `memtrace run` gives every process
+    /// it starts, and their children, the same random token
+    /// (`MEMTRACE_FAMILY`); 0 when unknown (a bare `LD_PRELOAD`, the Rust
+    /// recorder, version-2 traces).
+    pub family: u64,
 }
 
 /// One PT_LOAD segment of a module, as `dl_iterate_phdr` reports it.
@@ -396,6 +401,7 @@ impl Header {
             RecorderKind::RustAllocator => 1,
         });
         out.push(self.latency_measured as u8);
+        put_u64(out, self.family);
     }
 
     pub(crate) fn decode(cur: &mut Cursor) -> Result<Self, DecodeError> {
@@ -423,6 +429,8 @@ impl Header {
                 _ => RecorderKind::RustAllocator,
             },
             latency_measured: cur.u8()? != 0,
+            // Added in version 3; absent before.
+            family: if cur.is_empty() { 0 } else { cur.u64()? },
         })
     }
 }

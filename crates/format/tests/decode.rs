@@ -14,6 +14,7 @@ fn header() -> Header {
         ticks: TickSource::Tsc,
         recorder: RecorderKind::Preload,
         latency_measured: true,
+        family: 0,
     }
 }
 

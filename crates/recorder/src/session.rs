@@ -610,6 +610,10 @@ fn open_trace() -> io::Result<(Writer<TraceFile>, PathBuf)> {
         ticks: clock::source(),
         recorder: config.recorder,
         latency_measured: crate::timing(),
+        family: std::env::var("MEMTRACE_FAMILY")
+            .ok()
+            .and_then(|v| u64::from_str_radix(&v, 16).ok())
+            .unwrap_or(0),
     };
     // MEMTRACE_COMPRESSION: zstd level (default 1), 0 for none.
     let codec = match std::env::var("MEMTRACE_COMPRESSION")
