@@ -70,6 +70,25 @@ pub struct TimePoint {
     pub calls: u64,
 }
 
+/// A live block whose address a later-sorted call received: a realloc is
+/// stamped when it starts, but it may receive a block that another thread
+/// frees while it runs, and that free, stamped later, sorts after it. A
+/// free of the address stamped before the receiving call ended is this
+/// block's free, not the new block's.
+#[derive(Debug, Clone, Copy)]
+struct Displaced {
+    block: LiveBlock,
+    /// The latest moment the receiving call could have ended, in ticks.
+    until: u64,
+}
+
+/// The latest end of a call stamped at `ts` whose latency reads `latency`:
+/// stored latencies are the middle of a step at most 1/16 of the value
+/// wide, so the call lasted at most 1/32 longer.
+fn latest_end(ts: u64, latency: u64) -> u64 {
+    ts.saturating_add(latency).saturating_add(latency / 32 + 1)
+}
+
 /// The result of replaying a trace.
 #[derive(Debug, Clone, Default)]
 pub struct HeapReplay {
@@ -114,6 +133,9 @@ pub struct HeapReplay {
     /// The process's resource samples (RSS, CPU time, faults), every 100 ms.
     pub resources: Vec<memtrace_format::ResourceSample>,
     last_alloc_by_thread: FxHashMap<u32, u64>,
+    /// Blocks whose address was handed out again before their free was
+    /// seen, by address (see [`Displaced`]).
+    displaced: FxHashMap<u64, Displaced>,
     peak_epoch: u64,
     timeline_step: u64,
     timeline_max: usize,
@@ -178,7 +200,7 @@ impl HeapReplay {
             }
             Op::Free => {
                 let temporary = self.last_alloc_by_thread.get(&tid) == Some(&e.addr);
-                self.release(e.addr, temporary);
+                self.release(e.addr, e.ts, temporary);
             }
             Op::Realloc => {
                 let s = self.stats(e.stack);
@@ -188,7 +210,7 @@ impl HeapReplay {
                     self.n_failed += 1;
                 } else {
                     if e.old_addr != 0 {
-                        self.release(e.old_addr, false);
+                        self.release(e.old_addr, e.ts, false);
                     }
                     if e.addr != 0 {
                         self.allocate(tid, e);
@@ -238,8 +260,16 @@ impl HeapReplay {
 
     fn allocate(&mut self, tid: u32, e: &HeapEvent) {
         if let Some(old) = self.live.get(&e.addr).copied() {
-            // The same address handed out twice: its free was not seen.
+            // The same address handed out twice: its free was not seen yet
+            // (a realloc sorts before a free that gave it its block), or
+            // never will be.
             self.forget(e.addr, old);
+            let until = match e.func().map(Func::op) {
+                Some(Op::Realloc) => latest_end(e.ts, e.latency),
+                _ => e.ts, // allocations are stamped when they return
+            };
+            self.displaced
+                .insert(e.addr, Displaced { block: old, until });
         }
         let s = self.touch(e.stack);
         s.n_allocs += 1;
@@ -275,7 +305,17 @@ impl HeapReplay {
         }
     }
 
-    fn release(&mut self, addr: u64, temporary: bool) {
+    fn release(&mut self, addr: u64, ts: u64, temporary: bool) {
+        if let Some(d) = self.displaced.remove(&addr) {
+            if ts < d.until {
+                // The displaced block's own free: the new block stays.
+                let s = self.stats(d.block.stack);
+                s.n_freed += 1;
+                s.bytes_freed = s.bytes_freed.saturating_add(d.block.size);
+                self.n_frees += 1;
+                return;
+            }
+        }
         let Some(block) = self.live.get(&addr).copied() else {
             self.n_unmatched_frees += 1;
             return;
@@ -343,6 +383,43 @@ mod tests {
                 stack,
             },
         }
+    }
+
+    /// Thread 2's realloc starts at 20 and runs 100 ticks; thread 1 frees
+    /// 0xa0 at 50, and the realloc receives it: the free sorts after the
+    /// realloc, yet frees the first block, not the one the realloc moved in.
+    #[test]
+    fn a_free_during_a_realloc_that_receives_its_block_frees_the_old_block() {
+        let heap = |tid, func: Func, ts, latency, addr, old_addr, size, stack| Event::Heap {
+            tid,
+            event: HeapEvent {
+                func: func as u8,
+                ts,
+                latency,
+                addr,
+                old_addr,
+                size,
+                usable: size,
+                align: 0,
+                stack,
+            },
+        };
+        let mut r = HeapReplay::new(0);
+        r.apply(&heap(1, Func::Malloc, 10, 5, 0xa0, 0, 64, 1));
+        r.apply(&heap(2, Func::Malloc, 12, 5, 0xb0, 0, 32, 2));
+        r.apply(&heap(2, Func::Realloc, 20, 100, 0xa0, 0xb0, 48, 3));
+        r.apply(&heap(1, Func::Free, 50, 5, 0xa0, 0, 0, 0));
+        // A later free of 0xa0, after the realloc ended, frees the moved block.
+        assert_eq!(r.live.keys().copied().collect::<Vec<_>>(), vec![0xa0]);
+        assert_eq!(r.live[&0xa0].size, 48);
+        assert_eq!(r.live_bytes, 48);
+        assert_eq!((r.stacks[&1].n_freed, r.stacks[&1].bytes_freed), (1, 64));
+        assert_eq!((r.stacks[&2].n_freed, r.stacks[&2].bytes_freed), (1, 32));
+        assert_eq!(r.stacks[&3].n_freed, 0);
+        assert_eq!((r.n_frees, r.n_unmatched_frees), (2, 0));
+        r.apply(&heap(1, Func::Free, 200, 5, 0xa0, 0, 0, 0));
+        assert_eq!(r.stacks[&3].n_freed, 1);
+        assert_eq!((r.live_bytes, r.n_frees), (0, 3));
     }
 
     #[test]

@@ -47,7 +47,11 @@ impl LiveBlocks {
                 // A failed realloc (NULL for a non-zero size) leaves the old block.
                 if e.addr != 0 || e.size == 0 {
                     self.free(e.ts, e.old_addr);
-                    self.alloc(e.ts, e.addr, e.size, e.stack);
+                    // Stamped when it started, a realloc may receive a block
+                    // that another thread frees while it runs (that free is
+                    // stamped later): the new block counts from the call's end.
+                    let end = e.ts.saturating_add(e.latency);
+                    self.alloc(end, e.addr, e.size, e.stack);
                 }
             }
         }
@@ -152,6 +156,29 @@ mod tests {
                 vec![(0xa0, 24), (0xb0, 8)],
                 "order {order:?}"
             );
+        }
+    }
+
+    /// Thread 2's realloc runs from 20 to 120 and receives 0xa0, which
+    /// thread 1 frees at 50: the realloc's block stays live, in any order.
+    #[test]
+    fn a_free_during_a_realloc_that_receives_its_block_leaves_the_new_block() {
+        let mut realloc = ev(Func::Realloc, 20, 0xa0, 0xb0, 48);
+        if let ThreadItem::Heap(e) = &mut realloc {
+            e.latency = 100;
+        }
+        let events = [
+            ev(Func::Malloc, 10, 0xa0, 0, 64),
+            ev(Func::Malloc, 12, 0xb0, 0, 32),
+            realloc,
+            ev(Func::Free, 50, 0xa0, 0, 0),
+        ];
+        for order in [[0, 1, 2, 3], [0, 1, 3, 2], [1, 2, 0, 3], [3, 2, 1, 0]] {
+            let mut blocks = LiveBlocks::default();
+            for i in order {
+                blocks.apply(&events[i]);
+            }
+            assert_eq!(live(&blocks), vec![(0xa0, 48)], "order {order:?}");
         }
     }
 
