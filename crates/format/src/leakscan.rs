@@ -3,8 +3,9 @@
 //!
 //! The recorder writes the scan as chunks (`LEAK_BLOCKS`, `LEAK_EDGES`) and a
 //! closing `LEAK_SCAN` summary that gives the totals; a reader keeps the scan
-//! only when the summary arrives and the counts agree, so a scan cut short by
-//! a crash is never mistaken for a complete one.
+//! only when the summary arrives (a scan cut short by a crash is never
+//! mistaken for a complete one), and a summary whose counts disagree with
+//! the chunks is a decode error.
 
 use crate::codec::{put_u64, Cursor};
 use crate::error::DecodeError;

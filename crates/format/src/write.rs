@@ -251,13 +251,18 @@ impl<W: Write> Writer<W> {
 
     /// The exit-time reachability scan, in chunks and a closing summary.
     pub fn leak_scan(&mut self, scan: &LeakScan) -> io::Result<()> {
+        // A scan of millions of blocks is tens of megabytes: full blocks are
+        // sealed between its records even without auto-sealing, or one block
+        // would pass the limit every reader enforces.
         for (i, chunk) in scan.blocks.chunks(CHUNK).enumerate() {
             LeakScan::encode_blocks(i * CHUNK, chunk, &mut self.payload);
             self.emit(tag::LEAK_BLOCKS)?;
+            self.seal_if_full()?;
         }
         for chunk in scan.edges.chunks(CHUNK) {
             LeakScan::encode_edges(chunk, &mut self.payload);
             self.emit(tag::LEAK_EDGES)?;
+            self.seal_if_full()?;
         }
         scan.encode_summary(&mut self.payload);
         self.emit(tag::LEAK_SCAN)

@@ -100,3 +100,32 @@ fn a_scan_cut_before_its_summary_is_absent_not_partial() {
     assert_eq!(r.leak_scan(), None);
     assert!(matches!(r.completeness(), Completeness::Truncated(_)));
 }
+
+/// The recorder writes without auto-sealing; a scan of hundreds of
+/// thousands of blocks still spreads over blocks near the target size
+/// (before, the whole scan went into one block, and a few million live
+/// blocks passed the 64 MiB limit that makes readers refuse the file).
+#[test]
+fn a_large_scan_is_sealed_in_blocks_near_the_target_size() {
+    let big = scan(400_000);
+    let mut w = Writer::new(Vec::new(), &header(), Codec::Raw).unwrap();
+    w.set_auto_seal(false);
+    w.leak_scan(&big).unwrap();
+    let bytes = w.finish(&Trailer::default()).unwrap();
+    let mut raw_lens = Vec::new();
+    let mut at = 12;
+    while at + 20 <= bytes.len() {
+        assert_eq!(&bytes[at..at + 4], b"MTBK");
+        let stored = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        raw_lens.push(stored);
+        at += 20 + stored;
+    }
+    assert_eq!(at, bytes.len());
+    // The header's block, then the scan's: each at most the 1 MiB target
+    // plus one chunk record (65,536 blocks of a few bytes each).
+    assert!(raw_lens.len() >= 4, "{raw_lens:?}");
+    assert!(raw_lens.iter().all(|&n| n < 2 << 20), "{raw_lens:?}");
+    let mut r = Reader::new(&bytes[..]).unwrap();
+    r.skip_to_end().unwrap();
+    assert_eq!(r.leak_scan(), Some(&big));
+}
