@@ -70,23 +70,19 @@ pub struct TimePoint {
     pub calls: u64,
 }
 
-/// A live block whose address a later-sorted call received: a realloc is
-/// stamped when it starts, but it may receive a block that another thread
-/// frees while it runs, and that free, stamped later, sorts after it. A
-/// free of the address stamped before the receiving call ended is this
-/// block's free, not the new block's.
+/// A block a moving realloc received, waiting for the call's end.
+///
+/// A realloc is stamped when it starts, but it receives its new block at
+/// some moment before it returns: meanwhile other threads may free that
+/// block's previous occupant, or even allocate and free it again, with
+/// later timestamps. So the new block becomes live only once the replay
+/// passes `ts + latency`, or the same thread's next call (docs/trace-format.md
+/// section 6.6).
 #[derive(Debug, Clone, Copy)]
-struct Displaced {
-    block: LiveBlock,
-    /// The latest moment the receiving call could have ended, in ticks.
-    until: u64,
-}
-
-/// The latest end of a call stamped at `ts` whose latency reads `latency`:
-/// stored latencies are the middle of a step at most 1/16 of the value
-/// wide, so the call lasted at most 1/32 longer.
-fn latest_end(ts: u64, latency: u64) -> u64 {
-    ts.saturating_add(latency).saturating_add(latency / 32 + 1)
+struct PendingReceipt {
+    due: u64,
+    tid: u32,
+    event: HeapEvent,
 }
 
 /// The result of replaying a trace.
@@ -133,9 +129,8 @@ pub struct HeapReplay {
     /// The process's resource samples (RSS, CPU time, faults), every 100 ms.
     pub resources: Vec<memtrace_format::ResourceSample>,
     last_alloc_by_thread: FxHashMap<u32, u64>,
-    /// Blocks whose address was handed out again before their free was
-    /// seen, by address (see [`Displaced`]).
-    displaced: FxHashMap<u64, Displaced>,
+    /// Blocks received by moving reallocs whose calls may not have ended.
+    pending: Vec<PendingReceipt>,
     peak_epoch: u64,
     timeline_step: u64,
     timeline_max: usize,
@@ -180,6 +175,9 @@ impl HeapReplay {
 
     fn heap(&mut self, tid: u32, e: &HeapEvent) {
         let Some(func) = e.func() else { return };
+        if !self.pending.is_empty() {
+            self.settle(|r| r.due < e.ts || r.tid == tid);
+        }
         if self.n_events == 0 {
             self.first_ts = e.ts;
         }
@@ -200,7 +198,7 @@ impl HeapReplay {
             }
             Op::Free => {
                 let temporary = self.last_alloc_by_thread.get(&tid) == Some(&e.addr);
-                self.release(e.addr, e.ts, temporary);
+                self.release(e.addr, temporary);
             }
             Op::Realloc => {
                 let s = self.stats(e.stack);
@@ -210,9 +208,15 @@ impl HeapReplay {
                     self.n_failed += 1;
                 } else {
                     if e.old_addr != 0 {
-                        self.release(e.old_addr, e.ts, false);
+                        self.release(e.old_addr, false);
                     }
-                    if e.addr != 0 {
+                    if e.addr != 0 && e.addr != e.old_addr && e.latency > 0 {
+                        self.pending.push(PendingReceipt {
+                            due: e.ts.saturating_add(e.latency),
+                            tid,
+                            event: *e,
+                        });
+                    } else if e.addr != 0 {
                         self.allocate(tid, e);
                     }
                 }
@@ -260,16 +264,8 @@ impl HeapReplay {
 
     fn allocate(&mut self, tid: u32, e: &HeapEvent) {
         if let Some(old) = self.live.get(&e.addr).copied() {
-            // The same address handed out twice: its free was not seen yet
-            // (a realloc sorts before a free that gave it its block), or
-            // never will be.
+            // The same address handed out twice: its free was not seen.
             self.forget(e.addr, old);
-            let until = match e.func().map(Func::op) {
-                Some(Op::Realloc) => latest_end(e.ts, e.latency),
-                _ => e.ts, // allocations are stamped when they return
-            };
-            self.displaced
-                .insert(e.addr, Displaced { block: old, until });
         }
         let s = self.touch(e.stack);
         s.n_allocs += 1;
@@ -305,17 +301,7 @@ impl HeapReplay {
         }
     }
 
-    fn release(&mut self, addr: u64, ts: u64, temporary: bool) {
-        if let Some(d) = self.displaced.remove(&addr) {
-            if ts < d.until {
-                // The displaced block's own free: the new block stays.
-                let s = self.stats(d.block.stack);
-                s.n_freed += 1;
-                s.bytes_freed = s.bytes_freed.saturating_add(d.block.size);
-                self.n_frees += 1;
-                return;
-            }
-        }
+    fn release(&mut self, addr: u64, temporary: bool) {
         let Some(block) = self.live.get(&addr).copied() else {
             self.n_unmatched_frees += 1;
             return;
@@ -342,8 +328,26 @@ impl HeapReplay {
         }
     }
 
+    /// Makes live, in the order of their calls' ends, the received blocks
+    /// that `due` says have arrived.
+    fn settle(&mut self, due: impl Fn(&PendingReceipt) -> bool) {
+        let mut ready: Vec<PendingReceipt> = Vec::new();
+        self.pending.retain(|r| {
+            let now = due(r);
+            if now {
+                ready.push(*r);
+            }
+            !now
+        });
+        ready.sort_by_key(|r| r.due);
+        for r in ready {
+            self.allocate(r.tid, &r.event);
+        }
+    }
+
     /// Resolves the per-stack peak values; call once after the last event.
     pub fn finish(&mut self) {
+        self.settle(|_| true);
         let epoch = self.peak_epoch;
         for s in self.stacks.values_mut() {
             if s.snap_epoch == epoch {
@@ -385,12 +389,16 @@ mod tests {
         }
     }
 
-    /// Thread 2's realloc starts at 20 and runs 100 ticks; thread 1 frees
-    /// 0xa0 at 50, and the realloc receives it: the free sorts after the
-    /// realloc, yet frees the first block, not the one the realloc moved in.
-    #[test]
-    fn a_free_during_a_realloc_that_receives_its_block_frees_the_old_block() {
-        let heap = |tid, func: Func, ts, latency, addr, old_addr, size, stack| Event::Heap {
+    fn heap(
+        tid: u32,
+        func: Func,
+        ts: u64,
+        latency: u64,
+        (addr, old_addr): (u64, u64),
+        size: u64,
+        stack: u32,
+    ) -> Event {
+        Event::Heap {
             tid,
             event: HeapEvent {
                 func: func as u8,
@@ -403,23 +411,50 @@ mod tests {
                 align: 0,
                 stack,
             },
-        };
+        }
+    }
+
+    /// Thread 2's realloc starts at 20 and runs 100 ticks; thread 1 frees
+    /// 0xa0 at 50, and the realloc receives it: the free sorts after the
+    /// realloc, yet frees the first block, not the one the realloc moved in.
+    #[test]
+    fn a_free_during_a_realloc_that_receives_its_block_frees_the_old_block() {
         let mut r = HeapReplay::new(0);
-        r.apply(&heap(1, Func::Malloc, 10, 5, 0xa0, 0, 64, 1));
-        r.apply(&heap(2, Func::Malloc, 12, 5, 0xb0, 0, 32, 2));
-        r.apply(&heap(2, Func::Realloc, 20, 100, 0xa0, 0xb0, 48, 3));
-        r.apply(&heap(1, Func::Free, 50, 5, 0xa0, 0, 0, 0));
-        // A later free of 0xa0, after the realloc ended, frees the moved block.
-        assert_eq!(r.live.keys().copied().collect::<Vec<_>>(), vec![0xa0]);
+        r.apply(&heap(1, Func::Malloc, 10, 5, (0xa0, 0), 64, 1));
+        r.apply(&heap(2, Func::Malloc, 12, 5, (0xb0, 0), 32, 2));
+        r.apply(&heap(2, Func::Realloc, 20, 100, (0xa0, 0xb0), 48, 3));
+        r.apply(&heap(1, Func::Free, 50, 5, (0xa0, 0), 0, 0));
+        // Thread 1 allocates and frees the address again while the realloc runs.
+        r.apply(&heap(1, Func::Malloc, 60, 5, (0xa0, 0), 16, 4));
+        r.apply(&heap(1, Func::Free, 70, 5, (0xa0, 0), 0, 0));
+        // The call has ended by 200: the moved block is live.
+        r.apply(&heap(1, Func::Malloc, 200, 5, (0xc0, 0), 8, 5));
         assert_eq!(r.live[&0xa0].size, 48);
-        assert_eq!(r.live_bytes, 48);
+        assert_eq!(r.live_bytes, 56);
         assert_eq!((r.stacks[&1].n_freed, r.stacks[&1].bytes_freed), (1, 64));
         assert_eq!((r.stacks[&2].n_freed, r.stacks[&2].bytes_freed), (1, 32));
+        assert_eq!((r.stacks[&4].n_freed, r.stacks[&4].bytes_freed), (1, 16));
         assert_eq!(r.stacks[&3].n_freed, 0);
-        assert_eq!((r.n_frees, r.n_unmatched_frees), (2, 0));
-        r.apply(&heap(1, Func::Free, 200, 5, 0xa0, 0, 0, 0));
+        assert_eq!((r.n_frees, r.n_unmatched_frees), (3, 0));
+        // A free of 0xa0 after the realloc ended frees the moved block.
+        r.apply(&heap(2, Func::Free, 300, 5, (0xa0, 0), 0, 0));
         assert_eq!(r.stacks[&3].n_freed, 1);
-        assert_eq!((r.live_bytes, r.n_frees), (0, 3));
+        assert_eq!((r.live_bytes, r.n_frees), (8, 4));
+    }
+
+    /// The realloc's own thread calls again: its call has returned, whatever
+    /// its latency says, and a realloc still running at the end is settled.
+    #[test]
+    fn a_received_block_is_live_by_the_threads_next_call_and_at_the_end() {
+        let mut r = HeapReplay::new(0);
+        r.apply(&heap(1, Func::Malloc, 10, 5, (0xb0, 0), 32, 1));
+        r.apply(&heap(1, Func::Realloc, 20, 1000, (0xa0, 0xb0), 48, 2));
+        r.apply(&heap(1, Func::Free, 30, 5, (0xa0, 0), 0, 0));
+        assert_eq!((r.n_frees, r.n_unmatched_frees, r.live_bytes), (2, 0, 0));
+        r.apply(&heap(2, Func::Realloc, 40, 1000, (0xd0, 0), 8, 3));
+        r.finish();
+        assert_eq!(r.live[&0xd0].size, 8);
+        assert_eq!(r.live_bytes, 8);
     }
 
     #[test]
