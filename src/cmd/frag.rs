@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use memtrace_analyze::heapmap::{analyze_with, HeapMap, HeapStats};
+use memtrace_analyze::receipts::ReceiptOrder;
 use memtrace_analyze::requests::Requests;
 use memtrace_analyze::symbols::Symbols;
 use memtrace_format::StackTable;
@@ -73,7 +74,9 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
     let mut replay = StreamReplay::new(&policies, &config);
     let mut requests = Requests::new();
     let mut stats = (!args.no_real_heap).then(HeapStats::new);
-    while let Some(event) = reader.next_event().with_context(context)? {
+    // A moving realloc's new block arrives when the call ends, for both.
+    let mut order = ReceiptOrder::new();
+    while let Some(event) = order.next(&mut reader).with_context(context)? {
         if !policies.is_empty() {
             requests.feed(&event, |r| replay.push(r));
         }

@@ -29,6 +29,8 @@ use memtrace_frag::SmallestLater;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
+use crate::receipts::ReceiptOrder;
+
 /// glibc's chunk header between two blocks.
 const HEADER: u64 = 8;
 /// Holes at least this large that sit on both sides of a live block make it
@@ -501,7 +503,8 @@ impl HeapStats {
         Self::default()
     }
 
-    /// Takes in the next event of the trace.
+    /// Takes in the next event of the trace, in the order a
+    /// [`ReceiptOrder`] gives them (as [`analyze_with`] reads them).
     pub fn feed(&mut self, event: &Event) {
         if let Event::HeapRegions { regions, .. } = event {
             if let Some(r) = regions.iter().find(|r| r.kind == 0) {
@@ -550,7 +553,8 @@ pub fn analyze<R: std::io::Read>(
 ) -> Result<HeapMap, DecodeError> {
     let mut reader = open()?;
     let mut stats = HeapStats::new();
-    while let Some(event) = reader.next_event()? {
+    let mut order = ReceiptOrder::new();
+    while let Some(event) = order.next(&mut reader)? {
         stats.feed(&event);
     }
     analyze_with(stats, &mut open()?)
@@ -579,7 +583,10 @@ pub fn analyze_with<R: std::io::Read>(
     let mut first_ts = None;
     // Times are kept in ticks from the first heap event while reading and
     // converted at the end, when every clock sync of the trace is known.
-    while let Some(event) = reader.next_event()? {
+    // The events come in the first pass's order (a moving realloc's new
+    // block when the call ends), so that event counts match.
+    let mut order = ReceiptOrder::new();
+    while let Some(event) = order.next(reader)? {
         let ts = event.ts();
         let e = match event {
             Event::HeapRegions { regions, .. } => {

@@ -10,6 +10,7 @@ pub mod flame;
 pub mod heapmap;
 pub mod latency;
 pub mod leaks;
+pub mod receipts;
 pub mod replay;
 pub mod report;
 pub mod requests;

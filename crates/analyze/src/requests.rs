@@ -4,21 +4,25 @@
 
 use memtrace_format::{DecodeError, Event, Op, Reader};
 use memtrace_frag::Request;
+
+use crate::receipts::ReceiptOrder;
 use rustc_hash::FxHashMap;
 
-/// The requests of a whole trace, in timestamp order. Frees of blocks the
+/// The requests of a whole trace, in timestamp order (a moving realloc's
+/// new block when the call ends: [`ReceiptOrder`]). Frees of blocks the
 /// trace never saw allocated are left out.
 pub fn from_reader<R: std::io::Read>(reader: &mut Reader<R>) -> Result<Vec<Request>, DecodeError> {
     let mut requests = Vec::new();
     let mut converter = Requests::new();
-    while let Some(event) = reader.next_event()? {
+    let mut order = ReceiptOrder::new();
+    while let Some(event) = order.next(reader)? {
         converter.feed(&event, |r| requests.push(r));
     }
     Ok(requests)
 }
 
 /// Turns events into requests one at a time, for a caller that reads the
-/// trace once for several analyses.
+/// trace once for several analyses (through a [`ReceiptOrder`]).
 #[derive(Debug, Default)]
 pub struct Requests {
     ids: FxHashMap<u64, u64>,

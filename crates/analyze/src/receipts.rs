@@ -1,0 +1,202 @@
+//! Events in the order a heap replay must apply them: the block a moving
+//! realloc receives arrives when the call ends, not when it starts.
+//!
+//! A realloc is stamped when it starts (docs/trace-format.md section 6.6).
+//! It releases its old block at once, but receives the new one at some
+//! moment before it returns, and meanwhile other threads may free that
+//! block's previous occupant, or allocate and free it again, with later
+//! timestamps. [`ReceiptOrder`] splits such a realloc in two: the event
+//! itself, as a realloc that only releases (`addr` and `size` 0), and a
+//! realloc that only receives (`old_addr` 0), passed on once the stream
+//! reaches an event stamped after `ts + latency`, or the same thread's next
+//! heap event, or its end. Reallocs that keep their block, fail, or were
+//! recorded without latency pass unchanged.
+
+use std::collections::VecDeque;
+use std::io::Read;
+
+use memtrace_format::{DecodeError, Event, HeapEvent, Op, Reader};
+
+/// A received block waiting for its call's end.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    due: u64,
+    tid: u32,
+    event: HeapEvent,
+}
+
+/// Reorders a reader's events as the module explains.
+#[derive(Debug, Default)]
+pub struct ReceiptOrder {
+    pending: Vec<Pending>,
+    ready: VecDeque<Event>,
+}
+
+impl ReceiptOrder {
+    /// Nothing read yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The next event to apply, or `None` at the end of the trace.
+    pub fn next<R: Read>(&mut self, reader: &mut Reader<R>) -> Result<Option<Event>, DecodeError> {
+        while self.ready.is_empty() {
+            match reader.next_event()? {
+                Some(event) => self.take(event),
+                None => {
+                    self.settle(|_| true);
+                    break;
+                }
+            }
+        }
+        Ok(self.ready.pop_front())
+    }
+
+    fn take(&mut self, event: Event) {
+        let Event::Heap { tid, event: e } = event else {
+            self.ready.push_back(event);
+            return;
+        };
+        if !self.pending.is_empty() {
+            self.settle(|p| p.due < e.ts || p.tid == tid);
+        }
+        let moving = e.func().map(|f| f.op()) == Some(Op::Realloc)
+            && e.addr != 0
+            && e.addr != e.old_addr
+            && e.latency > 0;
+        if !moving {
+            self.ready.push_back(Event::Heap { tid, event: e });
+            return;
+        }
+        self.pending.push(Pending {
+            due: e.ts.saturating_add(e.latency),
+            tid,
+            event: HeapEvent { old_addr: 0, ..e },
+        });
+        if e.old_addr != 0 {
+            let release = HeapEvent {
+                addr: 0,
+                size: 0,
+                ..e
+            };
+            self.ready.push_back(Event::Heap {
+                tid,
+                event: release,
+            });
+        }
+    }
+
+    /// Moves the receipts `due` says have arrived to the ready queue, in
+    /// the order of their calls' ends.
+    fn settle(&mut self, due: impl Fn(&Pending) -> bool) {
+        let mut arrived: Vec<Pending> = Vec::new();
+        self.pending.retain(|p| {
+            let now = due(p);
+            if now {
+                arrived.push(*p);
+            }
+            !now
+        });
+        arrived.sort_by_key(|p| p.due);
+        for p in arrived {
+            self.ready.push_back(Event::Heap {
+                tid: p.tid,
+                event: p.event,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memtrace_format::{
+        dequantize_latency, quantize_latency, Codec, Func, Header, RecorderKind, ThreadItem,
+        TickSource, Trailer, Writer,
+    };
+
+    /// An event as it reads back: latency on the stored scale, no stack on frees.
+    fn ev(func: Func, ts: u64, latency: u64, addr: u64, old_addr: u64, size: u64) -> HeapEvent {
+        HeapEvent {
+            func: func as u8,
+            ts,
+            latency: dequantize_latency(quantize_latency(latency)),
+            addr,
+            old_addr,
+            size,
+            usable: size,
+            stack: u32::from(func != Func::Free),
+            ..Default::default()
+        }
+    }
+
+    /// Thread 2's realloc runs from 20 to 120 and receives 0xa0, which
+    /// thread 1 frees, allocates and frees again meanwhile.
+    #[test]
+    fn a_moving_realloc_receives_its_block_when_the_call_ends() {
+        let header = Header {
+            pid: 1,
+            ppid: 0,
+            exe: "/x".into(),
+            cmdline: vec![],
+            start_unix_ns: 0,
+            page_size: 4096,
+            pointer_size: 8,
+            ticks: TickSource::MonotonicNs,
+            recorder: RecorderKind::Preload,
+            latency_measured: true,
+            family: 0,
+        };
+        let mut w = Writer::new(Vec::new(), &header, Codec::Raw).unwrap();
+        w.stack_nodes(1, &[(0, 0x1000)]).unwrap();
+        let t1 = [
+            ev(Func::Malloc, 10, 5, 0xa0, 0, 64),
+            ev(Func::Free, 50, 5, 0xa0, 0, 0),
+            ev(Func::Malloc, 60, 5, 0xa0, 0, 16),
+            ev(Func::Free, 70, 5, 0xa0, 0, 0),
+            ev(Func::Malloc, 200, 5, 0xc0, 0, 8),
+        ];
+        let t2 = [
+            ev(Func::Malloc, 12, 5, 0xb0, 0, 32),
+            ev(Func::Realloc, 20, 100, 0xa0, 0xb0, 48),
+            ev(Func::Realloc, 300, 0, 0xd0, 0xa0, 8), // no latency: unchanged
+        ];
+        let items = |evs: &[HeapEvent]| -> Vec<ThreadItem> {
+            evs.iter().map(|&e| ThreadItem::Heap(e)).collect()
+        };
+        w.batch(1, &items(&t1)).unwrap();
+        w.batch(2, &items(&t2)).unwrap();
+        let bytes = w.finish(&Trailer::default()).unwrap();
+        let mut reader = Reader::new(&bytes[..]).unwrap();
+        let mut order = ReceiptOrder::new();
+        let mut got = Vec::new();
+        while let Some(event) = order.next(&mut reader).unwrap() {
+            if let Event::Heap { tid, event } = event {
+                got.push((tid, event));
+            }
+        }
+        let release = HeapEvent {
+            addr: 0,
+            size: 0,
+            ..t2[1]
+        };
+        let receive = HeapEvent {
+            old_addr: 0,
+            ..t2[1]
+        };
+        assert_eq!(
+            got,
+            vec![
+                (1, t1[0]),
+                (2, t2[0]),
+                (2, release),
+                (1, t1[1]),
+                (1, t1[2]),
+                (1, t1[3]),
+                (2, receive),
+                (1, t1[4]),
+                (2, t2[2]),
+            ]
+        );
+    }
+}
