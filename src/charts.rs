@@ -255,26 +255,23 @@ pub fn real_heap_subtitle(h: &HeapMap) -> String {
 /// placed at call `(k + 1) * n_events / points`. Its `time_ns` values are
 /// not used: they are taken while the trace is still being read, before the
 /// clock's rate is known, and do not share the report's origin.
-pub fn real_heap_timeline(h: &HeapMap, n_events: u64, program: &str) -> Option<Timeline> {
+pub fn real_heap_timeline(h: &HeapMap, program: &str) -> Option<Timeline> {
     if !h.measured || h.timeline.is_empty() {
         return None;
     }
-    let n_points = h.timeline.len() as u64;
-    let x = |k: usize| ((k as u64 + 1) * n_events / n_points) as f64;
     let series = |name: &str, f: &dyn Fn(&memtrace_analyze::heapmap::HeapPoint) -> u64| Series {
         name: name.into(),
         points: h
             .timeline
             .iter()
-            .enumerate()
-            .map(|(k, p)| (x(k), f(p) as f64))
+            .map(|p| (p.time_ns as f64, f(p) as f64))
             .collect(),
     };
     Some(Timeline {
         title: format!("Real heap fragmentation over the run: {program}"),
         subtitle: Some(real_heap_subtitle(h)),
-        x_label: "heap calls so far".into(),
-        x_unit: Unit::Count,
+        x_label: "time since the first heap call".into(),
+        x_unit: Unit::Nanos,
         panels: vec![
             Panel {
                 label: "bytes".into(),
@@ -295,8 +292,7 @@ pub fn real_heap_timeline(h: &HeapMap, n_events: u64, program: &str) -> Option<T
                     points: h
                         .timeline
                         .iter()
-                        .enumerate()
-                        .map(|(k, p)| (x(k), p.external))
+                        .map(|p| (p.time_ns as f64, p.external))
                         .collect(),
                 }],
                 filled: false,

@@ -215,10 +215,12 @@ fn the_real_heap_chart_states_the_heap_at_the_peak() {
         "free above the last block",
         "bytes (KiB)",
         "external fragmentation (%)",
-        "heap calls so far",
     ] {
         svg.text(name);
     }
+    // Time on the x axis, like the live heap's chart.
+    let x_desc = svg.texts_starting("time since the first heap call (");
+    assert_eq!(x_desc.len(), 1, "{:?}", svg.strings());
 }
 
 #[test]

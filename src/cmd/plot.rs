@@ -214,8 +214,7 @@ fn draw(chart: Chart, data: &mut Data) -> Result<String> {
         }
         Chart::Frag => {
             let program = data.program()?;
-            let n_events = data.report()?.totals.events;
-            match charts::real_heap_timeline(data.heap()?, n_events, &program) {
+            match charts::real_heap_timeline(data.heap()?, &program) {
                 Some(t) => Ok(memtrace_plot::timeline(&t)?),
                 None => skipped("the trace has no [heap] snapshot to rebuild the heap from"),
             }
