@@ -17,6 +17,10 @@ use std::io::Read;
 
 use memtrace_format::{DecodeError, Event, HeapEvent, Op, Reader};
 
+/// Most receipts kept waiting; a real trace has a handful at a time (one
+/// per thread at most in a realloc, and each settles by the thread's next call).
+pub(crate) const MAX_PENDING: usize = 4096;
+
 /// A received block waiting for its call's end.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
@@ -57,7 +61,11 @@ impl ReceiptOrder {
             self.ready.push_back(event);
             return;
         };
-        if !self.pending.is_empty() {
+        if self.pending.len() > MAX_PENDING {
+            // Only a damaged or hostile trace has this many slow reallocs
+            // at once: give up ordering rather than scan them per event.
+            self.settle(|_| true);
+        } else if !self.pending.is_empty() {
             self.settle(|p| p.due < e.ts || p.tid == tid);
         }
         let moving = e.func().map(|f| f.op()) == Some(Op::Realloc)

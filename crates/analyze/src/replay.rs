@@ -175,7 +175,9 @@ impl HeapReplay {
 
     fn heap(&mut self, tid: u32, e: &HeapEvent) {
         let Some(func) = e.func() else { return };
-        if !self.pending.is_empty() {
+        if self.pending.len() > crate::receipts::MAX_PENDING {
+            self.settle(|_| true); // a damaged or hostile trace: see receipts.rs
+        } else if !self.pending.is_empty() {
             self.settle(|r| r.due < e.ts || r.tid == tid);
         }
         if self.n_events == 0 {
