@@ -117,3 +117,58 @@ fn the_summary_names_the_top_sites() {
         )
     );
 }
+
+/// The codec byte of every block of a trace file.
+fn block_codecs(trace: &std::path::Path) -> Vec<u8> {
+    let bytes = std::fs::read(trace).unwrap();
+    let mut codecs = Vec::new();
+    let mut at = 12;
+    while at + 20 <= bytes.len() {
+        assert_eq!(&bytes[at..at + 4], b"MTBK");
+        codecs.push(bytes[at + 4]);
+        at += 20 + u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+    }
+    assert_eq!(at, bytes.len());
+    codecs
+}
+
+/// A program that allocates slowly leaves the writer time to compress every
+/// block (zstd, codec 1); `MEMTRACE_COMPRESSION=0` stores them raw (codec
+/// 0); both traces give the same report.
+#[test]
+fn a_slow_program_gets_every_block_compressed() {
+    let dir = scratch("c-sites-codecs");
+    let exe = compile("cc", SOURCE, &["-O0", "-g", "-pthread"], &dir);
+    let out = record(&dir, "paced.trace", &[exe.to_str().unwrap()]);
+    assert!(out.status.success());
+    let raw = memtrace()
+        .current_dir(&dir)
+        .env("MEMTRACE_COMPRESSION", "0")
+        .args(["run", "-q", "-o", "raw.trace", "--"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(raw.status.success());
+    let paced = block_codecs(&dir.join("paced.trace"));
+    let stored = block_codecs(&dir.join("raw.trace"));
+    assert!(
+        paced.len() >= 2 && paced.iter().all(|&c| c == 1),
+        "{paced:?}"
+    );
+    assert!(
+        stored.len() >= 2 && stored.iter().all(|&c| c == 0),
+        "{stored:?}"
+    );
+    let a = report_json(&dir.join("paced.trace"));
+    let b = report_json(&dir.join("raw.trace"));
+    for key in [
+        "allocations",
+        "frees",
+        "bytes_allocated",
+        "peak_bytes",
+        "unfreed_bytes",
+    ] {
+        assert_eq!(num(&a["totals"], key), num(&b["totals"], key), "{key}");
+    }
+    assert_eq!(num(&a["totals"], "bytes_allocated"), 57032);
+}
