@@ -337,6 +337,32 @@ impl<R: Read> Reader<R> {
         })
     }
 
+    /// Queues thread `tid`'s `n` items, which `decode` appends to the
+    /// thread's queue (given the number of stack nodes known): all of them,
+    /// or none when decoding fails.
+    fn take_batch(
+        &mut self,
+        tid: u32,
+        n: usize,
+        decode: impl FnOnce(u32, &mut VecDeque<ThreadItem>) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        let n_stacks = self.stacks.len() as u32;
+        let queue = self.threads.entry(tid).or_default();
+        let was_empty = queue.is_empty();
+        queue.reserve(n);
+        let before = queue.len();
+        if let Err(e) = decode(n_stacks, queue) {
+            queue.truncate(before);
+            return Err(e);
+        }
+        if was_empty {
+            if let Some(front) = queue.front() {
+                self.heads.push(Reverse((front.ts(), tid)));
+            }
+        }
+        Ok(())
+    }
+
     fn read_more(&mut self) -> Result<(), DecodeError> {
         match read_block(&mut self.src, self.offset, &mut self.stored, &mut self.raw) {
             Ok(Some(next)) => {
@@ -413,41 +439,15 @@ impl<R: Read> Reader<R> {
                 tag::COLUMNS => {
                     let columns = decode_columns_head(&mut p)?;
                     let (tid, n) = (columns.tid, columns.n);
-                    let n_stacks = self.stacks.len() as u32;
-                    let queue = self.threads.entry(tid).or_default();
-                    let was_empty = queue.is_empty();
-                    queue.reserve(n);
-                    let before = queue.len();
-                    let decoded =
-                        decode_columns_items(columns, n_stacks, |item| queue.push_back(item));
-                    if let Err(e) = decoded {
-                        queue.truncate(before);
-                        return Err(e);
-                    }
-                    if was_empty {
-                        if let Some(front) = queue.front() {
-                            self.heads.push(Reverse((front.ts(), tid)));
-                        }
-                    }
+                    self.take_batch(tid, n, |n_stacks, queue| {
+                        decode_columns_items(columns, n_stacks, |item| queue.push_back(item))
+                    })?;
                 }
                 tag::BATCH => {
                     let (tid, n) = decode_batch_head(&mut p)?;
-                    let n_stacks = self.stacks.len() as u32;
-                    let queue = self.threads.entry(tid).or_default();
-                    let was_empty = queue.is_empty();
-                    queue.reserve(n);
-                    let before = queue.len();
-                    let decoded =
-                        decode_batch_items(&mut p, n, n_stacks, |item| queue.push_back(item));
-                    if let Err(e) = decoded {
-                        queue.truncate(before);
-                        return Err(e);
-                    }
-                    if was_empty {
-                        if let Some(front) = queue.front() {
-                            self.heads.push(Reverse((front.ts(), tid)));
-                        }
-                    }
+                    self.take_batch(tid, n, |n_stacks, queue| {
+                        decode_batch_items(&mut p, n, n_stacks, |item| queue.push_back(item))
+                    })?;
                 }
                 tag::WATERMARK => {
                     self.watermark = self.watermark.max(p.u64()?);

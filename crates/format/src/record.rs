@@ -669,19 +669,66 @@ pub(crate) fn decode_batch_head(cur: &mut Cursor) -> Result<(u32, usize), Decode
     Ok((tid, n))
 }
 
-/// Decodes the `n` items of a batch (after [`decode_batch_head`]), handing
-/// each to `push`; a heap event whose stack id is not below `n_stacks` is an
-/// error.
-pub(crate) fn decode_batch_items(
-    cur: &mut Cursor,
+/// Where a batch decoder reads each field of an item: version 2's
+/// item-by-item batches read every field from one cursor, in item order;
+/// version 3's columns read each from the cursor of its column.
+trait ItemFields {
+    fn code(&mut self) -> Result<u8, DecodeError>;
+    fn ts_delta(&mut self) -> Result<i64, DecodeError>;
+    fn latency_code(&mut self) -> Result<u64, DecodeError>;
+    /// The delta of a free's `addr` or a realloc's `old_addr`.
+    fn released_delta(&mut self) -> Result<u64, DecodeError>;
+    /// The delta of an alloc's or a realloc's `addr`.
+    fn returned_delta(&mut self) -> Result<u64, DecodeError>;
+    fn size(&mut self) -> Result<u64, DecodeError>;
+    fn usable_delta(&mut self) -> Result<i64, DecodeError>;
+    fn align(&mut self) -> Result<u64, DecodeError>;
+    fn stack_delta(&mut self) -> Result<i64, DecodeError>;
+}
+
+impl ItemFields for Cursor<'_> {
+    fn code(&mut self) -> Result<u8, DecodeError> {
+        self.u8()
+    }
+    fn ts_delta(&mut self) -> Result<i64, DecodeError> {
+        self.i64()
+    }
+    fn latency_code(&mut self) -> Result<u64, DecodeError> {
+        self.u64()
+    }
+    fn released_delta(&mut self) -> Result<u64, DecodeError> {
+        Ok(self.i64()? as u64)
+    }
+    fn returned_delta(&mut self) -> Result<u64, DecodeError> {
+        Ok(self.i64()? as u64)
+    }
+    fn size(&mut self) -> Result<u64, DecodeError> {
+        self.u64()
+    }
+    fn usable_delta(&mut self) -> Result<i64, DecodeError> {
+        self.i64()
+    }
+    fn align(&mut self) -> Result<u64, DecodeError> {
+        self.u64()
+    }
+    fn stack_delta(&mut self) -> Result<i64, DecodeError> {
+        self.i64()
+    }
+}
+
+/// Decodes `n` items whose fields `src` gives, in the order a version-2
+/// item holds them, handing each to `push`; a heap event whose stack id is
+/// not below `n_stacks` is an error.
+fn decode_items(
+    src: &mut impl ItemFields,
     n: usize,
     n_stacks: u32,
     mut push: impl FnMut(ThreadItem),
 ) -> Result<(), DecodeError> {
     let mut st = DeltaState::default();
     for _ in 0..n {
-        let code = cur.u8()?;
-        let ts = st.ts.wrapping_add(cur.i64()? as u64);
+        let code = src.code()?;
+        let ts = st.ts.wrapping_add(src.ts_delta()? as u64);
         st.ts = ts;
         let item = match code {
             marker::THREAD_START => ThreadItem::Start { ts },
@@ -695,44 +742,54 @@ pub(crate) fn decode_batch_items(
                 let mut e = HeapEvent {
                     func: code,
                     ts,
-                    latency: dequantize_latency(cur.u64()?),
+                    latency: dequantize_latency(src.latency_code()?),
                     ..HeapEvent::default()
                 };
                 if func.op() == Op::Free {
-                    e.addr = st.addr.wrapping_add(cur.i64()? as u64);
+                    e.addr = st.addr.wrapping_add(src.released_delta()?);
                     st.addr = e.addr;
                 } else {
                     if func.op() == Op::Realloc {
-                        e.old_addr = st.addr.wrapping_add(cur.i64()? as u64);
+                        e.old_addr = st.addr.wrapping_add(src.released_delta()?);
                         st.addr = e.old_addr;
                     }
-                    e.addr = st.addr.wrapping_add(cur.i64()? as u64);
+                    e.addr = st.addr.wrapping_add(src.returned_delta()?);
                     st.addr = e.addr;
-                    e.size = cur.u64()?;
-                    e.usable = predicted_usable(e.size).wrapping_add(cur.i64()? as u64);
+                    e.size = src.size()?;
+                    e.usable = predicted_usable(e.size).wrapping_add(src.usable_delta()? as u64);
                     if has_align {
-                        e.align = cur.u64()?;
+                        e.align = src.align()?;
                     }
-                    let stack = i64::from(st.stack) + cur.i64()?;
+                    let stack = i64::from(st.stack) + src.stack_delta()?;
                     e.stack = u32::try_from(stack).map_err(|_| {
                         DecodeError::Malformed(format!("stack id {stack} out of range"))
                     })?;
+                    if e.stack >= n_stacks {
+                        return Err(DecodeError::Malformed(format!(
+                            "event refers to unknown stack {}",
+                            e.stack
+                        )));
+                    }
                     st.stack = e.stack;
                 }
                 ThreadItem::Heap(e)
             }
         };
-        if let ThreadItem::Heap(e) = &item {
-            if e.stack >= n_stacks {
-                return Err(DecodeError::Malformed(format!(
-                    "event refers to unknown stack {}",
-                    e.stack
-                )));
-            }
-        }
         push(item);
     }
     Ok(())
+}
+
+/// Decodes the `n` items of a batch (after [`decode_batch_head`]), handing
+/// each to `push`; a heap event whose stack id is not below `n_stacks` is an
+/// error.
+pub(crate) fn decode_batch_items(
+    cur: &mut Cursor,
+    n: usize,
+    n_stacks: u32,
+    push: impl FnMut(ThreadItem),
+) -> Result<(), DecodeError> {
+    decode_items(cur, n, n_stacks, push)
 }
 
 /// The columns of a `COLUMNS` record, in the order they are stored. Each
@@ -980,69 +1037,51 @@ pub(crate) fn decode_columns_head<'a>(cur: &mut Cursor<'a>) -> Result<Columns<'a
     Ok(Columns { tid, n, cols })
 }
 
+/// The column cursors of a `COLUMNS` payload, read field by field.
+struct ColumnCursors<'a>([Cursor<'a>; column::COUNT]);
+
+impl ItemFields for ColumnCursors<'_> {
+    fn code(&mut self) -> Result<u8, DecodeError> {
+        self.0[0].u8()
+    }
+    fn ts_delta(&mut self) -> Result<i64, DecodeError> {
+        self.0[1].i64()
+    }
+    fn latency_code(&mut self) -> Result<u64, DecodeError> {
+        self.0[2].u64()
+    }
+    fn released_delta(&mut self) -> Result<u64, DecodeError> {
+        addr_delta(&mut self.0[3])
+    }
+    fn returned_delta(&mut self) -> Result<u64, DecodeError> {
+        addr_delta(&mut self.0[4])
+    }
+    fn size(&mut self) -> Result<u64, DecodeError> {
+        self.0[5].u64()
+    }
+    fn usable_delta(&mut self) -> Result<i64, DecodeError> {
+        self.0[6].i64()
+    }
+    fn align(&mut self) -> Result<u64, DecodeError> {
+        self.0[7].u64()
+    }
+    fn stack_delta(&mut self) -> Result<i64, DecodeError> {
+        self.0[8].i64()
+    }
+}
+
 /// Decodes the items of a `COLUMNS` payload, handing each to `push`; a heap
 /// event whose stack id is not below `n_stacks`, or a column with bytes
 /// left over, is an error.
 pub(crate) fn decode_columns_items(
     columns: Columns,
     n_stacks: u32,
-    mut push: impl FnMut(ThreadItem),
+    push: impl FnMut(ThreadItem),
 ) -> Result<(), DecodeError> {
-    let Columns { n, mut cols, .. } = columns;
-    let [codes, ts_col, lat_col, released, returned, sizes, usables, aligns, stacks] = &mut cols;
-    let mut st = DeltaState::default();
-    for _ in 0..n {
-        let code = codes.u8()?;
-        let ts = st.ts.wrapping_add(ts_col.i64()? as u64);
-        st.ts = ts;
-        let item = match code {
-            marker::THREAD_START => ThreadItem::Start { ts },
-            marker::THREAD_END => ThreadItem::End { ts },
-            _ => {
-                let has_align = code & ALIGN_FLAG != 0;
-                let code = code & !ALIGN_FLAG;
-                let func = Func::from_u8(code).ok_or_else(|| {
-                    DecodeError::Malformed(format!("unknown heap function tag {code}"))
-                })?;
-                let mut e = HeapEvent {
-                    func: code,
-                    ts,
-                    latency: dequantize_latency(lat_col.u64()?),
-                    ..HeapEvent::default()
-                };
-                if func.op() == Op::Free {
-                    e.addr = st.addr.wrapping_add(addr_delta(released)?);
-                    st.addr = e.addr;
-                } else {
-                    if func.op() == Op::Realloc {
-                        e.old_addr = st.addr.wrapping_add(addr_delta(released)?);
-                        st.addr = e.old_addr;
-                    }
-                    e.addr = st.addr.wrapping_add(addr_delta(returned)?);
-                    st.addr = e.addr;
-                    e.size = sizes.u64()?;
-                    e.usable = predicted_usable(e.size).wrapping_add(usables.i64()? as u64);
-                    if has_align {
-                        e.align = aligns.u64()?;
-                    }
-                    let stack = i64::from(st.stack) + stacks.i64()?;
-                    e.stack = u32::try_from(stack).map_err(|_| {
-                        DecodeError::Malformed(format!("stack id {stack} out of range"))
-                    })?;
-                    if e.stack >= n_stacks {
-                        return Err(DecodeError::Malformed(format!(
-                            "event refers to unknown stack {}",
-                            e.stack
-                        )));
-                    }
-                    st.stack = e.stack;
-                }
-                ThreadItem::Heap(e)
-            }
-        };
-        push(item);
-    }
-    for (i, col) in cols.iter().enumerate() {
+    let Columns { n, cols, .. } = columns;
+    let mut cols = ColumnCursors(cols);
+    decode_items(&mut cols, n, n_stacks, push)?;
+    for (i, col) in cols.0.iter().enumerate() {
         if !col.is_empty() {
             return Err(DecodeError::Malformed(format!(
                 "batch column {} has bytes after its last item",
