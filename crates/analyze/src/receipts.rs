@@ -19,7 +19,7 @@ use memtrace_format::{DecodeError, Event, HeapEvent, Op, Reader};
 
 /// Most receipts kept waiting; a real trace has a handful at a time (one
 /// per thread at most in a realloc, and each settles by the thread's next call).
-pub(crate) const MAX_PENDING: usize = 4096;
+const MAX_PENDING: usize = 4096;
 
 /// A received block waiting for its call's end.
 #[derive(Debug, Clone, Copy)]
@@ -29,10 +29,69 @@ struct Pending {
     event: HeapEvent,
 }
 
+/// The blocks received by moving reallocs whose calls may not have ended:
+/// what [`ReceiptOrder`] and `HeapReplay` hold back.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Receipts {
+    pending: Vec<Pending>,
+}
+
+impl Receipts {
+    /// Whether `e` is a realloc that moves its block, with a latency that
+    /// says when the call ended.
+    pub fn is_moving(e: &HeapEvent) -> bool {
+        e.func().map(|f| f.op()) == Some(Op::Realloc)
+            && e.addr != 0
+            && e.addr != e.old_addr
+            && e.latency > 0
+    }
+
+    /// Holds back the block the moving realloc `e` of thread `tid` received:
+    /// the same event with `old_addr` 0, due at `ts + latency`.
+    pub fn hold(&mut self, tid: u32, e: &HeapEvent) {
+        self.pending.push(Pending {
+            due: e.ts.saturating_add(e.latency),
+            tid,
+            event: HeapEvent { old_addr: 0, ..*e },
+        });
+    }
+
+    /// The receipts that have arrived by thread `tid`'s event stamped `ts`
+    /// (those due before it, and the thread's own: its call has returned),
+    /// in the order of their calls' ends. Past [`MAX_PENDING`] (only a
+    /// damaged or hostile trace has that many slow reallocs at once) all of
+    /// them, rather than scan them at every event.
+    pub fn arrived(&mut self, tid: u32, ts: u64) -> Vec<(u32, HeapEvent)> {
+        if self.pending.is_empty() {
+            return Vec::new();
+        }
+        let all = self.pending.len() > MAX_PENDING;
+        self.take(|p| all || p.due < ts || p.tid == tid)
+    }
+
+    /// Every receipt still held, at the end of the trace.
+    pub fn all(&mut self) -> Vec<(u32, HeapEvent)> {
+        self.take(|_| true)
+    }
+
+    fn take(&mut self, due: impl Fn(&Pending) -> bool) -> Vec<(u32, HeapEvent)> {
+        let mut arrived: Vec<Pending> = Vec::new();
+        self.pending.retain(|p| {
+            let now = due(p);
+            if now {
+                arrived.push(*p);
+            }
+            !now
+        });
+        arrived.sort_by_key(|p| p.due);
+        arrived.into_iter().map(|p| (p.tid, p.event)).collect()
+    }
+}
+
 /// Reorders a reader's events as the module explains.
 #[derive(Debug, Default)]
 pub struct ReceiptOrder {
-    pending: Vec<Pending>,
+    receipts: Receipts,
     ready: VecDeque<Event>,
 }
 
@@ -48,7 +107,8 @@ impl ReceiptOrder {
             match reader.next_event()? {
                 Some(event) => self.take(event),
                 None => {
-                    self.settle(|_| true);
+                    let rest = self.receipts.all();
+                    self.make_ready(rest);
                     break;
                 }
             }
@@ -61,26 +121,13 @@ impl ReceiptOrder {
             self.ready.push_back(event);
             return;
         };
-        if self.pending.len() > MAX_PENDING {
-            // Only a damaged or hostile trace has this many slow reallocs
-            // at once: give up ordering rather than scan them per event.
-            self.settle(|_| true);
-        } else if !self.pending.is_empty() {
-            self.settle(|p| p.due < e.ts || p.tid == tid);
-        }
-        let moving = e.func().map(|f| f.op()) == Some(Op::Realloc)
-            && e.addr != 0
-            && e.addr != e.old_addr
-            && e.latency > 0;
-        if !moving {
+        let arrived = self.receipts.arrived(tid, e.ts);
+        self.make_ready(arrived);
+        if !Receipts::is_moving(&e) {
             self.ready.push_back(Event::Heap { tid, event: e });
             return;
         }
-        self.pending.push(Pending {
-            due: e.ts.saturating_add(e.latency),
-            tid,
-            event: HeapEvent { old_addr: 0, ..e },
-        });
+        self.receipts.hold(tid, &e);
         if e.old_addr != 0 {
             let release = HeapEvent {
                 addr: 0,
@@ -94,24 +141,12 @@ impl ReceiptOrder {
         }
     }
 
-    /// Moves the receipts `due` says have arrived to the ready queue, in
-    /// the order of their calls' ends.
-    fn settle(&mut self, due: impl Fn(&Pending) -> bool) {
-        let mut arrived: Vec<Pending> = Vec::new();
-        self.pending.retain(|p| {
-            let now = due(p);
-            if now {
-                arrived.push(*p);
-            }
-            !now
-        });
-        arrived.sort_by_key(|p| p.due);
-        for p in arrived {
-            self.ready.push_back(Event::Heap {
-                tid: p.tid,
-                event: p.event,
-            });
-        }
+    fn make_ready(&mut self, receipts: Vec<(u32, HeapEvent)>) {
+        self.ready.extend(
+            receipts
+                .into_iter()
+                .map(|(tid, event)| Event::Heap { tid, event }),
+        );
     }
 }
 

@@ -4,6 +4,8 @@
 use memtrace_format::{DecodeError, Event, Func, HeapEvent, Op, Reader, StackId};
 use rustc_hash::FxHashMap;
 
+use crate::receipts::Receipts;
+
 /// Counts for one allocation stack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StackStats {
@@ -70,21 +72,6 @@ pub struct TimePoint {
     pub calls: u64,
 }
 
-/// A block a moving realloc received, waiting for the call's end.
-///
-/// A realloc is stamped when it starts, but it receives its new block at
-/// some moment before it returns: meanwhile other threads may free that
-/// block's previous occupant, or even allocate and free it again, with
-/// later timestamps. So the new block becomes live only once the replay
-/// passes `ts + latency`, or the same thread's next call (docs/trace-format.md
-/// section 6.6).
-#[derive(Debug, Clone, Copy)]
-struct PendingReceipt {
-    due: u64,
-    tid: u32,
-    event: HeapEvent,
-}
-
 /// The result of replaying a trace.
 #[derive(Debug, Clone, Default)]
 pub struct HeapReplay {
@@ -129,8 +116,10 @@ pub struct HeapReplay {
     /// The process's resource samples (RSS, CPU time, faults), every 100 ms.
     pub resources: Vec<memtrace_format::ResourceSample>,
     last_alloc_by_thread: FxHashMap<u32, u64>,
-    /// Blocks received by moving reallocs whose calls may not have ended.
-    pending: Vec<PendingReceipt>,
+    /// Blocks received by moving reallocs whose calls may not have ended:
+    /// they become live once the replay passes `ts + latency`, or the
+    /// thread's next call (docs/trace-format.md section 6.6).
+    receipts: Receipts,
     peak_epoch: u64,
     timeline_step: u64,
     timeline_max: usize,
@@ -175,10 +164,8 @@ impl HeapReplay {
 
     fn heap(&mut self, tid: u32, e: &HeapEvent) {
         let Some(func) = e.func() else { return };
-        if self.pending.len() > crate::receipts::MAX_PENDING {
-            self.settle(|_| true); // a damaged or hostile trace: see receipts.rs
-        } else if !self.pending.is_empty() {
-            self.settle(|r| r.due < e.ts || r.tid == tid);
+        for (t, received) in self.receipts.arrived(tid, e.ts) {
+            self.allocate(t, &received);
         }
         if self.n_events == 0 {
             self.first_ts = e.ts;
@@ -212,12 +199,8 @@ impl HeapReplay {
                     if e.old_addr != 0 {
                         self.release(e.old_addr, false);
                     }
-                    if e.addr != 0 && e.addr != e.old_addr && e.latency > 0 {
-                        self.pending.push(PendingReceipt {
-                            due: e.ts.saturating_add(e.latency),
-                            tid,
-                            event: *e,
-                        });
+                    if Receipts::is_moving(e) {
+                        self.receipts.hold(tid, e);
                     } else if e.addr != 0 {
                         self.allocate(tid, e);
                     }
@@ -330,26 +313,11 @@ impl HeapReplay {
         }
     }
 
-    /// Makes live, in the order of their calls' ends, the received blocks
-    /// that `due` says have arrived.
-    fn settle(&mut self, due: impl Fn(&PendingReceipt) -> bool) {
-        let mut ready: Vec<PendingReceipt> = Vec::new();
-        self.pending.retain(|r| {
-            let now = due(r);
-            if now {
-                ready.push(*r);
-            }
-            !now
-        });
-        ready.sort_by_key(|r| r.due);
-        for r in ready {
-            self.allocate(r.tid, &r.event);
-        }
-    }
-
     /// Resolves the per-stack peak values; call once after the last event.
     pub fn finish(&mut self) {
-        self.settle(|_| true);
+        for (tid, received) in self.receipts.all() {
+            self.allocate(tid, &received);
+        }
         let epoch = self.peak_epoch;
         for s in self.stacks.values_mut() {
             if s.snap_epoch == epoch {
