@@ -174,7 +174,7 @@ fn a_script_is_traced_through_its_interpreter_and_its_children() {
 /// only the traces carrying the root's run token.
 #[test]
 fn a_family_never_takes_in_another_runs_traces_with_the_same_pids() {
-    use memtrace_format::{Codec, Header, RecorderKind, TickSource, Trailer, Writer};
+    use memtrace_format::{Codec, Header, Trailer, Writer};
     let dir = scratch("family-token");
     let write = |name: &str, pid: u32, ppid: u32, family: u64, start: u64| {
         let header = Header {
@@ -183,12 +183,8 @@ fn a_family_never_takes_in_another_runs_traces_with_the_same_pids() {
             exe: format!("/bin/p{pid}"),
             cmdline: vec![format!("p{pid}")],
             start_unix_ns: start,
-            page_size: 4096,
-            pointer_size: 8,
-            ticks: TickSource::MonotonicNs,
-            recorder: RecorderKind::Preload,
-            latency_measured: true,
             family,
+            ..Header::default()
         };
         let w = Writer::new(Vec::new(), &header, Codec::Raw).unwrap();
         let bytes = w.finish(&Trailer::default()).unwrap();

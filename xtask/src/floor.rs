@@ -85,24 +85,15 @@ pub fn measure(path: &Path) -> Result<Floor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memtrace_format::{
-        Codec, Header, HeapEvent, RecorderKind, ThreadItem, TickSource, Trailer, Writer,
-    };
+    use memtrace_format::{Codec, Header, HeapEvent, ThreadItem, Trailer, Writer};
 
     #[test]
     fn two_sizes_and_two_frees_take_one_and_three_quarter_bits() {
         let header = Header {
             pid: 1,
-            ppid: 0,
             exe: "/x".into(),
-            cmdline: vec![],
-            start_unix_ns: 0,
-            page_size: 4096,
-            pointer_size: 8,
-            ticks: TickSource::MonotonicNs,
-            recorder: RecorderKind::Preload,
             latency_measured: true,
-            family: 0,
+            ..Header::default()
         };
         let ev = |func: Func, ts, addr, size| {
             ThreadItem::Heap(HeapEvent {

@@ -875,23 +875,17 @@ pub fn render_text(r: &LatencyReport, frames: usize) -> String {
 mod tests {
     use super::*;
     use memtrace_format::{
-        dequantize_latency, quantize_latency, ClockSync, Codec, Header, HeapEvent, RecorderKind,
-        ThreadItem, TickSource, Trailer, Writer,
+        dequantize_latency, quantize_latency, ClockSync, Codec, Header, HeapEvent, ThreadItem,
+        TickSource, Trailer, Writer,
     };
 
     fn header() -> Header {
         Header {
             pid: 1,
-            ppid: 0,
             exe: "synthetic".into(),
-            cmdline: vec![],
-            start_unix_ns: 0,
-            page_size: 4096,
-            pointer_size: 8,
             ticks: TickSource::Tsc,
-            recorder: RecorderKind::Preload,
             latency_measured: true,
-            family: 0,
+            ..Header::default()
         }
     }
 

@@ -154,8 +154,7 @@ impl ReceiptOrder {
 mod tests {
     use super::*;
     use memtrace_format::{
-        dequantize_latency, quantize_latency, Codec, Func, Header, RecorderKind, ThreadItem,
-        TickSource, Trailer, Writer,
+        dequantize_latency, quantize_latency, Codec, Func, Header, ThreadItem, Trailer, Writer,
     };
 
     /// An event as it reads back: latency on the stored scale, no stack on frees.
@@ -179,16 +178,9 @@ mod tests {
     fn a_moving_realloc_receives_its_block_when_the_call_ends() {
         let header = Header {
             pid: 1,
-            ppid: 0,
             exe: "/x".into(),
-            cmdline: vec![],
-            start_unix_ns: 0,
-            page_size: 4096,
-            pointer_size: 8,
-            ticks: TickSource::MonotonicNs,
-            recorder: RecorderKind::Preload,
             latency_measured: true,
-            family: 0,
+            ..Header::default()
         };
         let mut w = Writer::new(Vec::new(), &header, Codec::Raw).unwrap();
         w.stack_nodes(1, &[(0, 0x1000)]).unwrap();

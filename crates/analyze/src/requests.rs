@@ -87,16 +87,7 @@ mod tests {
     fn reallocs_become_a_free_and_an_allocation() {
         let header = Header {
             pid: 1,
-            ppid: 0,
-            exe: String::new(),
-            cmdline: vec![],
-            start_unix_ns: 0,
-            page_size: 4096,
-            pointer_size: 8,
-            ticks: TickSource::MonotonicNs,
-            recorder: RecorderKind::Preload,
-            latency_measured: false,
-            family: 0,
+            ..Header::default()
         };
         let mut w = Writer::new(Vec::new(), &header, Codec::Raw).unwrap();
         let ev = |func: Func, ts, addr, old_addr, size| {

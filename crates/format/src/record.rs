@@ -76,6 +76,27 @@ pub struct Header {
     pub family: u64,
 }
 
+impl Default for Header {
+    /// A header that says nothing about a process: the reader's placeholder
+    /// until a file's own arrives, and the start of a synthetic trace's
+    /// (`Header { pid: 7, ..Header::default() }`).
+    fn default() -> Self {
+        Header {
+            pid: 0,
+            ppid: 0,
+            exe: String::new(),
+            cmdline: Vec::new(),
+            start_unix_ns: 0,
+            page_size: 4096,
+            pointer_size: 8,
+            ticks: TickSource::MonotonicNs,
+            recorder: RecorderKind::Preload,
+            latency_measured: false,
+            family: 0,
+        }
+    }
+}
+
 /// One PT_LOAD segment of a module, as `dl_iterate_phdr` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {

@@ -9,12 +9,9 @@ fn header() -> Header {
         exe: "/usr/bin/demo".into(),
         cmdline: vec!["demo".into(), "--flag".into()],
         start_unix_ns: 1_700_000_000_000_000_000,
-        page_size: 4096,
-        pointer_size: 8,
         ticks: TickSource::Tsc,
-        recorder: RecorderKind::Preload,
         latency_measured: true,
-        family: 0,
+        ..Header::default()
     }
 }
 

@@ -8,13 +8,8 @@ fn header() -> Header {
         ppid: 1,
         exe: "/bin/demo".into(),
         cmdline: vec!["demo".into()],
-        start_unix_ns: 0,
-        page_size: 4096,
-        pointer_size: 8,
-        ticks: TickSource::MonotonicNs,
-        recorder: RecorderKind::Preload,
         latency_measured: true,
-        family: 0,
+        ..Header::default()
     }
 }
 
