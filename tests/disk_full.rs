@@ -66,6 +66,27 @@ fn small_tmpfs(dir: &Path, test: &str) -> Option<SmallTmpfs> {
 }
 
 /// The one line the recorder prints when the disk is full, up to the byte count.
+/// `memtrace run -o TRACE -- EXE ARGS` with uncompressed blocks (they fill
+/// a small disk quickly), within a minute.
+fn record_uncompressed(
+    dir: &Path,
+    trace: &Path,
+    exe: &Path,
+    args: &[String],
+) -> std::process::Output {
+    output_within(
+        memtrace()
+            .current_dir(dir)
+            .env("MEMTRACE_COMPRESSION", "0")
+            .args(["run", "-q", "-o"])
+            .arg(trace)
+            .arg("--")
+            .arg(exe)
+            .args(args),
+        Duration::from_secs(60),
+    )
+}
+
 fn disk_full_message(trace: &Path) -> String {
     format!(
         "memtrace: writing the trace failed: No space left on device (os error 28); \
@@ -85,17 +106,7 @@ fn a_full_disk_ends_recording_with_one_message_and_the_program_runs_on() {
     let trace = small.0.join("t.trace");
     // Uncompressed blocks (up to 1 MiB each) fill the 4 MiB quickly: the
     // 1.2 million calls take about 10 MB.
-    let out = output_within(
-        memtrace()
-            .current_dir(&dir)
-            .env("MEMTRACE_COMPRESSION", "0")
-            .args(["run", "-q", "-o"])
-            .arg(&trace)
-            .arg("--")
-            .arg(&exe)
-            .arg(N.to_string()),
-        Duration::from_secs(60),
-    );
+    let out = record_uncompressed(&dir, &trace, &exe, &[N.to_string()]);
     assert_eq!(out.status.code(), Some(7), "the program's own exit status");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -156,17 +167,7 @@ fn threads_waiting_on_a_full_ring_run_on_when_the_disk_fills() {
         churn_rounds: 5,
     };
     let trace = small.0.join("t.trace");
-    let out = output_within(
-        memtrace()
-            .current_dir(&dir)
-            .env("MEMTRACE_COMPRESSION", "0")
-            .args(["run", "-q", "-o"])
-            .arg(&trace)
-            .arg("--")
-            .arg(&exe)
-            .args(config.args()),
-        Duration::from_secs(60),
-    );
+    let out = record_uncompressed(&dir, &trace, &exe, &config.args());
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

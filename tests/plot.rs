@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::svg::{value_at, Svg};
+use common::svg::{parse_tick, value_at, Svg};
 use common::*;
 use serde_json::Value;
 
@@ -218,9 +218,30 @@ fn the_real_heap_chart_states_the_heap_at_the_peak() {
     ] {
         svg.text(name);
     }
-    // Time on the x axis, like the live heap's chart.
+    // Time on the x axis, like the live heap's chart: its last tick lies
+    // at or past the frag JSON's end time, and within twice it.
     let x_desc = svg.texts_starting("time since the first heap call (");
     assert_eq!(x_desc.len(), 1, "{:?}", svg.strings());
+    let unit_ns = match x_desc[0].content.rsplit('(').next() {
+        Some("ns)") => 1.0,
+        Some("us)") => 1e3,
+        Some("ms)") => 1e6,
+        Some("s)") => 1e9,
+        other => panic!("unknown time unit {other:?}"),
+    };
+    let last_tick = svg
+        .texts
+        .iter()
+        .filter(|t| t.anchor == "middle" && !t.rotated)
+        .filter_map(|t| parse_tick(&t.content))
+        .fold(0.0, f64::max)
+        * unit_ns;
+    let end_ns = heap["at_end"]["time_ns"].as_f64().unwrap();
+    assert!(end_ns > 0.0);
+    assert!(
+        end_ns <= last_tick && last_tick <= 2.0 * end_ns,
+        "last x tick {last_tick} ns for a run of {end_ns} ns"
+    );
 }
 
 #[test]

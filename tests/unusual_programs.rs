@@ -197,26 +197,19 @@ fn a_family_never_takes_in_another_runs_traces_with_the_same_pids() {
     write("other-root.trace", 100, 1, 0xbb, 5_000);
     write("other-child.trace", 102, 100, 0xbb, 6_000);
 
-    let family = common::memtrace_json(
-        &dir,
-        &["report", "--family", "root.trace", "--format", "json"],
+    // (pid, ppid, depth) of each member of `root`'s family.
+    let members = |root: &str| -> Vec<(u64, u64, u64)> {
+        let family = common::memtrace_json(&dir, &["report", "--family", root, "--format", "json"]);
+        family["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (num(p, "pid"), num(p, "ppid"), num(p, "depth")))
+            .collect()
+    };
+    assert_eq!(members("root.trace"), vec![(100, 1, 0), (101, 100, 1)]);
+    assert_eq!(
+        members("other-root.trace"),
+        vec![(100, 1, 0), (102, 100, 1)]
     );
-    let pids: Vec<(u64, u64, u64)> = family["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (num(p, "pid"), num(p, "ppid"), num(p, "depth")))
-        .collect();
-    assert_eq!(pids, vec![(100, 1, 0), (101, 100, 1)]);
-    let other = common::memtrace_json(
-        &dir,
-        &["report", "--family", "other-root.trace", "--format", "json"],
-    );
-    let pids: Vec<(u64, u64, u64)> = other["processes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (num(p, "pid"), num(p, "ppid"), num(p, "depth")))
-        .collect();
-    assert_eq!(pids, vec![(100, 1, 0), (102, 100, 1)]);
 }

@@ -343,20 +343,7 @@ mod tests {
     use super::*;
 
     fn ev(func: Func, ts: u64, addr: u64, old: u64, size: u64, stack: u32) -> Event {
-        Event::Heap {
-            tid: 1,
-            event: HeapEvent {
-                func: func as u8,
-                ts,
-                latency: 1,
-                addr,
-                old_addr: old,
-                size,
-                usable: size,
-                align: 0,
-                stack,
-            },
-        }
+        heap(1, func, ts, 1, (addr, old), size, stack)
     }
 
     fn heap(
