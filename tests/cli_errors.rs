@@ -55,7 +55,10 @@ fn a_setuid_binary_of_another_user_is_refused() {
     // SAFETY: chown on a path we own; plain libc call.
     let c = std::ffi::CString::new(copy.to_str().unwrap()).unwrap();
     if unsafe { libc_chown(c.as_ptr(), 65534, 65534) } != 0 {
-        eprintln!("skipped: cannot chown (not root)");
+        common::skip(
+            "a_setuid_binary_of_another_user_is_refused",
+            "cannot chown (not root)",
+        );
         return;
     }
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o4755)).unwrap();

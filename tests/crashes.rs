@@ -1,7 +1,8 @@
 //! A program killed by a signal keeps its trace: after SIGSEGV and abort()
 //! nothing recorded before the signal is lost and the program dies the same
 //! way (same exit status); after SIGKILL, which cannot be caught, what the
-//! writer had written (every 10 ms, sealed every 250 ms) is there.
+//! writer had written (every 10 ms, sealed every 250 ms) is there: the test
+//! kills the program once the trace holds its events.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{compile, memtrace, num, record, report_json, scratch, tag_line};
+use common::{compile, memtrace, num, record, report_json, scratch, tag_line, wait_until};
 
 const SOURCE: &str = "fixtures/c/crash.c";
 
@@ -25,6 +26,23 @@ fn check_counts(report: &serde_json::Value) {
         .collect();
     assert!(lines.contains(&tag_line(SOURCE, "@site crash_kept")));
     assert!(lines.contains(&tag_line(SOURCE, "@site crash_freed")));
+}
+
+/// Whether the trace, read as it is now, holds the 1500 allocations and 500
+/// frees that `crash wait` makes before "ready".
+fn trace_holds_every_event(trace: &std::path::Path) -> bool {
+    let Ok(out) = memtrace()
+        .args(["report", "--format", "json"])
+        .arg(trace)
+        .output()
+    else {
+        return false;
+    };
+    let Ok(report) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return false;
+    };
+    let totals = &report["totals"];
+    totals["allocations"] == 1500 && totals["frees"] == 500
 }
 
 fn dies_by(mode: &str, status: i32, signal_name: &str) {
@@ -72,8 +90,14 @@ fn sigkill_loses_only_what_was_not_written_yet() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "ready\n");
-    // Longer than the writer's 250 ms sealing period.
-    std::thread::sleep(Duration::from_millis(800));
+    // The readiness signal is the trace itself: killed once every event
+    // before "ready" is in a sealed block of it.
+    let trace = dir.join("c.trace");
+    wait_until(
+        "the trace holds the events made before \"ready\"",
+        Duration::from_secs(60),
+        || trace_holds_every_event(&trace),
+    );
     let children =
         std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
     let pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();

@@ -2,7 +2,8 @@
 //! the program runs on to its own end (output and exit status unchanged,
 //! no recorder thread spinning), and the trace written so far is readable.
 //!
-//! Needs root, to mount a 4 MiB tmpfs; otherwise the test says it skips.
+//! Needs root, to mount a 4 MiB tmpfs; otherwise the test says why it skips
+//! (a failure with `MEMTRACE_TEST_STRICT=1`).
 
 mod common;
 
@@ -50,16 +51,14 @@ impl Drop for SmallTmpfs {
 /// A 4 MiB tmpfs in `dir`, or `None` after saying on stderr why the test
 /// skips (not root, or no permission to mount).
 fn small_tmpfs(dir: &Path, test: &str) -> Option<SmallTmpfs> {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    if uid != 0 {
-        eprintln!("{test}: SKIPPED: mounting a small tmpfs needs root (euid {uid})");
+    if !common::is_root() {
+        common::skip(test, "mounting a small tmpfs needs root");
         return None;
     }
     match SmallTmpfs::mount(&dir.join("small"), "4m") {
         Ok(m) => Some(m),
         Err(why) => {
-            eprintln!("{test}: SKIPPED: cannot mount a tmpfs: {why}");
+            common::skip(test, &format!("cannot mount a tmpfs: {why}"));
             None
         }
     }
@@ -99,7 +98,7 @@ fn disk_full_message(trace: &Path) -> String {
 #[test]
 fn a_full_disk_ends_recording_with_one_message_and_the_program_runs_on() {
     let dir = scratch("disk-full");
-    let Some(small) = small_tmpfs(&dir, "disk_full") else {
+    let Some(small) = small_tmpfs(&dir, "a_full_disk_ends_recording") else {
         return;
     };
     let exe = compile("cc", SOURCE, &["-O0", "-g"], &dir);
@@ -152,7 +151,7 @@ fn threads_waiting_on_a_full_ring_run_on_when_the_disk_fills() {
     // Eight threads outpace the writer, so some wait for room in their
     // rings when the write fails: they must go on, unrecorded.
     let dir = scratch("disk-full-threads");
-    let Some(small) = small_tmpfs(&dir, "disk_full") else {
+    let Some(small) = small_tmpfs(&dir, "threads_waiting_on_a_full_ring_run_on") else {
         return;
     };
     let exe = compile(

@@ -37,7 +37,7 @@ fn at_line<'a>(list: &'a Value, source: &str, line: u64) -> &'a Value {
 }
 
 #[test]
-fn bulk_allocation_costs_fewer_calls_less_time_and_fewer_stalls() {
+fn bulk_allocation_costs_fewer_calls_and_fewer_stalls() {
     let dir = scratch("latency-bulk");
     let exe = compile("cc", BULK_VS_SINGLE, &["-O0", "-g"], &dir);
     let exe = exe.to_str().unwrap();
@@ -69,9 +69,11 @@ fn bulk_allocation_costs_fewer_calls_less_time_and_fewer_stalls() {
     assert_eq!(ss["by_function"]["malloc"], 100_000);
     assert_eq!(ss["by_function"]["free"], 100_000);
 
-    // Times by order only: 200000 calls cost more than 2.
-    assert!(num(s, "allocator_ns") > num(b, "allocator_ns"));
-    assert!(num(&single, "allocator_ns") > num(&bulk, "allocator_ns"));
+    // Times are not compared (they belong to the machine): each run's
+    // allocator time is its functions' times added up.
+    for r in [&single, &bulk] {
+        check_allocator_time_is_the_functions_time(r);
+    }
     let mallocs = |r: &Value| {
         let f = r["functions"].as_array().unwrap();
         let m = f.iter().find(|f| f["function"] == "malloc").unwrap();
@@ -116,8 +118,23 @@ fn bulk_allocation_costs_fewer_calls_less_time_and_fewer_stalls() {
     assert!(text.contains("allocate them in bulk"), "{text}");
 }
 
+/// `allocator_ns` is the sum of `functions[].total_ns`, up to the rounding
+/// of each function's clock ticks to whole nanoseconds (under 1 ns each).
+fn check_allocator_time_is_the_functions_time(r: &Value) {
+    let functions = r["functions"].as_array().expect("functions");
+    let sum: u64 = functions.iter().map(|f| num(f, "total_ns")).sum();
+    let total = num(r, "allocator_ns");
+    assert!(
+        total.abs_diff(sum) <= functions.len() as u64,
+        "allocator_ns {total} vs the functions' {sum}"
+    );
+}
+
+/// How large the share is belongs to the CPU and glibc (`cargo xtask bench`
+/// compares it with a run without memtrace); what holds on every machine is
+/// how the run's time splits and how the tables are ordered.
 #[test]
-fn an_allocation_heavy_program_spends_most_of_its_time_in_the_allocator() {
+fn an_allocation_heavy_programs_time_splits_into_allocator_and_outside() {
     let dir = scratch("latency-heavy");
     let exe = compile("cc", ALLOC_HEAVY, &["-O0", "-g"], &dir);
     let out = record(&dir, "heavy.trace", &[exe.to_str().unwrap(), "5000"]);
@@ -129,13 +146,30 @@ fn an_allocation_heavy_program_spends_most_of_its_time_in_the_allocator() {
     let m = at_line(&r["top_sites"], ALLOC_HEAVY, malloc_line);
     assert_eq!((num(c, "allocations"), num(c, "frees")), (5000, 5000));
     assert_eq!((num(m, "allocations"), num(m, "frees")), (5000, 5000));
-    // Zeroing 256-512 KiB per calloc is the program's work: the time inside
-    // the allocator is the larger part of the traced wall time (82-91% when
-    // measured), and the calloc site costs more than the malloc one.
-    assert!(
-        num(&r, "allocator_ns") > num(&r, "outside_allocator_ns"),
-        "{r}"
+    // One thread: its calls are disjoint parts of the run.
+    let (wall, inside) = (num(&r, "wall_ns"), num(&r, "allocator_ns"));
+    assert!(inside <= wall, "{r}");
+    assert_eq!(inside + num(&r, "outside_allocator_ns"), wall);
+    assert_eq!(
+        r["allocator_share"].as_f64().unwrap(),
+        inside as f64 / wall as f64
     );
-    assert!(num(c, "allocator_ns") > num(m, "allocator_ns"));
-    assert_eq!(r["functions"][0]["function"], "calloc");
+    check_allocator_time_is_the_functions_time(&r);
+    // Every calloc and malloc and free of the 5000 rounds, each function
+    // once, most time first.
+    let functions = r["functions"].as_array().unwrap();
+    let calls: Vec<(&str, u64)> = functions
+        .iter()
+        .map(|f| (f["function"].as_str().unwrap(), num(f, "calls")))
+        .collect();
+    let mut sorted = calls.clone();
+    sorted.sort_by_key(|&(name, _)| name);
+    assert_eq!(
+        sorted,
+        [("calloc", 5000), ("free", 10_000), ("malloc", 5000)]
+    );
+    let times: Vec<u64> = functions.iter().map(|f| num(f, "total_ns")).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    // The two sites' times are their share of the same total.
+    assert!(num(c, "allocator_ns") + num(m, "allocator_ns") <= inside);
 }

@@ -349,8 +349,9 @@ fn the_index_page_shows_every_chart_with_its_command() {
 #[test]
 fn the_index_page_loads_every_chart_in_headless_chromium() {
     let Some(chromium) = browser::find_chromium() else {
-        eprintln!(
-            "skipping: chromium is not installed (apt-get install chromium; .ci/run installs it)"
+        common::skip(
+            "the_index_page_loads_every_chart_in_headless_chromium",
+            "chromium is not installed (apt-get install chromium; .ci/run installs it)",
         );
         return;
     };

@@ -25,8 +25,7 @@ const LIMIT: u64 = 64 << 20;
 
 /// Why this machine cannot run the real tests, if it cannot.
 fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !common::is_root() {
         return Some("not root: creating a cgroup and a swap file needs root".into());
     }
     if memory_hierarchy().is_none() {
@@ -38,7 +37,7 @@ fn skip_reason() -> Option<String> {
 fn skip_if_needed(test: &str) -> bool {
     match skip_reason() {
         Some(why) => {
-            eprintln!("skipping {test}: {why}");
+            common::skip(test, &why);
             true
         }
         None => false,
@@ -258,7 +257,10 @@ fn anonymous_working_set_over_the_limit_thrashes_and_the_control_stays_ok() {
     let swap = match SwapGuard::new(&dir) {
         Ok(swap) => swap,
         Err(why) => {
-            eprintln!("skipping: cannot enable a swap file: {why}");
+            common::skip(
+                "anonymous_working_set_over_the_limit_thrashes",
+                &format!("cannot enable a swap file: {why}"),
+            );
             return;
         }
     };

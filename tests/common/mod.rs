@@ -12,6 +12,41 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::Value;
 
+/// Whether skips are failures (`MEMTRACE_TEST_STRICT=1`, set by `.ci/run`):
+/// on a machine where everything the tests need was installed, a skip hides
+/// a broken install.
+pub fn strict() -> bool {
+    std::env::var_os("MEMTRACE_TEST_STRICT").is_some_and(|v| v == "1")
+}
+
+/// Says on stderr that `test` skips and why; with `MEMTRACE_TEST_STRICT=1`
+/// it fails the test instead. The caller returns right after.
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        !strict(),
+        "{test}: would skip ({why}), and MEMTRACE_TEST_STRICT=1 makes that a failure"
+    );
+    eprintln!("{test}: SKIPPED: {why}");
+}
+
+/// Whether the effective user is root (mounting, cgroups, chown, setpriv).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Waits until `ready` holds, checking every 20 ms: a readiness signal that
+/// a program gives through the file system (a file it writes). Fails the
+/// test, naming `what`, when it has not held within `limit`, a bound far
+/// above any normal wait, so that only a hang reaches it.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// The memtrace binary under test.
 pub fn memtrace() -> Command {
     Command::new(env!("CARGO_BIN_EXE_memtrace"))

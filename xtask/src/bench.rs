@@ -7,7 +7,9 @@
 //! (`wait4`'s `ru_maxrss`: the largest process of the tool's process tree),
 //! and the trace size per heap event. Then it times the analysis commands on
 //! the traces of the last round, and every part of `memtrace frag` alone (the
-//! real heap, each policy replay) with its events per second. It prints the
+//! real heap, each policy replay) with its events per second, and compares
+//! the allocator share `memtrace latency` reports with one measured without
+//! memtrace (`share.rs`). It prints the
 //! tables with PASS/FAIL lines for the project's goals and writes them to
 //! `target/memtrace-report/bench.md`. `--analyses-only TRACE` times only the
 //! analyses, on a trace recorded before (`bench-analyses.md`).
@@ -568,6 +570,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     }
 
     goals.push(leak_scan_goal(&paths)?);
+    let share = crate::share::measure(&paths, runs)?;
+    goals.push(Goal::check(share.agrees(), share.describe()));
 
     // Print.
     println!();

@@ -26,6 +26,7 @@ mod floor;
 mod fuzz;
 mod heaptrack;
 mod report;
+mod share;
 mod stress;
 mod util;
 

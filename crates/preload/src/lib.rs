@@ -15,8 +15,13 @@
 //! children run untraced), `MEMTRACE_UNWIND=libgcc` (slow exact unwinder).
 #![deny(missing_docs)]
 
+// The unit-test harness of this crate must not interpose the C allocator
+// nor start recording itself: it gets the library's own allocator only.
+#[cfg(not(test))]
 mod api;
+#[cfg(not(test))]
 mod init;
+#[cfg(not(test))]
 mod libc_alloc;
 mod own_alloc;
 

@@ -207,4 +207,49 @@ mod tests {
         assert_eq!(class_of(l(65537, 8)), None);
         assert_eq!(class_of(l(16, 8192)), None);
     }
+
+    /// Blocks of every class and some large ones, from several threads at
+    /// once (this harness's global allocator is `OwnAlloc` too): each is
+    /// aligned and keeps what was written into it while the other threads
+    /// write theirs (no two live blocks overlap).
+    #[test]
+    fn blocks_are_aligned_and_disjoint_across_threads() {
+        let layouts: Vec<Layout> = [1, 16, 17, 100, 4096, 65536, 65537, 300_000]
+            .iter()
+            .flat_map(|&s| [8, 64, 4096].map(|a| Layout::from_size_align(s, a).unwrap()))
+            .collect();
+        let workers: Vec<_> = (0..4u8)
+            .map(|t| {
+                let layouts = layouts.clone();
+                std::thread::spawn(move || {
+                    let mut live = Vec::new();
+                    for round in 0..50u8 {
+                        for &layout in &layouts {
+                            // SAFETY: a non-zero-sized layout; freed below with the same one.
+                            let p = unsafe { OwnAlloc.alloc(layout) };
+                            assert!(!p.is_null());
+                            assert_eq!(p as usize % layout.align(), 0, "{layout:?}");
+                            // SAFETY: the block is `layout.size()` writable bytes.
+                            unsafe { ptr::write_bytes(p, t * 64 + round, layout.size()) };
+                            live.push((p as usize, layout, t * 64 + round));
+                        }
+                        for &(p, layout, byte) in &live {
+                            // SAFETY: live blocks written above and not yet freed.
+                            let b = unsafe {
+                                std::slice::from_raw_parts(p as *const u8, layout.size())
+                            };
+                            assert!(b.iter().all(|&x| x == byte), "{layout:?} was overwritten");
+                        }
+                        for (p, layout, _) in live.drain(..) {
+                            // SAFETY: allocated above with this layout.
+                            unsafe { OwnAlloc.dealloc(p as *mut u8, layout) };
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
 }
