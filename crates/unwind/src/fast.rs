@@ -57,7 +57,7 @@ pub(crate) fn capture_regs() -> Regs {
 enum StackBounds {
     /// Not asked yet.
     Unknown,
-    /// `pthread_getattr_np` failed: the fast path is off for this thread.
+    /// `/proc/self/maps` could not be read: the fast path is off for this thread.
     Unavailable,
     /// `[lo, hi)`: the whole stack mapping of this thread.
     Known { lo: u64, hi: u64 },
@@ -164,26 +164,13 @@ fn stack_bounds(stack: &mut StackBounds) -> Option<(u64, u64)> {
     }
 }
 
-/// The current thread's stack mapping, via `pthread_getattr_np` (which, on the main thread,
-/// reads /proc/self/maps and allocates: done once per thread).
+/// The current thread's stack mapping, read once per thread from `/proc/self/maps` with
+/// plain system calls: never `pthread_getattr_np`, which holds a lock the interrupted
+/// program may hold itself (see `stack_bounds.rs`).
 #[cold]
 fn query_stack_bounds() -> Option<(u64, u64)> {
-    let mut addr: *mut libc::c_void = core::ptr::null_mut();
-    let mut size: libc::size_t = 0;
-    // SAFETY: `attr` is initialised by pthread_getattr_np before it is read and destroyed
-    // exactly once after; the out-pointers are valid locals.
-    let ok = unsafe {
-        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-            return None;
-        }
-        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
-        libc::pthread_attr_destroy(&mut attr);
-        rc == 0
-    };
-    let lo = addr as u64;
-    let hi = lo.checked_add(size as u64)?;
-    (ok && lo < hi).then_some((lo, hi))
+    let (lo, hi) = crate::stack_bounds::query(capture_regs().sp)?;
+    (lo < hi).then_some((lo, hi))
 }
 
 /// The stack words one walk read, in order: with the same registers and

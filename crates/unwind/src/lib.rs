@@ -18,7 +18,9 @@
 //! The code runs inside malloc hooks of arbitrary programs, so:
 //!
 //! * **No allocation per call.** Allocation happens only once per thread (the framehop cache,
-//!   the thread's stack bounds via `pthread_getattr_np`, glibc's TLS-destructor registration)
+//!   the thread's stack bounds, read from `/proc/self/maps` with plain system calls and no
+//!   lock (never `pthread_getattr_np`, which allocates while it holds a lock the program's
+//!   own call to it may hold), glibc's TLS-destructor registration)
 //!   and when the module list is (re)built. The caller is expected to hold its reentrancy guard
 //!   so that those allocations are forwarded unrecorded; if it does not, a nested call on the
 //!   same thread falls back to libgcc instead of recursing.
@@ -63,6 +65,7 @@ mod fast;
 mod libgcc;
 mod memo;
 mod modules;
+mod stack_bounds;
 
 pub use memo::StackMemo;
 pub use modules::modules_changed;

@@ -110,7 +110,16 @@ type GompParallel = unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void
 fn dlopen_then_modules_changed_unwinds_through_new_module() {
     let handle = dlopen(c"libgomp.so.1");
     if handle.is_null() {
-        eprintln!("libgomp.so.1 not installed: only checking that dlopen + rebuild is harmless");
+        // gcc depends on libgomp1, and `.ci/run` installs gcc: there this
+        // degraded check must not stand in for the real one.
+        assert!(
+            std::env::var_os("MEMTRACE_TEST_STRICT").is_none_or(|v| v != "1"),
+            "libgomp.so.1 not installed, and MEMTRACE_TEST_STRICT=1 forbids skipping"
+        );
+        eprintln!(
+            "dlopen_then_modules_changed_unwinds_through_new_module: SKIPPED in part: \
+             libgomp.so.1 not installed: only checking that dlopen + rebuild is harmless"
+        );
         let z = dlopen(c"libz.so.1");
         modules_changed();
         check_recursion_depths();
