@@ -252,6 +252,7 @@ fn spawn_writer() {
 
 extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     thread::ignore_this_thread();
+    crate::crash::block_process_signals();
     // SAFETY: gettid has no preconditions.
     WRITER_TID.store(unsafe { libc::gettid() }, Ordering::Relaxed);
     let marker = 0u8;
