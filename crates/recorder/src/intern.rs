@@ -75,7 +75,8 @@ pub(crate) fn reset() {
 
 const CACHE_SLOTS: usize = 1024;
 
-/// A thread's cache of recently seen stacks.
+/// A thread's cache of recently seen stacks; its slots (16 KiB) are
+/// allocated on the first stack, so a thread that only frees has none.
 pub(crate) struct StackCache {
     slots: Box<[(u64, StackId)]>,
     generation: u64,
@@ -84,7 +85,7 @@ pub(crate) struct StackCache {
 impl StackCache {
     pub(crate) fn new() -> Self {
         StackCache {
-            slots: vec![(0, 0); CACHE_SLOTS].into_boxed_slice(),
+            slots: Box::new([]),
             generation: GENERATION.load(Ordering::Relaxed),
         }
     }
@@ -94,6 +95,9 @@ impl StackCache {
     pub(crate) fn intern(&mut self, frames: &[u64]) -> StackId {
         if frames.is_empty() {
             return 0;
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![(0, 0); CACHE_SLOTS].into_boxed_slice();
         }
         let generation = GENERATION.load(Ordering::Relaxed);
         if generation != self.generation {
