@@ -37,6 +37,8 @@ struct ClassState {
     free: *mut FreeNode,
     bump: usize,
     end: usize,
+    /// A mapped chunk waiting to become the bump region: `(start, len)`.
+    spare: Option<(usize, usize)>,
 }
 
 struct FreeNode {
@@ -53,6 +55,7 @@ const CLASS: Class = Class {
         free: ptr::null_mut(),
         bump: 0,
         end: 0,
+        spare: None,
     }),
 };
 static CLASSES: [Class; N_CLASSES] = [CLASS; N_CLASSES];
@@ -68,8 +71,9 @@ impl Class {
             return block;
         }
         // Map a chunk without holding the lock, then offer it: if another
-        // thread refilled the class meanwhile, the chunk's blocks go on the
-        // free list.
+        // thread refilled the class meanwhile, it is kept as the spare
+        // region, or unmapped when there is one already. Its pages are not
+        // touched until blocks are carved from them.
         let len = CHUNK.max(size * 16);
         let chunk = map(len);
         if chunk.is_null() {
@@ -77,8 +81,13 @@ impl Class {
         }
         self.lock.lock();
         // SAFETY: the class lock is held.
-        let block = unsafe { &mut *self.state.get() }.refill(chunk as usize, len, size);
+        let (block, unused) = unsafe { &mut *self.state.get() }.refill(chunk as usize, len, size);
         self.lock.unlock();
+        if unused {
+            memtrace_recorder::forget_own_mapping(chunk as u64);
+            // SAFETY: the chunk was mapped above with this length and never used.
+            unsafe { libc::munmap(chunk.cast(), len) };
+        }
         block
     }
 
@@ -101,7 +110,8 @@ impl Class {
 }
 
 impl ClassState {
-    /// A block from the free list or the bump region; null when both are empty.
+    /// A block from the free list, the bump region or the spare chunk;
+    /// null when all are empty.
     fn pop(&mut self, size: usize) -> *mut u8 {
         if !self.free.is_null() {
             let node = self.free;
@@ -109,34 +119,33 @@ impl ClassState {
             self.free = unsafe { (*node).next };
             return node.cast();
         }
-        if self.bump + size <= self.end {
-            let b = self.bump;
-            self.bump += size;
-            return b as *mut u8;
+        if self.bump + size > self.end {
+            let Some((start, len)) = self.spare.take() else {
+                return ptr::null_mut();
+            };
+            self.bump = start;
+            self.end = start + len;
         }
-        ptr::null_mut()
+        let b = self.bump;
+        self.bump += size;
+        b as *mut u8
     }
 
-    /// Takes a block, using the new chunk `[chunk, chunk + len)` as the bump
-    /// region when the class has nothing else (else its blocks go on the
-    /// free list, so no mapped memory is lost).
-    fn refill(&mut self, chunk: usize, len: usize, size: usize) -> *mut u8 {
+    /// Takes a block, offering the new chunk `[chunk, chunk + len)`: it
+    /// becomes the bump region when the class has nothing else, else the
+    /// spare one. True beside the block when the chunk was not needed.
+    fn refill(&mut self, chunk: usize, len: usize, size: usize) -> (*mut u8, bool) {
         let block = self.pop(size);
         if block.is_null() {
             self.bump = chunk;
             self.end = chunk + len;
-            return self.pop(size);
+            return (self.pop(size), false);
         }
-        let mut at = chunk;
-        while at + size <= chunk + len {
-            let node = at as *mut FreeNode;
-            // SAFETY: `at` is an aligned block of the fresh chunk, owned
-            // by this class under its lock.
-            unsafe { (*node).next = self.free };
-            self.free = node;
-            at += size;
+        if self.spare.is_none() {
+            self.spare = Some((chunk, len));
+            return (block, false);
         }
-        block
+        (block, true)
     }
 }
 

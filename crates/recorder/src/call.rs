@@ -131,7 +131,11 @@ impl Call {
 impl Drop for Call {
     #[inline(always)]
     fn drop(&mut self) {
-        self.state.ring().in_flight.0.store(u64::MAX, Ordering::Release);
+        self.state
+            .ring()
+            .in_flight
+            .0
+            .store(u64::MAX, Ordering::Release);
         // Dropping `state` next leaves the recorder.
     }
 }

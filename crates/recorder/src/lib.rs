@@ -88,11 +88,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 pub use call::{finish, Call, MAX_FRAMES};
 pub use memtrace_format::{Func, Op, RecorderKind};
 pub use own_memory::{forget_own_mapping, note_own_mapping};
-pub use spin::RawLock;
 pub use scope::{
     assert_no_leaks, heap_stats, HeapStats, LeakScope, LeakedBlocks, Leaks, StackFrame,
 };
 pub use session::{abandon, finish_before_exec, start, start_early, warn, Config};
+pub use spin::RawLock;
 pub use stats::{stats, Stats};
 pub use tracking::Tracking;
 

@@ -34,9 +34,9 @@
 //! * The consumer frees `s` only when `s.next` is set and `head` has reached
 //!   its start: no position of `s` is readable or writable any more.
 
-mod sync;
 #[cfg(all(test, loom))]
 mod loom_tests;
+mod sync;
 
 #[cfg(not(loom))]
 use std::alloc::Layout;
@@ -286,7 +286,10 @@ impl<T: Copy> Ring<T> {
             let end = NonNull::new(next).map_or(usize::MAX, |n| unsafe { n.as_ref() }.start);
             if head >= end {
                 // SAFETY: only the consumer, holding `consuming`, writes it.
-                unsafe { self.oldest.write(NonNull::new(next).expect("end is finite")) };
+                unsafe {
+                    self.oldest
+                        .write(NonNull::new(next).expect("end is finite"))
+                };
                 // SAFETY: made by Segment::new; the producer has moved on to
                 // the successor and never touches it again, and the consumer
                 // has read all of it (the protocol in the module docs).

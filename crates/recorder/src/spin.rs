@@ -70,7 +70,11 @@ impl RawLock {
         // From here on the word says that someone may sleep, so the holder's
         // unlock wakes one sleeper.
         while self.word.swap(SLEEPERS, Ordering::Acquire) != FREE {
-            futex(&self.word, libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG, SLEEPERS);
+            futex(
+                &self.word,
+                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+                SLEEPERS,
+            );
         }
     }
 
