@@ -43,7 +43,11 @@ fn check_run(mode: &str, threads: u64, calls: u64, limit: Duration) {
     let report = report_json(&dir.join("t.trace"));
     assert_eq!(report["trace"]["complete"], true, "{mode}");
     let totals = &report["totals"];
-    assert_eq!(num(totals, "threads"), threads + 1, "{mode}: main + workers");
+    assert_eq!(
+        num(totals, "threads"),
+        threads + 1,
+        "{mode}: main + workers"
+    );
     assert_eq!(num(totals, "unmatched_frees"), 0, "{mode}");
     let pairs = threads * calls / 2;
     let s = site(&report, "scale_worker");

@@ -223,7 +223,7 @@ impl<T: Copy> Ring<T> {
     /// A ring for thread `tid` whose first segment holds `first` items and
     /// which grows up to `largest` (both rounded up to powers of two), and
     /// its producer. `None` when memory is short.
-    pub(crate) fn new(tid: u32, first: usize, largest: usize) -> Option<Producer<T>> {
+    pub(crate) fn with_producer(tid: u32, first: usize, largest: usize) -> Option<Producer<T>> {
         let first = first.next_power_of_two();
         let segment = Segment::new(0, first)?;
         let ring = Arc::new(Ring {
@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn a_full_ring_grows_to_its_largest_size_then_refuses() {
-        let mut p = Ring::<u64>::new(7, 2, 8).unwrap();
+        let mut p = Ring::<u64>::with_producer(7, 2, 8).unwrap();
         let ring = Arc::clone(p.ring());
         // 2 + 4 + 8 slots, nothing consumed.
         for i in 0..14 {
@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn items_wrap_around_and_come_out_in_order() {
-        let mut p = Ring::<u64>::new(1, 4, 4).unwrap();
+        let mut p = Ring::<u64>::with_producer(1, 4, 4).unwrap();
         let ring = Arc::clone(p.ring());
         let mut expected = Vec::new();
         let mut got = Vec::new();
@@ -452,7 +452,7 @@ mod tests {
 
     #[test]
     fn consume_stops_at_until_and_discard_empties() {
-        let mut p = Ring::<u64>::new(1, 2, 64).unwrap();
+        let mut p = Ring::<u64>::with_producer(1, 2, 64).unwrap();
         let ring = Arc::clone(p.ring());
         for i in 0..10 {
             assert!(p.push(i));

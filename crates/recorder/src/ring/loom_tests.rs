@@ -37,7 +37,7 @@ fn push_grow_drain_and_exit() {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(3);
     builder.check(|| {
-        let mut producer = Ring::<u64>::new(9, 1, 2).expect("memory");
+        let mut producer = Ring::<u64>::with_producer(9, 1, 2).expect("memory");
         let ring = Arc::clone(producer.ring());
         let thread = thread::spawn(move || {
             for i in 0..4 {
@@ -62,7 +62,7 @@ fn push_grow_drain_and_exit() {
 #[test]
 fn two_consumers_never_share_an_item() {
     loom::model(|| {
-        let mut producer = Ring::<u64>::new(3, 2, 4).expect("memory");
+        let mut producer = Ring::<u64>::with_producer(3, 2, 4).expect("memory");
         for i in 0..3 {
             assert!(producer.push(i));
         }
