@@ -64,7 +64,7 @@ pub fn measure(paths: &Paths, quick: bool) -> Result<ThreadsBench> {
         paths,
         "cc",
         &["-O2", "-g", "-pthread"],
-        "fixtures/c/thread_scale.c",
+        "c/thread_scale.c",
         "thread_scale",
     )?;
     let live_calls = if quick { 1_000 } else { 100_000 };
