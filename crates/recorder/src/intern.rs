@@ -73,20 +73,36 @@ pub(crate) fn reset() {
     GENERATION.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Slots of a thread's first stack cache (1 KiB): enough for a thread that
+/// allocates from a few places.
+const FIRST_CACHE_SLOTS: usize = 64;
+/// Slots of the largest (16 KiB).
 const CACHE_SLOTS: usize = 1024;
 
-/// A thread's cache of recently seen stacks.
+/// A thread's cache of recently seen stacks. Its slots are allocated on the
+/// first stack, few at first, and four times as many each time the thread
+/// has missed more often than it has slots (the entries are dropped then
+/// and filled again), up to [`CACHE_SLOTS`]: an idle thread keeps its
+/// memory small, a busy one gets the full cache after a few misses.
 pub(crate) struct StackCache {
     slots: Box<[(u64, StackId)]>,
     generation: u64,
+    misses: usize,
 }
 
 impl StackCache {
     pub(crate) fn new() -> Self {
         StackCache {
-            slots: vec![(0, 0); CACHE_SLOTS].into_boxed_slice(),
+            slots: Box::new([]),
             generation: GENERATION.load(Ordering::Relaxed),
+            misses: 0,
         }
+    }
+
+    /// Slots now (0 before the first stack).
+    #[cfg(test)]
+    fn n_slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// The id of the stack `frames`, innermost first.
@@ -95,18 +111,28 @@ impl StackCache {
         if frames.is_empty() {
             return 0;
         }
+        if self.slots.is_empty() {
+            self.slots = vec![(0, 0); FIRST_CACHE_SLOTS].into_boxed_slice();
+        }
         let generation = GENERATION.load(Ordering::Relaxed);
         if generation != self.generation {
             self.slots.fill((0, 0));
             self.generation = generation;
         }
         let hash = hash_frames(frames);
-        let slot = &mut self.slots[(hash as usize) & (CACHE_SLOTS - 1)];
+        let mask = self.slots.len() - 1;
+        let slot = self.slots[(hash as usize) & mask];
         if slot.0 == hash && slot.1 != 0 {
             return slot.1;
         }
         let id = INTERNER.lock().intern(frames);
-        *slot = (hash, id);
+        self.misses += 1;
+        if self.misses > self.slots.len() && self.slots.len() < CACHE_SLOTS {
+            self.slots = vec![(0, 0); self.slots.len() * 4].into_boxed_slice();
+            self.misses = 0;
+        }
+        let mask = self.slots.len() - 1;
+        self.slots[(hash as usize) & mask] = (hash, id);
         id
     }
 }
@@ -138,5 +164,30 @@ mod tests {
         assert_eq!(nodes, vec![(0, 0x10), (1, 0x20), (2, 0x30), (2, 0x31)]);
         assert_eq!((a, b), (3, 4));
         assert_eq!(t.take_pending(), (5, vec![]));
+    }
+
+    /// The cache starts at 64 slots and grows fourfold after more misses
+    /// than it has slots: 65 distinct stacks make it 256, 257 more make it
+    /// 1024, where it stays. Every stack keeps its id throughout.
+    #[test]
+    fn a_thread_cache_grows_with_its_misses() {
+        let mut cache = StackCache::new();
+        assert_eq!(cache.n_slots(), 0);
+        let stack = |i: u64| [0x7000 + i, 0x10_0000, 0x20_0000];
+        let first = cache.intern(&stack(0));
+        assert_eq!(cache.n_slots(), 64);
+        for i in 1..65 {
+            cache.intern(&stack(i));
+        }
+        assert_eq!(cache.n_slots(), 256);
+        for i in 65..65 + 257 {
+            cache.intern(&stack(i));
+        }
+        assert_eq!(cache.n_slots(), 1024);
+        for i in 0..5000 {
+            cache.intern(&stack(1000 + i));
+        }
+        assert_eq!(cache.n_slots(), 1024);
+        assert_eq!(cache.intern(&stack(0)), first);
     }
 }

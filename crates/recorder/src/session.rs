@@ -29,11 +29,10 @@ use crate::intern::{self, INTERNER};
 use crate::live::LiveBlocks;
 use crate::modules::loaded_modules;
 use crate::pace::Pace;
-use crate::ring::Ring;
 use crate::scan::{self, ExitContext};
 use crate::sink::TraceFile;
 use crate::spin::SpinLock;
-use crate::thread::{self, REGISTRY};
+use crate::thread::{self, ThreadRing, ThreadState, REGISTRY};
 
 /// Where and how to record.
 #[derive(Debug, Clone)]
@@ -322,9 +321,14 @@ pub(crate) fn ring_full() {
 
 /// Sets this thread's in-flight bound before it reads the clock.
 #[inline(always)]
-pub(crate) fn mark_in_flight(ring: &Ring, lower_bound: u64) {
+pub(crate) fn mark_in_flight(ring: &ThreadRing, lower_bound: u64) {
     if SEQCST_IN_FLIGHT.load(Ordering::Relaxed) {
         ring.in_flight.0.store(lower_bound, Ordering::SeqCst);
+        // The SeqCst store (a locked instruction) makes the bound globally
+        // visible before the next memory access, but `rdtsc` is no memory
+        // access: without `lfence` it may execute before the store, and the
+        // item would carry a time the writer took for already passed.
+        clock::fence_before_read();
     } else {
         ring.in_flight.0.store(lower_bound, Ordering::Relaxed);
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
@@ -350,18 +354,17 @@ fn barrier() {
 }
 
 /// Records a phase boundary for the calling thread.
-pub(crate) fn push_phase(name: &str, counters: Vec<(String, u64)>) {
-    let state = thread::current();
-    mark_in_flight(&state.ring, state.last_ts);
+pub(crate) fn push_phase(state: &mut ThreadState, name: &str, counters: Vec<(String, u64)>) {
+    mark_in_flight(state.ring(), state.last_ts);
     let ts = ticks();
     SIDE.lock().push(Side::Phase(Phase {
         ts,
-        tid: state.ring.tid,
+        tid: state.ring().tid,
         name: name.to_string(),
         counters,
     }));
     state.last_ts = ts;
-    state.ring.in_flight.0.store(u64::MAX, Ordering::Release);
+    state.ring().in_flight.0.store(u64::MAX, Ordering::Release);
 }
 
 /// Tells the user about a problem with recording: one line on stderr now,
@@ -378,13 +381,12 @@ pub fn warn(message: &str) {
 }
 
 /// Re-reads the module list and records what was loaded or unloaded.
-pub(crate) fn rescan_modules() {
-    let state = thread::current();
-    mark_in_flight(&state.ring, state.last_ts);
+pub(crate) fn rescan_modules(state: &mut ThreadState) {
+    mark_in_flight(state.ring(), state.last_ts);
     let ts = ticks();
     record_module_changes(ts);
     state.last_ts = ts;
-    state.ring.in_flight.0.store(u64::MAX, Ordering::Release);
+    state.ring().in_flight.0.store(u64::MAX, Ordering::Release);
 }
 
 fn record_module_changes(ts: u64) {
@@ -411,9 +413,13 @@ fn drain(ws: &mut WriterState, last: bool) {
     if ws.failed || !in_session_process() {
         return;
     }
+    thread::reap_late();
     let now_ticks = ticks();
+    // `rdtsc` completes before the loads of the bounds below (the barrier
+    // orders memory accesses only).
+    clock::fence_after_read();
     barrier();
-    let rings: Vec<Arc<Ring>> = REGISTRY.lock().clone();
+    let rings: Vec<Arc<ThreadRing>> = REGISTRY.lock().clone();
     let watermark = rings
         .iter()
         .map(|r| r.in_flight.0.load(Ordering::Acquire))
@@ -543,7 +549,7 @@ fn drain(ws: &mut WriterState, last: bool) {
         fail(ws, &format!("writing the trace failed: {e}"));
     }
     // A ring closed before its positions were read is now empty for good.
-    let closed: Vec<*const Ring> = rings
+    let closed: Vec<*const ThreadRing> = rings
         .iter()
         .zip(&marks)
         .filter(|(_, &(was_closed, _))| was_closed)
@@ -837,6 +843,7 @@ extern "C" fn before_fork() {
     crate::phase_counters::lock_for_fork();
     WRITER.lock_raw();
     REGISTRY.lock_raw();
+    thread::LATE.lock_raw();
     INTERNER.lock_raw();
     SIDE.lock_raw();
     KNOWN_MODULES.lock_raw();
@@ -853,6 +860,7 @@ fn unlock_all() {
     KNOWN_MODULES.unlock_raw();
     SIDE.unlock_raw();
     INTERNER.unlock_raw();
+    thread::LATE.unlock_raw();
     REGISTRY.unlock_raw();
     WRITER.unlock_raw();
     crate::phase_counters::unlock_after_fork();
@@ -873,6 +881,7 @@ extern "C" fn after_fork_child() {
             ring.discard();
         }
         thread::forget_current();
+        thread::forget_late();
         intern::reset();
         SIDE.lock().clear();
         KNOWN_MODULES.lock().clear();

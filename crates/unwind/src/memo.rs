@@ -45,17 +45,6 @@ struct Entry {
     words: [(u64, u64); LOG_WORDS],
 }
 
-const EMPTY: Entry = Entry {
-    sp: 0,
-    bp: 0,
-    any_bp: false,
-    skip: usize::MAX,
-    generation: 0,
-    value: 0,
-    n_words: 0,
-    words: [(0, 0); LOG_WORDS],
-};
-
 /// One thread's memo of earlier walks. Create one per thread and pass it to
 /// [`crate::backtrace_memo`] on that thread only.
 pub struct StackMemo {
@@ -71,10 +60,15 @@ impl Default for StackMemo {
 }
 
 impl StackMemo {
-    /// An empty memo (about 100 KiB).
+    /// An empty memo (about 100 KiB, allocated zeroed: an entry's pages
+    /// become resident only when a walk from its stack pointers is stored).
+    /// An all-zero entry is empty: its `sp` of 0 matches no stack.
     pub fn new() -> Self {
+        // SAFETY: an entry is integers and a bool, for which all-zero bytes
+        // are a valid value.
+        let slots = unsafe { Box::<[Entry]>::new_zeroed_slice(SLOTS).assume_init() };
         StackMemo {
-            slots: vec![EMPTY; SLOTS].into_boxed_slice(),
+            slots,
             hits: 0,
             misses: 0,
         }
