@@ -91,7 +91,9 @@ pub use own_memory::{forget_own_mapping, note_own_mapping};
 pub use scope::{
     assert_no_leaks, heap_stats, HeapStats, LeakScope, LeakedBlocks, Leaks, StackFrame,
 };
-pub use session::{abandon, finish_before_exec, start, start_early, warn, Config};
+pub use session::{
+    abandon, exec_failed, finish_before_exec, start, start_early, warn, Config,
+};
 pub use stats::{stats, Stats};
 pub use tracking::Tracking;
 

@@ -73,6 +73,9 @@ static WRITER_TID: AtomicI32 = AtomicI32::new(0);
 /// An address on the writer thread's stack, whose mapping the leak scan
 /// must not take for memory the program manages.
 static WRITER_STACK: AtomicU64 = AtomicU64::new(0);
+/// Where [`finish_before_exec`] moved the explicit trace name's file (the
+/// explicit name, the default name), so that a failed exec can move it back.
+static MOVED_FOR_EXEC: SpinLock<Option<(PathBuf, PathBuf)>> = SpinLock::new(None);
 
 fn getpid() -> u32 {
     // SAFETY: getpid has no preconditions.
@@ -93,9 +96,12 @@ enum Side {
     Note(String),
 }
 
-/// The writer's state; the file is created on the first drain that has data.
+/// The writer's state. The file is created when recording starts (see
+/// [`start`]), or in a forked child when its writer thread starts.
 struct WriterState {
     writer: Option<Writer<TraceFile>>,
+    /// The trailer was written (or writing stopped): no file is created again.
+    ended: bool,
     /// The compression chosen for the trace (MEMTRACE_COMPRESSION).
     codec: Codec,
     /// Write uncompressed blocks while the writer falls behind (unless
@@ -121,6 +127,7 @@ impl WriterState {
     fn new() -> Self {
         WriterState {
             writer: None,
+            ended: false,
             codec: Codec::Zstd(1),
             adaptive: std::env::var_os("MEMTRACE_COMPRESSION").is_none(),
             stalls_seen: 0,
@@ -146,7 +153,12 @@ pub(crate) fn is_recording() -> bool {
 
 /// Starts recording with `config`. Only the first configuration counts.
 /// Recording may already run (see [`start_early`]): the configuration then
-/// applies from now on, and the trace file is created with it.
+/// applies from now on.
+///
+/// The trace file is created here, with its header written, before the
+/// program's `main`: a program that lowers `RLIMIT_NOFILE` as its first act,
+/// or is killed at once, still leaves a readable trace. When the file cannot
+/// be created, one line on stderr says why and recording stops.
 pub fn start(config: Config) {
     let nested = !thread::enter();
     let spawn = config.writer_thread;
@@ -157,6 +169,11 @@ pub fn start(config: Config) {
         }
     }
     activate();
+    if is_recording() {
+        if let Some(ws) = WRITER.lock().as_mut() {
+            create_trace(ws);
+        }
+    }
     if spawn && WRITER_THREAD.lock().is_none() && is_recording() {
         spawn_writer();
     }
@@ -268,6 +285,13 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
 }
 
 fn writer_loop() {
+    // In a forked child the trace is created now rather than at the first
+    // turn with data (in the first process, `start` created it already).
+    if let Some(mut writer) = WRITER.try_lock() {
+        if let Some(ws) = writer.as_mut().filter(|_| is_recording()) {
+            create_trace(ws);
+        }
+    }
     while !STOP_WRITER.load(Ordering::Relaxed) && is_recording() {
         std::thread::park_timeout(Duration::from_millis(10));
         if let Some(mut writer) = WRITER.try_lock() {
@@ -441,22 +465,11 @@ fn drain(ws: &mut WriterState, last: bool) {
         .map(|(r, &(_, until))| r.waiting(until) as u64)
         .sum();
     let turn_start_ns = monotonic_ns();
-    if ws.writer.is_none() && nothing_new && !last {
+    // Normally the file exists since `start`; a forked child whose writer
+    // thread has not run yet, or a process whose hooks ran but whose
+    // constructor never did, creates it here.
+    if ws.writer.is_none() && ((nothing_new && !last) || !create_trace(ws)) {
         return;
-    }
-    if ws.writer.is_none() {
-        match open_trace() {
-            Ok((w, path)) => {
-                ws.codec = w.codec();
-                ws.writer = Some(w);
-                ws.path = Some(path);
-            }
-            Err(e) => {
-                fail(ws, &format!("cannot create the trace file: {e}"));
-                return;
-            }
-        }
-        record_module_changes(0);
     }
     let (first_node, nodes) = INTERNER.lock().take_pending();
     let side = std::mem::take(&mut *SIDE.lock());
@@ -572,6 +585,31 @@ fn fail(ws: &mut WriterState, message: &str) {
     }
 }
 
+/// Creates the trace file and writes its header, unless it exists, was
+/// ended, or writing failed; the modules loaded now go into the next turn.
+/// False when there is no file to write to.
+fn create_trace(ws: &mut WriterState) -> bool {
+    if ws.writer.is_some() {
+        return true;
+    }
+    if ws.ended || ws.failed || !in_session_process() {
+        return false;
+    }
+    match open_trace() {
+        Ok((w, path)) => {
+            ws.codec = w.codec();
+            ws.writer = Some(w);
+            ws.path = Some(path);
+            record_module_changes(0);
+            true
+        }
+        Err(e) => {
+            fail(ws, &format!("cannot create the trace file: {e}"));
+            false
+        }
+    }
+}
+
 fn open_trace() -> io::Result<(Writer<TraceFile>, PathBuf)> {
     let config = CONFIG.lock().clone().unwrap_or_else(|| Config {
         output: None,
@@ -683,9 +721,12 @@ pub fn finish_before_exec() -> Option<PathBuf> {
                     .parent()
                     .map_or_else(|| PathBuf::from("."), PathBuf::from);
                 let base = default_path(&dir, &exe, pid);
-                let moved = first_free_name(&base, |p| std::fs::hard_link(&explicit, p));
-                if moved.is_ok() {
+                let moved = first_free_name(&base, |p| {
+                    std::fs::hard_link(&explicit, p).map(|()| p.to_path_buf())
+                });
+                if let Ok(moved) = moved {
                     let _ = std::fs::remove_file(&explicit);
+                    *MOVED_FOR_EXEC.lock() = Some((explicit.clone(), moved));
                 }
             }
             Some(explicit)
@@ -696,6 +737,21 @@ pub fn finish_before_exec() -> Option<PathBuf> {
         thread::leave();
     }
     result
+}
+
+/// The exec after [`finish_before_exec`] failed and the process goes on
+/// (untraced): the trace returns to the explicit name it moved from, where
+/// `memtrace run` looks for it.
+pub fn exec_failed() {
+    let nested = !thread::enter();
+    if let Some((explicit, moved)) = MOVED_FOR_EXEC.lock().take() {
+        if std::fs::hard_link(&moved, &explicit).is_ok() {
+            let _ = std::fs::remove_file(&moved);
+        }
+    }
+    if !nested {
+        thread::leave();
+    }
 }
 
 /// The executable's file name, made safe for a file name.
@@ -777,6 +833,7 @@ pub(crate) fn finish_after_signal(sig: i32) {
 
 /// Writes `note` (if any) and the trailer, and closes the trace.
 fn end_trace(ws: &mut WriterState, note: Option<&str>) -> io::Result<()> {
+    ws.ended = true;
     let Some(mut w) = ws.writer.take() else {
         return Ok(());
     };
@@ -808,18 +865,8 @@ fn finish_with(exit: Option<&ExitContext>) {
         let mut slot = WRITER.lock();
         if let Some(ws) = slot.as_mut() {
             drain(ws, true);
-            if let (Some(exit), Some(live), Some(w)) = (exit, ws.live.as_ref(), ws.writer.as_mut())
-            {
-                let writer_tid = WRITER_TID.load(Ordering::Relaxed);
-                let preload = CONFIG
-                    .lock()
-                    .as_ref()
-                    .is_some_and(|c| c.recorder == RecorderKind::Preload);
-                let writer_stack = WRITER_STACK.load(Ordering::Relaxed);
-                let result = scan::scan(live, exit, &[writer_tid], &[writer_stack], preload);
-                if let Err(e) = w.leak_scan(&result) {
-                    eprintln!("memtrace: writing the leak scan failed: {e}");
-                }
+            if let Some(exit) = exit {
+                write_leak_scan(ws, exit);
             }
             if let Err(e) = end_trace(ws, None) {
                 eprintln!("memtrace: writing the trace failed: {e}");
@@ -828,6 +875,32 @@ fn finish_with(exit: Option<&ExitContext>) {
     }
     if !nested {
         thread::leave();
+    }
+}
+
+/// Runs the exit-time leak scan and writes it into the trace. A scan that
+/// cannot be made (the program left no descriptor free to read
+/// `/proc/self/maps`) is said once on stderr and in a trace note instead.
+fn write_leak_scan(ws: &mut WriterState, exit: &ExitContext) {
+    let (Some(live), Some(w)) = (ws.live.as_ref(), ws.writer.as_mut()) else {
+        return;
+    };
+    let writer_tid = WRITER_TID.load(Ordering::Relaxed);
+    let preload = CONFIG
+        .lock()
+        .as_ref()
+        .is_some_and(|c| c.recorder == RecorderKind::Preload);
+    let writer_stack = WRITER_STACK.load(Ordering::Relaxed);
+    let written = match scan::scan(live, exit, &[writer_tid], &[writer_stack], preload) {
+        Ok(result) => w.leak_scan(&result),
+        Err(e) => {
+            let message = format!("no leak scan: {e}");
+            eprintln!("memtrace: {message}");
+            w.note(&message)
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("memtrace: writing the leak scan failed: {e}");
     }
 }
 
@@ -862,7 +935,8 @@ extern "C" fn after_fork_parent() {
 }
 
 /// In the child: forget the parent's threads, stacks and file; the child's
-/// trace is created under its own pid when it first has something to write.
+/// trace is created under its own pid when its writer thread starts (no
+/// file is created in a fork handler).
 extern "C" fn after_fork_child() {
     unlock_all();
     SESSION_PID.store(getpid(), Ordering::Relaxed);
