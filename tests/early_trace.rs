@@ -37,7 +37,10 @@ fn run(dir: &Path, quiet: bool, trace: &str, exe: &Path, args: &[&str]) -> Outpu
 /// untraced run (128 + N for signal N).
 fn untraced(exe: &Path, args: &[&str]) -> (Vec<u8>, Option<i32>) {
     use std::os::unix::process::ExitStatusExt;
-    let out = Command::new(exe).args(args).output().expect("run the fixture");
+    let out = Command::new(exe)
+        .args(args)
+        .output()
+        .expect("run the fixture");
     let code = out
         .status
         .code()
@@ -79,7 +82,10 @@ fn no_free_descriptor_from_the_first_line_of_main_still_gives_a_complete_trace()
     assert_eq!(num(totals, "unfreed_bytes"), 40_000);
     let sites = report["sites"].as_array().expect("sites");
     assert_eq!(sites.len(), 1, "{sites:?}");
-    assert_eq!(num(&sites[0], "line"), tag_line(LOW_FD, "@site limited_block"));
+    assert_eq!(
+        num(&sites[0], "line"),
+        tag_line(LOW_FD, "@site limited_block")
+    );
 
     // The exit-time leak scan needs /proc/self/maps, which cannot be opened:
     // it is left out, said once on stderr and in the trace, rather than
@@ -130,7 +136,10 @@ fn check_prefix(report: &Value) {
 fn a_program_killed_at_once_leaves_a_readable_trace() {
     let (dir, exe) = build("kill-at-once", CRASH);
     let out = run(&dir, false, "k.trace", &exe, &["kill"]);
-    assert_eq!((out.stdout.clone(), out.status.code()), untraced(&exe, &["kill"]));
+    assert_eq!(
+        (out.stdout.clone(), out.status.code()),
+        untraced(&exe, &["kill"])
+    );
     assert_eq!(out.status.code(), Some(128 + 9));
     let lines = memtrace_lines(&out.stderr);
     assert!(
@@ -160,7 +169,8 @@ fn a_program_killed_at_once_leaves_a_readable_trace() {
     let text = String::from_utf8_lossy(&text.stdout);
     let calls = num(&report["totals"], "events");
     assert!(
-        text.lines().any(|l| l.starts_with(&format!("calls: {calls}"))),
+        text.lines()
+            .any(|l| l.starts_with(&format!("calls: {calls}"))),
         "{text}"
     );
 }

@@ -7,7 +7,8 @@
 //! which prints its arguments and exits 7) is traced too, and the program's
 //! stdout and exit status are those of an untraced run. `posix_spawn`
 //! execs in a child and stays covered; a failed exec leaves the process
-//! going on, its trace back under `-o`'s name.
+//! going on, its trace back under `-o`'s name; other system calls made
+//! through `syscall(2)` behave as without memtrace.
 
 mod common;
 
@@ -41,7 +42,10 @@ fn untraced(variant: &str, pairs: u64) -> (String, Option<i32>) {
         .args([variant, &pairs.to_string()])
         .output()
         .expect("run the fixture");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code(),
+    )
 }
 
 /// `memtrace run -q -o next.trace -- exec_variants VARIANT PAIRS` in a fresh
@@ -232,6 +236,18 @@ fn a_failed_exec_keeps_errno_and_the_trace_name() {
         assert_eq!(traces(&dir), ["next.trace"], "{pairs}");
         check_before_exec(&dir.join("next.trace"), pairs);
     }
+}
+
+/// memtrace interposes `syscall(2)` to see exec through it: every other
+/// system call made that way gives the program what glibc's would (the
+/// result, `errno`, a sixth argument passed on the stack).
+#[test]
+fn other_system_calls_through_syscall_are_unchanged() {
+    let expected = "close -1 EBADF\ngetpid same\nmmap page\nmmap offset 1 EINVAL\n";
+    assert_eq!(untraced("syscalls", 0), (expected.to_string(), Some(0)));
+    let dir = run_traced("syscalls", 0);
+    assert_eq!(traces(&dir), ["next.trace"]);
+    check_before_exec(&dir.join("next.trace"), 0);
 }
 
 /// The untraced fixture does what its comment says, so that comparing

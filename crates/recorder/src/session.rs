@@ -12,22 +12,19 @@
 //! then takes `W = min(T, every in_flight)` and drains. An item not drained
 //! then has its timestamp above `W`.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use memtrace_format::{
-    ClockSync, Codec, Header, Module, Phase, RecorderKind, ThreadItem, Trailer, Writer,
-};
+use memtrace_format::{ClockSync, Codec, Module, Phase, RecorderKind, ThreadItem, Trailer, Writer};
 
 use crate::clock::{self, monotonic_ns, ticks};
 use crate::intern::{self, INTERNER};
 use crate::live::LiveBlocks;
 use crate::modules::loaded_modules;
+use crate::output;
 use crate::pace::Pace;
 use crate::ring::Ring;
 use crate::scan::{self, ExitContext};
@@ -73,9 +70,6 @@ static WRITER_TID: AtomicI32 = AtomicI32::new(0);
 /// An address on the writer thread's stack, whose mapping the leak scan
 /// must not take for memory the program manages.
 static WRITER_STACK: AtomicU64 = AtomicU64::new(0);
-/// Where [`finish_before_exec`] moved the explicit trace name's file (the
-/// explicit name, the default name), so that a failed exec can move it back.
-static MOVED_FOR_EXEC: SpinLock<Option<(PathBuf, PathBuf)>> = SpinLock::new(None);
 
 fn getpid() -> u32 {
     // SAFETY: getpid has no preconditions.
@@ -595,7 +589,14 @@ fn create_trace(ws: &mut WriterState) -> bool {
     if ws.ended || ws.failed || !in_session_process() {
         return false;
     }
-    match open_trace() {
+    let config = CONFIG.lock().clone().unwrap_or_else(|| Config {
+        output: None,
+        dir: PathBuf::from("."),
+        recorder: RecorderKind::Preload,
+        writer_thread: true,
+        follow_exec: true,
+    });
+    match output::open_trace(&config) {
         Ok((w, path)) => {
             ws.codec = w.codec();
             ws.writer = Some(w);
@@ -608,86 +609,6 @@ fn create_trace(ws: &mut WriterState) -> bool {
             false
         }
     }
-}
-
-fn open_trace() -> io::Result<(Writer<TraceFile>, PathBuf)> {
-    let config = CONFIG.lock().clone().unwrap_or_else(|| Config {
-        output: None,
-        dir: PathBuf::from("."),
-        recorder: RecorderKind::Preload,
-        writer_thread: true,
-        follow_exec: true,
-    });
-    // SAFETY: getpid/getppid have no preconditions.
-    let (pid, ppid) = unsafe { (libc::getpid() as u32, libc::getppid() as u32) };
-    let exe = std::fs::read_link("/proc/self/exe")
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let cmdline: Vec<String> = std::fs::read("/proc/self/cmdline")
-        .unwrap_or_default()
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let (file, path) = match &config.output {
-        Some(path) => (create_new(path)?, path.clone()),
-        None => {
-            let base = default_path(&config.dir, &exe, pid);
-            first_free_name(&base, |p| create_new(p).map(|f| (f, p.to_path_buf())))?
-        }
-    };
-    let header = Header {
-        pid,
-        ppid,
-        exe,
-        cmdline,
-        start_unix_ns: clock::unix_ns(),
-        // SAFETY: sysconf has no preconditions.
-        page_size: unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32,
-        pointer_size: std::mem::size_of::<usize>() as u8,
-        ticks: clock::source(),
-        recorder: config.recorder,
-        latency_measured: crate::timing(),
-        family: std::env::var("MEMTRACE_FAMILY")
-            .ok()
-            .and_then(|v| u64::from_str_radix(&v, 16).ok())
-            .unwrap_or(0),
-    };
-    // MEMTRACE_COMPRESSION: zstd level (default 1), 0 for none.
-    let codec = match std::env::var("MEMTRACE_COMPRESSION")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(0) => Codec::Raw,
-        Some(level) => Codec::Zstd(level),
-        None => Codec::Zstd(1),
-    };
-    let mut writer = Writer::new(TraceFile::new(file)?, &header, codec)?;
-    writer.set_auto_seal(false);
-    writer.clock_sync(ClockSync {
-        ticks: ticks(),
-        mono_ns: monotonic_ns(),
-    })?;
-    Ok((writer, path))
-}
-
-/// `DIR/memtrace.<program>.<pid>.trace`.
-fn default_path(dir: &std::path::Path, exe: &str, pid: u32) -> PathBuf {
-    dir.join(format!("memtrace.{}.{pid}.trace", program_name(exe)))
-}
-
-/// Tries `base`, then `base.1`, `base.2`, ... while the name is taken.
-fn first_free_name<T>(
-    base: &std::path::Path,
-    mut make: impl FnMut(&std::path::Path) -> io::Result<T>,
-) -> io::Result<T> {
-    let mut attempt = make(base);
-    let mut n = 1;
-    while matches!(&attempt, Err(e) if e.kind() == io::ErrorKind::AlreadyExists) && n < 100 {
-        attempt = make(&base.with_extension(format!("trace.{n}")));
-        n += 1;
-    }
-    attempt
 }
 
 /// Finishes the trace before `exec` replaces this program.
@@ -712,22 +633,7 @@ pub fn finish_before_exec() -> Option<PathBuf> {
     let result = match explicit {
         Some(explicit) if follow => {
             if written.as_ref() == Some(&explicit) {
-                let exe = std::fs::read_link("/proc/self/exe")
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                // SAFETY: getpid has no preconditions.
-                let pid = unsafe { libc::getpid() } as u32;
-                let dir = explicit
-                    .parent()
-                    .map_or_else(|| PathBuf::from("."), PathBuf::from);
-                let base = default_path(&dir, &exe, pid);
-                let moved = first_free_name(&base, |p| {
-                    std::fs::hard_link(&explicit, p).map(|()| p.to_path_buf())
-                });
-                if let Ok(moved) = moved {
-                    let _ = std::fs::remove_file(&explicit);
-                    *MOVED_FOR_EXEC.lock() = Some((explicit.clone(), moved));
-                }
+                output::move_for_exec(&explicit);
             }
             Some(explicit)
         }
@@ -744,45 +650,10 @@ pub fn finish_before_exec() -> Option<PathBuf> {
 /// `memtrace run` looks for it.
 pub fn exec_failed() {
     let nested = !thread::enter();
-    if let Some((explicit, moved)) = MOVED_FOR_EXEC.lock().take() {
-        if std::fs::hard_link(&moved, &explicit).is_ok() {
-            let _ = std::fs::remove_file(&moved);
-        }
-    }
+    output::move_back_after_failed_exec();
     if !nested {
         thread::leave();
     }
-}
-
-/// The executable's file name, made safe for a file name.
-fn program_name(exe: &str) -> String {
-    let name = exe.rsplit('/').next().unwrap_or("program");
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_+".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if clean.is_empty() {
-        "program".into()
-    } else {
-        clean
-    }
-}
-
-/// Creates a file that must not exist yet, mode 0600, not following a symlink.
-fn create_new(path: &std::path::Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 /// Ends recording: drains every ring, writes the trailer, closes the file.
