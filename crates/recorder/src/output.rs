@@ -65,7 +65,14 @@ pub(crate) fn open_trace(config: &Config) -> io::Result<(Writer<TraceFile>, Path
         Some(level) => Codec::Zstd(level),
         None => Codec::Zstd(1),
     };
-    let mut writer = Writer::new(TraceFile::new(file)?, &header, codec)?;
+    // The header block is stored raw: compressing it would make zstd's
+    // context now, from the program's main thread before `main` (in the
+    // preload constructor), in glibc's main arena among the program's
+    // blocks, which changes their layout (`memtrace frag`, the scatter of
+    // `memtrace cache`). The writer thread makes it at its first compressed
+    // block, in its own arena, as it did when the file was created there.
+    let mut writer = Writer::new(TraceFile::new(file)?, &header, Codec::Raw)?;
+    writer.set_codec(codec);
     writer.set_auto_seal(false);
     writer.clock_sync(ClockSync {
         ticks: ticks(),
