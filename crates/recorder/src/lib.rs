@@ -68,6 +68,7 @@ mod intern;
 mod live;
 mod maps;
 mod modules;
+mod output;
 mod own_memory;
 mod pace;
 mod phase_counters;
@@ -91,7 +92,7 @@ pub use own_memory::{forget_own_mapping, note_own_mapping};
 pub use scope::{
     assert_no_leaks, heap_stats, HeapStats, LeakScope, LeakedBlocks, Leaks, StackFrame,
 };
-pub use session::{abandon, finish_before_exec, start, start_early, warn, Config};
+pub use session::{abandon, exec_failed, finish_before_exec, start, start_early, warn, Config};
 pub use spin::RawLock;
 pub use stats::{stats, Stats};
 pub use tracking::Tracking;

@@ -12,22 +12,19 @@
 //! then takes `W = min(T, every in_flight)` and drains. An item not drained
 //! then has its timestamp above `W`.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use memtrace_format::{
-    ClockSync, Codec, Header, Module, Phase, RecorderKind, ThreadItem, Trailer, Writer,
-};
+use memtrace_format::{ClockSync, Codec, Module, Phase, RecorderKind, ThreadItem, Trailer, Writer};
 
 use crate::clock::{self, monotonic_ns, ticks};
 use crate::intern::{self, INTERNER};
 use crate::live::LiveBlocks;
 use crate::modules::loaded_modules;
+use crate::output;
 use crate::pace::Pace;
 use crate::scan::{self, ExitContext};
 use crate::sink::TraceFile;
@@ -92,9 +89,12 @@ enum Side {
     Note(String),
 }
 
-/// The writer's state; the file is created on the first drain that has data.
+/// The writer's state. The file is created when recording starts (see
+/// [`start`]), or in a forked child when its writer thread starts.
 struct WriterState {
     writer: Option<Writer<TraceFile>>,
+    /// The trailer was written (or writing stopped): no file is created again.
+    ended: bool,
     /// The compression chosen for the trace (MEMTRACE_COMPRESSION).
     codec: Codec,
     /// Write uncompressed blocks while the writer falls behind (unless
@@ -120,6 +120,7 @@ impl WriterState {
     fn new() -> Self {
         WriterState {
             writer: None,
+            ended: false,
             codec: Codec::Zstd(1),
             adaptive: std::env::var_os("MEMTRACE_COMPRESSION").is_none(),
             stalls_seen: 0,
@@ -145,7 +146,12 @@ pub(crate) fn is_recording() -> bool {
 
 /// Starts recording with `config`. Only the first configuration counts.
 /// Recording may already run (see [`start_early`]): the configuration then
-/// applies from now on, and the trace file is created with it.
+/// applies from now on.
+///
+/// The trace file is created here, with its header written, before the
+/// program's `main`: a program that lowers `RLIMIT_NOFILE` as its first act,
+/// or is killed at once, still leaves a readable trace. When the file cannot
+/// be created, one line on stderr says why and recording stops.
 pub fn start(config: Config) {
     let nested = !thread::enter();
     let spawn = config.writer_thread;
@@ -156,6 +162,11 @@ pub fn start(config: Config) {
         }
     }
     activate();
+    if is_recording() {
+        if let Some(ws) = WRITER.lock().as_mut() {
+            create_trace(ws);
+        }
+    }
     if spawn && WRITER_THREAD.lock().is_none() && is_recording() {
         spawn_writer();
     }
@@ -268,6 +279,13 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
 }
 
 fn writer_loop() {
+    // In a forked child the trace is created now rather than at the first
+    // turn with data (in the first process, `start` created it already).
+    if let Some(mut writer) = WRITER.try_lock() {
+        if let Some(ws) = writer.as_mut().filter(|_| is_recording()) {
+            create_trace(ws);
+        }
+    }
     while !STOP_WRITER.load(Ordering::Relaxed) && is_recording() {
         std::thread::park_timeout(Duration::from_millis(10));
         if let Some(mut writer) = WRITER.try_lock() {
@@ -448,22 +466,11 @@ fn drain(ws: &mut WriterState, last: bool) {
         .map(|(r, &(_, until))| r.waiting(until) as u64)
         .sum();
     let turn_start_ns = monotonic_ns();
-    if ws.writer.is_none() && nothing_new && !last {
+    // Normally the file exists since `start`; a forked child whose writer
+    // thread has not run yet, or a process whose hooks ran but whose
+    // constructor never did, creates it here.
+    if ws.writer.is_none() && ((nothing_new && !last) || !create_trace(ws)) {
         return;
-    }
-    if ws.writer.is_none() {
-        match open_trace() {
-            Ok((w, path)) => {
-                ws.codec = w.codec();
-                ws.writer = Some(w);
-                ws.path = Some(path);
-            }
-            Err(e) => {
-                fail(ws, &format!("cannot create the trace file: {e}"));
-                return;
-            }
-        }
-        record_module_changes(0);
     }
     let (first_node, nodes) = INTERNER.lock().take_pending();
     let side = std::mem::take(&mut *SIDE.lock());
@@ -579,7 +586,16 @@ fn fail(ws: &mut WriterState, message: &str) {
     }
 }
 
-fn open_trace() -> io::Result<(Writer<TraceFile>, PathBuf)> {
+/// Creates the trace file and writes its header, unless it exists, was
+/// ended, or writing failed; the modules loaded now go into the next turn.
+/// False when there is no file to write to.
+fn create_trace(ws: &mut WriterState) -> bool {
+    if ws.writer.is_some() {
+        return true;
+    }
+    if ws.ended || ws.failed || !in_session_process() {
+        return false;
+    }
     let config = CONFIG.lock().clone().unwrap_or_else(|| Config {
         output: None,
         dir: PathBuf::from("."),
@@ -587,76 +603,19 @@ fn open_trace() -> io::Result<(Writer<TraceFile>, PathBuf)> {
         writer_thread: true,
         follow_exec: true,
     });
-    // SAFETY: getpid/getppid have no preconditions.
-    let (pid, ppid) = unsafe { (libc::getpid() as u32, libc::getppid() as u32) };
-    let exe = std::fs::read_link("/proc/self/exe")
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let cmdline: Vec<String> = std::fs::read("/proc/self/cmdline")
-        .unwrap_or_default()
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let (file, path) = match &config.output {
-        Some(path) => (create_new(path)?, path.clone()),
-        None => {
-            let base = default_path(&config.dir, &exe, pid);
-            first_free_name(&base, |p| create_new(p).map(|f| (f, p.to_path_buf())))?
+    match output::open_trace(&config) {
+        Ok((w, path)) => {
+            ws.codec = w.codec();
+            ws.writer = Some(w);
+            ws.path = Some(path);
+            record_module_changes(0);
+            true
         }
-    };
-    let header = Header {
-        pid,
-        ppid,
-        exe,
-        cmdline,
-        start_unix_ns: clock::unix_ns(),
-        // SAFETY: sysconf has no preconditions.
-        page_size: unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32,
-        pointer_size: std::mem::size_of::<usize>() as u8,
-        ticks: clock::source(),
-        recorder: config.recorder,
-        latency_measured: crate::timing(),
-        family: std::env::var("MEMTRACE_FAMILY")
-            .ok()
-            .and_then(|v| u64::from_str_radix(&v, 16).ok())
-            .unwrap_or(0),
-    };
-    // MEMTRACE_COMPRESSION: zstd level (default 1), 0 for none.
-    let codec = match std::env::var("MEMTRACE_COMPRESSION")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(0) => Codec::Raw,
-        Some(level) => Codec::Zstd(level),
-        None => Codec::Zstd(1),
-    };
-    let mut writer = Writer::new(TraceFile::new(file)?, &header, codec)?;
-    writer.set_auto_seal(false);
-    writer.clock_sync(ClockSync {
-        ticks: ticks(),
-        mono_ns: monotonic_ns(),
-    })?;
-    Ok((writer, path))
-}
-
-/// `DIR/memtrace.<program>.<pid>.trace`.
-fn default_path(dir: &std::path::Path, exe: &str, pid: u32) -> PathBuf {
-    dir.join(format!("memtrace.{}.{pid}.trace", program_name(exe)))
-}
-
-/// Tries `base`, then `base.1`, `base.2`, ... while the name is taken.
-fn first_free_name<T>(
-    base: &std::path::Path,
-    mut make: impl FnMut(&std::path::Path) -> io::Result<T>,
-) -> io::Result<T> {
-    let mut attempt = make(base);
-    let mut n = 1;
-    while matches!(&attempt, Err(e) if e.kind() == io::ErrorKind::AlreadyExists) && n < 100 {
-        attempt = make(&base.with_extension(format!("trace.{n}")));
-        n += 1;
+        Err(e) => {
+            fail(ws, &format!("cannot create the trace file: {e}"));
+            false
+        }
     }
-    attempt
 }
 
 /// Finishes the trace before `exec` replaces this program.
@@ -681,19 +640,7 @@ pub fn finish_before_exec() -> Option<PathBuf> {
     let result = match explicit {
         Some(explicit) if follow => {
             if written.as_ref() == Some(&explicit) {
-                let exe = std::fs::read_link("/proc/self/exe")
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                // SAFETY: getpid has no preconditions.
-                let pid = unsafe { libc::getpid() } as u32;
-                let dir = explicit
-                    .parent()
-                    .map_or_else(|| PathBuf::from("."), PathBuf::from);
-                let base = default_path(&dir, &exe, pid);
-                let moved = first_free_name(&base, |p| std::fs::hard_link(&explicit, p));
-                if moved.is_ok() {
-                    let _ = std::fs::remove_file(&explicit);
-                }
+                output::move_for_exec(&explicit);
             }
             Some(explicit)
         }
@@ -705,35 +652,15 @@ pub fn finish_before_exec() -> Option<PathBuf> {
     result
 }
 
-/// The executable's file name, made safe for a file name.
-fn program_name(exe: &str) -> String {
-    let name = exe.rsplit('/').next().unwrap_or("program");
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_+".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if clean.is_empty() {
-        "program".into()
-    } else {
-        clean
+/// The exec after [`finish_before_exec`] failed and the process goes on
+/// (untraced): the trace returns to the explicit name it moved from, where
+/// `memtrace run` looks for it.
+pub fn exec_failed() {
+    let nested = !thread::enter();
+    output::move_back_after_failed_exec();
+    if !nested {
+        thread::leave();
     }
-}
-
-/// Creates a file that must not exist yet, mode 0600, not following a symlink.
-fn create_new(path: &std::path::Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 /// Ends recording: drains every ring, writes the trailer, closes the file.
@@ -784,6 +711,7 @@ pub(crate) fn finish_after_signal(sig: i32) {
 
 /// Writes `note` (if any) and the trailer, and closes the trace.
 fn end_trace(ws: &mut WriterState, note: Option<&str>) -> io::Result<()> {
+    ws.ended = true;
     let Some(mut w) = ws.writer.take() else {
         return Ok(());
     };
@@ -815,18 +743,8 @@ fn finish_with(exit: Option<&ExitContext>) {
         let mut slot = WRITER.lock();
         if let Some(ws) = slot.as_mut() {
             drain(ws, true);
-            if let (Some(exit), Some(live), Some(w)) = (exit, ws.live.as_ref(), ws.writer.as_mut())
-            {
-                let writer_tid = WRITER_TID.load(Ordering::Relaxed);
-                let preload = CONFIG
-                    .lock()
-                    .as_ref()
-                    .is_some_and(|c| c.recorder == RecorderKind::Preload);
-                let writer_stack = WRITER_STACK.load(Ordering::Relaxed);
-                let result = scan::scan(live, exit, &[writer_tid], &[writer_stack], preload);
-                if let Err(e) = w.leak_scan(&result) {
-                    eprintln!("memtrace: writing the leak scan failed: {e}");
-                }
+            if let Some(exit) = exit {
+                write_leak_scan(ws, exit);
             }
             if let Err(e) = end_trace(ws, None) {
                 eprintln!("memtrace: writing the trace failed: {e}");
@@ -835,6 +753,32 @@ fn finish_with(exit: Option<&ExitContext>) {
     }
     if !nested {
         thread::leave();
+    }
+}
+
+/// Runs the exit-time leak scan and writes it into the trace. A scan that
+/// cannot be made (the program left no descriptor free to read
+/// `/proc/self/maps`) is said once on stderr and in a trace note instead.
+fn write_leak_scan(ws: &mut WriterState, exit: &ExitContext) {
+    let (Some(live), Some(w)) = (ws.live.as_ref(), ws.writer.as_mut()) else {
+        return;
+    };
+    let writer_tid = WRITER_TID.load(Ordering::Relaxed);
+    let preload = CONFIG
+        .lock()
+        .as_ref()
+        .is_some_and(|c| c.recorder == RecorderKind::Preload);
+    let writer_stack = WRITER_STACK.load(Ordering::Relaxed);
+    let written = match scan::scan(live, exit, &[writer_tid], &[writer_stack], preload) {
+        Ok(result) => w.leak_scan(&result),
+        Err(e) => {
+            let message = format!("no leak scan: {e}");
+            eprintln!("memtrace: {message}");
+            w.note(&message)
+        }
+    };
+    if let Err(e) = written {
+        eprintln!("memtrace: writing the leak scan failed: {e}");
     }
 }
 
@@ -871,7 +815,8 @@ extern "C" fn after_fork_parent() {
 }
 
 /// In the child: forget the parent's threads, stacks and file; the child's
-/// trace is created under its own pid when it first has something to write.
+/// trace is created under its own pid when its writer thread starts (no
+/// file is created in a fork handler).
 extern "C" fn after_fork_child() {
     unlock_all();
     SESSION_PID.store(getpid(), Ordering::Relaxed);

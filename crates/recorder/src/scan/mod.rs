@@ -75,13 +75,16 @@ fn callee_saved_registers() -> [u64; 6] {
 /// `skip_stacks`: an address on each of their stacks.
 /// `scan_managed`: also scan anonymous mappings the program manages itself
 /// (only when the recorder's own memory is known: the preload library).
+///
+/// Fails, scanning nothing, when `/proc/self/maps` or `/proc/self/task`
+/// cannot be read: without them every block would look lost.
 pub(crate) fn scan(
     live: &LiveBlocks,
     exit: &ExitContext,
     skip_tids: &[i32],
     skip_stacks: &[u64],
     scan_managed: bool,
-) -> LeakScan {
+) -> std::io::Result<LeakScan> {
     let started_ns = monotonic_ns();
     let ts = ticks();
     let blocks = live.sorted();
@@ -91,7 +94,8 @@ pub(crate) fn scan(
     // before other threads are stopped.
     let own_code = scan as *const () as u64;
     let modules = roots::module_roots(own_code);
-    let maps = roots::readable_mappings();
+    let maps = roots::readable_mappings()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read /proc/self/maps: {e}")))?;
     let own = crate::own_memory::own_mappings();
     // The Rust front end's own buffers come from the program's allocator,
     // untracked: only the preload library can tell its memory apart.
@@ -104,7 +108,8 @@ pub(crate) fn scan(
     let me = unsafe { libc::gettid() };
     let mut skip = skip_tids.to_vec();
     skip.push(me);
-    let tids = other_threads(&skip);
+    let tids = other_threads(&skip)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot list /proc/self/task: {e}")))?;
     let mut ranges: Vec<Range<u64>> = Vec::new();
     for segment in &modules.segments {
         roots::push_clamped(&maps, segment.clone(), &mut ranges);
@@ -183,7 +188,7 @@ pub(crate) fn scan(
             reach,
         })
         .collect();
-    LeakScan {
+    Ok(LeakScan {
         ts,
         duration_ns: monotonic_ns().saturating_sub(started_ns),
         root_bytes,
@@ -192,5 +197,5 @@ pub(crate) fn scan(
         n_threads_unscanned: n_missed,
         blocks: scanned,
         edges,
-    }
+    })
 }

@@ -122,10 +122,12 @@ pub(crate) struct Mapping {
 }
 
 /// The readable mappings, in address order, without the kernel's special
-/// ones (`[vvar]`, `[vsyscall]`) whose reads may fault.
-pub(crate) fn readable_mappings() -> Vec<Mapping> {
-    let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    parse_maps(&text)
+/// ones (`[vvar]`, `[vsyscall]`) whose reads may fault. An error when
+/// `/proc/self/maps` cannot be read (the program may have lowered
+/// `RLIMIT_NOFILE` so that nothing can be opened).
+pub(crate) fn readable_mappings() -> std::io::Result<Vec<Mapping>> {
+    let text = std::fs::read_to_string("/proc/self/maps")?;
+    Ok(parse_maps(&text))
 }
 
 /// The lines of a maps file: `(start, end, permissions, path)`.
