@@ -30,12 +30,17 @@ pub enum Reach {
 }
 
 impl Reach {
-    fn from_u8(v: u8) -> Result<Reach, DecodeError> {
-        match v {
+    /// Reads a reach state; an unknown one is an error at its byte.
+    fn read(cur: &mut Cursor) -> Result<Reach, DecodeError> {
+        let at = cur.at();
+        match cur.u8()? {
             0 => Ok(Reach::Unreached),
             1 => Ok(Reach::Interior),
             2 => Ok(Reach::Start),
-            _ => Err(DecodeError::malformed(format!("unknown reach state {v}"))),
+            v => Err(DecodeError::malformed_at(
+                at,
+                format!("unknown reach state {v}"),
+            )),
         }
     }
 }
@@ -109,7 +114,7 @@ impl LeakScan {
                 addr,
                 size: cur.u64()?,
                 stack: cur.u32()?,
-                reach: Reach::from_u8(cur.u8()?)?,
+                reach: Reach::read(cur)?,
             });
         }
         Ok(())
