@@ -130,19 +130,20 @@ fn write_elf(path: &Path, len: u64, sections: &[Section], extra: &[(u64, Vec<u8>
     }
     out.extend_from_slice(&names);
     out.resize(shoff as usize, 0);
-    let header = |out: &mut Vec<u8>, name: u32, ty: u32, flags: u64, off: u64, size: u64, link| {
-        out.extend_from_slice(&name.to_le_bytes());
-        out.extend_from_slice(&ty.to_le_bytes());
-        out.extend_from_slice(&flags.to_le_bytes());
-        out.extend_from_slice(&0u64.to_le_bytes()); // sh_addr
-        out.extend_from_slice(&off.to_le_bytes());
-        out.extend_from_slice(&size.to_le_bytes());
-        out.extend_from_slice(&(link as u32).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes()); // sh_info
-        out.extend_from_slice(&8u64.to_le_bytes()); // sh_addralign
-        let entsize: u64 = if ty == 2 { 24 } else { 0 };
-        out.extend_from_slice(&entsize.to_le_bytes());
-    };
+    let header =
+        |out: &mut Vec<u8>, name: u32, ty: u32, flags: u64, off: u64, size: u64, link: u32| {
+            out.extend_from_slice(&name.to_le_bytes());
+            out.extend_from_slice(&ty.to_le_bytes());
+            out.extend_from_slice(&flags.to_le_bytes());
+            out.extend_from_slice(&0u64.to_le_bytes()); // sh_addr
+            out.extend_from_slice(&off.to_le_bytes());
+            out.extend_from_slice(&size.to_le_bytes());
+            out.extend_from_slice(&link.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes()); // sh_info
+            out.extend_from_slice(&8u64.to_le_bytes()); // sh_addralign
+            let entsize: u64 = if ty == 2 { 24 } else { 0 };
+            out.extend_from_slice(&entsize.to_le_bytes());
+        };
     header(&mut out, 0, 0, 0, 0, 0, 0);
     for (s, &name) in sections.iter().zip(&name_at) {
         header(&mut out, name, s.sh_type, s.flags, s.offset, s.size, s.link);
