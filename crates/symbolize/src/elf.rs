@@ -22,16 +22,16 @@
 //!
 //! Reading with `pread` rather than `mmap` keeps this crate free of
 //! `unsafe` and of `SIGBUS` when a file shrinks while it is mapped; the
-//! price is that the DWARF sections are copied into memory, as they were
-//! before. Nothing here follows a path: callers open files with
-//! [`open_regular`].
+//! price is that the DWARF sections a module needs are read into memory
+//! (each in one allocation, shared with gimli), where a mapping would page
+//! them in lazily. Paths are opened with [`open_regular`].
 
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use goblin::container::Ctx;
 use goblin::elf::compression_header::{CompressionHeader, ELFCOMPRESS_ZLIB, ELFCOMPRESS_ZSTD};
@@ -123,19 +123,47 @@ impl Source {
     /// Reads `size` bytes at `offset`; an error if they are not all in the
     /// file, or over the budget.
     fn read(&self, offset: u64, size: u64, what: &str) -> Result<Vec<u8>, String> {
+        self.check(offset, size, what)?;
+        let mut buf = vec![0; size as usize];
+        self.read_into(&mut buf, offset, what)?;
+        Ok(buf)
+    }
+
+    /// [`Source::read`] into a shared buffer, allocated once (DWARF
+    /// sections: an `Arc::from(Vec)` would hold two copies at its peak).
+    fn read_shared(&self, offset: u64, size: u64, what: &str) -> Result<Arc<[u8]>, String> {
+        self.check(offset, size, what)?;
+        let mut shared = zeroed(size as usize);
+        let buf = Arc::get_mut(&mut shared).expect("a new Arc is not shared");
+        self.read_into(buf, offset, what)?;
+        Ok(shared)
+    }
+
+    /// Checks that `size` bytes at `offset` are in the file, and charges them.
+    fn check(&self, offset: u64, size: u64, what: &str) -> Result<(), String> {
         offset
             .checked_add(size)
             .filter(|&end| end <= self.len)
             .ok_or_else(|| {
                 format!("{what} at {offset:#x}+{size:#x} is past the end of the file")
             })?;
-        self.charge(size, what)?;
-        let mut buf = vec![0; size as usize];
-        self.file
-            .read_exact_at(&mut buf, offset)
-            .map_err(|e| format!("cannot read {what} ({size:#x} bytes at {offset:#x}): {e}"))?;
-        Ok(buf)
+        self.charge(size, what)
     }
+
+    fn read_into(&self, buf: &mut [u8], offset: u64, what: &str) -> Result<(), String> {
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            format!(
+                "cannot read {what} ({:#x} bytes at {offset:#x}): {e}",
+                buf.len()
+            )
+        })
+    }
+}
+
+/// A shared buffer of `n` zero bytes, in one allocation (the iterator has
+/// an exact length, so `collect` allocates once).
+fn zeroed(n: usize) -> Arc<[u8]> {
+    std::iter::repeat_n(0u8, n).collect()
 }
 
 /// The section and program headers of an ELF file, parsed with goblin.
@@ -365,20 +393,29 @@ impl ElfFile {
 
     /// The uncompressed contents of a DWARF section (`.debug_*`, or the
     /// GNU-compressed `.zdebug_*`), empty if there is none.
-    pub(crate) fn dwarf_section(&self, name: &str) -> Result<Vec<u8>, String> {
+    pub(crate) fn dwarf_section(&self, name: &str) -> Result<Arc<[u8]>, String> {
         let zname = name.strip_prefix(".debug_").map(|n| format!(".zdebug_{n}"));
         let found = self
             .section_by_name(name.as_bytes())
             .map(|s| (s, false))
             .or_else(|| Some((self.section_by_name(zname?.as_bytes())?, true)));
         let Some((section, gnu_compressed)) = found else {
-            return Ok(Vec::new());
+            return Ok(zeroed(0));
         };
+        if section.sh_type == SHT_NOBITS {
+            return Ok(zeroed(0));
+        }
+        let compressed = section.sh_flags & u64::from(SHF_COMPRESSED) != 0;
+        if !compressed && !gnu_compressed {
+            return self
+                .source
+                .read_shared(section.sh_offset, section.sh_size, name);
+        }
         let data = self.section_data(section, name)?;
-        if section.sh_flags & u64::from(SHF_COMPRESSED) != 0 {
+        if compressed {
             let header = CompressionHeader::parse(&data, 0, self.headers.ctx)
                 .map_err(|e| format!("invalid compression header: {e}"))?;
-            let compressed = data
+            let stream = data
                 .get(CompressionHeader::size(self.headers.ctx)..)
                 .unwrap_or(&[]);
             let format = match header.ch_type {
@@ -387,8 +424,8 @@ impl ElfFile {
                 other => return Err(format!("unsupported ELF compression type {other}")),
             };
             self.source.charge(header.ch_size, name)?;
-            decompress(format, compressed, header.ch_size)
-        } else if gnu_compressed {
+            decompress(format, stream, header.ch_size)
+        } else {
             // "ZLIB", the big-endian uncompressed size, a zlib stream.
             let size = data
                 .strip_prefix(b"ZLIB")
@@ -397,8 +434,6 @@ impl ElfFile {
                 .ok_or("invalid GNU compressed section header")?;
             self.source.charge(size, name)?;
             decompress(Compression::Zlib, &data[12..], size)
-        } else {
-            Ok(data.into_owned())
         }
     }
 
@@ -485,28 +520,85 @@ enum Compression {
 }
 
 /// Decompresses a section whose uncompressed size is `size` (already
-/// charged to the budget): the output stops at `size`, whatever the
-/// stream would expand to.
-fn decompress(format: Compression, compressed: &[u8], size: u64) -> Result<Vec<u8>, String> {
+/// charged to the budget) into a buffer of exactly that size: the output
+/// stops there, whatever the stream would expand to.
+fn decompress(format: Compression, compressed: &[u8], size: u64) -> Result<Arc<[u8]>, String> {
     let size = usize::try_from(size).map_err(|_| "compressed section too large".to_string())?;
-    let data = match format {
-        Compression::Zlib => {
-            miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(compressed, size)
-                .map_err(|e| format!("invalid zlib compressed data: {e}"))?
-        }
-        Compression::Zstd => {
-            let mut data = Vec::new();
-            zstd::stream::read::Decoder::with_buffer(compressed)
-                .and_then(|decoder| decoder.take(size as u64 + 1).read_to_end(&mut data))
-                .map_err(|e| format!("invalid zstd compressed data: {e}"))?;
-            data
-        }
+    let mut shared = zeroed(size);
+    let out = Arc::get_mut(&mut shared).expect("a new Arc is not shared");
+    let n = match format {
+        Compression::Zlib => miniz_oxide::inflate::decompress_slice_iter_to_slice(
+            out,
+            std::iter::once(compressed),
+            true,
+            false,
+        )
+        .map_err(|e| format!("invalid zlib compressed data: {e:?}"))?,
+        Compression::Zstd => zstd::bulk::Decompressor::new()
+            .and_then(|mut d| d.decompress_to_buffer(compressed, out))
+            .map_err(|e| format!("invalid zstd compressed data: {e}"))?,
     };
-    if data.len() != size {
+    if n != size {
         return Err(format!(
-            "compressed section holds {:#x} bytes instead of {size:#x}",
-            data.len()
+            "compressed section holds {n:#x} bytes instead of {size:#x}"
         ));
     }
-    Ok(data)
+    Ok(shared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> Vec<u8> {
+        (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn zlib_and_zstd_sections_decompress_to_their_size() {
+        let raw = data();
+        let zlib = miniz_oxide::deflate::compress_to_vec_zlib(&raw, 6);
+        let zstd = zstd::bulk::compress(&raw, 3).unwrap();
+        for (format, stream) in [(Compression::Zlib, &zlib), (Compression::Zstd, &zstd)] {
+            let out = decompress(format, stream, raw.len() as u64).unwrap();
+            assert_eq!(&out[..], &raw[..]);
+        }
+    }
+
+    #[test]
+    fn a_stream_longer_than_its_size_stops_at_the_size() {
+        let raw = data();
+        let zlib = miniz_oxide::deflate::compress_to_vec_zlib(&raw, 6);
+        let zstd = zstd::bulk::compress(&raw, 3).unwrap();
+        assert_eq!(
+            decompress(Compression::Zlib, &zlib, 1000).err().unwrap(),
+            "invalid zlib compressed data: HasMoreOutput"
+        );
+        assert_eq!(
+            decompress(Compression::Zstd, &zstd, 1000).err().unwrap(),
+            "invalid zstd compressed data: Destination buffer is too small"
+        );
+        // Shorter than the size: the section is refused too.
+        assert_eq!(
+            decompress(Compression::Zlib, &zlib, raw.len() as u64 + 1)
+                .err()
+                .unwrap(),
+            format!(
+                "compressed section holds {:#x} bytes instead of {:#x}",
+                raw.len(),
+                raw.len() + 1
+            )
+        );
+    }
+
+    #[test]
+    fn the_budget_is_32_times_the_bytes_on_disk_and_at_least_32_mib() {
+        assert_eq!(budget(0), 32 << 20);
+        assert_eq!(budget(4096), 32 << 20);
+        assert_eq!(budget(1 << 20), 32 << 20);
+        assert_eq!(budget(100 << 20), 3200 << 20);
+        assert_eq!(budget(u64::MAX), u64::MAX);
+    }
 }

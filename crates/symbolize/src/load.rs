@@ -3,7 +3,6 @@
 //! symbol tables. Every file is read through [`ElfFile`], within its budget.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use goblin::elf::section_header::{
     SHN_ABS, SHN_COMMON, SHN_LORESERVE, SHN_UNDEF, SHN_XINDEX, SHT_DYNSYM, SHT_SYMTAB,
@@ -235,10 +234,9 @@ fn load_section(
     id: gimli::SectionId,
     endian: gimli::RunTimeEndian,
 ) -> Result<Reader, String> {
-    let data: Arc<[u8]> = match obj.dwarf_section(id.name()) {
-        Ok(v) => Arc::from(v),
-        Err(e) => return Err(format!("section {}: {e}", id.name())),
-    };
+    let data = obj
+        .dwarf_section(id.name())
+        .map_err(|e| format!("section {}: {e}", id.name()))?;
     Ok(gimli::EndianArcSlice::new(data, endian))
 }
 
