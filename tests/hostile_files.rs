@@ -183,27 +183,53 @@ fn trace_start() -> Vec<u8> {
     std::mem::take(w.get_mut())
 }
 
+/// `n` zstd blocks of `size` zero bytes after the header, as one trace.
+fn bombs(n: usize, size: usize) -> (Vec<u8>, usize) {
+    let mut trace = trace_start();
+    let zeros = vec![0u8; size];
+    let one = block(1, &zstd::bulk::compress(&zeros, 19).unwrap(), size);
+    for _ in 0..n {
+        trace.extend(&one);
+    }
+    (trace, one.len())
+}
+
+fn refused_by_every_reader(dir: &Path, name: &str, line: &str) {
+    for command in ["report", "leaks", "frag", "latency", "flamegraph"] {
+        let out = run_in(dir, &[command, name]);
+        assert_eq!(out.status.code(), Some(2), "{command}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), line, "{command}");
+        assert!(out.stdout.is_empty(), "{command}");
+    }
+}
+
 #[test]
 fn a_trace_of_zstd_bombs_is_refused_at_the_first() {
     let dir = scratch("hostile-bomb");
-    let mut trace = trace_start();
-    let first = trace.len();
-    let zeros = vec![0u8; 64 << 20];
-    let frame = zstd::bulk::compress(&zeros, 19).unwrap();
-    for _ in 0..200 {
-        trace.extend(block(1, &frame, zeros.len()));
-    }
+    let first = trace_start().len();
+    // 200 blocks of 64 MiB each (417 KB): over the block limit.
+    let (trace, _) = bombs(200, 64 << 20);
     std::fs::write(dir.join("bomb.trace"), &trace).unwrap();
     let line = format!(
         "memtrace: bomb.trace: trace is corrupt: block at byte {first}: block claims 67108864 \
          bytes of records, over the 16777216-byte limit\n"
     );
-    for command in ["report", "leaks", "frag", "latency", "flamegraph"] {
-        let out = run_in(&dir, &[command, "bomb.trace"]);
-        assert_eq!(out.status.code(), Some(2), "{command}: {out:?}");
-        assert_eq!(String::from_utf8_lossy(&out.stderr), line, "{command}");
-        assert!(out.stdout.is_empty(), "{command}");
-    }
+    refused_by_every_reader(&dir, "bomb.trace", &line);
+
+    // 765 blocks of exactly the limit (421 KB): the fifth passes the
+    // file's budget of 64 MiB + 256 decoded bytes per byte read.
+    let (trace, one) = bombs(765, MAX_BLOCK);
+    std::fs::write(dir.join("limit.trace"), &trace).unwrap();
+    let header_block = first - 12;
+    let fifth = first + 4 * one;
+    let raw = 5 * MAX_BLOCK + header_block - 20;
+    let stored = header_block + 5 * one;
+    let line = format!(
+        "memtrace: limit.trace: trace is corrupt: block at byte {fifth}: the blocks up to this \
+         one decode to {raw} bytes from {stored} in the file, over the decompression budget \
+         of 67108864 bytes and 256 per byte in the file\n"
+    );
+    refused_by_every_reader(&dir, "limit.trace", &line);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use rustc_hash::FxHashMap;
 use std::io::Read;
 
-use crate::block::{read_block, read_preamble, BlockRead};
+use crate::block::{read_block, read_preamble, BlockRead, Inflation};
 use crate::codec::Cursor;
 use crate::error::DecodeError;
 use crate::leakscan::{LeakScan, ScannedBlock};
@@ -21,6 +21,24 @@ use crate::record::{
     ClockSync, Header, HeapEvent, Module, Phase, Region, ResourceSample, ThreadItem, Trailer,
 };
 use crate::stacks::StackTable;
+
+/// Most bytes of notes a reader keeps. The recorder writes a handful of
+/// one-line notes; a made-up trace could hold a 16 MiB note in every block.
+const MAX_NOTE_BYTES: usize = 1 << 20;
+/// Most bytes of a thread name kept (Linux names have 15).
+const MAX_THREAD_NAME: usize = 256;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn shortened(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
 
 /// One decoded event, in global timestamp order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,12 +164,15 @@ pub struct Reader<R: Read> {
     offset: u64,
     stored: Vec<u8>,
     raw: Vec<u8>,
+    inflation: Inflation,
     header: Header,
     modules: Vec<Module>,
     stacks: StackTable,
     clock: Clock,
     thread_names: HashMap<u32, String>,
     notes: Vec<String>,
+    /// Bytes of the notes kept, against [`MAX_NOTE_BYTES`].
+    note_bytes: usize,
     threads: FxHashMap<u32, VecDeque<ThreadItem>>,
     heads: BinaryHeap<Reverse<(u64, u32)>>,
     others: BinaryHeap<Reverse<(u64, u64)>>,
@@ -174,12 +195,14 @@ impl<R: Read> Reader<R> {
             offset: 12,
             stored: Vec::new(),
             raw: Vec::new(),
+            inflation: Inflation::default(),
             header: Header::default(),
             modules: Vec::new(),
             stacks: StackTable::new(),
             clock: Clock::default(),
             thread_names: HashMap::new(),
             notes: Vec::new(),
+            note_bytes: 0,
             threads: FxHashMap::default(),
             heads: BinaryHeap::new(),
             others: BinaryHeap::new(),
@@ -192,7 +215,13 @@ impl<R: Read> Reader<R> {
             scan_edges: Vec::new(),
             leak_scan: None,
         };
-        let block = read_block(&mut reader.src, 12, &mut reader.stored, &mut reader.raw)?;
+        let block = read_block(
+            &mut reader.src,
+            12,
+            &mut reader.stored,
+            &mut reader.raw,
+            &mut reader.inflation,
+        )?;
         let Some(block) = block else {
             return Err(DecodeError::Truncated { offset: 12 });
         };
@@ -345,7 +374,14 @@ impl<R: Read> Reader<R> {
     }
 
     fn read_more(&mut self) -> Result<(), DecodeError> {
-        match read_block(&mut self.src, self.offset, &mut self.stored, &mut self.raw) {
+        let block = read_block(
+            &mut self.src,
+            self.offset,
+            &mut self.stored,
+            &mut self.raw,
+            &mut self.inflation,
+        );
+        match block {
             Ok(Some(block)) => {
                 let result = self.apply_block(self.offset, block, false);
                 if matches!(self.end, Completeness::Complete(_)) {
@@ -368,6 +404,22 @@ impl<R: Read> Reader<R> {
                 Ok(())
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps a note while the notes take at most [`MAX_NOTE_BYTES`]; past
+    /// that, one last note says that the rest were left out.
+    fn add_note(&mut self, note: String) {
+        if self.note_bytes > MAX_NOTE_BYTES {
+            return;
+        }
+        self.note_bytes += note.len();
+        if self.note_bytes > MAX_NOTE_BYTES {
+            self.notes.push(format!(
+                "further notes left out: they pass {MAX_NOTE_BYTES} bytes"
+            ));
+        } else {
+            self.notes.push(note);
         }
     }
 
@@ -487,7 +539,8 @@ impl<R: Read> Reader<R> {
             tag::THREAD_NAME => {
                 let tid = p.u32()?;
                 let name = p.string()?;
-                self.thread_names.insert(tid, name);
+                self.thread_names
+                    .insert(tid, shortened(name, MAX_THREAD_NAME));
             }
             tag::HEAP_REGIONS => {
                 let ts = p.u64()?;
@@ -508,7 +561,10 @@ impl<R: Read> Reader<R> {
             tag::TRAILER => {
                 self.end = Completeness::Complete(Trailer::decode(&mut p)?);
             }
-            tag::NOTE => self.notes.push(p.string()?),
+            tag::NOTE => {
+                let note = p.string()?;
+                self.add_note(note);
+            }
             tag::RESOURCES => {
                 let sample = ResourceSample::decode(&mut p)?;
                 self.push_other(Event::Resources(sample));

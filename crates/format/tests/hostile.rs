@@ -332,3 +332,49 @@ fn nothing_after_the_trailer_is_read() {
     assert_eq!(n, 1);
     assert!(matches!(r.completeness(), Completeness::Complete(_)));
 }
+
+#[test]
+fn a_file_may_decode_to_64_mib_and_256_times_its_size() {
+    // Blocks of exactly the limit, each of a few hundred bytes: the fifth
+    // passes 64 MiB + 256 times the bytes read so far.
+    let mut trace = preamble_and_header();
+    let header_block = (trace.len() - 12) as u64;
+    let zeros = vec![0u8; MAX_BLOCK];
+    let frame = zstd::bulk::compress(&zeros, 19).unwrap();
+    let one = block(1, &frame, zeros.len());
+    for _ in 0..20 {
+        trace.extend(&one);
+    }
+    let fifth = 12 + header_block + 4 * one.len() as u64;
+    let raw = 5 * MAX_BLOCK as u64 + (header_block - 20);
+    let stored = header_block + 5 * one.len() as u64;
+    assert!(raw > (64 << 20) + 256 * stored);
+    assert_eq!(
+        error_line(&trace),
+        format!(
+            "trace is corrupt: block at byte {fifth}: the blocks up to this one decode to \
+             {raw} bytes from {stored} in the file, over the decompression budget of \
+             67108864 bytes and 256 per byte in the file"
+        )
+    );
+}
+
+#[test]
+fn notes_past_a_mebibyte_are_left_out() {
+    let mut w = Writer::new(Vec::new(), &header(), Codec::Raw).unwrap();
+    let long = "n".repeat(600_000);
+    for _ in 0..3 {
+        w.note(&long).unwrap();
+    }
+    w.note("short").unwrap();
+    let bytes = w.finish(&Trailer::default()).unwrap();
+    let mut r = Reader::new(&bytes[..]).unwrap();
+    while r.next_event().unwrap().is_some() {}
+    assert_eq!(
+        r.notes(),
+        [
+            long.clone(),
+            "further notes left out: they pass 1048576 bytes".to_string()
+        ]
+    );
+}
