@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use memtrace_format::{Completeness, DecodeError, LeakScan};
+use memtrace_format::{Completeness, DecodeError, Extent, LeakScan};
 use memtrace_leaks::{
     classify, leaked_cycles, loss_records, FrameText, LeakClass, Suppressions, Totals,
 };
@@ -123,7 +123,7 @@ impl From<DecodeError> for LeakError {
 
 /// Reads a trace's scan and builds the report.
 pub fn from_file(path: &Path, suppressions: &Suppressions) -> Result<LeakReport, LeakError> {
-    from_reader(crate::open(path)?, suppressions)
+    from_reader(crate::open(path, Extent::AsOpened)?, suppressions)
 }
 
 /// Reads the scan of a trace being read and builds the report.

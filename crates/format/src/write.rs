@@ -6,14 +6,22 @@ use crate::block::{write_block, write_preamble, Codec, MAX_BLOCK};
 use crate::codec::{put_str, put_u64};
 use crate::leakscan::{LeakScan, CHUNK};
 use crate::record::{
-    encode_columns, put_record, tag, ClockSync, ColumnScratch, Header, Module, Phase, Region,
-    ResourceSample, ThreadItem, Trailer, COLUMN_BATCH_ITEMS,
+    columns_record_bound, encode_columns, put_record, tag, ClockSync, ColumnScratch, Header,
+    Module, Phase, Region, ResourceSample, ThreadItem, Trailer, COLUMN_BATCH_ITEMS,
 };
+
+/// Most nodes in one `STACK_NODES` record (at most 21 bytes each: about
+/// 1.4 MB), so that a drain with millions of new stacks still fits blocks.
+const STACK_NODES_PER_RECORD: usize = 1 << 16;
 
 /// Writes a trace: call the record methods in stream order, then [`Writer::finish`].
 ///
 /// Records are gathered into a block that is sealed (compressed, checksummed
 /// and written) once it reaches the target size, or on [`Writer::flush`].
+/// Whatever the settings, a block never holds more than
+/// [`MAX_BLOCK`](crate::MAX_BLOCK) bytes of records: the block is sealed
+/// before a record would pass that, and a single record larger than that
+/// is refused (`InvalidInput`), since no reader would accept its block.
 pub struct Writer<W: Write> {
     out: W,
     block: Vec<u8>,
@@ -82,9 +90,29 @@ impl<W: Write> Writer<W> {
     }
 
     fn emit(&mut self, record_tag: u8) -> io::Result<()> {
+        // Tag, length varint, payload.
+        let size = 1 + 10 + self.payload.len();
+        if size > MAX_BLOCK {
+            self.payload.clear();
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a record of {size} bytes does not fit in a block"),
+            ));
+        }
+        self.make_room(size)?;
         put_record(&mut self.block, record_tag, &self.payload);
         self.payload.clear();
         if self.auto_seal && self.block.len() >= self.block_target {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    /// Seals the block first if `size` more bytes would take it past
+    /// [`MAX_BLOCK`], even without auto-sealing: a block over the limit
+    /// would be refused by every reader.
+    fn make_room(&mut self, size: usize) -> io::Result<()> {
+        if self.block.len() + size > MAX_BLOCK {
             self.seal()?;
         }
         Ok(())
@@ -135,14 +163,18 @@ impl<W: Write> Writer<W> {
                 "a stack node's parent must have a smaller id",
             ));
         }
-        put_u64(&mut self.payload, first_id.into());
-        put_u64(&mut self.payload, nodes.len() as u64);
-        for (i, &(parent, addr)) in nodes.iter().enumerate() {
-            let id = first_id as u64 + i as u64;
-            put_u64(&mut self.payload, id - u64::from(parent));
-            put_u64(&mut self.payload, addr);
+        for (k, chunk) in nodes.chunks(STACK_NODES_PER_RECORD).enumerate() {
+            let first = u64::from(first_id) + (k * STACK_NODES_PER_RECORD) as u64;
+            put_u64(&mut self.payload, first);
+            put_u64(&mut self.payload, chunk.len() as u64);
+            for (i, &(parent, addr)) in chunk.iter().enumerate() {
+                let id = first + i as u64;
+                put_u64(&mut self.payload, id - u64::from(parent));
+                put_u64(&mut self.payload, addr);
+            }
+            self.emit(tag::STACK_NODES)?;
         }
-        self.emit(tag::STACK_NODES)
+        Ok(())
     }
 
     /// A batch of one thread's items, in the order the thread produced them.
@@ -184,6 +216,7 @@ impl<W: Write> Writer<W> {
         // copied into the block behind a length written afterwards as a
         // 5-byte varint (non-minimal LEB128, which every reader accepts).
         for chunk in items.chunks(COLUMN_BATCH_ITEMS) {
+            self.make_room(columns_record_bound(chunk.len()))?;
             let record_at = self.block.len();
             self.block.push(tag::COLUMNS);
             let len_at = self.block.len();
