@@ -50,4 +50,4 @@ pub use record::{
     RecorderKind, Region, ResourceSample, Segment, StackId, ThreadItem, TickSource, Trailer,
 };
 pub use stacks::{Frames, StackTable};
-pub use write::Writer;
+pub use write::{Writer, WriterBuffers};
