@@ -240,15 +240,24 @@ impl<W: Write> Writer<W> {
                 "a stack node's parent must have a smaller id",
             ));
         }
-        self.reserve_payload(20 + 20 * nodes.len())?;
-        put_u64(&mut self.payload, first_id.into());
-        put_u64(&mut self.payload, nodes.len() as u64);
-        for (i, &(parent, addr)) in nodes.iter().enumerate() {
-            let id = first_id as u64 + i as u64;
-            put_u64(&mut self.payload, id - u64::from(parent));
-            put_u64(&mut self.payload, addr);
+        // Events refer to these nodes: they must be written whatever the
+        // memory. So they go in records that fit the payload buffer as it
+        // is (at least 4 KiB, 20 bytes a node at most), needing no growth.
+        let per_record = (self.payload.capacity().saturating_sub(20) / 20).max(1);
+        let mut first = u64::from(first_id);
+        for chunk in nodes.chunks(per_record) {
+            self.reserve_payload(20 + 20 * chunk.len())?;
+            put_u64(&mut self.payload, first);
+            put_u64(&mut self.payload, chunk.len() as u64);
+            for (i, &(parent, addr)) in chunk.iter().enumerate() {
+                let id = first + i as u64;
+                put_u64(&mut self.payload, id - u64::from(parent));
+                put_u64(&mut self.payload, addr);
+            }
+            self.emit(tag::STACK_NODES)?;
+            first += chunk.len() as u64;
         }
-        self.emit(tag::STACK_NODES)
+        Ok(())
     }
 
     /// A batch of one thread's items, in the order the thread produced them.

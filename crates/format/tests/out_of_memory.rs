@@ -201,3 +201,34 @@ fn no_writer_without_the_smallest_buffers() {
         Err(io::ErrorKind::OutOfMemory)
     );
 }
+
+#[test]
+fn stack_nodes_need_no_memory_beyond_the_payload_buffer() {
+    // 10,000 nodes, a chain: node i + 1's parent is node i.
+    let nodes: Vec<(u32, u64)> = (0..10_000u32).map(|i| (i, 0x1000 + u64::from(i))).collect();
+    let batch = items(3);
+    let out = Vec::with_capacity(1 << 20);
+    let mut w = Writer::new(out, &header(), Codec::Raw).unwrap();
+    // No allocation above 1 KiB: the nodes go in records of the 64 KiB payload.
+    let written = with_limit(1024, || w.stack_nodes(1, &nodes).map_err(|e| e.kind()));
+    assert_eq!(written, Ok(()));
+    let deepest = 10_000;
+    let batch: Vec<ThreadItem> = batch
+        .into_iter()
+        .map(|i| match i {
+            ThreadItem::Heap(e) => ThreadItem::Heap(HeapEvent {
+                stack: deepest,
+                ..e
+            }),
+            other => other,
+        })
+        .collect();
+    w.batch(9, &batch).unwrap();
+    w.watermark(u64::MAX).unwrap();
+    let bytes = w.finish(&Trailer::default()).unwrap();
+    let mut r = Reader::new(&bytes[..]).unwrap();
+    while r.next_event().unwrap().is_some() {}
+    let frames: Vec<u64> = r.stacks().frames(deepest).collect();
+    assert_eq!(frames.len(), 10_000);
+    assert_eq!((frames[0], frames[9_999]), (0x1000 + 9_999, 0x1000));
+}

@@ -38,7 +38,12 @@ impl Call {
         if !tls_ref.enter() {
             return None;
         }
-        let state = tls_ref.state();
+        let Some(state) = tls_ref.state() else {
+            // No memory for this thread's ring: the event is dropped.
+            crate::memory::dropped(1);
+            tls_ref.leave();
+            return None;
+        };
         mark_in_flight(&state.ring, state.last_ts);
         // Frees and reallocs are stamped before the call (see HeapEvent::ts);
         // an allocation needs the start only to measure its latency.
@@ -85,6 +90,11 @@ impl Call {
         let latency = if self.t0 == 0 { 0 } else { t1 - self.t0 };
         let errno = errno();
         let stack = capture_stack(self.state());
+        if stack == NO_STACK {
+            crate::memory::dropped(1);
+            set_errno(errno);
+            return;
+        }
         let event = HeapEvent {
             func: func as u8,
             ts: t1,
@@ -106,6 +116,11 @@ impl Call {
         let latency = self.latency();
         let errno = errno();
         let stack = capture_stack(self.state());
+        if stack == NO_STACK {
+            crate::memory::dropped(1);
+            set_errno(errno);
+            return;
+        }
         let event = HeapEvent {
             func: func as u8,
             ts: self.t0,
@@ -152,8 +167,13 @@ impl Drop for Call {
 /// Frames to drop from the unwinder's output: the hook itself.
 const SKIP: usize = 1;
 
+/// What [`capture_stack`] returns for a new stack the trie has no memory
+/// for: the event is dropped (the unwinder's memo does not keep it).
+const NO_STACK: u32 = memtrace_unwind::NOT_MEMOIZED;
+
 /// Unwinds the caller's stack and interns it. A stack this thread saw
-/// before, unchanged, is recognised without unwinding (see the unwinder's memo).
+/// before, unchanged, is recognised without unwinding (see the unwinder's
+/// memo). [`NO_STACK`] when the stack is new and there is no memory for it.
 #[inline(always)]
 fn capture_stack(state: &mut ThreadState) -> u32 {
     let ThreadState {
@@ -186,7 +206,7 @@ fn intern_frames(stacks: &mut crate::intern::StackCache, frames: &[u64]) -> u32 
         .iter()
         .position(|a| !own.contains(a))
         .unwrap_or(frames.len());
-    stacks.intern(&frames[first..])
+    stacks.intern(&frames[first..]).unwrap_or(NO_STACK)
 }
 
 #[inline(always)]

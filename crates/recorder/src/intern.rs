@@ -30,13 +30,22 @@ impl Interner {
         }
     }
 
-    /// The id of the stack `frames` (innermost first), adding nodes as needed.
-    fn intern(&mut self, frames: &[u64]) -> StackId {
+    /// The id of the stack `frames` (innermost first), adding nodes as
+    /// needed; `None`, with nothing added, when there is no memory for them
+    /// (see `memory`).
+    fn intern(&mut self, frames: &[u64]) -> Option<StackId> {
         let mut node = 0;
-        for &addr in frames.iter().rev() {
+        let mut reserved = false;
+        for (depth, &addr) in frames.iter().rev().enumerate() {
             node = match self.children.get(&(node, addr)) {
                 Some(&child) => child,
                 None => {
+                    // The first new node: every deeper one is new too.
+                    // Make room for all of them, or add none.
+                    if !reserved {
+                        self.reserve(frames.len() - depth)?;
+                        reserved = true;
+                    }
                     let id = self.next_id;
                     self.next_id += 1;
                     self.children.insert((node, addr), id);
@@ -45,7 +54,16 @@ impl Interner {
                 }
             };
         }
-        node
+        Some(node)
+    }
+
+    /// Room for `n` new nodes, so that adding them allocates nothing.
+    fn reserve(&mut self, n: usize) -> Option<()> {
+        if crate::memory::short() {
+            return None;
+        }
+        self.children.try_reserve(n).ok()?;
+        self.pending.try_reserve(n).ok()
     }
 
     /// Nodes added since the last call: the first one's id and the nodes.
@@ -82,18 +100,21 @@ pub(crate) struct StackCache {
 }
 
 impl StackCache {
-    pub(crate) fn new() -> Self {
-        StackCache {
-            slots: vec![(0, 0); CACHE_SLOTS].into_boxed_slice(),
+    /// An empty cache; `None` when its memory cannot be had.
+    pub(crate) fn try_new() -> Option<Self> {
+        let slots = crate::memory::try_collect((0..CACHE_SLOTS).map(|_| (0, 0)))?;
+        Some(StackCache {
+            slots: slots.into_boxed_slice(),
             generation: GENERATION.load(Ordering::Relaxed),
-        }
+        })
     }
 
-    /// The id of the stack `frames`, innermost first.
+    /// The id of the stack `frames`, innermost first; `None` when it is a
+    /// new stack and there is no memory for it.
     #[inline]
-    pub(crate) fn intern(&mut self, frames: &[u64]) -> StackId {
+    pub(crate) fn intern(&mut self, frames: &[u64]) -> Option<StackId> {
         if frames.is_empty() {
-            return 0;
+            return Some(0);
         }
         let generation = GENERATION.load(Ordering::Relaxed);
         if generation != self.generation {
@@ -103,11 +124,11 @@ impl StackCache {
         let hash = hash_frames(frames);
         let slot = &mut self.slots[(hash as usize) & (CACHE_SLOTS - 1)];
         if slot.0 == hash && slot.1 != 0 {
-            return slot.1;
+            return Some(slot.1);
         }
-        let id = INTERNER.lock().intern(frames);
+        let id = INTERNER.lock().intern(frames)?;
         *slot = (hash, id);
-        id
+        Some(id)
     }
 }
 
@@ -128,9 +149,9 @@ mod tests {
     #[test]
     fn shared_prefixes_share_nodes() {
         let mut t = Interner::new();
-        let a = t.intern(&[0x30, 0x20, 0x10]);
-        let b = t.intern(&[0x31, 0x20, 0x10]);
-        assert_eq!(t.intern(&[0x30, 0x20, 0x10]), a);
+        let a = t.intern(&[0x30, 0x20, 0x10]).unwrap();
+        let b = t.intern(&[0x31, 0x20, 0x10]).unwrap();
+        assert_eq!(t.intern(&[0x30, 0x20, 0x10]), Some(a));
         assert_ne!(a, b);
         let (first, nodes) = t.take_pending();
         assert_eq!(first, 1);

@@ -67,6 +67,7 @@ mod crash;
 mod intern;
 mod live;
 mod maps;
+mod memory;
 mod modules;
 mod own_memory;
 mod pace;
@@ -81,11 +82,13 @@ mod spin;
 mod stats;
 mod thread;
 mod tracking;
+mod wake;
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 pub use call::{finish, Call, MAX_FRAMES};
+pub use memory::memory_short;
 pub use memtrace_format::{Func, Op, RecorderKind};
 pub use own_memory::{forget_own_mapping, note_own_mapping};
 pub use scope::{

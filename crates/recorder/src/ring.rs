@@ -37,21 +37,22 @@ unsafe impl Sync for Ring {}
 unsafe impl Send for Ring {}
 
 impl Ring {
-    /// A ring of `capacity` items (rounded up to a power of two).
-    pub(crate) fn new(tid: u32, capacity: usize) -> Ring {
+    /// A ring of `capacity` items (rounded up to a power of two); `None`
+    /// when its memory cannot be had.
+    pub(crate) fn try_new(tid: u32, capacity: usize) -> Option<Ring> {
         let capacity = capacity.next_power_of_two();
-        let slots = (0..capacity)
-            .map(|_| UnsafeCell::new(ThreadItem::Start { ts: 0 }))
-            .collect();
-        Ring {
-            slots,
+        let slots = crate::memory::try_collect(
+            (0..capacity).map(|_| UnsafeCell::new(ThreadItem::Start { ts: 0 })),
+        )?;
+        Some(Ring {
+            slots: slots.into_boxed_slice(),
             mask: capacity - 1,
             head: CacheLine(AtomicUsize::new(0)),
             tail: CacheLine(AtomicUsize::new(0)),
             in_flight: CacheLine(AtomicU64::new(u64::MAX)),
             tid,
             closed: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Pushes an item; returns false when the ring is full. Producer only.

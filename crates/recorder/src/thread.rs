@@ -67,19 +67,29 @@ impl Tls {
         self.guard.set(false);
     }
 
-    /// This thread's state, created on first use. Call with the guard set.
+    /// This thread's state, created on first use; `None` when there was no
+    /// memory for it (the thread's events are then dropped). Call with the
+    /// guard set.
     #[inline(always)]
-    pub(crate) fn state(&self) -> &'static mut ThreadState {
+    pub(crate) fn state(&self) -> Option<&'static mut ThreadState> {
         let p = self.state.get();
-        if !p.is_null() {
-            // SAFETY: the pointer was made by Box::into_raw in `create` and is
-            // used only by this thread, one call at a time (the guard forbids
-            // nesting).
-            return unsafe { &mut *p };
+        if p.addr() > UNRECORDED.addr() {
+            // SAFETY: neither null nor UNRECORDED, so the pointer was made
+            // by Box::into_raw in `create`; it is used only by this thread,
+            // one call at a time (the guard forbids nesting).
+            return Some(unsafe { &mut *p });
         }
-        create()
+        if p.is_null() {
+            create()
+        } else {
+            None
+        }
     }
 }
+
+/// The state of a thread that could not get memory for its own: never
+/// dereferenced, and (address 1) no real state's address.
+const UNRECORDED: *mut ThreadState = std::ptr::without_provenance_mut(1);
 
 /// Every ring that has items or may still get some.
 pub(crate) static REGISTRY: SpinLock<Vec<Arc<Ring>>> = SpinLock::new(Vec::new());
@@ -108,16 +118,33 @@ pub(crate) fn ignore_this_thread() {
     TLS.with(|t| t.guard.set(true));
 }
 
-/// This thread's state, created on first use. Call with the guard set.
+/// This thread's state, created on first use; `None` when there was no
+/// memory for it. Call with the guard set.
 #[inline]
-pub(crate) fn current() -> &'static mut ThreadState {
+pub(crate) fn current() -> Option<&'static mut ThreadState> {
     TLS.with(|t| t.state())
 }
 
+/// Makes this thread's state. Without memory for its ring (4 MiB), stack
+/// cache or unwinder memo, or once the allocator draws on its reserve,
+/// the thread is marked as unrecorded for good: its events are dropped
+/// and counted rather than retried at every call.
 #[cold]
-fn create() -> &'static mut ThreadState {
-    let tid = gettid();
-    let ring = Arc::new(Ring::new(tid, RING_CAPACITY));
+fn create() -> Option<&'static mut ThreadState> {
+    let parts = (!crate::memory::short())
+        .then(|| {
+            Some((
+                Ring::try_new(gettid(), RING_CAPACITY)?,
+                StackCache::try_new()?,
+                memtrace_unwind::StackMemo::try_new()?,
+            ))
+        })
+        .flatten();
+    let Some((ring, stacks, memo)) = parts else {
+        TLS.with(|t| t.state.set(UNRECORDED));
+        return None;
+    };
+    let ring = Arc::new(ring);
     // Until the start item is pushed the writer must not pass time 0.
     ring.in_flight.0.store(0, Ordering::SeqCst);
     REGISTRY.lock().push(Arc::clone(&ring));
@@ -125,8 +152,8 @@ fn create() -> &'static mut ThreadState {
         ring,
         cached_head: 0,
         last_ts: 0,
-        stacks: StackCache::new(),
-        memo: memtrace_unwind::StackMemo::new(),
+        stacks,
+        memo,
         frames: Box::new([0; crate::MAX_FRAMES]),
     }));
     TLS.with(|t| t.state.set(state));
@@ -136,7 +163,7 @@ fn create() -> &'static mut ThreadState {
     let ts = ticks();
     push(state, ThreadItem::Start { ts });
     state.ring.in_flight.0.store(u64::MAX, Ordering::Release);
-    state
+    Some(state)
 }
 
 /// Pushes an item, waiting for the writer while the ring is full.
@@ -160,7 +187,8 @@ pub(crate) fn push(state: &mut ThreadState, item: ThreadItem) {
     }
 }
 
-/// Forgets this thread's state (in a forked child: the ring belongs to the parent).
+/// Forgets this thread's state (in a forked child: the ring belongs to
+/// the parent), or that it could not have one.
 pub(crate) fn forget_current() {
     TLS.with(|t| t.state.set(ptr::null_mut()));
 }

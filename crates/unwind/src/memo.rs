@@ -80,6 +80,20 @@ impl StackMemo {
         }
     }
 
+    /// [`StackMemo::new`], or `None` when its memory (about 100 KiB) cannot
+    /// be had: a recorder inside a program that used up its memory must
+    /// not abort it.
+    pub fn try_new() -> Option<Self> {
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(SLOTS).ok()?;
+        slots.resize(SLOTS, EMPTY);
+        Some(StackMemo {
+            slots: slots.into_boxed_slice(),
+            hits: 0,
+            misses: 0,
+        })
+    }
+
     /// Walks answered from the memo, and walks done.
     pub fn counts(&self) -> (u64, u64) {
         (self.hits, self.misses)
@@ -126,7 +140,7 @@ pub(crate) fn lookup_or_walk(
     let mut log = WordLog::new();
     let n = fast::walk_logged(regs, skip, out, Some(&mut log), false)?;
     let value = on_miss(&out[..n]);
-    if !log.overflow && !log.failed_read {
+    if !log.overflow && !log.failed_read && value != crate::NOT_MEMOIZED {
         let mut poisoned_log = WordLog::new();
         let mut again = [0u64; 128];
         let limit = out.len().min(again.len());

@@ -75,23 +75,27 @@ fn callee_saved_registers() -> [u64; 6] {
 /// `skip_stacks`: an address on each of their stacks.
 /// `scan_managed`: also scan anonymous mappings the program manages itself
 /// (only when the recorder's own memory is known: the preload library).
+/// `None` when the memory for the scan's tables (about 100 bytes a live
+/// block) cannot be had.
 pub(crate) fn scan(
     live: &LiveBlocks,
     exit: &ExitContext,
     skip_tids: &[i32],
     skip_stacks: &[u64],
     scan_managed: bool,
-) -> LeakScan {
+) -> Option<LeakScan> {
     let started_ns = monotonic_ns();
     let ts = ticks();
-    let blocks = live.sorted();
-    let mut marker = mark::Marker::new(blocks.iter().map(|(a, b)| (*a, b.size)));
+    let blocks = live.sorted()?;
+    let sizes = crate::memory::try_collect(blocks.iter().map(|(a, b)| (*a, b.size)))?;
+    let mut marker = mark::Marker::new(&sizes)?;
+    drop(sizes);
 
     // Everything that allocates or takes the loader's lock happens now,
     // before other threads are stopped.
     let own_code = scan as *const () as u64;
     let modules = roots::module_roots(own_code);
-    let maps = roots::readable_mappings();
+    let maps = roots::readable_mappings()?;
     let own = crate::own_memory::own_mappings();
     // The Rust front end's own buffers come from the program's allocator,
     // untracked: only the preload library can tell its memory apart.
@@ -169,21 +173,20 @@ pub(crate) fn scan(
     drop(stopped);
 
     // Lost blocks are referenced by nobody: the other threads may run again.
-    let edges = marker.unreached_edges();
+    let edges = marker.unreached_edges()?;
     if std::env::var_os("MEMTRACE_LEAK_SCAN_VERIFY").is_some_and(|v| v != "0") {
         verify::report(&marker, &own, skip_stacks);
     }
-    let scanned = blocks
-        .iter()
-        .zip(&marker.reach)
-        .map(|((addr, b), &reach)| ScannedBlock {
-            addr: *addr,
-            size: b.size,
-            stack: b.stack,
-            reach,
-        })
-        .collect();
-    LeakScan {
+    let scanned =
+        crate::memory::try_collect(blocks.iter().zip(&marker.reach).map(|((addr, b), &reach)| {
+            ScannedBlock {
+                addr: *addr,
+                size: b.size,
+                stack: b.stack,
+                reach,
+            }
+        }))?;
+    Some(LeakScan {
         ts,
         duration_ns: monotonic_ns().saturating_sub(started_ns),
         root_bytes,
@@ -192,5 +195,5 @@ pub(crate) fn scan(
         n_threads_unscanned: n_missed,
         blocks: scanned,
         edges,
-    }
+    })
 }

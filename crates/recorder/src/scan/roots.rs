@@ -122,10 +122,11 @@ pub(crate) struct Mapping {
 }
 
 /// The readable mappings, in address order, without the kernel's special
-/// ones (`[vvar]`, `[vsyscall]`) whose reads may fault.
-pub(crate) fn readable_mappings() -> Vec<Mapping> {
-    let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    parse_maps(&text)
+/// ones (`[vvar]`, `[vsyscall]`) whose reads may fault; `None` when
+/// `/proc/self/maps` cannot be read (or memory for it cannot be had).
+pub(crate) fn readable_mappings() -> Option<Vec<Mapping>> {
+    let text = crate::memory::read_proc("/proc/self/maps")?;
+    Some(parse_maps(&text))
 }
 
 /// The lines of a maps file: `(start, end, permissions, path)`.

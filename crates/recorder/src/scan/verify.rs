@@ -18,7 +18,7 @@ use super::roots;
 /// for each pointer to an unreached block found outside unreached blocks.
 pub(crate) fn report(marker: &Marker, own: &[Range<u64>], recorder_stacks: &[u64]) {
     let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    let readable = roots::readable_mappings();
+    let readable = roots::readable_mappings().unwrap_or_default();
     let mut n_found = 0u64;
     for (start, end, perms, path) in roots::maps_lines(&text) {
         if !perms.starts_with('r') || path.starts_with("[v") {
