@@ -96,7 +96,10 @@ fn a_program_out_of_memory_gets_null_and_its_trace_counts_what_was_dropped() {
     );
     for out in [&native, &traced] {
         let n = number(&out.stdout, "got ");
-        let expected = format!("got {n} MB before NULL\nthread: 10 blocks\ncalls {}\n", n + 23);
+        let expected = format!(
+            "got {n} MB before NULL\nthread: 10 blocks\ncalls {}\n",
+            n + 23
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
     }
     // The thread that started after memory ran out has no ring (4 MiB):
@@ -166,7 +169,11 @@ fn a_program_out_of_memory_while_the_recorder_is_busy_runs_to_its_end() {
     assert_eq!(report["trace"]["complete"], true);
     let dropped = num(&report["trace"], "dropped_events");
     let recorded = num(&report["totals"], "events");
-    assert_eq!(recorded + dropped, 4 * n_traced + 1, "{recorded} + {dropped}");
+    assert_eq!(
+        recorded + dropped,
+        4 * n_traced + 1,
+        "{recorded} + {dropped}"
+    );
     if dropped == 0 {
         assert_eq!(site_allocations(&report, "small_site"), Some(n_traced));
         assert_eq!(site_allocations(&report, "temp_site"), Some(n_traced));
