@@ -59,7 +59,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 "memtrace: {e:#}; running {program} untraced (--require-trace makes this an error)"
             );
             let (_, code) = spawn_and_wait(
-                &mut Command::new(&args.command[0]).args(&args.command[1..]),
+                Command::new(&args.command[0]).args(&args.command[1..]),
                 &program,
             )?;
             return Ok(ExitCode::from(code.clamp(0, 255) as u8));
