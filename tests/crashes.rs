@@ -109,3 +109,44 @@ fn sigkill_loses_only_what_was_not_written_yet() {
     assert_eq!(report["trace"]["complete"], false);
     check_counts(&report);
 }
+
+/// SIGTERM from outside (and SIGPIPE, SIGHUP, SIGXCPU, SIGXFSZ, handled
+/// alike) ends the program with the same status, and the trace is complete:
+/// the handler drains every ring first. The signal is sent to the process,
+/// so any thread may take it: never the writer, which blocks it.
+#[test]
+fn sigterm_keeps_every_event_and_the_exit_status() {
+    let dir = scratch("crash-term");
+    let exe = compile("cc", SOURCE, &["-O0", "-g"], &dir);
+    let mut child = memtrace()
+        .current_dir(&dir)
+        .args(["run", "-q", "-o", "c.trace", "--"])
+        .arg(&exe)
+        .arg("wait")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+    let pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: kill sends a signal to the traced program, our grandchild.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+    let report = report_json(&dir.join("c.trace"));
+    assert_eq!(report["trace"]["complete"], true, "{}", report["trace"]);
+    let notes = report["trace"]["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("killed by SIGTERM (signal 15)")),
+        "{notes:?}"
+    );
+    check_counts(&report);
+}

@@ -4,6 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::process::Child;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -252,11 +253,21 @@ fn writes_a_csv_timeline_and_an_svg_chart() {
 
 #[test]
 fn an_interrupt_sent_to_memtrace_reaches_the_program() {
-    let monitor = memtrace()
+    let mut monitor = memtrace();
+    monitor
         .args(["swap", "--interval", "50", "--", "sleep", "30"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    // A test run started in the background by a non-interactive shell
+    // ignores SIGINT, and `sleep` would inherit that: give the monitor (and
+    // so the program) the default disposition, as in a terminal.
+    // SAFETY: only async-signal-safe calls (signal) between fork and exec.
+    unsafe {
+        monitor.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let monitor = monitor.spawn().unwrap();
     let (code, stderr) = interrupt_when_watching(monitor);
     // sleep died of SIGINT (2), and memtrace reports it like a shell does.
     assert_eq!(code, Some(128 + 2));

@@ -72,49 +72,51 @@ const REJECTED: &[(&str, [&str; 3])] = &[
     (
         "second-header",
         [
-            "trace is corrupt: a second header record",
-            "trace is corrupt: a second header record",
-            "trace is corrupt: a second header record",
+            "trace is corrupt: byte 3534 of the decompressed block at byte 94 (record 11): a second header record",
+            "trace is corrupt: byte 3534 of the decompressed block at byte 94 (record 11): a second header record",
+            "trace is corrupt: byte 3534 of the decompressed block at byte 94 (record 11): a second header record",
         ],
     ),
     (
+        // Record 9 of the raw block at 85 is a `BATCH` at bytes 777-2685;
+        // `leaks` skips batches and stops at the length of record 10.
         "unknown-stack",
         [
-            "trace is corrupt: event refers to unknown stack 105",
-            "trace is corrupt: block at byte 2585: length runs past the end",
-            "trace is corrupt: event refers to unknown stack 105",
+            "trace is corrupt: byte 1639 (record 9 of the block at byte 85): event refers to unknown stack 105",
+            "trace is corrupt: byte 2687 (record 10 of the block at byte 85): block: length runs past the end",
+            "trace is corrupt: byte 1639 (record 9 of the block at byte 85): event refers to unknown stack 105",
         ],
     ),
     (
         "scan-counts",
         [
-            "trace is corrupt: leak scan announces 0 blocks and 1 edges, the file has 1 and 0",
-            "trace is corrupt: leak scan announces 0 blocks and 1 edges, the file has 1 and 0",
-            "trace is corrupt: leak scan announces 0 blocks and 1 edges, the file has 1 and 0",
+            "trace is corrupt: byte 13917 (record 2 of the block at byte 13882): leak scan announces 0 blocks and 1 edges, the file has 1 and 0",
+            "trace is corrupt: byte 13917 (record 2 of the block at byte 13882): leak scan announces 0 blocks and 1 edges, the file has 1 and 0",
+            "trace is corrupt: byte 13917 (record 2 of the block at byte 13882): leak scan announces 0 blocks and 1 edges, the file has 1 and 0",
         ],
     ),
     (
         "stack-parent",
         [
-            "trace is corrupt: stack node 1 has an invalid parent",
-            "trace is corrupt: stack node 1 has an invalid parent",
-            "trace is corrupt: stack node 1 has an invalid parent",
+            "trace is corrupt: byte 21 of the decompressed block at byte 83 (record 2): stack node 1 has an invalid parent",
+            "trace is corrupt: byte 21 of the decompressed block at byte 83 (record 2): stack node 1 has an invalid parent",
+            "trace is corrupt: byte 21 of the decompressed block at byte 83 (record 2): stack node 1 has an invalid parent",
         ],
     ),
     (
         "function-tag",
         [
-            "trace is corrupt: unknown heap function tag 106",
-            "trace is corrupt: block at byte 2586: length runs past the end",
-            "trace is corrupt: unknown heap function tag 106",
+            "trace is corrupt: byte 1408 (record 9 of the block at byte 85): unknown heap function tag 106",
+            "trace is corrupt: byte 2687 (record 10 of the block at byte 85): block: length runs past the end",
+            "trace is corrupt: byte 1408 (record 9 of the block at byte 85): unknown heap function tag 106",
         ],
     ),
     (
         "reach-state",
         [
-            "trace is corrupt: unknown reach state 145",
-            "trace is corrupt: unknown reach state 145",
-            "trace is corrupt: unknown reach state 145",
+            "trace is corrupt: byte 1309 (record 1 of the block at byte 1234): unknown reach state 145",
+            "trace is corrupt: byte 1309 (record 1 of the block at byte 1234): unknown reach state 145",
+            "trace is corrupt: byte 1309 (record 1 of the block at byte 1234): unknown reach state 145",
         ],
     ),
 ];

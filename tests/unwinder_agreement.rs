@@ -16,7 +16,7 @@ type Frame = (String, u64);
 
 /// Per thread, the stack of every allocation in order; threads sorted.
 fn stacks_by_thread(trace: &Path) -> Vec<Vec<Vec<Frame>>> {
-    let mut reader = memtrace_analyze::open(trace).unwrap();
+    let mut reader = memtrace_analyze::open(trace, memtrace_format::Extent::AsOpened).unwrap();
     let mut per_thread: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     while let Some(event) = reader.next_event().unwrap() {
         if let Event::Heap { tid, event } = event {

@@ -189,7 +189,8 @@ fn simulate(
 
 /// Reads a trace's phases and scatter into `findings`.
 fn read_trace(path: &Path, findings: &mut Findings) -> Result<()> {
-    let mut reader = memtrace_analyze::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut reader = memtrace_analyze::open(path, memtrace_format::Extent::AsOpened)
+        .with_context(|| format!("{}", path.display()))?;
     let mut phases = PhaseCollector::default();
     let mut scatter = ScatterReplay::default();
     while let Some(event) = reader

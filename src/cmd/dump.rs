@@ -7,17 +7,23 @@ use anyhow::{Context, Result};
 use clap::Args;
 use memtrace_format::{Event, Func};
 
+use crate::cmd::extent::FollowArg;
+
 /// Arguments of `memtrace dump`.
 #[derive(Args, Debug)]
 pub struct DumpArgs {
     /// The trace file.
     pub trace: PathBuf,
+    /// How much of a trace still being written to read.
+    #[command(flatten)]
+    pub follow: FollowArg,
 }
 
 /// Prints the header and every event in timestamp order.
 pub fn dump(args: DumpArgs) -> Result<ExitCode> {
     let path = &args.trace;
-    let mut reader = memtrace_analyze::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut reader = memtrace_analyze::open(path, args.follow.extent())
+        .with_context(|| format!("{}", path.display()))?;
     println!("{:?}", reader.header());
     while let Some(event) = reader
         .next_event()

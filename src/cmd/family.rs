@@ -108,7 +108,8 @@ struct HeaderFacts {
 }
 
 fn header(path: &Path) -> Result<HeaderFacts> {
-    let reader = memtrace_analyze::open(path).with_context(|| format!("{}", path.display()))?;
+    let reader = memtrace_analyze::open(path, memtrace_format::Extent::AsOpened)
+        .with_context(|| format!("{}", path.display()))?;
     let h = reader.header();
     Ok(HeaderFacts {
         pid: h.pid,

@@ -14,7 +14,9 @@ use clap::{Args, ValueEnum};
 use memtrace_analyze::flame::{self, Measure};
 use memtrace_analyze::replay::HeapReplay;
 use memtrace_analyze::symbols::Symbols;
-use memtrace_format::Completeness;
+use memtrace_format::{Completeness, Extent};
+
+use crate::cmd::extent::FollowArg;
 
 /// What the widths of the flame graph measure.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -58,6 +60,9 @@ pub struct FlamegraphArgs {
     /// Write folded stacks (`root;...;leaf VALUE` lines) instead of an SVG.
     #[arg(long)]
     pub collapsed: bool,
+    /// How much of a trace still being written to read.
+    #[command(flatten)]
+    pub follow: FollowArg,
 }
 
 /// A trace's stacks folded for one measure, with what the SVG's title needs.
@@ -74,10 +79,11 @@ pub struct Folded {
     subtitle: Option<String>,
 }
 
-/// Reads a trace and folds its stacks by `measure`; symbolization warnings
-/// go to stderr.
-pub fn fold(path: &Path, measure: Measure) -> Result<Folded> {
-    let mut reader = memtrace_analyze::open(path).with_context(|| format!("{}", path.display()))?;
+/// Reads a trace within `extent` and folds its stacks by `measure`;
+/// symbolization warnings go to stderr.
+pub fn fold(path: &Path, extent: Extent, measure: Measure) -> Result<Folded> {
+    let mut reader =
+        memtrace_analyze::open(path, extent).with_context(|| format!("{}", path.display()))?;
     let replay =
         HeapReplay::from_reader(&mut reader, 0).with_context(|| format!("{}", path.display()))?;
     let mut symbols = Symbols::new(reader.modules());
@@ -131,7 +137,7 @@ pub fn svg(folded: &Folded, measure: Measure, out: &mut impl Write) -> Result<()
 /// Runs `memtrace flamegraph`.
 pub fn flamegraph(args: FlamegraphArgs) -> Result<ExitCode> {
     let measure = Measure::from(args.by);
-    let folded = fold(&args.trace, measure)?;
+    let folded = fold(&args.trace, args.follow.extent(), measure)?;
     let Some(output) = &args.output else {
         io::stdout().write_all(folded.text.as_bytes())?;
         return Ok(ExitCode::SUCCESS);

@@ -15,6 +15,7 @@ use memtrace_format::StackTable;
 use memtrace_frag::system::{self, BuddyZone, SlabCache};
 use memtrace_frag::{best_policy, Config, PolicyKind, PolicyReport, StreamReplay};
 
+use crate::cmd::extent::FollowArg;
 use crate::cmd::report::Format;
 
 /// Arguments of `memtrace frag`.
@@ -50,6 +51,9 @@ pub struct FragArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// How much of a trace still being written to read.
+    #[command(flatten)]
+    pub follow: FollowArg,
 }
 
 /// Runs `memtrace frag`.
@@ -70,7 +74,9 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
     let context = || format!("{}", trace.display());
     // One pass feeds every policy (each on its own thread) and the real
     // heap's first pass; the real heap then reads the trace once more.
-    let mut reader = memtrace_analyze::open(trace).with_context(context)?;
+    // Both passes read the same bytes, even of a file still growing.
+    let extent = args.follow.pinned(trace)?;
+    let mut reader = memtrace_analyze::open(trace, extent).with_context(context)?;
     let mut replay = StreamReplay::new(&policies, &config);
     let mut requests = Requests::new();
     let mut stats = (!args.no_real_heap).then(HeapStats::new);
@@ -87,7 +93,7 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
     let n_requests = replay.len();
     let heap = match stats {
         Some(stats) => {
-            let mut second = memtrace_analyze::open(trace).with_context(context)?;
+            let mut second = memtrace_analyze::open(trace, extent).with_context(context)?;
             let heap = analyze_with(stats, &mut second).with_context(context)?;
             Some(heap)
         }

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use memtrace_analyze::latency::{self, Config};
 
+use crate::cmd::extent::FollowArg;
 use crate::cmd::report::Format;
 
 /// Arguments of `memtrace latency`.
@@ -27,6 +28,9 @@ pub struct LatencyArgs {
     /// Output format (JSON schema `memtrace-latency/1`).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// How much of a trace still being written to read.
+    #[command(flatten)]
+    pub follow: FollowArg,
 }
 
 /// Runs `memtrace latency`.
@@ -35,8 +39,10 @@ pub fn latency(args: LatencyArgs) -> Result<ExitCode> {
         stall_ns: args.stall_us.saturating_mul(1000),
         top: args.top,
     };
-    let r = latency::from_file(&args.trace, config)
-        .with_context(|| format!("{}", args.trace.display()))?;
+    let context = || format!("{}", args.trace.display());
+    let mut reader =
+        memtrace_analyze::open(&args.trace, args.follow.extent()).with_context(context)?;
+    let r = latency::from_reader(&mut reader, config).with_context(context)?;
     match args.format {
         Format::Text => print!("{}", latency::render_text(&r, args.frames)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),

@@ -11,8 +11,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use memtrace_analyze::leaks::{self, LeakReport, TextOptions};
+use memtrace_format::Extent;
 use memtrace_leaks::{LeakClass, Suppressions};
 
+use crate::cmd::extent::FollowArg;
 use crate::cmd::leak_formats;
 
 /// Output formats.
@@ -77,6 +79,9 @@ pub struct LeaksArgs {
     /// How to check and report.
     #[command(flatten)]
     pub check: CheckArgs,
+    /// How much of a trace still being written to read.
+    #[command(flatten)]
+    pub follow: FollowArg,
 }
 
 /// Parses a comma-separated list of classes.
@@ -121,18 +126,31 @@ pub fn leaks(args: LeaksArgs) -> Result<ExitCode> {
     let Some(trace) = &args.trace else {
         bail!("no trace given");
     };
-    let code = check_trace(trace, &args.check, &mut std::io::stdout().lock())?;
+    let extent = args.follow.extent();
+    let code = check_trace_within(trace, extent, &args.check, &mut std::io::stdout().lock())?;
     Ok(ExitCode::from(code))
 }
 
-/// Checks one trace, writes the report to `out`, and returns the exit
-/// status the check asks for: 0, or `--error-exitcode` when leaks remain.
+/// Checks one trace (as long as it is now), writes the report to `out`,
+/// and returns the exit status the check asks for: 0, or
+/// `--error-exitcode` when leaks remain.
 pub fn check_trace(trace: &Path, check: &CheckArgs, out: &mut dyn Write) -> Result<u8> {
+    check_trace_within(trace, Extent::AsOpened, check, out)
+}
+
+/// [`check_trace`], reading the trace within `extent`.
+pub fn check_trace_within(
+    trace: &Path,
+    extent: Extent,
+    check: &CheckArgs,
+    out: &mut dyn Write,
+) -> Result<u8> {
     let fail_on = parse_classes(&check.fail_on)?;
     let show = parse_classes(&check.show)?;
     let suppressions = load_suppressions(check)?;
-    let report =
-        leaks::from_file(trace, &suppressions).with_context(|| format!("{}", trace.display()))?;
+    let context = || format!("{}", trace.display());
+    let reader = memtrace_analyze::open(trace, extent).with_context(context)?;
+    let report = leaks::from_reader(reader, &suppressions).with_context(context)?;
     let root = match &check.source_root {
         Some(r) => r.clone(),
         None => std::env::current_dir().context("cannot read the current directory")?,

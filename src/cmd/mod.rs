@@ -2,6 +2,7 @@
 
 pub mod cache;
 pub mod dump;
+pub mod extent;
 pub mod family;
 pub mod flamegraph;
 pub mod frag;

@@ -19,12 +19,14 @@ use memtrace_analyze::flame::Measure;
 use memtrace_analyze::heapmap::HeapMap;
 use memtrace_analyze::latency;
 use memtrace_analyze::report::Report;
+use memtrace_format::Extent;
 use memtrace_frag::{best_policy, replay, Config, PolicyKind, PolicyReport};
 use memtrace_plot::page::{self, Figure, Page, Section};
 
 use crate::charts;
+use crate::cmd::extent::FollowArg;
 use crate::cmd::flamegraph;
-use crate::cmd::report::load_report;
+use crate::cmd::report::load_report_within;
 
 /// One chart `memtrace plot` can draw.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -135,6 +137,9 @@ pub struct PlotArgs {
     /// Draw only these charts (comma separated); default all.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Chart>,
+    /// How much of a trace still being written to read.
+    #[command(flatten)]
+    pub follow: FollowArg,
 }
 
 /// The default output directory: `x.trace` -> `x.charts`.
@@ -148,6 +153,8 @@ type Replayed = (Vec<PolicyReport>, Option<(PolicyKind, String)>);
 /// The analyses behind the charts, each done once, when first needed.
 struct Data<'a> {
     trace: &'a Path,
+    /// What every analysis reads of the trace: the same bytes for all.
+    extent: Extent,
     report: Option<Report>,
     heap: Option<HeapMap>,
     policies: Option<Replayed>,
@@ -156,7 +163,7 @@ struct Data<'a> {
 impl<'a> Data<'a> {
     fn report(&mut self) -> Result<&Report> {
         if self.report.is_none() {
-            self.report = Some(load_report(self.trace)?);
+            self.report = Some(load_report_within(self.trace, self.extent)?);
         }
         Ok(self.report.as_ref().expect("loaded"))
     }
@@ -167,8 +174,8 @@ impl<'a> Data<'a> {
 
     fn heap(&mut self) -> Result<&HeapMap> {
         if self.heap.is_none() {
-            let trace = self.trace;
-            let heap = memtrace_analyze::heapmap::analyze(|| memtrace_analyze::open(trace))
+            let (trace, extent) = (self.trace, self.extent);
+            let heap = memtrace_analyze::heapmap::analyze(|| memtrace_analyze::open(trace, extent))
                 .with_context(|| format!("{}", trace.display()))?;
             self.heap = Some(heap);
         }
@@ -178,7 +185,8 @@ impl<'a> Data<'a> {
     fn policies(&mut self) -> Result<&Replayed> {
         if self.policies.is_none() {
             let context = || format!("{}", self.trace.display());
-            let mut reader = memtrace_analyze::open(self.trace).with_context(context)?;
+            let mut reader =
+                memtrace_analyze::open(self.trace, self.extent).with_context(context)?;
             let stream =
                 memtrace_analyze::requests::from_reader(&mut reader).with_context(context)?;
             let config = Config::default();
@@ -205,8 +213,11 @@ fn draw(chart: Chart, data: &mut Data) -> Result<String> {
             None => skipped("the trace has no allocation"),
         },
         Chart::Latency => {
-            let r = latency::from_file(data.trace, latency::Config::default())
-                .with_context(|| format!("{}", data.trace.display()))?;
+            let context = || format!("{}", data.trace.display());
+            let mut reader =
+                memtrace_analyze::open(data.trace, data.extent).with_context(context)?;
+            let r = latency::from_reader(&mut reader, latency::Config::default())
+                .with_context(context)?;
             match charts::latency_histogram(&r) {
                 Some(h) => Ok(memtrace_plot::histogram(&h)?),
                 None => skipped("the trace has no allocator latencies (MEMTRACE_TIMING=0)"),
@@ -229,14 +240,16 @@ fn draw(chart: Chart, data: &mut Data) -> Result<String> {
         }
         Chart::Leaks => {
             let suppressions = memtrace_leaks::Suppressions::builtin();
-            match memtrace_analyze::leaks::from_file(data.trace, &suppressions) {
+            let reader = memtrace_analyze::open(data.trace, data.extent)
+                .with_context(|| format!("{}", data.trace.display()))?;
+            match memtrace_analyze::leaks::from_reader(reader, &suppressions) {
                 Ok(r) => Ok(memtrace_plot::bars(&charts::leak_chart(&r))?),
                 Err(memtrace_analyze::leaks::LeakError::NoScan(why)) => skipped(&why),
                 Err(e) => Err(anyhow::anyhow!("{}: {e}", data.trace.display())),
             }
         }
         Chart::Flame => {
-            let folded = flamegraph::fold(data.trace, Measure::Bytes)?;
+            let folded = flamegraph::fold(data.trace, data.extent, Measure::Bytes)?;
             if folded.empty {
                 return skipped("no stack allocated any bytes");
             }
@@ -260,6 +273,7 @@ pub fn plot(args: PlotArgs) -> Result<ExitCode> {
     };
     let mut data = Data {
         trace: &args.trace,
+        extent: args.follow.pinned(&args.trace)?,
         report: None,
         heap: None,
         policies: None,

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use memtrace_analyze::report::{self, Report, TextOptions};
+use memtrace_format::Extent;
+
+use crate::cmd::extent::FollowArg;
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -35,11 +38,21 @@ pub struct ReportArgs {
     /// continued): one line of totals each.
     #[arg(long)]
     pub family: bool,
+    /// How much of a trace still being written to read.
+    #[command(flatten)]
+    pub follow: FollowArg,
 }
 
-/// Reads a trace and builds its heap report.
+/// Reads a trace, as long as it is now, and builds its heap report.
 pub fn load_report(path: &Path) -> Result<Report> {
-    report::from_file(path).with_context(|| format!("{}", path.display()))
+    load_report_within(path, Extent::AsOpened)
+}
+
+/// Reads a trace within `extent` and builds its heap report.
+pub fn load_report_within(path: &Path, extent: Extent) -> Result<Report> {
+    let context = || format!("{}", path.display());
+    let reader = memtrace_analyze::open(path, extent).with_context(context)?;
+    report::from_reader(reader).with_context(context)
 }
 
 /// Runs `memtrace report`.
@@ -55,7 +68,7 @@ pub fn report(args: ReportArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let r = load_report(&args.trace)?;
+    let r = load_report_within(&args.trace, args.follow.extent())?;
     match args.format {
         Format::Text => print!(
             "{}",

@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// bench_alloc (no recorder runs, no heaptrack, no valgrind).
     #[arg(long, value_name = "TRACE")]
     pub analyses_only: Option<PathBuf>,
+    /// Only the threads-at-scale programs (`threads.rs`), natively and traced.
+    #[arg(long)]
+    pub threads_only: bool,
 }
 
 /// `memtrace frag` split into its parts, each timed alone on the same
@@ -241,6 +244,13 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     util::build_memtrace(&paths)?;
     if let Some(trace) = &args.analyses_only {
         return analyses_only(&paths, trace, runs);
+    }
+    if args.threads_only {
+        let threads = crate::threads::measure(&paths, args.quick)?;
+        let out = paths.report.join("bench-threads.md");
+        print!("{}", crate::threads::markdown(&threads, args.quick, &out)?);
+        println!("xtask: wrote {}", out.display());
+        return Ok(ExitCode::SUCCESS);
     }
     let bench = util::compile_bench_alloc(&paths)?;
     let tools = Tools {
@@ -572,6 +582,10 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     goals.push(leak_scan_goal(&paths)?);
     let share = crate::share::measure(&paths, runs)?;
     goals.push(Goal::check(share.agrees(), share.describe()));
+    let threads = crate::threads::measure(&paths, args.quick)?;
+    for (pass, text) in &threads.goals {
+        goals.push(Goal::check(*pass, text.clone()));
+    }
 
     // Print.
     println!();
@@ -580,6 +594,8 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     print!("{}", analysis_table.text());
     println!();
     print!("{}", frag_table.text());
+    println!();
+    print!("{}", threads.table.text());
     println!();
     for s in &skipped {
         println!("{s}");
@@ -619,6 +635,12 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     for g in &goals {
         let _ = writeln!(md, "- {}", g.line());
     }
+    md.push('\n');
+    md.push_str(&crate::threads::markdown(
+        &threads,
+        args.quick,
+        &paths.report.join("bench-threads.md"),
+    )?);
     let _ = writeln!(md, "\n## Commands (last round)\n\n```sh");
     for c in &configs {
         let _ = writeln!(md, "{}", c.command);

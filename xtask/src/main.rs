@@ -5,7 +5,9 @@
 //!   and `summary.md`: the main job, to run first.
 //! * `cargo xtask bench` measures the recorder against native runs, heaptrack
 //!   and valgrind on `fixtures/c/bench_alloc.c` and writes
-//!   `target/memtrace-report/bench.md`.
+//!   `target/memtrace-report/bench.md`, then times thread_scale.c (2,000
+//!   detached threads, 10,000 in sequence, 1,000 live) and measures the
+//!   RSS memtrace adds per thread (`--threads-only` for that part alone).
 //! * `cargo xtask heaptrack-check` compares memtrace's totals with heaptrack's
 //!   on the deterministic fixtures.
 //! * `cargo xtask stress` runs the threads stress fixture at full size (16
@@ -28,6 +30,7 @@ mod heaptrack;
 mod report;
 mod share;
 mod stress;
+mod threads;
 mod util;
 
 use std::process::ExitCode;

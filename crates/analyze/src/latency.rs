@@ -743,7 +743,7 @@ fn advise(s: &SiteTime, n_alloc_calls: u64) -> Option<Advice> {
 
 /// Reads a trace file and builds its latency report.
 pub fn from_file(path: &std::path::Path, config: Config) -> Result<LatencyReport, DecodeError> {
-    let mut reader = crate::open(path)?;
+    let mut reader = crate::open(path, memtrace_format::Extent::AsOpened)?;
     from_reader(&mut reader, config)
 }
 

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use memtrace_format::{Completeness, DecodeError, LeakScan};
+use memtrace_format::{Completeness, DecodeError, Extent, LeakScan};
 use memtrace_leaks::{
     classify, leaked_cycles, loss_records, FrameText, LeakClass, Suppressions, Totals,
 };
@@ -123,7 +123,7 @@ impl From<DecodeError> for LeakError {
 
 /// Reads a trace's scan and builds the report.
 pub fn from_file(path: &Path, suppressions: &Suppressions) -> Result<LeakReport, LeakError> {
-    from_reader(crate::open(path)?, suppressions)
+    from_reader(crate::open(path, Extent::AsOpened)?, suppressions)
 }
 
 /// Reads the scan of a trace being read and builds the report.
@@ -133,16 +133,23 @@ pub fn from_reader<R: std::io::Read>(
 ) -> Result<LeakReport, LeakError> {
     reader.skip_to_end()?;
     let Some(scan) = reader.leak_scan() else {
-        let why = match reader.completeness() {
-            Completeness::Complete(_) => {
-                "the trace has no leak scan: the program did not end through exit() \
-                 (it called _exit or exec), or it was recorded with MEMTRACE_LEAK_SCAN=0"
-            }
-            _ => {
-                "the trace has no leak scan: it ends before the program exited (killed or crashed)"
-            }
+        // The recorder notes why it could not scan (no descriptor left to
+        // read /proc/self/maps, say).
+        let noted = reader
+            .notes()
+            .iter()
+            .find_map(|n| n.strip_prefix("no leak scan: "));
+        let why = match (noted, reader.completeness()) {
+            (Some(reason), _) => format!("the trace has no leak scan: {reason}"),
+            (None, Completeness::Complete(_)) => "the trace has no leak scan: the program did \
+                 not end through exit() (it called _exit or exec), or it was recorded with \
+                 MEMTRACE_LEAK_SCAN=0"
+                .into(),
+            (None, _) => "the trace has no leak scan: it ends before the program exited \
+                 (killed or crashed)"
+                .into(),
         };
-        return Err(LeakError::NoScan(why.into()));
+        return Err(LeakError::NoScan(why));
     };
     let mut symbols = Symbols::new(reader.modules());
     let program = reader.header().exe.clone();

@@ -17,14 +17,12 @@ pub mod requests;
 pub mod symbols;
 pub mod units;
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
-use memtrace_format::{DecodeError, Reader};
+use memtrace_format::{DecodeError, Extent, Reader, TraceReader};
 
-/// Opens a trace file for streaming.
-pub fn open(path: &Path) -> Result<Reader<BufReader<File>>, DecodeError> {
-    let file = File::open(path)?;
-    Reader::new(BufReader::with_capacity(1 << 20, file))
+/// Opens a trace file for streaming, read as far as `extent` says (by
+/// default, as long as the file was when opened).
+pub fn open(path: &Path, extent: Extent) -> Result<TraceReader, DecodeError> {
+    Reader::open(path, extent)
 }

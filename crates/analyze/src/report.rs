@@ -403,7 +403,7 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
 
 /// Reads a trace file and builds its report (a timeline of at most 1000 points).
 pub fn from_file(path: &std::path::Path) -> Result<Report, memtrace_format::DecodeError> {
-    from_reader(crate::open(path)?)
+    from_reader(crate::open(path, memtrace_format::Extent::AsOpened)?)
 }
 
 /// Builds the report of a trace being read (a timeline of at most 1000 points).

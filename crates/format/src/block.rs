@@ -20,9 +20,73 @@ pub const VERSION: u16 = 3;
 /// `BATCH` records where version 3 writes `COLUMNS`).
 pub const MIN_VERSION: u16 = 2;
 const BLOCK_MAGIC: &[u8; 4] = b"MTBK";
-const BLOCK_HEADER_LEN: usize = 20;
-/// Largest raw block a reader accepts; a writer never makes one larger.
-pub const MAX_BLOCK: usize = 64 << 20;
+/// Size of a block's header: its stored bytes start this far after it.
+pub(crate) const BLOCK_HEADER_LEN: usize = 20;
+/// Most bytes a block's records may take once decoded: the [`crate::Writer`]
+/// seals a block before a record would take it past this, and a reader
+/// refuses a larger block as corrupt before decompressing anything. This
+/// is the decompression budget: a zstd frame of a few hundred bytes can
+/// claim gigabytes, and a block may expand to this much and no more.
+///
+/// 16 MiB is 16 times the writer's default block target (1 MiB) and twice
+/// the largest target it can be set to; the largest record it writes (a
+/// `COLUMNS` record of 32 Ki items) is at most about 3.3 MB.
+pub const MAX_BLOCK: usize = 16 << 20;
+/// Most stored bytes of a block: zstd's worst case for incompressible
+/// input is its size plus 1/256 (`ZSTD_compressBound`), well within 1/128.
+pub(crate) const MAX_STORED: usize = MAX_BLOCK + MAX_BLOCK / 128;
+
+/// Decoded bytes a file may have before [`MAX_INFLATION`] applies.
+pub(crate) const INFLATION_SLACK: u64 = 64 << 20;
+/// Most decoded bytes per stored byte, over the whole file so far (after
+/// [`INFLATION_SLACK`]).
+///
+/// The per-block limit bounds each block, not the file: 765 blocks of 16
+/// MiB of zeros fit in 421 KB (530 bytes each), and `report` took 84 s to
+/// walk them. Real traces compress far less: the recorder's columns leave
+/// zstd little to find. A program made to compress well (3 million
+/// malloc/free of 32 bytes in a loop, then 2 million identical blocks
+/// leaked for the exit scan) gave 6.1 for the file at the recorder's level
+/// 1 (8.9 for its most compressed block), and 9.6 (10.9) at level 19. 256
+/// leaves a margin of over 20 and bounds the decoding work of any file to
+/// 64 MiB + 256 times its size.
+pub(crate) const MAX_INFLATION: u64 = 256;
+
+/// The bytes read and decoded so far, against the file's decompression
+/// budget ([`INFLATION_SLACK`] + [`MAX_INFLATION`] times the stored bytes).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Inflation {
+    stored: u64,
+    raw: u64,
+}
+
+impl Inflation {
+    /// Counts a block of `stored` bytes that decodes to `raw`, or says why
+    /// it may not be decoded.
+    fn admit(&mut self, stored: usize, raw: usize) -> Result<(), String> {
+        let stored = self.stored + (BLOCK_HEADER_LEN + stored) as u64;
+        let raw = self.raw + raw as u64;
+        if raw > INFLATION_SLACK + MAX_INFLATION * stored {
+            return Err(format!(
+                "the blocks up to this one decode to {raw} bytes from {stored} in the file, \
+                 over the decompression budget of {INFLATION_SLACK} bytes and \
+                 {MAX_INFLATION} per byte in the file"
+            ));
+        }
+        *self = Inflation { stored, raw };
+        Ok(())
+    }
+}
+
+/// What [`read_block`] found about a block it read whole.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockRead {
+    /// File offset of the next block.
+    pub next: u64,
+    /// Whether the stored bytes were zstd-compressed (then positions in the
+    /// records are not file offsets).
+    pub compressed: bool,
+}
 
 /// Compression applied to a block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,13 +208,16 @@ pub(crate) fn write_parts(
     Ok(BLOCK_HEADER_LEN + stored_len)
 }
 
-/// Reads the next block into `raw`. Returns `Ok(false)` at a clean end of file.
+/// Reads the next block, which starts at file offset `offset`, into `raw`,
+/// within the file's decompression budget `inflation`. Returns `Ok(None)`
+/// at a clean end of file.
 pub(crate) fn read_block(
     src: &mut impl Read,
     offset: u64,
     stored: &mut Vec<u8>,
     raw: &mut Vec<u8>,
-) -> Result<Option<u64>, DecodeError> {
+    inflation: &mut Inflation,
+) -> Result<Option<BlockRead>, DecodeError> {
     let mut head = [0u8; BLOCK_HEADER_LEN];
     let n = read_full(src, &mut head)?;
     if n == 0 {
@@ -168,8 +235,15 @@ pub(crate) fn read_block(
     if head[5..8] != [0, 0, 0] {
         return Err(corrupt("reserved header bytes are not zero".into()));
     }
-    if raw_len > MAX_BLOCK || stored_len > MAX_BLOCK + 1024 {
-        return Err(corrupt(format!("block size {raw_len} exceeds the limit")));
+    if raw_len > MAX_BLOCK {
+        return Err(corrupt(format!(
+            "block claims {raw_len} bytes of records, over the {MAX_BLOCK}-byte limit"
+        )));
+    }
+    if stored_len > MAX_STORED {
+        return Err(corrupt(format!(
+            "block stores {stored_len} bytes, over the {MAX_STORED}-byte limit"
+        )));
     }
     stored.resize(stored_len, 0);
     if read_full(src, stored)? < stored_len {
@@ -180,22 +254,45 @@ pub(crate) fn read_block(
     if crc32fast::hash(stored) != crc && !cfg!(fuzzing) {
         return Err(corrupt("checksum mismatch".into()));
     }
+    inflation.admit(stored_len, raw_len).map_err(corrupt)?;
     raw.clear();
     match head[4] {
         0 if raw_len == stored_len => raw.extend_from_slice(stored),
         0 => return Err(corrupt("stored block sizes disagree".into())),
-        1 => {
-            raw.reserve(raw_len);
-            zstd::bulk::Decompressor::new()
-                .and_then(|mut d| d.decompress_to_buffer(stored, raw))
-                .map_err(|e| corrupt(format!("zstd: {e}")))?;
-            if raw.len() != raw_len {
-                return Err(corrupt("decompressed size differs from the header".into()));
-            }
-        }
+        1 => decompress(stored, raw_len, raw).map_err(corrupt)?,
         other => return Err(corrupt(format!("unknown codec {other}"))),
     }
-    Ok(Some(offset + (BLOCK_HEADER_LEN + stored_len) as u64))
+    Ok(Some(BlockRead {
+        next: offset + (BLOCK_HEADER_LEN + stored_len) as u64,
+        compressed: head[4] == 1,
+    }))
+}
+
+/// Decompresses one zstd frame that must decode to exactly `raw_len`
+/// bytes (at most [`MAX_BLOCK`], checked by the caller) into `raw`.
+///
+/// The output is a slice of exactly `raw_len` bytes, so a frame that
+/// expands further stops at the end of the slice: the work done on any
+/// block is bounded by the limit, whatever the frame claims. A frame that
+/// names its size (the writer's always do) is checked before decoding.
+fn decompress(stored: &[u8], raw_len: usize, raw: &mut Vec<u8>) -> Result<(), String> {
+    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(stored) {
+        if size != raw_len as u64 {
+            return Err(format!(
+                "zstd frame expands to {size} bytes, the block header says {raw_len}"
+            ));
+        }
+    }
+    raw.resize(raw_len, 0);
+    let n = zstd::bulk::Decompressor::new()
+        .and_then(|mut d| d.decompress_to_buffer(stored, &mut raw[..]))
+        .map_err(|e| format!("zstd: {e}"))?;
+    if n != raw_len {
+        return Err(format!(
+            "zstd frame expands to {n} bytes, the block header says {raw_len}"
+        ));
+    }
+    Ok(())
 }
 
 /// A copy of a trace whose every complete block carries the checksum of

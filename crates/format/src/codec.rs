@@ -1,7 +1,8 @@
 //! Little building blocks of the encoding: LEB128 varints, zigzag, strings.
 //!
 //! Decoding works on a [`Cursor`] over a byte slice and never panics: every
-//! read past the end becomes [`DecodeError::Malformed`].
+//! read past the end becomes [`DecodeError::Malformed`], at the position in
+//! the block's records where the read started.
 
 use crate::error::DecodeError;
 
@@ -37,15 +38,19 @@ pub struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
     what: &'static str,
+    /// Where `bytes` starts in the block's records, for error positions.
+    base: usize,
 }
 
 impl<'a> Cursor<'a> {
-    /// Reads `bytes`; `what` names the structure in error messages.
+    /// Reads `bytes`, which start a block's records; `what` names the
+    /// structure in error messages.
     pub fn new(bytes: &'a [u8], what: &'static str) -> Self {
         Cursor {
             bytes,
             pos: 0,
             what,
+            base: 0,
         }
     }
 
@@ -54,8 +59,36 @@ impl<'a> Cursor<'a> {
         self.pos >= self.bytes.len()
     }
 
+    /// The read position in the block's records (not in this cursor's slice).
+    pub fn at(&self) -> usize {
+        self.base + self.pos
+    }
+
+    /// An error at position `at` of the block's records.
+    pub fn malformed_at(&self, at: usize, why: &str) -> DecodeError {
+        DecodeError::malformed_at(at, format!("{}: {why}", self.what))
+    }
+
     fn malformed(&self, why: &str) -> DecodeError {
-        DecodeError::Malformed(format!("{} at byte {}: {why}", self.what, self.pos))
+        self.malformed_at(self.at(), why)
+    }
+
+    /// A cursor over the next `n` bytes, which it consumes; its errors
+    /// keep positions in the block's records.
+    pub fn sub(&mut self, n: usize, what: &'static str) -> Result<Cursor<'a>, DecodeError> {
+        let base = self.at();
+        Ok(Cursor {
+            bytes: self.take(n)?,
+            pos: 0,
+            what,
+            base,
+        })
+    }
+
+    /// A cursor over a length-prefixed byte string (a record's payload).
+    pub fn sub_bytes(&mut self, what: &'static str) -> Result<Cursor<'a>, DecodeError> {
+        let n = self.len()?;
+        self.sub(n, what)
     }
 
     /// Reads one byte.
@@ -89,24 +122,26 @@ impl<'a> Cursor<'a> {
     }
 
     fn u64_slow(&mut self) -> Result<u64, DecodeError> {
+        let start = self.at();
         let mut value = 0u64;
         for shift in (0..70).step_by(7) {
             let byte = self.u8()?;
             if shift == 63 && byte > 1 {
-                return Err(self.malformed("varint overflows 64 bits"));
+                return Err(self.malformed_at(start, "varint overflows 64 bits"));
             }
             value |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
                 return Ok(value);
             }
         }
-        Err(self.malformed("varint longer than 10 bytes"))
+        Err(self.malformed_at(start, "varint longer than 10 bytes"))
     }
 
     /// Reads a varint that must fit in `u32`.
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
+        let start = self.at();
         let value = self.u64()?;
-        u32::try_from(value).map_err(|_| self.malformed("value does not fit 32 bits"))
+        u32::try_from(value).map_err(|_| self.malformed_at(start, "value does not fit 32 bits"))
     }
 
     /// Reads a zigzag-encoded signed varint.
@@ -118,10 +153,11 @@ impl<'a> Cursor<'a> {
 
     /// Reads a length that must not exceed what is left.
     pub fn len(&mut self) -> Result<usize, DecodeError> {
+        let start = self.at();
         let len = self.u64()?;
         let left = (self.bytes.len() - self.pos) as u64;
         if len > left {
-            return Err(self.malformed("length runs past the end"));
+            return Err(self.malformed_at(start, "length runs past the end"));
         }
         Ok(len as usize)
     }
@@ -134,13 +170,6 @@ impl<'a> Cursor<'a> {
         let slice = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
         Ok(slice)
-    }
-
-    /// Everything not read yet.
-    pub fn rest(&mut self) -> &'a [u8] {
-        let rest = &self.bytes[self.pos.min(self.bytes.len())..];
-        self.pos = self.bytes.len();
-        rest
     }
 
     /// Reads a length-prefixed byte string.
@@ -157,10 +186,11 @@ impl<'a> Cursor<'a> {
     /// Reads a count of items that each take at least `min_item_bytes`, so
     /// that a corrupt count cannot make the caller reserve huge vectors.
     pub fn count(&mut self, min_item_bytes: usize) -> Result<usize, DecodeError> {
+        let start = self.at();
         let n = self.u64()?;
         let left = (self.bytes.len() - self.pos) as u64;
         if n.saturating_mul(min_item_bytes.max(1) as u64) > left {
-            return Err(self.malformed("item count larger than the data"));
+            return Err(self.malformed_at(start, "item count larger than the data"));
         }
         Ok(n as usize)
     }
@@ -198,6 +228,34 @@ mod tests {
         let mut big = vec![0xff; 9];
         big.push(0x02);
         assert!(Cursor::new(&big, "t").u64().is_err());
+    }
+
+    #[test]
+    fn errors_give_positions_in_the_block_records() {
+        // A record: tag, length 4, then a payload whose varint is cut.
+        // The length varint `80 04` is 4 << 7 = 512: past the end.
+        let block = [7u8, 0x80, 4, 1, 2, 0x80, 0x80];
+        let mut cur = Cursor::new(&block, "block");
+        assert_eq!(cur.u8().unwrap(), 7);
+        let err = cur.sub_bytes("record").unwrap_err();
+        let DecodeError::Malformed(fault) = err else {
+            panic!("{err}")
+        };
+        assert_eq!(fault.offset_in_block(), Some(1));
+        assert_eq!(fault.why(), "block: length runs past the end");
+
+        let mut outer = Cursor::new(&block[..], "block");
+        outer.take(3).unwrap();
+        let mut payload = outer.sub(4, "record").unwrap();
+        assert_eq!(payload.u8().unwrap(), 1);
+        assert_eq!(payload.at(), 4);
+        let err = payload.u64().and_then(|_| payload.u64()).unwrap_err();
+        let DecodeError::Malformed(fault) = err else {
+            panic!("{err}")
+        };
+        // The second varint starts at byte 5; its bytes run out at byte 7.
+        assert_eq!(fault.offset_in_block(), Some(7));
+        assert_eq!(fault.why(), "record: unexpected end");
     }
 
     #[test]

@@ -30,12 +30,17 @@ pub enum Reach {
 }
 
 impl Reach {
-    fn from_u8(v: u8) -> Result<Reach, DecodeError> {
-        match v {
+    /// Reads a reach state; an unknown one is an error at its byte.
+    fn read(cur: &mut Cursor) -> Result<Reach, DecodeError> {
+        let at = cur.at();
+        match cur.u8()? {
             0 => Ok(Reach::Unreached),
             1 => Ok(Reach::Interior),
             2 => Ok(Reach::Start),
-            _ => Err(DecodeError::Malformed(format!("unknown reach state {v}"))),
+            v => Err(DecodeError::malformed_at(
+                at,
+                format!("unknown reach state {v}"),
+            )),
         }
     }
 }
@@ -95,7 +100,7 @@ impl LeakScan {
     ) -> Result<(), DecodeError> {
         let first = cur.u64()?;
         if first != into.len() as u64 {
-            return Err(DecodeError::Malformed(format!(
+            return Err(DecodeError::malformed(format!(
                 "leak-scan blocks start at {first}, expected {}",
                 into.len()
             )));
@@ -109,7 +114,7 @@ impl LeakScan {
                 addr,
                 size: cur.u64()?,
                 stack: cur.u32()?,
-                reach: Reach::from_u8(cur.u8()?)?,
+                reach: Reach::read(cur)?,
             });
         }
         Ok(())
@@ -173,7 +178,7 @@ impl LeakScan {
         let n_blocks = cur.u64()?;
         let n_edges = cur.u64()?;
         if n_blocks != scan.blocks.len() as u64 || n_edges != scan.edges.len() as u64 {
-            return Err(DecodeError::Malformed(format!(
+            return Err(DecodeError::malformed(format!(
                 "leak scan announces {n_blocks} blocks and {n_edges} edges, the file has {} and {}",
                 scan.blocks.len(),
                 scan.edges.len()
@@ -181,7 +186,7 @@ impl LeakScan {
         }
         let n = scan.blocks.len() as u32;
         if let Some(&(from, to)) = scan.edges.iter().find(|&&(f, t)| f >= n || t >= n) {
-            return Err(DecodeError::Malformed(format!(
+            return Err(DecodeError::malformed(format!(
                 "leak-scan edge {from} -> {to} names a block past {n}"
             )));
         }

@@ -6,8 +6,17 @@
 //! phases and a trailer. See `docs/trace-format.md` for the byte layout.
 //!
 //! This crate knows nothing about symbols, unwinding or analyses, and has no
-//! `unsafe`. Decoding never panics: a damaged file gives a [`DecodeError`], a
-//! file cut short ends the stream and says so in [`Completeness`].
+//! `unsafe`. Decoding never panics: a damaged file gives a [`DecodeError`]
+//! that names the file offset of the fault, a file cut short ends the
+//! stream and says so in [`Completeness`].
+//!
+//! # Hostile input
+//!
+//! A trace file may come from anyone. What a reader spends on it is bounded
+//! by the file: a block may decode to at most [`MAX_BLOCK`] bytes (refused
+//! before decompression otherwise); [`Reader::open`] reads a file only as
+//! far as it was when opened ([`Extent`]), unless asked to follow it; and
+//! nothing after the trailer is read.
 //!
 //! ```
 //! use memtrace_format::*;
@@ -38,16 +47,18 @@ mod error;
 mod leakscan;
 mod read;
 mod record;
+mod source;
 mod stacks;
 mod write;
 
-pub use block::{with_checksums, Codec, FILE_MAGIC, MIN_VERSION, VERSION};
-pub use error::DecodeError;
+pub use block::{with_checksums, Codec, FILE_MAGIC, MAX_BLOCK, MIN_VERSION, VERSION};
+pub use error::{DecodeError, Fault};
 pub use leakscan::{LeakScan, Reach, ScannedBlock};
 pub use read::{Clock, Completeness, Event, Reader};
 pub use record::{
     dequantize_latency, quantize_latency, ClockSync, Func, Header, HeapEvent, Module, Op, Phase,
     RecorderKind, Region, ResourceSample, Segment, StackId, ThreadItem, TickSource, Trailer,
 };
+pub use source::{Extent, TraceFile, TraceReader};
 pub use stacks::{Frames, StackTable};
 pub use write::{Writer, WriterBuffers};

@@ -12,7 +12,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use rustc_hash::FxHashMap;
 use std::io::Read;
 
-use crate::block::{read_block, read_preamble};
+use crate::block::{read_block, read_preamble, BlockRead, Inflation};
 use crate::codec::Cursor;
 use crate::error::DecodeError;
 use crate::leakscan::{LeakScan, ScannedBlock};
@@ -21,6 +21,24 @@ use crate::record::{
     ClockSync, Header, HeapEvent, Module, Phase, Region, ResourceSample, ThreadItem, Trailer,
 };
 use crate::stacks::StackTable;
+
+/// Most bytes of notes a reader keeps. The recorder writes a handful of
+/// one-line notes; a made-up trace could hold a 16 MiB note in every block.
+const MAX_NOTE_BYTES: usize = 1 << 20;
+/// Most bytes of a thread name kept (Linux names have 15).
+const MAX_THREAD_NAME: usize = 256;
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn shortened(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
 
 /// One decoded event, in global timestamp order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,12 +164,15 @@ pub struct Reader<R: Read> {
     offset: u64,
     stored: Vec<u8>,
     raw: Vec<u8>,
+    inflation: Inflation,
     header: Header,
     modules: Vec<Module>,
     stacks: StackTable,
     clock: Clock,
     thread_names: HashMap<u32, String>,
     notes: Vec<String>,
+    /// Bytes of the notes kept, against [`MAX_NOTE_BYTES`].
+    note_bytes: usize,
     threads: FxHashMap<u32, VecDeque<ThreadItem>>,
     heads: BinaryHeap<Reverse<(u64, u32)>>,
     others: BinaryHeap<Reverse<(u64, u64)>>,
@@ -174,12 +195,14 @@ impl<R: Read> Reader<R> {
             offset: 12,
             stored: Vec::new(),
             raw: Vec::new(),
+            inflation: Inflation::default(),
             header: Header::default(),
             modules: Vec::new(),
             stacks: StackTable::new(),
             clock: Clock::default(),
             thread_names: HashMap::new(),
             notes: Vec::new(),
+            note_bytes: 0,
             threads: FxHashMap::default(),
             heads: BinaryHeap::new(),
             others: BinaryHeap::new(),
@@ -192,24 +215,23 @@ impl<R: Read> Reader<R> {
             scan_edges: Vec::new(),
             leak_scan: None,
         };
-        let next = read_block(&mut reader.src, 12, &mut reader.stored, &mut reader.raw)?;
-        let Some(next) = next else {
+        let block = read_block(
+            &mut reader.src,
+            12,
+            &mut reader.stored,
+            &mut reader.raw,
+            &mut reader.inflation,
+        )?;
+        let Some(block) = block else {
             return Err(DecodeError::Truncated { offset: 12 });
         };
-        reader.offset = next;
-        let raw = std::mem::take(&mut reader.raw);
-        let mut cur = Cursor::new(&raw, "first block");
-        if cur.u8()? != tag::HEADER {
-            return Err(DecodeError::Malformed(
-                "first record is not the header".into(),
-            ));
-        }
-        let payload = cur.bytes()?;
-        reader.header = Header::decode(&mut Cursor::new(payload, "header"))?;
-        let rest = cur.rest().to_vec();
-        reader.apply_records(&rest)?;
-        reader.raw = raw;
+        reader.apply_block(12, block, true)?;
         Ok(reader)
+    }
+
+    /// The source the blocks are read from.
+    pub(crate) fn source(&self) -> &R {
+        &self.src
     }
 
     /// The exit-time reachability scan, once a complete one has been read
@@ -352,12 +374,21 @@ impl<R: Read> Reader<R> {
     }
 
     fn read_more(&mut self) -> Result<(), DecodeError> {
-        match read_block(&mut self.src, self.offset, &mut self.stored, &mut self.raw) {
-            Ok(Some(next)) => {
-                self.offset = next;
-                let raw = std::mem::take(&mut self.raw);
-                let result = self.apply_records(&raw);
-                self.raw = raw;
+        let block = read_block(
+            &mut self.src,
+            self.offset,
+            &mut self.stored,
+            &mut self.raw,
+            &mut self.inflation,
+        );
+        match block {
+            Ok(Some(block)) => {
+                let result = self.apply_block(self.offset, block, false);
+                if matches!(self.end, Completeness::Complete(_)) {
+                    // The trailer is the last record: nothing after it is
+                    // read (a follower would wait for bytes that never come).
+                    self.watermark = u64::MAX;
+                }
                 result
             }
             Ok(None) => {
@@ -376,6 +407,22 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// Keeps a note while the notes take at most [`MAX_NOTE_BYTES`]; past
+    /// that, one last note says that the rest were left out.
+    fn add_note(&mut self, note: String) {
+        if self.note_bytes > MAX_NOTE_BYTES {
+            return;
+        }
+        self.note_bytes += note.len();
+        if self.note_bytes > MAX_NOTE_BYTES {
+            self.notes.push(format!(
+                "further notes left out: they pass {MAX_NOTE_BYTES} bytes"
+            ));
+        } else {
+            self.notes.push(note);
+        }
+    }
+
     fn push_other(&mut self, event: Event) {
         let key = self.n_others;
         self.n_others += 1;
@@ -383,110 +430,153 @@ impl<R: Read> Reader<R> {
         self.other_events.insert(key, event);
     }
 
-    fn apply_records(&mut self, raw: &[u8]) -> Result<(), DecodeError> {
-        let mut cur = Cursor::new(raw, "block");
-        while !cur.is_empty() {
-            let record_tag = cur.u8()?;
-            let payload = cur.bytes()?;
-            let mut p = Cursor::new(payload, "record");
-            match record_tag {
-                tag::HEADER => return Err(DecodeError::Malformed("a second header record".into())),
-                tag::MODULE_LOADED => {
-                    let (ts, module) = Module::decode(&mut p)?;
-                    self.modules.push(module);
-                    let index = self.modules.len() - 1;
-                    self.push_other(Event::ModuleLoaded { ts, index });
-                }
-                tag::MODULE_UNLOADED => {
-                    let ts = p.u64()?;
-                    let load_bias = p.u64()?;
-                    self.push_other(Event::ModuleUnloaded { ts, load_bias });
-                }
-                tag::STACK_NODES => {
-                    let first = p.u32()?;
-                    let n = p.count(2)?;
-                    if first as usize != self.stacks.len() {
-                        return Err(DecodeError::Malformed(format!(
-                            "stack nodes start at {first}, expected {}",
-                            self.stacks.len()
-                        )));
-                    }
-                    for i in 0..n as u64 {
-                        let id = u64::from(first) + i;
-                        let back = p.u64()?;
-                        let addr = p.u64()?;
-                        if back == 0 || back > id {
-                            return Err(DecodeError::Malformed(format!(
-                                "stack node {id} has an invalid parent"
-                            )));
-                        }
-                        self.stacks.push((id - back) as u32, addr);
-                    }
-                }
-                tag::BATCH | tag::COLUMNS if self.skip_events => {}
-                tag::COLUMNS => {
-                    let columns = decode_columns_head(&mut p)?;
-                    let (tid, n) = (columns.tid, columns.n);
-                    self.take_batch(tid, n, |n_stacks, queue| {
-                        decode_columns_items(columns, n_stacks, |item| queue.push_back(item))
-                    })?;
-                }
-                tag::BATCH => {
-                    let (tid, n) = decode_batch_head(&mut p)?;
-                    self.take_batch(tid, n, |n_stacks, queue| {
-                        decode_batch_items(&mut p, n, n_stacks, |item| queue.push_back(item))
-                    })?;
-                }
-                tag::WATERMARK => {
-                    self.watermark = self.watermark.max(p.u64()?);
-                }
-                tag::CLOCK_SYNC => {
-                    let ticks = p.u64()?;
-                    let mono_ns = p.u64()?;
-                    self.clock.add(ClockSync { ticks, mono_ns });
-                }
-                tag::PHASE => {
-                    let phase = Phase::decode(&mut p)?;
-                    self.push_other(Event::Phase(phase));
-                }
-                tag::THREAD_NAME => {
-                    let tid = p.u32()?;
-                    let name = p.string()?;
-                    self.thread_names.insert(tid, name);
-                }
-                tag::HEAP_REGIONS => {
-                    let ts = p.u64()?;
-                    let n = p.count(3)?;
-                    let mut regions = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        let start = p.u64()?;
-                        let len = p.u64()?;
-                        let kind = p.u8()?;
-                        regions.push(Region {
-                            start,
-                            end: start.saturating_add(len),
-                            kind,
-                        });
-                    }
-                    self.push_other(Event::HeapRegions { ts, regions });
-                }
-                tag::TRAILER => {
-                    self.end = Completeness::Complete(Trailer::decode(&mut p)?);
-                }
-                tag::NOTE => self.notes.push(p.string()?),
-                tag::RESOURCES => {
-                    let sample = ResourceSample::decode(&mut p)?;
-                    self.push_other(Event::Resources(sample));
-                }
-                tag::LEAK_BLOCKS => LeakScan::decode_blocks(&mut p, &mut self.scan_blocks)?,
-                tag::LEAK_EDGES => LeakScan::decode_edges(&mut p, &mut self.scan_edges)?,
-                tag::LEAK_SCAN => {
-                    let blocks = std::mem::take(&mut self.scan_blocks);
-                    let edges = std::mem::take(&mut self.scan_edges);
-                    self.leak_scan = Some(LeakScan::decode_summary(&mut p, blocks, edges)?);
-                }
-                _ => {} // Unknown record from a later version: skipped.
+    /// Applies the records of the block at file offset `offset`, just read
+    /// into `self.raw`; in the first block, the first record must be the
+    /// header. Errors inside a record are placed in the file.
+    fn apply_block(
+        &mut self,
+        offset: u64,
+        block: BlockRead,
+        first: bool,
+    ) -> Result<(), DecodeError> {
+        self.offset = block.next;
+        let raw = std::mem::take(&mut self.raw);
+        let mut cur = Cursor::new(&raw, "block");
+        let mut result = Ok(());
+        let mut record = 0;
+        while !cur.is_empty() && result.is_ok() {
+            record += 1;
+            let record_at = cur.at();
+            result = self
+                .apply_record(&mut cur, first && record == 1)
+                .map_err(|e| e.placed(offset, block.compressed, record, record_at));
+        }
+        if first && record == 0 {
+            result = Err(DecodeError::malformed("the first block is empty").placed(
+                offset,
+                block.compressed,
+                1,
+                0,
+            ));
+        }
+        self.raw = raw;
+        result
+    }
+
+    /// Reads one record from `cur` and applies it.
+    fn apply_record(&mut self, cur: &mut Cursor, header: bool) -> Result<(), DecodeError> {
+        let record_tag = cur.u8()?;
+        let mut p = cur.sub_bytes("record")?;
+        if header != (record_tag == tag::HEADER) {
+            return Err(DecodeError::malformed(if header {
+                "first record is not the header"
+            } else {
+                "a second header record"
+            }));
+        }
+        match record_tag {
+            tag::HEADER => self.header = Header::decode(&mut p)?,
+            tag::MODULE_LOADED => {
+                let (ts, module) = Module::decode(&mut p)?;
+                self.modules.push(module);
+                let index = self.modules.len() - 1;
+                self.push_other(Event::ModuleLoaded { ts, index });
             }
+            tag::MODULE_UNLOADED => {
+                let ts = p.u64()?;
+                let load_bias = p.u64()?;
+                self.push_other(Event::ModuleUnloaded { ts, load_bias });
+            }
+            tag::STACK_NODES => {
+                let first = p.u32()?;
+                let n = p.count(2)?;
+                if first as usize != self.stacks.len() {
+                    return Err(DecodeError::malformed(format!(
+                        "stack nodes start at {first}, expected {}",
+                        self.stacks.len()
+                    )));
+                }
+                for i in 0..n as u64 {
+                    let id = u64::from(first) + i;
+                    let back_at = p.at();
+                    let back = p.u64()?;
+                    let addr = p.u64()?;
+                    if back == 0 || back > id {
+                        return Err(DecodeError::malformed_at(
+                            back_at,
+                            format!("stack node {id} has an invalid parent"),
+                        ));
+                    }
+                    self.stacks.push((id - back) as u32, addr);
+                }
+            }
+            tag::BATCH | tag::COLUMNS if self.skip_events => {}
+            tag::COLUMNS => {
+                let columns = decode_columns_head(&mut p)?;
+                let (tid, n) = (columns.tid, columns.n);
+                self.take_batch(tid, n, |n_stacks, queue| {
+                    decode_columns_items(columns, n_stacks, |item| queue.push_back(item))
+                })?;
+            }
+            tag::BATCH => {
+                let (tid, n) = decode_batch_head(&mut p)?;
+                self.take_batch(tid, n, |n_stacks, queue| {
+                    decode_batch_items(&mut p, n, n_stacks, |item| queue.push_back(item))
+                })?;
+            }
+            tag::WATERMARK => {
+                self.watermark = self.watermark.max(p.u64()?);
+            }
+            tag::CLOCK_SYNC => {
+                let ticks = p.u64()?;
+                let mono_ns = p.u64()?;
+                self.clock.add(ClockSync { ticks, mono_ns });
+            }
+            tag::PHASE => {
+                let phase = Phase::decode(&mut p)?;
+                self.push_other(Event::Phase(phase));
+            }
+            tag::THREAD_NAME => {
+                let tid = p.u32()?;
+                let name = p.string()?;
+                self.thread_names
+                    .insert(tid, shortened(name, MAX_THREAD_NAME));
+            }
+            tag::HEAP_REGIONS => {
+                let ts = p.u64()?;
+                let n = p.count(3)?;
+                let mut regions = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let start = p.u64()?;
+                    let len = p.u64()?;
+                    let kind = p.u8()?;
+                    regions.push(Region {
+                        start,
+                        end: start.saturating_add(len),
+                        kind,
+                    });
+                }
+                self.push_other(Event::HeapRegions { ts, regions });
+            }
+            tag::TRAILER => {
+                self.end = Completeness::Complete(Trailer::decode(&mut p)?);
+            }
+            tag::NOTE => {
+                let note = p.string()?;
+                self.add_note(note);
+            }
+            tag::RESOURCES => {
+                let sample = ResourceSample::decode(&mut p)?;
+                self.push_other(Event::Resources(sample));
+            }
+            tag::LEAK_BLOCKS => LeakScan::decode_blocks(&mut p, &mut self.scan_blocks)?,
+            tag::LEAK_EDGES => LeakScan::decode_edges(&mut p, &mut self.scan_edges)?,
+            tag::LEAK_SCAN => {
+                let blocks = std::mem::take(&mut self.scan_blocks);
+                let edges = std::mem::take(&mut self.scan_edges);
+                self.leak_scan = Some(LeakScan::decode_summary(&mut p, blocks, edges)?);
+            }
+            _ => {} // Unknown record from a later version: skipped.
         }
         Ok(())
     }

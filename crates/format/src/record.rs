@@ -695,6 +695,9 @@ pub(crate) fn decode_batch_head(cur: &mut Cursor) -> Result<(u32, usize), Decode
 /// item-by-item batches read every field from one cursor, in item order;
 /// version 3's columns read each from the cursor of its column.
 trait ItemFields {
+    /// Where the next read of column `column` (see [`column::NAMES`])
+    /// starts in the block's records, for error messages.
+    fn at(&self, column: usize) -> usize;
     fn code(&mut self) -> Result<u8, DecodeError>;
     fn ts_delta(&mut self) -> Result<i64, DecodeError>;
     fn latency_code(&mut self) -> Result<u64, DecodeError>;
@@ -709,6 +712,9 @@ trait ItemFields {
 }
 
 impl ItemFields for Cursor<'_> {
+    fn at(&self, _column: usize) -> usize {
+        Cursor::at(self)
+    }
     fn code(&mut self) -> Result<u8, DecodeError> {
         self.u8()
     }
@@ -749,6 +755,7 @@ fn decode_items(
 ) -> Result<(), DecodeError> {
     let mut st = DeltaState::default();
     for _ in 0..n {
+        let code_at = src.at(column::CODE);
         let code = src.code()?;
         let ts = st.ts.wrapping_add(src.ts_delta()? as u64);
         st.ts = ts;
@@ -759,7 +766,7 @@ fn decode_items(
                 let has_align = code & ALIGN_FLAG != 0;
                 let code = code & !ALIGN_FLAG;
                 let func = Func::from_u8(code).ok_or_else(|| {
-                    DecodeError::Malformed(format!("unknown heap function tag {code}"))
+                    DecodeError::malformed_at(code_at, format!("unknown heap function tag {code}"))
                 })?;
                 let mut e = HeapEvent {
                     func: code,
@@ -782,15 +789,19 @@ fn decode_items(
                     if has_align {
                         e.align = src.align()?;
                     }
+                    let stack_at = src.at(column::STACK);
                     let stack = i64::from(st.stack) + src.stack_delta()?;
                     e.stack = u32::try_from(stack).map_err(|_| {
-                        DecodeError::Malformed(format!("stack id {stack} out of range"))
+                        DecodeError::malformed_at(
+                            stack_at,
+                            format!("stack id {stack} out of range"),
+                        )
                     })?;
                     if e.stack >= n_stacks {
-                        return Err(DecodeError::Malformed(format!(
-                            "event refers to unknown stack {}",
-                            e.stack
-                        )));
+                        return Err(DecodeError::malformed_at(
+                            stack_at,
+                            format!("event refers to unknown stack {}", e.stack),
+                        ));
                     }
                     st.stack = e.stack;
                 }
@@ -827,6 +838,8 @@ pub(crate) mod column {
     /// requested sizes, usable-size deltas, alignments (items with the align
     /// flag) and stack id deltas (allocs and reallocs).
     pub const CODE: usize = 0;
+    /// The stack id deltas' column.
+    pub const STACK: usize = 8;
     /// Number of columns.
     pub const COUNT: usize = 9;
     /// Column names, for error messages.
@@ -841,6 +854,13 @@ pub(crate) const COLUMN_BATCH_ITEMS: usize = 1 << 15;
 
 /// Most bytes one item adds to one column (an escaped address delta).
 const MAX_ITEM_COLUMN_BYTES: usize = 11;
+
+/// Most bytes a `COLUMNS` record of `n_items` items takes in a block, tag
+/// and length included (3.3 MB for [`COLUMN_BATCH_ITEMS`]): the writer
+/// checks at compile time that the largest fits in a block.
+pub(crate) const fn columns_record_bound(n_items: usize) -> usize {
+    COLUMNS_HEAD_MAX + n_items * column::COUNT * MAX_ITEM_COLUMN_BYTES
+}
 
 /// One column being written: a buffer with room for the largest batch,
 /// and the length used so far. Writing by index into a buffer that is
@@ -1115,14 +1135,12 @@ pub(crate) fn decode_columns_head<'a>(cur: &mut Cursor<'a>) -> Result<Columns<'a
         *len = cur.len()?;
     }
     if lens[column::CODE] != n {
-        return Err(DecodeError::Malformed(format!(
-            "batch of {n} items has {} item codes",
-            lens[column::CODE]
-        )));
+        return Err(DecodeError::malformed_at(
+            cur.at(),
+            format!("batch of {n} items has {} item codes", lens[column::CODE]),
+        ));
     }
-    let mut take = |i: usize| -> Result<Cursor<'a>, DecodeError> {
-        Ok(Cursor::new(cur.take(lens[i])?, column::NAMES[i]))
-    };
+    let mut take = |i: usize| cur.sub(lens[i], column::NAMES[i]);
     let cols = [
         take(0)?,
         take(1)?,
@@ -1141,6 +1159,9 @@ pub(crate) fn decode_columns_head<'a>(cur: &mut Cursor<'a>) -> Result<Columns<'a
 struct ColumnCursors<'a>([Cursor<'a>; column::COUNT]);
 
 impl ItemFields for ColumnCursors<'_> {
+    fn at(&self, column: usize) -> usize {
+        self.0[column].at()
+    }
     fn code(&mut self) -> Result<u8, DecodeError> {
         self.0[0].u8()
     }
@@ -1183,10 +1204,13 @@ pub(crate) fn decode_columns_items(
     decode_items(&mut cols, n, n_stacks, push)?;
     for (i, col) in cols.0.iter().enumerate() {
         if !col.is_empty() {
-            return Err(DecodeError::Malformed(format!(
-                "batch column {} has bytes after its last item",
-                column::NAMES[i]
-            )));
+            return Err(DecodeError::malformed_at(
+                col.at(),
+                format!(
+                    "batch column {} has bytes after its last item",
+                    column::NAMES[i]
+                ),
+            ));
         }
     }
     Ok(())
@@ -1367,9 +1391,14 @@ mod tests {
         grown.push(0);
         let columns = decode_columns_head(&mut Cursor::new(&grown, "columns")).unwrap();
         let err = decode_columns_items(columns, 4, |_| {}).unwrap_err();
+        // The position is that of the extra byte, the payload's last.
         assert_eq!(
             err.to_string(),
-            "trace is corrupt: batch column stack has bytes after its last item"
+            format!(
+                "trace is corrupt: byte {} of a block's records: \
+                 batch column stack has bytes after its last item",
+                grown.len() - 1
+            )
         );
     }
 
@@ -1385,9 +1414,10 @@ mod tests {
         let err = decode_columns_head(&mut Cursor::new(&out, "columns"))
             .err()
             .unwrap();
+        // After `tid`, `n` and the nine lengths: byte 11.
         assert_eq!(
             err.to_string(),
-            "trace is corrupt: batch of 2 items has 1 item codes"
+            "trace is corrupt: byte 11 of a block's records: batch of 2 items has 1 item codes"
         );
     }
 }

@@ -18,9 +18,18 @@ use crate::block::{write_block, write_parts, write_preamble, Codec, Compressor, 
 use crate::codec::{put_str, put_u64};
 use crate::leakscan::{LeakScan, CHUNK};
 use crate::record::{
-    column, fill_columns, put_record_head, tag, ClockSync, ColumnScratch, Header, Module, Phase,
-    Region, ResourceSample, ThreadItem, Trailer, COLUMNS_HEAD_MAX, COLUMN_BATCH_ITEMS,
+    column, columns_record_bound, fill_columns, put_record_head, tag, ClockSync, ColumnScratch,
+    Header, Module, Phase, Region, ResourceSample, ThreadItem, Trailer, COLUMNS_HEAD_MAX,
+    COLUMN_BATCH_ITEMS,
 };
+
+/// Most nodes in one `STACK_NODES` record (at most 21 bytes each: about
+/// 1.4 MB), so that a drain with millions of new stacks still fits blocks.
+const STACK_NODES_PER_RECORD: usize = 1 << 16;
+
+// The largest `COLUMNS` record fits in a block, so a batch is never refused
+// for its size.
+const _: () = assert!(columns_record_bound(COLUMN_BATCH_ITEMS) <= MAX_BLOCK);
 
 /// Fewest items a batch is cut into when its columns cannot get memory.
 const MIN_BATCH_ITEMS: usize = 64;
@@ -61,6 +70,10 @@ impl WriterBuffers {
 ///
 /// Records are gathered into a block that is sealed (compressed, checksummed
 /// and written) once it reaches the target size, or on [`Writer::flush`].
+/// Whatever the settings, a block never holds more than
+/// [`MAX_BLOCK`](crate::MAX_BLOCK) bytes of records: the block is sealed
+/// before a record would pass that, and a single record larger than that
+/// is refused (`InvalidInput`), since no reader would accept its block.
 pub struct Writer<W: Write> {
     out: W,
     block: Vec<u8>,
@@ -165,8 +178,15 @@ impl<W: Write> Writer<W> {
     /// Appends one record, given as consecutive parts, to the block. When
     /// the block cannot hold it even after sealing, and cannot grow, the
     /// record is written as a block of its own, uncompressed, from the parts.
+    /// A record over [`MAX_BLOCK`] is refused (`InvalidInput`).
     fn append(&mut self, parts: &[&[u8]]) -> io::Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > MAX_BLOCK {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a record of {len} bytes does not fit in a block"),
+            ));
+        }
         if !self.make_room(len)? {
             self.bytes_written += write_parts(&mut self.out, 0, len, parts)? as u64;
             return Ok(());
@@ -180,7 +200,9 @@ impl<W: Write> Writer<W> {
 
     /// Makes room for `len` more bytes in the block: there already, by
     /// growing it, or by sealing it and reusing its room. False when none
-    /// of these gives it.
+    /// of these gives it. The block is sealed first, even without
+    /// auto-sealing, if `len` more bytes would take it past [`MAX_BLOCK`]:
+    /// a block over the limit would be refused by every reader.
     fn make_room(&mut self, len: usize) -> io::Result<bool> {
         if self.block.len() + len > MAX_BLOCK {
             self.seal()?;
@@ -243,7 +265,8 @@ impl<W: Write> Writer<W> {
         // Events refer to these nodes: they must be written whatever the
         // memory. So they go in records that fit the payload buffer as it
         // is (at least 4 KiB, 20 bytes a node at most), needing no growth.
-        let per_record = (self.payload.capacity().saturating_sub(20) / 20).max(1);
+        let per_record =
+            (self.payload.capacity().saturating_sub(20) / 20).clamp(1, STACK_NODES_PER_RECORD);
         let mut first = u64::from(first_id);
         for chunk in nodes.chunks(per_record) {
             self.reserve_payload(20 + 20 * chunk.len())?;

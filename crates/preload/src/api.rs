@@ -1,9 +1,10 @@
 //! Every interposed C function, each in the same order: begin recording
 //! (which sets the reentrancy guard), call the real function, record, return.
 //!
-//! This file is the preload ABI: the only place that exports symbols.
+//! This file and `exec.rs` (the exec family and `syscall`) are the preload
+//! ABI: the only places that export symbols.
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use memtrace_recorder::{Call, Func, Op};
@@ -214,7 +215,7 @@ static REAL_DLOPEN: AtomicUsize = AtomicUsize::new(0);
 static REAL_DLCLOSE: AtomicUsize = AtomicUsize::new(0);
 
 /// The next definition of `name` after this library (the real one).
-fn next_symbol(cache: &AtomicUsize, name: &CStr) -> usize {
+pub(crate) fn next_symbol(cache: &AtomicUsize, name: &CStr) -> usize {
     let mut f = cache.load(Ordering::Relaxed);
     if f == 0 {
         // SAFETY: dlsym with RTLD_NEXT and a NUL-terminated name.
@@ -278,137 +279,4 @@ pub unsafe extern "C" fn memtrace_phase(name: *const c_char) {
     // SAFETY: the caller passes a NUL-terminated string.
     let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
     memtrace_recorder::phase(&name);
-}
-
-type ExecveFn =
-    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
-static REAL_EXECVE: AtomicUsize = AtomicUsize::new(0);
-static REAL_EXECVPE: AtomicUsize = AtomicUsize::new(0);
-
-/// Finishes this image's trace and calls libc's `name` (an execve-shaped
-/// function, cached in `real`) with the environment passed on.
-///
-/// # Safety
-/// `file` and `argv` as for execve; `envp` a NULL-terminated environment.
-unsafe fn exec_through(
-    real: &AtomicUsize,
-    name: &CStr,
-    file: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) -> c_int {
-    let f = next_symbol(real, name);
-    if f == 0 {
-        return exec_unavailable();
-    }
-    // SAFETY: the caller passes a NULL-terminated environment.
-    let env = unsafe { ExecEnv::prepare(envp) };
-    // SAFETY: f is libc's `name`, whose type is ExecveFn.
-    unsafe { std::mem::transmute::<usize, ExecveFn>(f)(file, argv, env.as_ptr(envp)) }
-}
-
-/// `execve(2)`: the image is about to be replaced without running atexit
-/// handlers, so this trace is finished first. If the exec fails, the process
-/// goes on untraced.
-#[no_mangle]
-pub unsafe extern "C" fn execve(
-    path: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) -> c_int {
-    // SAFETY: the caller's arguments, as execve takes them.
-    unsafe { exec_through(&REAL_EXECVE, c"execve", path, argv, envp) }
-}
-
-/// `execvpe(3)`: as `execve`.
-#[no_mangle]
-pub unsafe extern "C" fn execvpe(
-    file: *const c_char,
-    argv: *const *const c_char,
-    envp: *const *const c_char,
-) -> c_int {
-    // SAFETY: the caller's arguments, as execvpe takes them.
-    unsafe { exec_through(&REAL_EXECVPE, c"execvpe", file, argv, envp) }
-}
-
-/// `execv(3)`: `execve` with `environ`.
-#[no_mangle]
-pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
-    // SAFETY: environ is the process's NULL-terminated environment.
-    unsafe { exec_through(&REAL_EXECVE, c"execve", path, argv, environ) }
-}
-
-/// `execvp(3)`: `execvpe` with `environ`.
-#[no_mangle]
-pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
-    // SAFETY: environ is the process's NULL-terminated environment.
-    unsafe { exec_through(&REAL_EXECVPE, c"execvpe", file, argv, environ) }
-}
-
-/// The environment given to the next image: the caller's, with the trace
-/// name of this process passed on (see `finish_before_exec`).
-struct ExecEnv {
-    _output: Option<CString>,
-    pointers: Vec<*const c_char>,
-}
-
-impl ExecEnv {
-    /// Finishes this image's trace and builds the environment for the next.
-    ///
-    /// # Safety
-    /// `envp` is NULL or a NULL-terminated array of C strings.
-    unsafe fn prepare(envp: *const *const c_char) -> ExecEnv {
-        let Some(output) = memtrace_recorder::finish_before_exec() else {
-            return ExecEnv {
-                _output: None,
-                pointers: Vec::new(),
-            };
-        };
-        let mut entry = b"MEMTRACE_OUTPUT=".to_vec();
-        entry.extend_from_slice(output.as_os_str().as_encoded_bytes());
-        let Ok(output) = CString::new(entry) else {
-            return ExecEnv {
-                _output: None,
-                pointers: Vec::new(),
-            };
-        };
-        let mut pointers = Vec::new();
-        let mut p = envp;
-        // SAFETY: walks the caller's NULL-terminated array.
-        while !p.is_null() && unsafe { !(*p).is_null() } {
-            // SAFETY: each entry is a C string.
-            let var = unsafe { CStr::from_ptr(*p) };
-            if !var.to_bytes().starts_with(b"MEMTRACE_OUTPUT=") {
-                pointers.push(var.as_ptr());
-            }
-            // SAFETY: still inside the array (the terminator was not reached).
-            p = unsafe { p.add(1) };
-        }
-        pointers.push(output.as_ptr());
-        pointers.push(std::ptr::null());
-        ExecEnv {
-            _output: Some(output),
-            pointers,
-        }
-    }
-
-    /// The environment to pass: the rebuilt one, or the caller's unchanged.
-    fn as_ptr(&self, original: *const *const c_char) -> *const *const c_char {
-        if self.pointers.is_empty() {
-            original
-        } else {
-            self.pointers.as_ptr()
-        }
-    }
-}
-
-extern "C" {
-    static environ: *const *const c_char;
-}
-
-/// What an exec call returns when libc's own could not be found.
-fn exec_unavailable() -> c_int {
-    // SAFETY: sets this thread's errno.
-    unsafe { *libc::__errno_location() = libc::ENOSYS };
-    -1
 }

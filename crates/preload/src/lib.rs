@@ -3,7 +3,8 @@
 //! Interposes the C allocator (`malloc`, `calloc`, `realloc`,
 //! `reallocarray`, `free`, `posix_memalign`, `aligned_alloc`, `memalign`,
 //! `valloc`, `pvalloc`), `dlopen`/`dlclose` and `_exit`, and records each call
-//! through `memtrace-recorder`. C++ `new` and `delete` reach these through
+//! through `memtrace-recorder`; every exec function and `syscall` (`exec.rs`)
+//! finish the trace before the image is replaced. C++ `new` and `delete` reach these through
 //! libstdc++. The hooks forward to glibc's `__libc_*` entry points, so the
 //! library needs no `dlsym` to find the real allocator, and its own Rust
 //! allocations go there directly and are never recorded.
@@ -19,6 +20,8 @@
 // nor start recording itself: it gets the library's own allocator only.
 #[cfg(not(test))]
 mod api;
+#[cfg(not(test))]
+mod exec;
 #[cfg(not(test))]
 mod init;
 #[cfg(not(test))]

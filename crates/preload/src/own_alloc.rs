@@ -3,18 +3,23 @@
 //! `memtrace frag` measures) holds only the program's blocks.
 //!
 //! Small requests come from power-of-two size classes (16 B to 64 KiB), each
-//! a free list plus a bump region carved from mapped chunks, behind a spin
-//! lock per class; memory of a class is reused, never unmapped. Larger
-//! requests are mapped and unmapped whole. `pthread_atfork` handlers take
-//! every class lock around `fork`, so a child never inherits a held lock.
+//! a free list plus a bump region carved from mapped chunks, behind a lock
+//! per class; memory of a class is reused, never unmapped. Larger requests
+//! (a big ring segment, the unwinder's memo) are mapped and unmapped whole,
+//! so a thread's memory goes back to the system when it ends. The class
+//! locks are `memtrace_recorder::RawLock`s: a waiter sleeps on a futex
+//! instead of spinning, and no lock is held across `mmap` (with 2,000
+//! threads starting at once, hundreds of threads spun on one class lock
+//! whose holder waited in `mmap`). `pthread_atfork` handlers take every
+//! class lock around `fork`, so a child never inherits a held lock.
 //!
 //! When `mmap` fails (the program used up its address space), a large
 //! request gets null, which the recorder's fallible allocations turn into
 //! dropped work; a class that needs a new chunk takes a small one from a
 //! reserve mapped at the first allocation, and tells the recorder
 //! ([`memtrace_recorder::memory_short`]), which then takes on no new
-//! thread or stack, so that the reserve lasts until the trace is finished
-//! (see the recorder's `memory.rs`).
+//! thread, ring segment or stack, so that the reserve lasts until the trace
+//! is finished (see the recorder's `memory.rs`).
 //!
 //! This file is part of the preload ABI's unsafe core: an allocator.
 
@@ -22,6 +27,8 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::cell::UnsafeCell;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use memtrace_recorder::RawLock;
 
 const N_CLASSES: usize = 13;
 const SMALLEST: usize = 16;
@@ -37,7 +44,7 @@ const PAGE: usize = 4096;
 const RESERVE: usize = 512 << 10;
 
 struct Class {
-    locked: AtomicBool,
+    lock: RawLock,
     state: UnsafeCell<ClassState>,
 }
 
@@ -45,39 +52,123 @@ struct ClassState {
     free: *mut FreeNode,
     bump: usize,
     end: usize,
+    /// A mapped chunk waiting to become the bump region: `(start, len)`.
+    spare: Option<(usize, usize)>,
 }
 
 struct FreeNode {
     next: *mut FreeNode,
 }
 
-// SAFETY: `state` is only touched while `locked` is held.
+// SAFETY: `state` is only touched while `lock` is held.
 unsafe impl Sync for Class {}
 
 #[allow(clippy::declare_interior_mutable_const)]
 const CLASS: Class = Class {
-    locked: AtomicBool::new(false),
+    lock: RawLock::new(),
     state: UnsafeCell::new(ClassState {
         free: ptr::null_mut(),
         bump: 0,
         end: 0,
+        spare: None,
     }),
 };
 static CLASSES: [Class; N_CLASSES] = [CLASS; N_CLASSES];
 
 impl Class {
-    fn lock(&self) {
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            std::hint::spin_loop();
+    /// A block of `size` bytes (this class's size), or null when memory is short.
+    fn take(&self, size: usize) -> *mut u8 {
+        self.lock.lock();
+        // SAFETY: the class lock is held.
+        let block = unsafe { &mut *self.state.get() }.pop(size);
+        self.lock.unlock();
+        if !block.is_null() {
+            return block;
         }
+        // Map a chunk without holding the lock, then offer it: if another
+        // thread refilled the class meanwhile, it is kept as the spare
+        // region, or unmapped when there is one already. Its pages are not
+        // touched until blocks are carved from them.
+        let mut len = CHUNK.max(size * 4);
+        let mut chunk = map(len);
+        let reserved = chunk.is_null();
+        if reserved {
+            // Out of address space: a page, or one block, of the reserve.
+            len = size.max(PAGE);
+            chunk = from_reserve(len);
+        }
+        if chunk.is_null() {
+            return ptr::null_mut();
+        }
+        self.lock.lock();
+        // SAFETY: the class lock is held.
+        let (block, unused) = unsafe { &mut *self.state.get() }.refill(chunk as usize, len, size);
+        self.lock.unlock();
+        // A piece of the reserve not needed after all is left unused (a
+        // page at most): it is no mapping of its own to unmap.
+        if unused && !reserved {
+            memtrace_recorder::forget_own_mapping(chunk as u64);
+            // SAFETY: the chunk was mapped above with this length and never used.
+            unsafe { libc::munmap(chunk.cast(), len) };
+        }
+        block
     }
 
-    fn unlock(&self) {
-        self.locked.store(false, Ordering::Release);
+    /// Puts a block of this class back.
+    ///
+    /// # Safety
+    /// `block` came from this class and is no longer used.
+    unsafe fn give_back(&self, block: *mut u8) {
+        self.lock.lock();
+        // SAFETY: the class lock is held; the block is at least 16 bytes and
+        // aligned, so it can hold a FreeNode while it is free.
+        unsafe {
+            let state = &mut *self.state.get();
+            let node: *mut FreeNode = block.cast();
+            (*node).next = state.free;
+            state.free = node;
+        }
+        self.lock.unlock();
+    }
+}
+
+impl ClassState {
+    /// A block from the free list, the bump region or the spare chunk;
+    /// null when all are empty.
+    fn pop(&mut self, size: usize) -> *mut u8 {
+        if !self.free.is_null() {
+            let node = self.free;
+            // SAFETY: `node` is a freed block of this class: it holds a FreeNode.
+            self.free = unsafe { (*node).next };
+            return node.cast();
+        }
+        if self.bump + size > self.end {
+            let Some((start, len)) = self.spare.take() else {
+                return ptr::null_mut();
+            };
+            self.bump = start;
+            self.end = start + len;
+        }
+        let b = self.bump;
+        self.bump += size;
+        b as *mut u8
+    }
+
+    /// Takes a block, offering the new chunk `[chunk, chunk + len)`: it
+    /// becomes the bump region when the class has nothing else, else the
+    /// spare one. True beside the block when the chunk was not needed.
+    fn refill(&mut self, chunk: usize, len: usize, size: usize) -> (*mut u8, bool) {
+        let block = self.pop(size);
+        if block.is_null() {
+            self.bump = chunk;
+            self.end = chunk + len;
+            return (self.pop(size), false);
+        }
+        if self.spare.is_none() {
+            self.spare = Some((chunk, len));
+            return (block, false);
+        }
+        (block, true)
     }
 }
 
@@ -169,37 +260,18 @@ unsafe impl GlobalAlloc for OwnAlloc {
             }
             return map(round_to_page(layout.size().max(1)));
         };
-        let size = SMALLEST << index;
-        let class = &CLASSES[index];
-        class.lock();
-        // SAFETY: the class lock is held.
-        let state = unsafe { &mut *class.state.get() };
-        let block = if !state.free.is_null() {
-            let node = state.free;
-            // SAFETY: `node` is a freed block of this class: it holds a FreeNode.
-            state.free = unsafe { (*node).next };
-            node.cast()
-        } else {
-            if state.bump + size > state.end {
-                let mut len = CHUNK.max(size * 4);
-                let mut chunk = map(len);
-                if chunk.is_null() {
-                    // Out of address space: a page, or one block, of the reserve.
-                    len = size.max(PAGE);
-                    chunk = from_reserve(len);
-                }
-                if chunk.is_null() {
-                    class.unlock();
-                    return ptr::null_mut();
-                }
-                state.bump = chunk as usize;
-                state.end = chunk as usize + len;
-            }
-            let b = state.bump;
-            state.bump += size;
-            b as *mut u8
-        };
-        class.unlock();
+        CLASSES[index].take(SMALLEST << index)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout.
+        let block = unsafe { self.alloc(layout) };
+        // A large block is a fresh mapping, zero already: its pages stay
+        // untouched (not resident) until used. A class block may be reused.
+        if !block.is_null() && class_of(layout).is_some() {
+            // SAFETY: the block has at least `layout.size()` writable bytes.
+            unsafe { ptr::write_bytes(block, 0, layout.size()) };
+        }
         block
     }
 
@@ -210,29 +282,20 @@ unsafe impl GlobalAlloc for OwnAlloc {
             unsafe { libc::munmap(block.cast(), round_to_page(layout.size().max(1))) };
             return;
         };
-        let class = &CLASSES[index];
-        class.lock();
-        // SAFETY: the class lock is held; the block is at least 16 bytes and
-        // aligned, so it can hold a FreeNode while it is free.
-        unsafe {
-            let state = &mut *class.state.get();
-            let node: *mut FreeNode = block.cast();
-            (*node).next = state.free;
-            state.free = node;
-        }
-        class.unlock();
+        // SAFETY: the block came from this class (same layout) and is freed.
+        unsafe { CLASSES[index].give_back(block) };
     }
 }
 
 extern "C" fn lock_all() {
     for c in &CLASSES {
-        c.lock();
+        c.lock.lock();
     }
 }
 
 extern "C" fn unlock_all() {
     for c in CLASSES.iter().rev() {
-        c.unlock();
+        c.lock.unlock();
     }
 }
 

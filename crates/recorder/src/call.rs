@@ -6,7 +6,7 @@ use memtrace_format::{Func, HeapEvent, Op, ThreadItem};
 
 use crate::clock::ticks;
 use crate::session::{self, is_recording, mark_in_flight};
-use crate::thread::{self, ThreadState};
+use crate::thread::{self, NoState, StateGuard, ThreadState};
 use crate::UnwindMode;
 
 /// Most frames kept per stack.
@@ -18,8 +18,7 @@ pub const MAX_FRAMES: usize = 128;
 /// While it lives, the thread's reentrancy guard is set: allocations made by
 /// the recorder itself go straight to the real allocator.
 pub struct Call {
-    tls: *const thread::Tls,
-    state: *mut ThreadState,
+    state: StateGuard,
     t0: u64,
 }
 
@@ -32,19 +31,16 @@ impl Call {
         if !is_recording() {
             return None;
         }
-        let tls = thread::tls();
-        // SAFETY: this thread's block, valid while the thread lives.
-        let tls_ref = unsafe { &*tls };
-        if !tls_ref.enter() {
-            return None;
-        }
-        let Some(state) = tls_ref.state() else {
-            // No memory for this thread's ring: the event is dropped.
-            crate::memory::dropped(1);
-            tls_ref.leave();
-            return None;
+        let state = match StateGuard::enter() {
+            Ok(state) => state,
+            Err(NoState::Nested) => return None,
+            Err(NoState::NoMemory) => {
+                // No memory for this thread's ring: the event is dropped.
+                crate::memory::dropped(1);
+                return None;
+            }
         };
-        mark_in_flight(&state.ring, state.last_ts);
+        mark_in_flight(state.ring(), state.last_ts);
         // Frees and reallocs are stamped before the call (see HeapEvent::ts);
         // an allocation needs the start only to measure its latency.
         let t0 = if op != Op::Alloc || crate::timing() {
@@ -52,14 +48,7 @@ impl Call {
         } else {
             0
         };
-        Some(Call { tls, state, t0 })
-    }
-
-    #[inline(always)]
-    fn state(&mut self) -> &mut ThreadState {
-        // SAFETY: made from thread::current() on this thread; the guard keeps
-        // any other use of it on this thread out until the Call is dropped.
-        unsafe { &mut *self.state }
+        Some(Call { state, t0 })
     }
 
     /// As [`Call::begin`], but the first call starts recording if nothing
@@ -73,11 +62,13 @@ impl Call {
         Call::begin(op)
     }
 
-    /// Ticks since `begin`, or 0 when timing is off.
+    /// Ticks since `begin`, or 0 when timing is off. A clock that stepped
+    /// back (a TSC read early, a migration between unsynchronised cores)
+    /// gives 0, never a wrapped difference.
     #[inline(always)]
     fn latency(&self) -> u64 {
         if crate::timing() {
-            ticks() - self.t0
+            ticks().saturating_sub(self.t0)
         } else {
             0
         }
@@ -87,9 +78,13 @@ impl Call {
     #[inline(never)]
     pub fn alloc(mut self, func: Func, addr: u64, size: u64, usable: u64, align: u64) {
         let t1 = ticks();
-        let latency = if self.t0 == 0 { 0 } else { t1 - self.t0 };
+        let latency = if self.t0 == 0 {
+            0
+        } else {
+            t1.saturating_sub(self.t0)
+        };
         let errno = errno();
-        let stack = capture_stack(self.state());
+        let stack = capture_stack(&mut self.state);
         if stack == NO_STACK {
             crate::memory::dropped(1);
             set_errno(errno);
@@ -106,7 +101,7 @@ impl Call {
             align,
             stack,
         };
-        thread::push(self.state(), ThreadItem::Heap(event));
+        thread::push(&mut self.state, ThreadItem::Heap(event));
         set_errno(errno);
     }
 
@@ -115,7 +110,7 @@ impl Call {
     pub fn realloc(mut self, func: Func, old_addr: u64, new_addr: u64, size: u64, usable: u64) {
         let latency = self.latency();
         let errno = errno();
-        let stack = capture_stack(self.state());
+        let stack = capture_stack(&mut self.state);
         if stack == NO_STACK {
             crate::memory::dropped(1);
             set_errno(errno);
@@ -132,7 +127,7 @@ impl Call {
             align: 0,
             stack,
         };
-        thread::push(self.state(), ThreadItem::Heap(event));
+        thread::push(&mut self.state, ThreadItem::Heap(event));
         set_errno(errno);
     }
 
@@ -147,20 +142,19 @@ impl Call {
             addr,
             ..HeapEvent::default()
         };
-        thread::push(self.state(), ThreadItem::Heap(event));
+        thread::push(&mut self.state, ThreadItem::Heap(event));
     }
 }
 
 impl Drop for Call {
     #[inline(always)]
     fn drop(&mut self) {
-        self.state()
-            .ring
+        self.state
+            .ring()
             .in_flight
             .0
             .store(u64::MAX, Ordering::Release);
-        // SAFETY: this thread's block, as in `begin`.
-        unsafe { &*self.tls }.leave();
+        // Dropping `state` next leaves the recorder.
     }
 }
 

@@ -55,6 +55,27 @@ pub(crate) fn ticks() -> u64 {
     monotonic_ns()
 }
 
+/// Makes the next [`ticks`] wait until every earlier instruction has
+/// completed (`lfence`; with a locked store or `mfence` before it, until
+/// earlier stores are globally visible too). `rdtsc` is not ordered by
+/// memory fences, and may otherwise execute before them. A no-op for
+/// `CLOCK_MONOTONIC`, a system call or vDSO read that orders itself.
+#[inline(always)]
+pub(crate) fn fence_before_read() {
+    #[cfg(target_arch = "x86_64")]
+    if SOURCE.load(Ordering::Relaxed) == TSC {
+        // SAFETY: lfence is part of SSE2, which every x86_64 CPU has.
+        unsafe { std::arch::x86_64::_mm_lfence() };
+    }
+}
+
+/// Makes the last [`ticks`] complete before any later instruction, memory
+/// loads included (`lfence` after `rdtsc`).
+#[inline(always)]
+pub(crate) fn fence_after_read() {
+    fence_before_read();
+}
+
 /// `CLOCK_MONOTONIC` in nanoseconds.
 pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {

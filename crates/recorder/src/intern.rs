@@ -91,30 +91,52 @@ pub(crate) fn reset() {
     GENERATION.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Slots of a thread's first stack cache (1 KiB): enough for a thread that
+/// allocates from a few places.
+const FIRST_CACHE_SLOTS: usize = 64;
+/// Slots of the largest (16 KiB).
 const CACHE_SLOTS: usize = 1024;
 
-/// A thread's cache of recently seen stacks.
+/// A thread's cache of recently seen stacks. Its slots are allocated on the
+/// first stack, few at first, and four times as many each time the thread
+/// has missed more often than it has slots (the entries are dropped then
+/// and filled again), up to [`CACHE_SLOTS`]: an idle thread keeps its
+/// memory small, a busy one gets the full cache after a few misses.
 pub(crate) struct StackCache {
     slots: Box<[(u64, StackId)]>,
     generation: u64,
+    misses: usize,
 }
 
 impl StackCache {
-    /// An empty cache; `None` when its memory cannot be had.
-    pub(crate) fn try_new() -> Option<Self> {
-        let slots = crate::memory::try_collect((0..CACHE_SLOTS).map(|_| (0, 0)))?;
-        Some(StackCache {
-            slots: slots.into_boxed_slice(),
+    /// An empty cache: its slots are allocated on the first stack.
+    pub(crate) fn new() -> Self {
+        StackCache {
+            slots: Box::new([]),
             generation: GENERATION.load(Ordering::Relaxed),
-        })
+            misses: 0,
+        }
+    }
+
+    /// Slots now (0 before the first stack).
+    #[cfg(test)]
+    fn n_slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// The id of the stack `frames`, innermost first; `None` when it is a
-    /// new stack and there is no memory for it.
+    /// new stack and there is no memory for it. Without memory for the
+    /// cache's slots, stacks are looked up in the trie every time.
     #[inline]
     pub(crate) fn intern(&mut self, frames: &[u64]) -> Option<StackId> {
         if frames.is_empty() {
             return Some(0);
+        }
+        if self.slots.is_empty() {
+            match empty_slots(FIRST_CACHE_SLOTS) {
+                Some(slots) => self.slots = slots,
+                None => return INTERNER.lock().intern(frames),
+            }
         }
         let generation = GENERATION.load(Ordering::Relaxed);
         if generation != self.generation {
@@ -122,14 +144,29 @@ impl StackCache {
             self.generation = generation;
         }
         let hash = hash_frames(frames);
-        let slot = &mut self.slots[(hash as usize) & (CACHE_SLOTS - 1)];
+        let mask = self.slots.len() - 1;
+        let slot = self.slots[(hash as usize) & mask];
         if slot.0 == hash && slot.1 != 0 {
             return Some(slot.1);
         }
         let id = INTERNER.lock().intern(frames)?;
-        *slot = (hash, id);
+        self.misses += 1;
+        if self.misses > self.slots.len() && self.slots.len() < CACHE_SLOTS {
+            // A larger cache if memory allows; else this one is refilled.
+            if let Some(slots) = empty_slots(self.slots.len() * 4) {
+                self.slots = slots;
+            }
+            self.misses = 0;
+        }
+        let mask = self.slots.len() - 1;
+        self.slots[(hash as usize) & mask] = (hash, id);
         Some(id)
     }
+}
+
+/// `n` empty cache slots; `None` when their memory cannot be had.
+fn empty_slots(n: usize) -> Option<Box<[(u64, StackId)]>> {
+    crate::memory::try_collect((0..n).map(|_| (0, 0))).map(Vec::into_boxed_slice)
 }
 
 /// A 64-bit hash of a stack; distinct stacks collide with odds of 2^-64.
@@ -159,5 +196,30 @@ mod tests {
         assert_eq!(nodes, vec![(0, 0x10), (1, 0x20), (2, 0x30), (2, 0x31)]);
         assert_eq!((a, b), (3, 4));
         assert_eq!(t.take_pending(), (5, vec![]));
+    }
+
+    /// The cache starts at 64 slots and grows fourfold after more misses
+    /// than it has slots: 65 distinct stacks make it 256, 257 more make it
+    /// 1024, where it stays. Every stack keeps its id throughout.
+    #[test]
+    fn a_thread_cache_grows_with_its_misses() {
+        let mut cache = StackCache::new();
+        assert_eq!(cache.n_slots(), 0);
+        let stack = |i: u64| [0x7000 + i, 0x10_0000, 0x20_0000];
+        let first = cache.intern(&stack(0));
+        assert_eq!(cache.n_slots(), 64);
+        for i in 1..65 {
+            cache.intern(&stack(i));
+        }
+        assert_eq!(cache.n_slots(), 256);
+        for i in 65..65 + 257 {
+            cache.intern(&stack(i));
+        }
+        assert_eq!(cache.n_slots(), 1024);
+        for i in 0..5000 {
+            cache.intern(&stack(1000 + i));
+        }
+        assert_eq!(cache.n_slots(), 1024);
+        assert_eq!(cache.intern(&stack(0)), first);
     }
 }

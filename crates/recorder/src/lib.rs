@@ -69,6 +69,7 @@ mod live;
 mod maps;
 mod memory;
 mod modules;
+mod output;
 mod own_memory;
 mod pace;
 mod phase_counters;
@@ -94,7 +95,8 @@ pub use own_memory::{forget_own_mapping, note_own_mapping};
 pub use scope::{
     assert_no_leaks, heap_stats, HeapStats, LeakScope, LeakedBlocks, Leaks, StackFrame,
 };
-pub use session::{abandon, finish_before_exec, start, start_early, warn, Config};
+pub use session::{abandon, exec_failed, finish_before_exec, start, start_early, warn, Config};
+pub use spin::RawLock;
 pub use stats::{stats, Stats};
 pub use tracking::Tracking;
 
@@ -103,26 +105,31 @@ pub use tracking::Tracking;
 /// performance counters `MEMTRACE_PHASE_COUNTERS` asks for (see
 /// `phase_counters`). An empty name ends the current phase.
 pub fn phase(name: &str) {
-    if !session::is_recording() || !thread::enter() {
+    if !session::is_recording() {
         return;
     }
-    // The thread's recording state (its ring: megabytes of first-touched
-    // pages) is made before the counters are read, not inside the phase.
-    thread::current();
+    // The thread's recording state is made before the counters are read,
+    // not inside the phase.
+    let Ok(mut state) = thread::StateGuard::enter() else {
+        return;
+    };
     let mut counters = rusage_counters();
     phase_counters::read_into(&mut counters);
-    session::push_phase(name, counters);
-    thread::leave();
+    session::push_phase(&mut state, name, counters);
 }
 
 /// Call after `dlopen`/`dlclose`: the unwinder and the trace learn the new module list.
 pub fn modules_changed() {
-    let nested = !thread::enter();
+    let state = session::is_recording()
+        .then(|| thread::StateGuard::enter().ok())
+        .flatten();
+    // Without a state (not recording, or a nested call from inside the
+    // recorder, which never loads modules itself) the guard is set alone.
+    let nested = state.is_none() && !thread::enter();
     memtrace_unwind::modules_changed();
-    if session::is_recording() {
-        session::rescan_modules();
-    }
-    if !nested {
+    if let Some(mut state) = state {
+        session::rescan_modules(&mut state);
+    } else if !nested {
         thread::leave();
     }
 }

@@ -7,7 +7,7 @@ use memtrace_format::Region;
 /// The heap-like mappings now; `None` when `/proc/self/maps` is
 /// unreadable, or memory for the list cannot be had.
 pub(crate) fn heap_regions() -> Option<Vec<Region>> {
-    let text = crate::memory::read_proc("/proc/self/maps")?;
+    let text = crate::memory::read_proc("/proc/self/maps").ok()?;
     parse(&text)
 }
 

@@ -26,7 +26,7 @@
 //! until the trace is finished. Events of known threads at known stacks
 //! are still recorded (a ring needs no memory).
 
-use std::io::Read;
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -67,14 +67,34 @@ pub(crate) fn dropped_message(n: u64) -> String {
     format!("out of memory: {n} heap event{s} could not be recorded")
 }
 
+/// The error for work given up for want of memory.
+pub(crate) fn out_of_memory() -> io::Error {
+    io::Error::new(io::ErrorKind::OutOfMemory, "out of memory")
+}
+
+/// `None` as an [`out_of_memory`] error, for fallible allocations in code
+/// that reports other errors too.
+pub(crate) trait OrOom<T> {
+    /// The value, or an error of kind `OutOfMemory`.
+    fn or_oom(self) -> io::Result<T>;
+}
+
+impl<T> OrOom<T> for Option<T> {
+    fn or_oom(self) -> io::Result<T> {
+        self.ok_or_else(out_of_memory)
+    }
+}
+
 /// A file of `/proc` read whole, growing the buffer only with fallible
-/// allocations; `None` when it cannot be read or memory cannot be had.
-pub(crate) fn read_proc(path: &str) -> Option<String> {
-    let mut file = std::fs::File::open(path).ok()?;
+/// allocations; an error of kind `OutOfMemory` when memory cannot be had.
+pub(crate) fn read_proc(path: &str) -> io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
     let mut bytes: Vec<u8> = Vec::new();
     loop {
         if bytes.capacity() - bytes.len() < 4096 {
-            bytes.try_reserve(bytes.len().max(8192)).ok()?;
+            bytes
+                .try_reserve(bytes.len().max(8192))
+                .map_err(|_| out_of_memory())?;
         }
         let len = bytes.len();
         // Read into the spare capacity, zeroed first (no allocation).
@@ -85,11 +105,11 @@ pub(crate) fn read_proc(path: &str) -> Option<String> {
                 break;
             }
             Ok(n) => bytes.truncate(len + n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => bytes.truncate(len),
-            Err(_) => return None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => bytes.truncate(len),
+            Err(e) => return Err(e),
         }
     }
-    String::from_utf8(bytes).ok()
+    String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Collects `items` into a new vector with fallible allocation: `None`
@@ -110,7 +130,10 @@ mod tests {
         let maps = read_proc("/proc/self/maps").unwrap();
         assert!(maps.lines().count() > 3);
         assert!(maps.ends_with('\n'));
-        assert_eq!(read_proc("/proc/self/no-such-file"), None);
+        assert_eq!(
+            read_proc("/proc/self/no-such-file").unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     #[test]

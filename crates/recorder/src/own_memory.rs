@@ -18,8 +18,11 @@ static LENS: [AtomicU64; SLOTS] = [ZERO; SLOTS];
 /// Records that `start..start + len` is the recorder's own mapping.
 pub fn note_own_mapping(start: u64, len: u64) {
     for (s, l) in STARTS.iter().zip(&LENS) {
-        if s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
+        // A load first: a failed compare-exchange is a locked instruction,
+        // and thousands of threads each note their memo's mapping here.
+        if s.load(Ordering::Relaxed) == 0
+            && s.compare_exchange(0, start, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
         {
             l.store(len, Ordering::Release);
             return;

@@ -12,17 +12,14 @@
 //! then takes `W = min(T, every in_flight)` and drains. An item not drained
 //! then has its timestamp above `W`.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use memtrace_format::{
-    ClockSync, Codec, Header, Module, Phase, RecorderKind, ThreadItem, Trailer, Writer,
-    WriterBuffers,
+    ClockSync, Codec, Module, Phase, RecorderKind, ThreadItem, Trailer, Writer, WriterBuffers,
 };
 
 use crate::clock::{self, monotonic_ns, ticks};
@@ -30,12 +27,12 @@ use crate::intern::{self, INTERNER};
 use crate::live::LiveBlocks;
 use crate::memory;
 use crate::modules::loaded_modules;
+use crate::output;
 use crate::pace::Pace;
-use crate::ring::Ring;
 use crate::scan::{self, ExitContext};
 use crate::sink::TraceFile;
 use crate::spin::SpinLock;
-use crate::thread::{self, REGISTRY};
+use crate::thread::{self, ThreadRing, ThreadState, REGISTRY};
 
 /// Where and how to record.
 #[derive(Debug, Clone)]
@@ -96,9 +93,12 @@ enum Side {
     Note(String),
 }
 
-/// The writer's state; the file is created on the first drain that has data.
+/// The writer's state. The file is created when recording starts (see
+/// [`start`]), or in a forked child when its writer thread starts.
 struct WriterState {
     writer: Option<Writer<TraceFile>>,
+    /// The trailer was written (or writing stopped): no file is created again.
+    ended: bool,
     /// The compression chosen for the trace (MEMTRACE_COMPRESSION).
     codec: Codec,
     /// Write uncompressed blocks while the writer falls behind (unless
@@ -127,6 +127,7 @@ impl WriterState {
     fn new() -> Self {
         WriterState {
             writer: None,
+            ended: false,
             codec: Codec::Zstd(1),
             adaptive: std::env::var_os("MEMTRACE_COMPRESSION").is_none(),
             stalls_seen: 0,
@@ -153,7 +154,12 @@ pub(crate) fn is_recording() -> bool {
 
 /// Starts recording with `config`. Only the first configuration counts.
 /// Recording may already run (see [`start_early`]): the configuration then
-/// applies from now on, and the trace file is created with it.
+/// applies from now on.
+///
+/// The trace file is created here, with its header written, before the
+/// program's `main`: a program that lowers `RLIMIT_NOFILE` as its first act,
+/// or is killed at once, still leaves a readable trace. When the file cannot
+/// be created, one line on stderr says why and recording stops.
 pub fn start(config: Config) {
     let nested = !thread::enter();
     let spawn = config.writer_thread;
@@ -164,6 +170,11 @@ pub fn start(config: Config) {
         }
     }
     activate();
+    if is_recording() {
+        if let Some(ws) = WRITER.lock().as_mut() {
+            let _ = create_trace(ws);
+        }
+    }
     if spawn && !WRITER_RUNNING.load(Ordering::Acquire) && is_recording() {
         spawn_writer();
     }
@@ -245,6 +256,7 @@ fn spawn_writer() {
 
 extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     thread::ignore_this_thread();
+    crate::crash::block_process_signals();
     // SAFETY: gettid has no preconditions.
     WRITER_TID.store(unsafe { libc::gettid() }, Ordering::Relaxed);
     let marker = 0u8;
@@ -261,6 +273,14 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
 }
 
 fn writer_loop() {
+    // In a forked child the trace is created now rather than at the first
+    // turn with data (in the first process, `start` created it already).
+    if let Some(mut writer) = WRITER.try_lock() {
+        if let Some(ws) = writer.as_mut().filter(|_| is_recording()) {
+            // Without memory now, the first turn with data tries again.
+            let _ = create_trace(ws);
+        }
+    }
     while !STOP_WRITER.load(Ordering::Relaxed) && is_recording() {
         crate::wake::wait(Duration::from_millis(10));
         if let Some(mut writer) = WRITER.try_lock() {
@@ -308,9 +328,14 @@ pub(crate) fn ring_full() {
 
 /// Sets this thread's in-flight bound before it reads the clock.
 #[inline(always)]
-pub(crate) fn mark_in_flight(ring: &Ring, lower_bound: u64) {
+pub(crate) fn mark_in_flight(ring: &ThreadRing, lower_bound: u64) {
     if SEQCST_IN_FLIGHT.load(Ordering::Relaxed) {
         ring.in_flight.0.store(lower_bound, Ordering::SeqCst);
+        // The SeqCst store (a locked instruction) makes the bound globally
+        // visible before the next memory access, but `rdtsc` is no memory
+        // access: without `lfence` it may execute before the store, and the
+        // item would carry a time the writer took for already passed.
+        clock::fence_before_read();
     } else {
         ring.in_flight.0.store(lower_bound, Ordering::Relaxed);
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
@@ -336,20 +361,17 @@ fn barrier() {
 }
 
 /// Records a phase boundary for the calling thread.
-pub(crate) fn push_phase(name: &str, counters: Vec<(String, u64)>) {
-    let Some(state) = thread::current() else {
-        return; // No memory for this thread's recording.
-    };
-    mark_in_flight(&state.ring, state.last_ts);
+pub(crate) fn push_phase(state: &mut ThreadState, name: &str, counters: Vec<(String, u64)>) {
+    mark_in_flight(state.ring(), state.last_ts);
     let ts = ticks();
     SIDE.lock().push(Side::Phase(Phase {
         ts,
-        tid: state.ring.tid,
+        tid: state.ring().tid,
         name: name.to_string(),
         counters,
     }));
     state.last_ts = ts;
-    state.ring.in_flight.0.store(u64::MAX, Ordering::Release);
+    state.ring().in_flight.0.store(u64::MAX, Ordering::Release);
 }
 
 /// Tells the user about a problem with recording: one line on stderr now,
@@ -366,15 +388,12 @@ pub fn warn(message: &str) {
 }
 
 /// Re-reads the module list and records what was loaded or unloaded.
-pub(crate) fn rescan_modules() {
-    let Some(state) = thread::current() else {
-        return; // No memory for this thread's recording.
-    };
-    mark_in_flight(&state.ring, state.last_ts);
+pub(crate) fn rescan_modules(state: &mut ThreadState) {
+    mark_in_flight(state.ring(), state.last_ts);
     let ts = ticks();
     record_module_changes(ts);
     state.last_ts = ts;
-    state.ring.in_flight.0.store(u64::MAX, Ordering::Release);
+    state.ring().in_flight.0.store(u64::MAX, Ordering::Release);
 }
 
 fn record_module_changes(ts: u64) {
@@ -401,9 +420,13 @@ fn drain(ws: &mut WriterState, last: bool) {
     if ws.failed || !in_session_process() {
         return;
     }
+    thread::reap_late();
     let now_ticks = ticks();
+    // `rdtsc` completes before the loads of the bounds below (the barrier
+    // orders memory accesses only).
+    clock::fence_after_read();
     barrier();
-    let rings: Vec<Arc<Ring>> = REGISTRY.lock().clone();
+    let rings: Vec<Arc<ThreadRing>> = REGISTRY.lock().clone();
     let watermark = rings
         .iter()
         .map(|r| r.in_flight.0.load(Ordering::Acquire))
@@ -432,28 +455,23 @@ fn drain(ws: &mut WriterState, last: bool) {
         .map(|(r, &(_, until))| r.waiting(until) as u64)
         .sum();
     let turn_start_ns = monotonic_ns();
-    if ws.writer.is_none() && nothing_new && !last {
-        return;
-    }
+    // Normally the file exists since `start`; a forked child whose writer
+    // thread has not run yet, or a process whose hooks ran but whose
+    // constructor never did, creates it here.
     if ws.writer.is_none() {
-        match open_trace(&mut ws.buffers) {
-            Ok((w, path)) => {
-                ws.codec = w.codec();
-                ws.writer = Some(w);
-                ws.path = Some(path);
-            }
-            Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+        if nothing_new && !last {
+            return;
+        }
+        match create_trace(ws) {
+            Ok(()) => {}
+            Err(NoTrace::NoMemory) => {
                 // No file yet, and no memory to write one: drop what
                 // waits (the rings must not fill up) and try next turn.
                 drop_items(&rings, &marks);
                 return;
             }
-            Err(e) => {
-                fail(ws, &format!("cannot create the trace file: {e}"));
-                return;
-            }
+            Err(NoTrace::Ended) => return,
         }
-        record_module_changes(0);
     }
     let (first_node, nodes) = INTERNER.lock().take_pending();
     let side = std::mem::take(&mut *SIDE.lock());
@@ -523,7 +541,7 @@ fn drain(ws: &mut WriterState, last: bool) {
         fail(ws, &format!("writing the trace failed: {e}"));
     }
     // A ring closed before its positions were read is now empty for good.
-    let closed: Vec<*const Ring> = rings
+    let closed: Vec<*const ThreadRing> = rings
         .iter()
         .zip(&marks)
         .filter(|(_, &(was_closed, _))| was_closed)
@@ -543,7 +561,7 @@ fn drain(ws: &mut WriterState, last: bool) {
 /// it is given up, and with it the leak scan.
 fn write_rings(
     w: &mut Writer<TraceFile>,
-    rings: &[Arc<Ring>],
+    rings: &[Arc<ThreadRing>],
     marks: &[(bool, usize)],
     live: &mut Option<LiveBlocks>,
     counts: &mut (u64, u64),
@@ -596,7 +614,7 @@ fn count_heap_events(items: &[ThreadItem]) -> u64 {
 
 /// Consumes what the rings hold up to their marks without writing it,
 /// counting the heap events as dropped.
-fn drop_items(rings: &[Arc<Ring>], marks: &[(bool, usize)]) {
+fn drop_items(rings: &[Arc<ThreadRing>], marks: &[(bool, usize)]) {
     for (ring, &(_, until)) in rings.iter().zip(marks) {
         let _ = ring.consume_until(until, |items| {
             memory::dropped(count_heap_events(items));
@@ -630,15 +648,18 @@ fn fail(ws: &mut WriterState, message: &str) {
     }
 }
 
-/// Creates the trace file and writes its header, with the buffers taken
-/// earlier (or new ones); an error of kind `OutOfMemory`, and no file, when
-/// there are none.
-fn open_trace(buffers: &mut Option<WriterBuffers>) -> io::Result<(Writer<TraceFile>, PathBuf)> {
-    let Some(buffers) = buffers.take().or_else(WriterBuffers::try_new) else {
-        return Err(io::Error::new(
-            io::ErrorKind::OutOfMemory,
-            "no memory for the trace's buffers",
-        ));
+/// Creates the trace file and writes its header, unless it exists, was
+/// ended, or writing failed; the modules loaded now go into the next turn.
+/// Its buffers are those taken earlier while memory was there, or new ones.
+fn create_trace(ws: &mut WriterState) -> Result<(), NoTrace> {
+    if ws.writer.is_some() {
+        return Ok(());
+    }
+    if ws.ended || ws.failed || !in_session_process() {
+        return Err(NoTrace::Ended);
+    }
+    let Some(buffers) = ws.buffers.take().or_else(WriterBuffers::try_new) else {
+        return Err(NoTrace::NoMemory);
     };
     let config = CONFIG.lock().clone().unwrap_or_else(|| Config {
         output: None,
@@ -647,76 +668,29 @@ fn open_trace(buffers: &mut Option<WriterBuffers>) -> io::Result<(Writer<TraceFi
         writer_thread: true,
         follow_exec: true,
     });
-    // SAFETY: getpid/getppid have no preconditions.
-    let (pid, ppid) = unsafe { (libc::getpid() as u32, libc::getppid() as u32) };
-    let exe = std::fs::read_link("/proc/self/exe")
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let cmdline: Vec<String> = std::fs::read("/proc/self/cmdline")
-        .unwrap_or_default()
-        .split(|&b| b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let (file, path) = match &config.output {
-        Some(path) => (create_new(path)?, path.clone()),
-        None => {
-            let base = default_path(&config.dir, &exe, pid);
-            first_free_name(&base, |p| create_new(p).map(|f| (f, p.to_path_buf())))?
+    match output::open_trace(&config, buffers) {
+        Ok((w, path)) => {
+            ws.codec = w.codec();
+            ws.writer = Some(w);
+            ws.path = Some(path);
+            record_module_changes(0);
+            Ok(())
         }
-    };
-    let header = Header {
-        pid,
-        ppid,
-        exe,
-        cmdline,
-        start_unix_ns: clock::unix_ns(),
-        // SAFETY: sysconf has no preconditions.
-        page_size: unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32,
-        pointer_size: std::mem::size_of::<usize>() as u8,
-        ticks: clock::source(),
-        recorder: config.recorder,
-        latency_measured: crate::timing(),
-        family: std::env::var("MEMTRACE_FAMILY")
-            .ok()
-            .and_then(|v| u64::from_str_radix(&v, 16).ok())
-            .unwrap_or(0),
-    };
-    // MEMTRACE_COMPRESSION: zstd level (default 1), 0 for none.
-    let codec = match std::env::var("MEMTRACE_COMPRESSION")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(0) => Codec::Raw,
-        Some(level) => Codec::Zstd(level),
-        None => Codec::Zstd(1),
-    };
-    let mut writer = Writer::with_buffers(TraceFile::new(file)?, &header, codec, buffers)?;
-    writer.set_auto_seal(false);
-    writer.clock_sync(ClockSync {
-        ticks: ticks(),
-        mono_ns: monotonic_ns(),
-    })?;
-    Ok((writer, path))
-}
-
-/// `DIR/memtrace.<program>.<pid>.trace`.
-fn default_path(dir: &std::path::Path, exe: &str, pid: u32) -> PathBuf {
-    dir.join(format!("memtrace.{}.{pid}.trace", program_name(exe)))
-}
-
-/// Tries `base`, then `base.1`, `base.2`, ... while the name is taken.
-fn first_free_name<T>(
-    base: &std::path::Path,
-    mut make: impl FnMut(&std::path::Path) -> io::Result<T>,
-) -> io::Result<T> {
-    let mut attempt = make(base);
-    let mut n = 1;
-    while matches!(&attempt, Err(e) if e.kind() == io::ErrorKind::AlreadyExists) && n < 100 {
-        attempt = make(&base.with_extension(format!("trace.{n}")));
-        n += 1;
+        Err(e) if e.kind() == io::ErrorKind::OutOfMemory => Err(NoTrace::NoMemory),
+        Err(e) => {
+            fail(ws, &format!("cannot create the trace file: {e}"));
+            Err(NoTrace::Ended)
+        }
     }
-    attempt
+}
+
+/// Why [`create_trace`] made no file.
+enum NoTrace {
+    /// Recording ended, or failed (said already), or this process does not
+    /// record.
+    Ended,
+    /// No memory for the writer's buffers: the next turn tries again.
+    NoMemory,
 }
 
 /// Finishes the trace before `exec` replaces this program.
@@ -741,19 +715,7 @@ pub fn finish_before_exec() -> Option<PathBuf> {
     let result = match explicit {
         Some(explicit) if follow => {
             if written.as_ref() == Some(&explicit) {
-                let exe = std::fs::read_link("/proc/self/exe")
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                // SAFETY: getpid has no preconditions.
-                let pid = unsafe { libc::getpid() } as u32;
-                let dir = explicit
-                    .parent()
-                    .map_or_else(|| PathBuf::from("."), PathBuf::from);
-                let base = default_path(&dir, &exe, pid);
-                let moved = first_free_name(&base, |p| std::fs::hard_link(&explicit, p));
-                if moved.is_ok() {
-                    let _ = std::fs::remove_file(&explicit);
-                }
+                output::move_for_exec(&explicit);
             }
             Some(explicit)
         }
@@ -765,35 +727,15 @@ pub fn finish_before_exec() -> Option<PathBuf> {
     result
 }
 
-/// The executable's file name, made safe for a file name.
-fn program_name(exe: &str) -> String {
-    let name = exe.rsplit('/').next().unwrap_or("program");
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_+".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if clean.is_empty() {
-        "program".into()
-    } else {
-        clean
+/// The exec after [`finish_before_exec`] failed and the process goes on
+/// (untraced): the trace returns to the explicit name it moved from, where
+/// `memtrace run` looks for it.
+pub fn exec_failed() {
+    let nested = !thread::enter();
+    output::move_back_after_failed_exec();
+    if !nested {
+        thread::leave();
     }
-}
-
-/// Creates a file that must not exist yet, mode 0600, not following a symlink.
-fn create_new(path: &std::path::Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 /// Ends recording: drains every ring, writes the trailer, closes the file.
@@ -844,6 +786,7 @@ pub(crate) fn finish_after_signal(sig: i32) {
 
 /// Writes `note` (if any) and the trailer, and closes the trace.
 fn end_trace(ws: &mut WriterState, note: Option<&str>) -> io::Result<()> {
+    ws.ended = true;
     let Some(mut w) = ws.writer.take() else {
         return Ok(());
     };
@@ -879,26 +822,8 @@ fn finish_with(exit: Option<&ExitContext>) {
         let mut slot = WRITER.lock();
         if let Some(ws) = slot.as_mut() {
             drain(ws, true);
-            if let (Some(exit), Some(live), Some(w)) = (exit, ws.live.as_ref(), ws.writer.as_mut())
-            {
-                let writer_tid = WRITER_TID.load(Ordering::Relaxed);
-                let preload = CONFIG
-                    .lock()
-                    .as_ref()
-                    .is_some_and(|c| c.recorder == RecorderKind::Preload);
-                let writer_stack = WRITER_STACK.load(Ordering::Relaxed);
-                let written = match scan::scan(live, exit, &[writer_tid], &[writer_stack], preload)
-                {
-                    Some(result) => w.leak_scan(&result),
-                    None => Err(io::Error::new(io::ErrorKind::OutOfMemory, "")),
-                };
-                match written {
-                    Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
-                        let _ = w.note("out of memory: no leak scan");
-                    }
-                    Err(e) => eprintln!("memtrace: writing the leak scan failed: {e}"),
-                    Ok(()) => {}
-                }
+            if let Some(exit) = exit {
+                write_leak_scan(ws, exit);
             }
             if let Err(e) = end_trace(ws, None) {
                 eprintln!("memtrace: writing the trace failed: {e}");
@@ -914,11 +839,45 @@ fn finish_with(exit: Option<&ExitContext>) {
     }
 }
 
+/// Runs the exit-time leak scan and writes it into the trace. A scan that
+/// cannot be made (the program left no descriptor free to read
+/// `/proc/self/maps`) is said once on stderr and in a trace note instead;
+/// one without memory for its tables only in a note (the count of dropped
+/// events has the stderr line).
+fn write_leak_scan(ws: &mut WriterState, exit: &ExitContext) {
+    let (Some(live), Some(w)) = (ws.live.as_ref(), ws.writer.as_mut()) else {
+        return;
+    };
+    let writer_tid = WRITER_TID.load(Ordering::Relaxed);
+    let preload = CONFIG
+        .lock()
+        .as_ref()
+        .is_some_and(|c| c.recorder == RecorderKind::Preload);
+    let writer_stack = WRITER_STACK.load(Ordering::Relaxed);
+    let written = match scan::scan(live, exit, &[writer_tid], &[writer_stack], preload) {
+        Ok(result) => w.leak_scan(&result),
+        Err(e) if e.kind() == io::ErrorKind::OutOfMemory => Err(memory::out_of_memory()),
+        Err(e) => {
+            let message = format!("no leak scan: {e}");
+            eprintln!("memtrace: {message}");
+            w.note(&message)
+        }
+    };
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+            let _ = w.note("out of memory: no leak scan");
+        }
+        Err(e) => eprintln!("memtrace: writing the leak scan failed: {e}"),
+        Ok(()) => {}
+    }
+}
+
 extern "C" fn before_fork() {
     let nested = !thread::enter();
     crate::phase_counters::lock_for_fork();
     WRITER.lock_raw();
     REGISTRY.lock_raw();
+    thread::LATE.lock_raw();
     INTERNER.lock_raw();
     SIDE.lock_raw();
     KNOWN_MODULES.lock_raw();
@@ -933,6 +892,7 @@ fn unlock_all() {
     KNOWN_MODULES.unlock_raw();
     SIDE.unlock_raw();
     INTERNER.unlock_raw();
+    thread::LATE.unlock_raw();
     REGISTRY.unlock_raw();
     WRITER.unlock_raw();
     crate::phase_counters::unlock_after_fork();
@@ -943,7 +903,8 @@ extern "C" fn after_fork_parent() {
 }
 
 /// In the child: forget the parent's threads, stacks and file; the child's
-/// trace is created under its own pid when it first has something to write.
+/// trace is created under its own pid when its writer thread starts (no
+/// file is created in a fork handler).
 extern "C" fn after_fork_child() {
     unlock_all();
     SESSION_PID.store(getpid(), Ordering::Relaxed);
@@ -953,6 +914,7 @@ extern "C" fn after_fork_child() {
             ring.discard();
         }
         thread::forget_current();
+        thread::forget_late();
         intern::reset();
         SIDE.lock().clear();
         KNOWN_MODULES.lock().clear();

@@ -45,17 +45,6 @@ struct Entry {
     words: [(u64, u64); LOG_WORDS],
 }
 
-const EMPTY: Entry = Entry {
-    sp: 0,
-    bp: 0,
-    any_bp: false,
-    skip: usize::MAX,
-    generation: 0,
-    value: 0,
-    n_words: 0,
-    words: [(0, 0); LOG_WORDS],
-};
-
 /// One thread's memo of earlier walks. Create one per thread and pass it to
 /// [`crate::backtrace_memo`] on that thread only.
 pub struct StackMemo {
@@ -71,10 +60,15 @@ impl Default for StackMemo {
 }
 
 impl StackMemo {
-    /// An empty memo (about 100 KiB).
+    /// An empty memo (about 100 KiB, allocated zeroed: an entry's pages
+    /// become resident only when a walk from its stack pointers is stored).
+    /// An all-zero entry is empty: its `sp` of 0 matches no stack.
     pub fn new() -> Self {
+        // SAFETY: an entry is integers and a bool, for which all-zero bytes
+        // are a valid value.
+        let slots = unsafe { Box::<[Entry]>::new_zeroed_slice(SLOTS).assume_init() };
         StackMemo {
-            slots: vec![EMPTY; SLOTS].into_boxed_slice(),
+            slots,
             hits: 0,
             misses: 0,
         }
@@ -84,11 +78,19 @@ impl StackMemo {
     /// be had: a recorder inside a program that used up its memory must
     /// not abort it.
     pub fn try_new() -> Option<Self> {
-        let mut slots = Vec::new();
-        slots.try_reserve_exact(SLOTS).ok()?;
-        slots.resize(SLOTS, EMPTY);
+        let layout = std::alloc::Layout::array::<Entry>(SLOTS).ok()?;
+        // SAFETY: the layout has a non-zero size (SLOTS entries of a
+        // non-zero-sized type).
+        let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Entry>();
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `p` is a global-allocator block with the layout of
+        // `[Entry; SLOTS]`, which a boxed slice of that length frees with;
+        // all-zero bytes are a valid (empty) entry, as in `new`.
+        let slots = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, SLOTS)) };
         Some(StackMemo {
-            slots: slots.into_boxed_slice(),
+            slots,
             hits: 0,
             misses: 0,
         })

@@ -1,5 +1,6 @@
 //! The calling thread's stack bounds, learned from `/proc/self/maps` with
-//! plain system calls: no lock, no allocation.
+//! plain system calls: no lock the program could hold, and no allocation
+//! but the shared snapshot's.
 //!
 //! Why not `pthread_getattr_np`: it holds the thread's descriptor lock
 //! while it allocates (glibc 2.36 reallocs a cpuset, and on the main thread
@@ -14,11 +15,212 @@
 //! readable, which is all the unwinder needs (it stops at a null return
 //! address or a failed rule long before). The main thread's mapping grows
 //! down on demand, so its `lo` is `hi` minus the stack size limit.
+//!
+//! # One read for many threads
+//! `/proc/self/maps` has two lines per thread (stack and guard page), so a
+//! read per new thread costs quadratic time: 1,000 threads starting
+//! together spent seconds in the kernel, all taking the address-space lock
+//! that their `mmap`s wait for. The mappings are kept in a shared snapshot
+//! instead, which a thread uses when its stack is in it: the range holding
+//! `sp` also holds the thread's descriptor, which glibc puts at the top of
+//! every thread's stack (`holds_this_thread`). Otherwise the thread reads
+//! the file again, unless a read began after it first asked (the
+//! `REFRESHES` count it saw has moved on): a thread's stack is mapped
+//! before the thread runs, and does not move while it lives, so that read
+//! holds it. The threads that arrive during a read sleep on a futex until it
+//! is done. The lock word holds its holder's thread id: a waiter that has
+//! slept 10 ms checks that the holder still exists, so a lock left taken by
+//! a thread that did not survive `fork` costs the child's threads 10 ms and
+//! a read of their own, never a hang.
 
-/// `[lo, hi)` of the mapping of this process that contains `sp`, from
-/// `/proc/self/maps`; `None` when it cannot be read or holds no such line.
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// `[lo, hi)` of the mapping of this process that contains `sp`, the
+/// calling thread's stack pointer; `None` when `/proc/self/maps` cannot be
+/// read or holds no such mapping.
 pub(crate) fn query(sp: u64) -> Option<(u64, u64)> {
-    let mut finder = Finder::new(sp);
+    let seen = REFRESHES.load(Ordering::SeqCst);
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
+    let found = loop {
+        if SNAPSHOT.try_lock(tid) {
+            // SAFETY: the snapshot lock is held.
+            let snapshot = unsafe { &mut *SNAPSHOT.maps.get() };
+            let mut found = snapshot.find(sp);
+            if !found.is_some_and(|range| holds_this_thread(range, sp)) && snapshot.taken <= seen {
+                snapshot.taken = REFRESHES.fetch_add(1, Ordering::SeqCst) + 1;
+                snapshot.read();
+                found = snapshot.find(sp);
+            }
+            SNAPSHOT.unlock();
+            break found;
+        }
+        if !SNAPSHOT.wait() {
+            // The holder is gone (a thread lost at `fork`): read alone.
+            break read_one(sp);
+        }
+    };
+    let (lo, hi, main_stack) = found?;
+    if !main_stack {
+        return Some((lo, hi));
+    }
+    Some((hi.saturating_sub(stack_limit()).min(lo), hi))
+}
+
+/// Whether a range from a snapshot that may be older than this thread is
+/// its stack: the main thread's `[stack]` never moves, and glibc puts a
+/// thread's descriptor (`pthread_self()`) at the top of its stack, given or
+/// mapped. A range holding both `sp` and the descriptor is the stack's
+/// mapping, or an older one that covered it: its `hi` is then above the
+/// stack's frames, which is all the unwinder needs (see the module docs).
+fn holds_this_thread((lo, hi, main_stack): (u64, u64, bool), sp: u64) -> bool {
+    // SAFETY: pthread_self reads the thread pointer; no lock, no failure.
+    let descriptor = unsafe { libc::pthread_self() } as u64;
+    main_stack || (lo <= sp && sp < descriptor && descriptor < hi)
+}
+
+/// Every mapping of the process, as read at one moment.
+struct Maps {
+    /// The `REFRESHES` count when the read began; 0 before the first.
+    taken: u64,
+    /// `(lo, hi, is the main thread's [stack])`, in address order.
+    ranges: Vec<(u64, u64, bool)>,
+}
+
+impl Maps {
+    /// Replaces the ranges with the mappings now; empty when the file
+    /// cannot be read.
+    fn read(&mut self) {
+        self.ranges.clear();
+        let mut lines = Lines::new();
+        let ranges = &mut self.ranges;
+        read_maps(|bytes| {
+            lines.feed(bytes, |lo, hi, stack| {
+                ranges.push((lo, hi, stack));
+                false
+            })
+        });
+    }
+
+    fn find(&self, sp: u64) -> Option<(u64, u64, bool)> {
+        let i = self.ranges.partition_point(|&(_, hi, _)| hi <= sp);
+        self.ranges
+            .get(i)
+            .copied()
+            .filter(|&(lo, hi, _)| lo <= sp && sp < hi)
+    }
+}
+
+/// Refreshes of the snapshot begun so far.
+static REFRESHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The snapshot behind a lock whose word names its holder's thread id, so
+/// that a waiter can tell a holder that is busy from one that is gone (a
+/// thread of the parent, in a child made by `fork`).
+struct Snapshot {
+    /// 0 when free; else the holder's tid, with [`WAITERS`] when someone
+    /// may sleep.
+    word: AtomicU32,
+    maps: UnsafeCell<Maps>,
+}
+
+/// Set in the lock word while a thread may sleep on it.
+const WAITERS: u32 = 1 << 31;
+
+// SAFETY: `maps` is touched only while `word` is taken.
+unsafe impl Sync for Snapshot {}
+
+static SNAPSHOT: Snapshot = Snapshot {
+    word: AtomicU32::new(0),
+    maps: UnsafeCell::new(Maps {
+        taken: 0,
+        ranges: Vec::new(),
+    }),
+};
+
+impl Snapshot {
+    fn try_lock(&self, tid: u32) -> bool {
+        self.word
+            .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    fn unlock(&self) {
+        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
+            futex(&self.word, libc::FUTEX_WAKE, i32::MAX as u32, None);
+        }
+    }
+
+    /// Sleeps while the lock is taken; false when its holder is a thread
+    /// that no longer exists (the lock will never be released).
+    fn wait(&self) -> bool {
+        let held = self.word.fetch_or(WAITERS, Ordering::Relaxed) | WAITERS;
+        if held == WAITERS {
+            // It was free: undo the mark, then try again.
+            self.word
+                .compare_exchange(WAITERS, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .ok();
+            return true;
+        }
+        let limit = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 10_000_000,
+        };
+        if futex(&self.word, libc::FUTEX_WAIT, held, Some(&limit)) != Some(libc::ETIMEDOUT) {
+            return true;
+        }
+        thread_exists(held & !WAITERS) || self.word.load(Ordering::Relaxed) != held
+    }
+}
+
+/// True when thread `tid` of this process exists.
+fn thread_exists(tid: u32) -> bool {
+    // SAFETY: tgkill with signal 0 only checks that the thread exists.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// `futex(word, op | FUTEX_PRIVATE_FLAG, value, timeout)`: the error, if
+/// any (a changed word or a signal only make the caller look again).
+fn futex(
+    word: &AtomicU32,
+    op: libc::c_int,
+    value: u32,
+    timeout: Option<&libc::timespec>,
+) -> Option<i32> {
+    let timeout = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: a live, aligned u32 and a timespec (or null) that outlive the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op | libc::FUTEX_PRIVATE_FLAG,
+            value,
+            timeout,
+        )
+    };
+    (rc < 0).then(|| std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+}
+
+/// The mapping that holds `sp`, read on its own (no snapshot).
+fn read_one(sp: u64) -> Option<(u64, u64, bool)> {
+    let mut found = None;
+    let mut lines = Lines::new();
+    read_maps(|bytes| {
+        lines.feed(bytes, |lo, hi, stack| {
+            let hit = lo <= sp && sp < hi;
+            if hit {
+                found = Some((lo, hi, stack));
+            }
+            hit
+        })
+    });
+    found
+}
+
+/// Feeds `/proc/self/maps` to `f` in pieces until `f` says it is done.
+fn read_maps(mut f: impl FnMut(&[u8]) -> bool) {
     let mut buf = [0u8; 4096];
     // SAFETY: a NUL-terminated path literal; open(2) takes no lock in user space.
     let fd = unsafe {
@@ -28,7 +230,7 @@ pub(crate) fn query(sp: u64) -> Option<(u64, u64)> {
         )
     };
     if fd < 0 {
-        return None;
+        return;
     }
     loop {
         // SAFETY: reads into a local buffer of exactly `buf.len()` bytes.
@@ -36,20 +238,12 @@ pub(crate) fn query(sp: u64) -> Option<(u64, u64)> {
         if n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
         }
-        if n <= 0 {
-            break;
-        }
-        if finder.feed(&buf[..n as usize]) {
+        if n <= 0 || f(&buf[..n as usize]) {
             break;
         }
     }
     // SAFETY: closes the descriptor opened above, once.
     unsafe { libc::close(fd) };
-    let (lo, hi, main_stack) = finder.found?;
-    if !main_stack {
-        return Some((lo, hi));
-    }
-    Some((hi.saturating_sub(stack_limit()).min(lo), hi))
 }
 
 /// The soft `RLIMIT_STACK`, capped at 8 GiB (unlimited reads as the cap).
@@ -77,49 +271,43 @@ enum Field {
 
 /// A byte-at-a-time parser of `/proc/self/maps` that keeps no line: it
 /// needs no buffer however long a path is, and input may be cut anywhere.
-pub(crate) struct Finder {
-    sp: u64,
+pub(crate) struct Lines {
     field: Field,
     start: u64,
     end: u64,
     /// The last bytes of the line, to tell `[stack]` at its end.
     tail: [u8; 7],
-    /// The line's range holds `sp`.
-    hit: bool,
-    /// `(lo, hi, is the main thread's [stack])` once found.
-    pub(crate) found: Option<(u64, u64, bool)>,
 }
 
-impl Finder {
-    pub(crate) fn new(sp: u64) -> Finder {
-        Finder {
-            sp,
+impl Lines {
+    pub(crate) fn new() -> Lines {
+        Lines {
             field: Field::Start,
             start: 0,
             end: 0,
             tail: [0; 7],
-            hit: false,
-            found: None,
         }
     }
 
-    /// Parses more input; `true` once the mapping is found.
-    pub(crate) fn feed(&mut self, bytes: &[u8]) -> bool {
+    /// Parses more input, calling `line(lo, hi, is the main thread's
+    /// [stack])` for each line it completes; `true` as soon as `line` does.
+    pub(crate) fn feed(
+        &mut self,
+        bytes: &[u8],
+        mut line: impl FnMut(u64, u64, bool) -> bool,
+    ) -> bool {
         for &b in bytes {
             match (self.field, b) {
                 (_, b'\n') => {
-                    if self.hit {
-                        self.found = Some((self.start, self.end, &self.tail == b"[stack]"));
+                    let done = line(self.start, self.end, &self.tail == b"[stack]");
+                    *self = Lines::new();
+                    if done {
                         return true;
                     }
-                    *self = Finder::new(self.sp);
                 }
                 (Field::Start, b'-') => self.field = Field::End,
                 (Field::Start, _) => self.start = push_hex(self.start, b),
-                (Field::End, b' ') => {
-                    self.field = Field::Rest;
-                    self.hit = self.start <= self.sp && self.sp < self.end;
-                }
+                (Field::End, b' ') => self.field = Field::Rest,
                 (Field::End, _) => self.end = push_hex(self.end, b),
                 (Field::Rest, _) => {
                     self.tail.copy_within(1.., 0);
@@ -150,14 +338,26 @@ mod tests {
 ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
 ";
 
+    /// The mapping holding `sp`, the input fed in pieces of `chunk` bytes,
+    /// found by the parser on its own and in a snapshot (which must agree).
     fn find(sp: u64, chunk: usize) -> Option<(u64, u64, bool)> {
-        let mut f = Finder::new(sp);
+        let mut lines = Lines::new();
+        let mut found = None;
+        let mut all = Maps {
+            taken: 1,
+            ranges: Vec::new(),
+        };
         for c in MAPS.chunks(chunk) {
-            if f.feed(c) {
-                break;
-            }
+            lines.feed(c, |lo, hi, stack| {
+                all.ranges.push((lo, hi, stack));
+                if found.is_none() && lo <= sp && sp < hi {
+                    found = Some((lo, hi, stack));
+                }
+                false
+            });
         }
-        f.found
+        assert_eq!(all.find(sp), found, "{sp:#x}");
+        found
     }
 
     #[test]
@@ -196,5 +396,28 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         let (sp, bounds) = other;
         let (lo, hi) = bounds.expect("a spawned thread's stack is mapped");
         assert!(lo <= sp && sp < hi);
+    }
+
+    /// Threads that start together, and so mostly find their stacks in a
+    /// snapshot another thread read, each find their own.
+    #[test]
+    fn threads_starting_together_each_find_their_stack() {
+        let n = 64;
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+        let threads: Vec<_> = (0..n)
+            .map(|_| {
+                let barrier = std::sync::Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let local = 0u8;
+                    let sp = &local as *const u8 as u64;
+                    let (lo, hi) = query(sp).expect("the stack is mapped");
+                    assert!(lo <= sp && sp < hi, "{lo:#x} {sp:#x} {hi:#x}");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
     }
 }

@@ -21,6 +21,7 @@ use memtrace_format::{LeakScan, ScannedBlock};
 
 use crate::clock::{monotonic_ns, ticks};
 use crate::live::LiveBlocks;
+use crate::memory::OrOom;
 
 pub(crate) use stop::other_threads;
 
@@ -75,27 +76,31 @@ fn callee_saved_registers() -> [u64; 6] {
 /// `skip_stacks`: an address on each of their stacks.
 /// `scan_managed`: also scan anonymous mappings the program manages itself
 /// (only when the recorder's own memory is known: the preload library).
-/// `None` when the memory for the scan's tables (about 100 bytes a live
-/// block) cannot be had.
+///
+/// Fails, scanning nothing, when `/proc/self/maps` or `/proc/self/task`
+/// cannot be read: without them every block would look lost, or when the
+/// memory for the scan's tables (about 100 bytes a live block) cannot be
+/// had (an error of kind `OutOfMemory`).
 pub(crate) fn scan(
     live: &LiveBlocks,
     exit: &ExitContext,
     skip_tids: &[i32],
     skip_stacks: &[u64],
     scan_managed: bool,
-) -> Option<LeakScan> {
+) -> std::io::Result<LeakScan> {
     let started_ns = monotonic_ns();
     let ts = ticks();
-    let blocks = live.sorted()?;
-    let sizes = crate::memory::try_collect(blocks.iter().map(|(a, b)| (*a, b.size)))?;
-    let mut marker = mark::Marker::new(&sizes)?;
+    let blocks = live.sorted().or_oom()?;
+    let sizes = crate::memory::try_collect(blocks.iter().map(|(a, b)| (*a, b.size))).or_oom()?;
+    let mut marker = mark::Marker::new(&sizes).or_oom()?;
     drop(sizes);
 
     // Everything that allocates or takes the loader's lock happens now,
     // before other threads are stopped.
     let own_code = scan as *const () as u64;
     let modules = roots::module_roots(own_code);
-    let maps = roots::readable_mappings()?;
+    let maps = roots::readable_mappings()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read /proc/self/maps: {e}")))?;
     let own = crate::own_memory::own_mappings();
     // The Rust front end's own buffers come from the program's allocator,
     // untracked: only the preload library can tell its memory apart.
@@ -108,7 +113,8 @@ pub(crate) fn scan(
     let me = unsafe { libc::gettid() };
     let mut skip = skip_tids.to_vec();
     skip.push(me);
-    let tids = other_threads(&skip);
+    let tids = other_threads(&skip)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot list /proc/self/task: {e}")))?;
     let mut ranges: Vec<Range<u64>> = Vec::new();
     for segment in &modules.segments {
         roots::push_clamped(&maps, segment.clone(), &mut ranges);
@@ -173,7 +179,7 @@ pub(crate) fn scan(
     drop(stopped);
 
     // Lost blocks are referenced by nobody: the other threads may run again.
-    let edges = marker.unreached_edges()?;
+    let edges = marker.unreached_edges().or_oom()?;
     if std::env::var_os("MEMTRACE_LEAK_SCAN_VERIFY").is_some_and(|v| v != "0") {
         verify::report(&marker, &own, skip_stacks);
     }
@@ -185,8 +191,9 @@ pub(crate) fn scan(
                 stack: b.stack,
                 reach,
             }
-        }))?;
-    Some(LeakScan {
+        }))
+        .or_oom()?;
+    Ok(LeakScan {
         ts,
         duration_ns: monotonic_ns().saturating_sub(started_ns),
         root_bytes,

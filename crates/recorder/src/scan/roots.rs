@@ -122,11 +122,13 @@ pub(crate) struct Mapping {
 }
 
 /// The readable mappings, in address order, without the kernel's special
-/// ones (`[vvar]`, `[vsyscall]`) whose reads may fault; `None` when
-/// `/proc/self/maps` cannot be read (or memory for it cannot be had).
-pub(crate) fn readable_mappings() -> Option<Vec<Mapping>> {
+/// ones (`[vvar]`, `[vsyscall]`) whose reads may fault. An error when
+/// `/proc/self/maps` cannot be read (the program may have lowered
+/// `RLIMIT_NOFILE` so that nothing can be opened), or memory for it
+/// cannot be had (kind `OutOfMemory`).
+pub(crate) fn readable_mappings() -> std::io::Result<Vec<Mapping>> {
     let text = crate::memory::read_proc("/proc/self/maps")?;
-    Some(parse_maps(&text))
+    Ok(parse_maps(&text))
 }
 
 /// The lines of a maps file: `(start, end, permissions, path)`.

@@ -140,14 +140,14 @@ fn install_handler() -> Option<libc::c_int> {
     None
 }
 
-/// The thread ids of the process, but `skip`.
-pub(crate) fn other_threads(skip: &[i32]) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+/// The thread ids of the process, but `skip`; an error when
+/// `/proc/self/task` cannot be listed.
+pub(crate) fn other_threads(skip: &[i32]) -> std::io::Result<Vec<i32>> {
+    let dir = std::fs::read_dir("/proc/self/task")?;
+    Ok(dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .filter(|tid| !skip.contains(tid))
-        .collect()
+        .collect())
 }
 
 /// Stops `tids` (threads of this process). Call with no allocator lock held;
