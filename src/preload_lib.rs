@@ -3,7 +3,7 @@
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -24,17 +24,27 @@ pub fn path() -> Result<PathBuf> {
     }
     // Write under a temporary name, then rename: concurrent runs never see half a file.
     let tmp = dir.join(format!(".preload-{}.tmp", std::process::id()));
+    write_new(&tmp, &path)
+        .with_context(|| format!("cannot write the preload library to {}", tmp.display()))?;
+    Ok(path)
+}
+
+/// Writes the library to `tmp`, a new file, and renames it to `path`; on
+/// failure (a full or read-only disk) removes what it created.
+fn write_new(tmp: &Path, path: &Path) -> std::io::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o755)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .with_context(|| format!("cannot write the preload library to {}", tmp.display()))?;
-    f.write_all(PRELOAD_SO)?;
+        .open(tmp)?;
+    let written = f.write_all(PRELOAD_SO);
     drop(f);
-    fs::rename(&tmp, &path)?;
-    Ok(path)
+    let result = written.and_then(|()| fs::rename(tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    result
 }
 
 fn cache_dir() -> Result<PathBuf> {

@@ -7,55 +7,23 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use common::stress::{expected_worker, parse_output, StressConfig};
-use common::{compile, memtrace, memtrace_json, num, output_within, scratch, site};
+use common::{compile, memtrace, memtrace_json, num, output_within, scratch, site, Mount};
 
 const SOURCE: &str = "fixtures/c/disk_full.c";
 const N: u64 = 600_000;
 
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct SmallTmpfs(PathBuf);
-
-impl SmallTmpfs {
-    /// Mounts a tmpfs of `size` at `dir`; `Err` says why not.
-    fn mount(dir: &Path, size: &str) -> Result<SmallTmpfs, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        Ok(SmallTmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for SmallTmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 /// A 4 MiB tmpfs in `dir`, or `None` after saying on stderr why the test
 /// skips (not root, or no permission to mount).
-fn small_tmpfs(dir: &Path, test: &str) -> Option<SmallTmpfs> {
+fn small_tmpfs(dir: &Path, test: &str) -> Option<Mount> {
     if !common::is_root() {
         common::skip(test, "mounting a small tmpfs needs root");
         return None;
     }
-    match SmallTmpfs::mount(&dir.join("small"), "4m") {
+    match Mount::tmpfs(&dir.join("small"), "4m") {
         Ok(m) => Some(m),
         Err(why) => {
             common::skip(test, &format!("cannot mount a tmpfs: {why}"));

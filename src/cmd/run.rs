@@ -30,6 +30,11 @@ pub struct RunArgs {
     /// unless the program itself failed.
     #[arg(long)]
     pub check_leaks: bool,
+    /// Fail (exit 2) when the program cannot be traced because the preload
+    /// library cannot be written to its cache (a full or read-only disk),
+    /// instead of running the program untraced. --check-leaks implies it.
+    #[arg(long)]
+    pub require_trace: bool,
     /// Where --check-leaks writes its report.
     #[arg(long, value_name = "FILE", requires = "check_leaks")]
     pub leaks_output: Option<PathBuf>,
@@ -46,7 +51,21 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let program = args.command[0].to_string_lossy().into_owned();
     let resolved = inspect::resolve(&program)?;
     inspect::check(&resolved)?;
-    let preload = preload_lib::path()?;
+    let preload = match preload_lib::path() {
+        Ok(preload) => preload,
+        // A leak check that did not run must not pass.
+        Err(e) if !args.require_trace && !args.check_leaks => {
+            eprintln!(
+                "memtrace: {e:#}; running {program} untraced (--require-trace makes this an error)"
+            );
+            let (_, code) = spawn_and_wait(
+                Command::new(&args.command[0]).args(&args.command[1..]),
+                &program,
+            )?;
+            return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+        }
+        Err(e) => return Err(e),
+    };
 
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let output = args.output.as_ref().map(|o| cwd.join(o));
@@ -92,22 +111,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         command.env_remove("MEMTRACE_NO_FOLLOW");
     }
 
-    // Like `time`: Ctrl-C and Ctrl-\ are for the program; we wait and report.
-    // SAFETY: installs SIG_IGN, which runs no code of ours.
-    unsafe {
-        let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
-        let _ = signal(Signal::SIGQUIT, SigHandler::SigIgn);
-    }
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot run {program}"))?;
-    let pid = child.id();
-    let status = child.wait().context("waiting for the program")?;
-    let code = match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(signal)) => 128 + signal,
-        _ => 1,
-    };
+    let (pid, code) = spawn_and_wait(&mut command, &program)?;
 
     let trace = match output {
         Some(out) => out,
@@ -144,6 +148,28 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Runs the program and waits for it: its pid, and its exit status as
+/// `memtrace run` exits with it (128+N for signal N).
+fn spawn_and_wait(command: &mut Command, program: &str) -> Result<(u32, i32)> {
+    // Like `time`: Ctrl-C and Ctrl-\ are for the program; we wait and report.
+    // SAFETY: installs SIG_IGN, which runs no code of ours.
+    unsafe {
+        let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
+        let _ = signal(Signal::SIGQUIT, SigHandler::SigIgn);
+    }
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot run {program}"))?;
+    let pid = child.id();
+    let status = child.wait().context("waiting for the program")?;
+    let code = match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        _ => 1,
+    };
+    Ok((pid, code))
 }
 
 /// Runs the leak check on the program's trace.

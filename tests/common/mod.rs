@@ -35,6 +35,58 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// A file system mounted for one test (a small tmpfs, a read-only bind
+/// mount), unmounted when dropped. Needs root.
+pub struct Mount(pub PathBuf);
+
+impl Mount {
+    /// Mounts a tmpfs of `size` (`4m`) at `dir`; `Err` says why not.
+    pub fn tmpfs(dir: &Path, size: &str) -> Result<Mount, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        mount(&[
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+            path_str(dir)?,
+        ])?;
+        Ok(Mount(dir.to_path_buf()))
+    }
+
+    /// Makes `dir` a read-only view of itself; `Err` says why not.
+    pub fn read_only(dir: &Path) -> Result<Mount, String> {
+        let path = path_str(dir)?;
+        mount(&["--bind", path, path])?;
+        let mounted = Mount(dir.to_path_buf());
+        mount(&["-o", "remount,bind,ro", path])?;
+        Ok(mounted)
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn path_str(dir: &Path) -> Result<&str, String> {
+    dir.to_str()
+        .ok_or_else(|| format!("not UTF-8: {}", dir.display()))
+}
+
+fn mount(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("mount")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run mount: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
 /// Waits until `ready` holds, checking every 20 ms: a readiness signal that
 /// a program gives through the file system (a file it writes). Fails the
 /// test, naming `what`, when it has not held within `limit`, a bound far

@@ -629,6 +629,7 @@ fn trace_state(completeness: &Completeness, notes: &[String]) -> TraceState {
         truncated_at,
         status,
         notes: notes.to_vec(),
+        dropped_events: crate::report::dropped_events(completeness),
     }
 }
 

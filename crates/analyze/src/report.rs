@@ -64,6 +64,9 @@ pub struct TraceState {
     pub status: String,
     /// Messages the recorder left.
     pub notes: Vec<String>,
+    /// Heap events the recorder could not record (it ran out of memory),
+    /// from the trailer: `None` for a trace without one.
+    pub dropped_events: Option<u64>,
 }
 
 /// Totals over the whole run.
@@ -212,6 +215,15 @@ pub struct ReportInput<'a> {
     pub clock: &'a memtrace_format::Clock,
 }
 
+/// Heap events the recorder could not record, as the trailer says; `None`
+/// without a trailer.
+pub(crate) fn dropped_events(completeness: &Completeness) -> Option<u64> {
+    match completeness {
+        Completeness::Complete(trailer) => Some(trailer.n_dropped),
+        _ => None,
+    }
+}
+
 /// Builds the report from a finished replay.
 pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) -> Report {
     let clock = input.clock;
@@ -337,6 +349,7 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
             truncated_at,
             status,
             notes: input.notes.to_vec(),
+            dropped_events: dropped_events(input.completeness),
         },
         totals: Totals {
             duration_ns: since_start(replay.last_ts),
@@ -477,6 +490,12 @@ pub fn render_text(r: &Report, opt: TextOptions) -> String {
         r.program.pid
     );
     let _ = writeln!(out, "trace: {}", r.trace.status);
+    if let Some(n) = r.trace.dropped_events.filter(|&n| n > 0) {
+        let _ = writeln!(
+            out,
+            "dropped: {n} heap events the recorder could not record (out of memory)"
+        );
+    }
     for note in &r.trace.notes {
         let _ = writeln!(out, "recorder note: {note}");
     }

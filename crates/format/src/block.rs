@@ -125,36 +125,87 @@ pub(crate) fn read_preamble(src: &mut impl Read) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Seals `raw` into one block and writes it. `scratch` is reused between calls.
+/// The zstd state a writer keeps between blocks.
+pub(crate) type Compressor = zstd::zstd_safe::CCtx<'static>;
+
+/// Seals `raw` into one block and writes it; returns the bytes written.
+/// `scratch` is reused between calls. A block that cannot be compressed
+/// (zstd, or `scratch`, cannot get memory) is stored as it is: each block
+/// names its codec.
 pub(crate) fn write_block(
     out: &mut impl Write,
     raw: &[u8],
     codec: Codec,
-    compressor: &mut Option<zstd::bulk::Compressor<'static>>,
+    compressor: &mut Option<Compressor>,
     scratch: &mut Vec<u8>,
 ) -> io::Result<usize> {
-    let (code, stored): (u8, &[u8]) = match codec {
-        Codec::Raw => (0, raw),
-        Codec::Zstd(level) => {
-            if compressor.is_none() {
-                *compressor = Some(zstd::bulk::Compressor::new(level)?);
-            }
-            let comp = compressor.as_mut().expect("compressor was just created");
-            scratch.clear();
-            scratch.reserve(zstd::zstd_safe::compress_bound(raw.len()));
-            comp.compress_to_buffer(raw, scratch)?;
-            (1, scratch.as_slice())
-        }
+    let compressed = match codec {
+        Codec::Raw => false,
+        Codec::Zstd(level) => compress(raw, level, compressor, scratch),
     };
+    if compressed {
+        write_parts(out, 1, raw.len(), &[scratch])
+    } else {
+        write_parts(out, 0, raw.len(), &[raw])
+    }
+}
+
+/// Compresses `raw` into `scratch`; false when zstd or `scratch` cannot get
+/// the memory it needs.
+fn compress(
+    raw: &[u8],
+    level: i32,
+    compressor: &mut Option<Compressor>,
+    scratch: &mut Vec<u8>,
+) -> bool {
+    use zstd::zstd_safe::{compress_bound, CCtx, CParameter};
+    if compressor.is_none() {
+        let Some(mut context) = CCtx::try_create() else {
+            return false;
+        };
+        if context
+            .set_parameter(CParameter::CompressionLevel(level))
+            .is_err()
+        {
+            return false;
+        }
+        *compressor = Some(context);
+    }
+    let Some(context) = compressor.as_mut() else {
+        return false;
+    };
+    scratch.clear();
+    if scratch.try_reserve(compress_bound(raw.len())).is_err() {
+        return false;
+    }
+    context.compress2(scratch, raw).is_ok()
+}
+
+/// Writes one block whose stored bytes are `parts`, one after the other,
+/// without gathering them first; `raw_len` is their size once decoded.
+/// Returns the bytes written.
+pub(crate) fn write_parts(
+    out: &mut impl Write,
+    code: u8,
+    raw_len: usize,
+    parts: &[&[u8]],
+) -> io::Result<usize> {
+    let stored_len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut crc = crc32fast::Hasher::new();
+    for part in parts {
+        crc.update(part);
+    }
     let mut head = [0u8; BLOCK_HEADER_LEN];
     head[..4].copy_from_slice(BLOCK_MAGIC);
     head[4] = code;
-    head[8..12].copy_from_slice(&(stored.len() as u32).to_le_bytes());
-    head[12..16].copy_from_slice(&(raw.len() as u32).to_le_bytes());
-    head[16..20].copy_from_slice(&crc32fast::hash(stored).to_le_bytes());
+    head[8..12].copy_from_slice(&(stored_len as u32).to_le_bytes());
+    head[12..16].copy_from_slice(&(raw_len as u32).to_le_bytes());
+    head[16..20].copy_from_slice(&crc.finalize().to_le_bytes());
     out.write_all(&head)?;
-    out.write_all(stored)?;
-    Ok(BLOCK_HEADER_LEN + stored.len())
+    for part in parts {
+        out.write_all(part)?;
+    }
+    Ok(BLOCK_HEADER_LEN + stored_len)
 }
 
 /// Reads the next block, which starts at file offset `offset`, into `raw`,

@@ -61,4 +61,4 @@ pub use record::{
 };
 pub use source::{Extent, TraceFile, TraceReader};
 pub use stacks::{Frames, StackTable};
-pub use write::Writer;
+pub use write::{Writer, WriterBuffers};

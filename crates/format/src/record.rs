@@ -395,10 +395,11 @@ pub struct Trailer {
     pub n_dropped: u64,
 }
 
-/// Encodes a record: tag, length, payload.
-pub(crate) fn put_record(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
-    out.push(tag);
-    put_bytes(out, payload);
+/// The bytes of a record before its payload of `len` bytes (tag, length)
+/// into `out`; returns how many.
+pub(crate) fn put_record_head(out: &mut [u8; 11], tag: u8, len: usize) -> usize {
+    out[0] = tag;
+    put_u64_at(out, 1, len as u64)
 }
 
 impl Header {
@@ -829,7 +830,7 @@ pub(crate) fn decode_batch_items(
 /// long runs of alike bytes (all timestamps, then all sizes, ...) instead
 /// of interleaved fields: the same data compresses to about a sixth less,
 /// and faster.
-mod column {
+pub(crate) mod column {
     /// The item codes' column, one byte per item; the others follow in the
     /// order of [`NAMES`]: timestamp deltas (every item), latency codes
     /// (heap items), addresses given back (frees' `addr`, reallocs'
@@ -855,12 +856,10 @@ pub(crate) const COLUMN_BATCH_ITEMS: usize = 1 << 15;
 const MAX_ITEM_COLUMN_BYTES: usize = 11;
 
 /// Most bytes a `COLUMNS` record of `n_items` items takes in a block, tag
-/// and length included: the writer makes room for this much before
-/// encoding one (3.3 MB for [`COLUMN_BATCH_ITEMS`]).
-pub(crate) fn columns_record_bound(n_items: usize) -> usize {
-    // Tag, a 5-byte length, `tid`, `n` and nine lengths of at most 5 bytes each.
-    let head = 1 + 5 + 5 + 5 + column::COUNT * 5;
-    head + n_items * column::COUNT * MAX_ITEM_COLUMN_BYTES
+/// and length included (3.3 MB for [`COLUMN_BATCH_ITEMS`]): the writer
+/// checks at compile time that the largest fits in a block.
+pub(crate) const fn columns_record_bound(n_items: usize) -> usize {
+    COLUMNS_HEAD_MAX + n_items * column::COUNT * MAX_ITEM_COLUMN_BYTES
 }
 
 /// One column being written: a buffer with room for the largest batch,
@@ -873,12 +872,24 @@ pub(crate) struct Column {
 }
 
 impl Column {
-    fn reset(&mut self, items: usize) {
-        self.len = 0;
+    /// Makes room for `items` items and empties the column; false, with
+    /// nothing changed, when the memory cannot be had.
+    fn reserve(&mut self, items: usize) -> bool {
         let need = items * MAX_ITEM_COLUMN_BYTES;
         if self.buf.len() < need {
+            if self.buf.try_reserve_exact(need - self.buf.len()).is_err() {
+                return false;
+            }
+            // Within the capacity just reserved: no allocation.
             self.buf.resize(need, 0);
         }
+        self.len = 0;
+        true
+    }
+
+    #[cfg(test)]
+    fn reset(&mut self, items: usize) {
+        assert!(self.reserve(items));
     }
 
     #[inline(always)]
@@ -909,6 +920,55 @@ impl Column {
 #[derive(Default)]
 pub(crate) struct ColumnScratch {
     cols: [Column; column::COUNT],
+}
+
+/// Most bytes of a `COLUMNS` record before its columns: the tag, the
+/// 5-byte length, the thread id, the item count and the column lengths.
+pub(crate) const COLUMNS_HEAD_MAX: usize = 1 + 5 + 10 * (2 + column::COUNT);
+
+impl ColumnScratch {
+    /// Makes room for a batch of `items` items; false, allocating nothing
+    /// more, when the memory cannot be had (the caller tries fewer items).
+    pub(crate) fn reserve(&mut self, items: usize) -> bool {
+        self.cols.iter_mut().all(|c| c.reserve(items))
+    }
+
+    /// The record's bytes before the columns, for a batch of `n` items of
+    /// thread `tid` just encoded by [`fill_columns`], into `out`; returns
+    /// how many. The length is a 5-byte varint (non-minimal LEB128, which
+    /// every reader accepts), as the writer has always written it.
+    pub(crate) fn head(&self, tid: u32, n: usize, out: &mut [u8; COLUMNS_HEAD_MAX]) -> usize {
+        let mut at = 6;
+        at = put_u64_at(out, at, tid.into());
+        at = put_u64_at(out, at, n as u64);
+        for col in &self.cols {
+            at = put_u64_at(out, at, col.len as u64);
+        }
+        let len = (at - 6 + self.cols.iter().map(|c| c.len).sum::<usize>()) as u32;
+        out[0] = tag::COLUMNS;
+        for i in 0..5 {
+            let bits = ((len >> (7 * i)) & 0x7f) as u8;
+            out[1 + i] = if i < 4 { bits | 0x80 } else { bits };
+        }
+        at
+    }
+
+    /// The encoded columns, in record order.
+    pub(crate) fn bytes(&self) -> [&[u8]; column::COUNT] {
+        std::array::from_fn(|i| self.cols[i].bytes())
+    }
+}
+
+/// Writes `value` as an unsigned LEB128 varint at `out[at..]`; returns the
+/// position after it.
+fn put_u64_at(out: &mut [u8], mut at: usize, mut value: u64) -> usize {
+    while value >= 0x80 {
+        out[at] = (value as u8) | 0x80;
+        value >>= 7;
+        at += 1;
+    }
+    out[at] = value as u8;
+    at + 1
 }
 
 #[inline(always)]
@@ -960,12 +1020,36 @@ fn addr_delta(cur: &mut Cursor) -> Result<u64, DecodeError> {
 /// `tid n len[COUNT] column[COUNT]`, handing each item to `inspect` first.
 /// Returns false, having appended nothing, when a heap event's function
 /// code is unknown.
+#[cfg(test)]
 #[must_use]
 pub(crate) fn encode_columns(
     tid: u32,
     items: &[ThreadItem],
     scratch: &mut ColumnScratch,
     out: &mut Vec<u8>,
+    inspect: &mut impl FnMut(&ThreadItem),
+) -> bool {
+    assert!(scratch.reserve(items.len()));
+    if !fill_columns(items, scratch, inspect) {
+        return false;
+    }
+    let mut head = [0u8; COLUMNS_HEAD_MAX];
+    let n = scratch.head(tid, items.len(), &mut head);
+    out.extend_from_slice(&head[6..n]);
+    for col in scratch.bytes() {
+        out.extend_from_slice(col);
+    }
+    true
+}
+
+/// Encodes items into the columns of `scratch`, which
+/// [`ColumnScratch::reserve`] made room for, handing each item to `inspect`
+/// first: nothing here allocates. Returns false when a heap event's
+/// function code is unknown.
+#[must_use]
+pub(crate) fn fill_columns(
+    items: &[ThreadItem],
+    scratch: &mut ColumnScratch,
     inspect: &mut impl FnMut(&ThreadItem),
 ) -> bool {
     let [codes, ts_col, lat_col, released, returned, sizes, usables, aligns, stacks] =
@@ -981,7 +1065,8 @@ pub(crate) fn encode_columns(
         &mut *aligns,
         &mut *stacks,
     ] {
-        col.reset(items.len());
+        debug_assert!(col.buf.len() >= items.len() * MAX_ITEM_COLUMN_BYTES);
+        col.len = 0;
     }
     let mut st = DeltaState::default();
     for item in items {
@@ -1028,14 +1113,6 @@ pub(crate) fn encode_columns(
                 st.stack = e.stack;
             }
         }
-    }
-    put_u64(out, tid.into());
-    put_u64(out, items.len() as u64);
-    for col in &scratch.cols {
-        put_u64(out, col.len as u64);
-    }
-    for col in &scratch.cols {
-        out.extend_from_slice(col.bytes());
     }
     true
 }

@@ -13,20 +13,35 @@
 //! whose holder waited in `mmap`). `pthread_atfork` handlers take every
 //! class lock around `fork`, so a child never inherits a held lock.
 //!
+//! When `mmap` fails (the program used up its address space), a large
+//! request gets null, which the recorder's fallible allocations turn into
+//! dropped work; a class that needs a new chunk takes a small one from a
+//! reserve mapped at the first allocation, and tells the recorder
+//! ([`memtrace_recorder::memory_short`]), which then takes on no new
+//! thread, ring segment or stack, so that the reserve lasts until the trace
+//! is finished (see the recorder's `memory.rs`).
+//!
 //! This file is part of the preload ABI's unsafe core: an allocator.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::UnsafeCell;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use memtrace_recorder::RawLock;
 
 const N_CLASSES: usize = 13;
 const SMALLEST: usize = 16;
 const LARGEST: usize = SMALLEST << (N_CLASSES - 1);
-const CHUNK: usize = 1 << 20;
+/// A class's chunk: at least this, and 4 blocks. Every chunk is address
+/// space a program under a limit cannot use: with 1 MiB chunks (and 16
+/// blocks) the classes a traced program touches took 8 MiB of it.
+const CHUNK: usize = 256 << 10;
 const PAGE: usize = 4096;
+/// The reserve: what the recorder's small allocations may still need once
+/// `mmap` fails (finishing the trace: a few `Vec`s, notes, the leak scan's
+/// root lists).
+const RESERVE: usize = 512 << 10;
 
 struct Class {
     lock: RawLock,
@@ -74,8 +89,14 @@ impl Class {
         // thread refilled the class meanwhile, it is kept as the spare
         // region, or unmapped when there is one already. Its pages are not
         // touched until blocks are carved from them.
-        let len = CHUNK.max(size * 16);
-        let chunk = map(len);
+        let mut len = CHUNK.max(size * 4);
+        let mut chunk = map(len);
+        let reserved = chunk.is_null();
+        if reserved {
+            // Out of address space: a page, or one block, of the reserve.
+            len = size.max(PAGE);
+            chunk = from_reserve(len);
+        }
         if chunk.is_null() {
             return ptr::null_mut();
         }
@@ -83,7 +104,9 @@ impl Class {
         // SAFETY: the class lock is held.
         let (block, unused) = unsafe { &mut *self.state.get() }.refill(chunk as usize, len, size);
         self.lock.unlock();
-        if unused {
+        // A piece of the reserve not needed after all is left unused (a
+        // page at most): it is no mapping of its own to unmap.
+        if unused && !reserved {
             memtrace_recorder::forget_own_mapping(chunk as u64);
             // SAFETY: the chunk was mapped above with this length and never used.
             unsafe { libc::munmap(chunk.cast(), len) };
@@ -183,6 +206,40 @@ fn round_to_page(n: usize) -> usize {
     n.div_ceil(PAGE) * PAGE
 }
 
+/// The next free byte of the reserve, and its end; 0 before it is mapped.
+static RESERVE_NEXT: AtomicUsize = AtomicUsize::new(0);
+static RESERVE_END: AtomicUsize = AtomicUsize::new(0);
+
+fn map_reserve() {
+    let p = map(RESERVE);
+    if !p.is_null() {
+        RESERVE_END.store(p as usize + RESERVE, Ordering::Relaxed);
+        RESERVE_NEXT.store(p as usize, Ordering::Release);
+    }
+}
+
+/// `len` bytes of the reserve (page-aligned, as `len` is a multiple of a
+/// page), or null once it is used up.
+fn from_reserve(len: usize) -> *mut u8 {
+    memtrace_recorder::memory_short();
+    let end = RESERVE_END.load(Ordering::Relaxed);
+    let mut next = RESERVE_NEXT.load(Ordering::Acquire);
+    loop {
+        if next == 0 || next + len > end {
+            return ptr::null_mut();
+        }
+        match RESERVE_NEXT.compare_exchange_weak(
+            next,
+            next + len,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return next as *mut u8,
+            Err(now) => next = now,
+        }
+    }
+}
+
 /// The global allocator of the preload library.
 pub(crate) struct OwnAlloc;
 
@@ -194,6 +251,7 @@ unsafe impl GlobalAlloc for OwnAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if !FORK_HANDLERS.load(Ordering::Relaxed) && !FORK_HANDLERS.swap(true, Ordering::AcqRel) {
             register_fork_handlers();
+            map_reserve();
         }
         let Some(index) = class_of(layout) else {
             if layout.align() > PAGE {

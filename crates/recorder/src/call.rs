@@ -6,7 +6,7 @@ use memtrace_format::{Func, HeapEvent, Op, ThreadItem};
 
 use crate::clock::ticks;
 use crate::session::{self, is_recording, mark_in_flight};
-use crate::thread::{self, StateGuard, ThreadState};
+use crate::thread::{self, NoState, StateGuard, ThreadState};
 use crate::UnwindMode;
 
 /// Most frames kept per stack.
@@ -31,7 +31,15 @@ impl Call {
         if !is_recording() {
             return None;
         }
-        let state = StateGuard::enter()?;
+        let state = match StateGuard::enter() {
+            Ok(state) => state,
+            Err(NoState::Nested) => return None,
+            Err(NoState::NoMemory) => {
+                // No memory for this thread's ring: the event is dropped.
+                crate::memory::dropped(1);
+                return None;
+            }
+        };
         mark_in_flight(state.ring(), state.last_ts);
         // Frees and reallocs are stamped before the call (see HeapEvent::ts);
         // an allocation needs the start only to measure its latency.
@@ -77,6 +85,11 @@ impl Call {
         };
         let errno = errno();
         let stack = capture_stack(&mut self.state);
+        if stack == NO_STACK {
+            crate::memory::dropped(1);
+            set_errno(errno);
+            return;
+        }
         let event = HeapEvent {
             func: func as u8,
             ts: t1,
@@ -98,6 +111,11 @@ impl Call {
         let latency = self.latency();
         let errno = errno();
         let stack = capture_stack(&mut self.state);
+        if stack == NO_STACK {
+            crate::memory::dropped(1);
+            set_errno(errno);
+            return;
+        }
         let event = HeapEvent {
             func: func as u8,
             ts: self.t0,
@@ -143,8 +161,13 @@ impl Drop for Call {
 /// Frames to drop from the unwinder's output: the hook itself.
 const SKIP: usize = 1;
 
+/// What [`capture_stack`] returns for a new stack the trie has no memory
+/// for: the event is dropped (the unwinder's memo does not keep it).
+const NO_STACK: u32 = memtrace_unwind::NOT_MEMOIZED;
+
 /// Unwinds the caller's stack and interns it. A stack this thread saw
-/// before, unchanged, is recognised without unwinding (see the unwinder's memo).
+/// before, unchanged, is recognised without unwinding (see the unwinder's
+/// memo). [`NO_STACK`] when the stack is new and there is no memory for it.
 #[inline(always)]
 fn capture_stack(state: &mut ThreadState) -> u32 {
     let ThreadState {
@@ -177,7 +200,7 @@ fn intern_frames(stacks: &mut crate::intern::StackCache, frames: &[u64]) -> u32 
         .iter()
         .position(|a| !own.contains(a))
         .unwrap_or(frames.len());
-    stacks.intern(&frames[first..])
+    stacks.intern(&frames[first..]).unwrap_or(NO_STACK)
 }
 
 #[inline(always)]

@@ -30,13 +30,22 @@ impl Interner {
         }
     }
 
-    /// The id of the stack `frames` (innermost first), adding nodes as needed.
-    fn intern(&mut self, frames: &[u64]) -> StackId {
+    /// The id of the stack `frames` (innermost first), adding nodes as
+    /// needed; `None`, with nothing added, when there is no memory for them
+    /// (see `memory`).
+    fn intern(&mut self, frames: &[u64]) -> Option<StackId> {
         let mut node = 0;
-        for &addr in frames.iter().rev() {
+        let mut reserved = false;
+        for (depth, &addr) in frames.iter().rev().enumerate() {
             node = match self.children.get(&(node, addr)) {
                 Some(&child) => child,
                 None => {
+                    // The first new node: every deeper one is new too.
+                    // Make room for all of them, or add none.
+                    if !reserved {
+                        self.reserve(frames.len() - depth)?;
+                        reserved = true;
+                    }
                     let id = self.next_id;
                     self.next_id += 1;
                     self.children.insert((node, addr), id);
@@ -45,7 +54,16 @@ impl Interner {
                 }
             };
         }
-        node
+        Some(node)
+    }
+
+    /// Room for `n` new nodes, so that adding them allocates nothing.
+    fn reserve(&mut self, n: usize) -> Option<()> {
+        if crate::memory::short() {
+            return None;
+        }
+        self.children.try_reserve(n).ok()?;
+        self.pending.try_reserve(n).ok()
     }
 
     /// Nodes added since the last call: the first one's id and the nodes.
@@ -91,6 +109,7 @@ pub(crate) struct StackCache {
 }
 
 impl StackCache {
+    /// An empty cache: its slots are allocated on the first stack.
     pub(crate) fn new() -> Self {
         StackCache {
             slots: Box::new([]),
@@ -105,14 +124,19 @@ impl StackCache {
         self.slots.len()
     }
 
-    /// The id of the stack `frames`, innermost first.
+    /// The id of the stack `frames`, innermost first; `None` when it is a
+    /// new stack and there is no memory for it. Without memory for the
+    /// cache's slots, stacks are looked up in the trie every time.
     #[inline]
-    pub(crate) fn intern(&mut self, frames: &[u64]) -> StackId {
+    pub(crate) fn intern(&mut self, frames: &[u64]) -> Option<StackId> {
         if frames.is_empty() {
-            return 0;
+            return Some(0);
         }
         if self.slots.is_empty() {
-            self.slots = vec![(0, 0); FIRST_CACHE_SLOTS].into_boxed_slice();
+            match empty_slots(FIRST_CACHE_SLOTS) {
+                Some(slots) => self.slots = slots,
+                None => return INTERNER.lock().intern(frames),
+            }
         }
         let generation = GENERATION.load(Ordering::Relaxed);
         if generation != self.generation {
@@ -123,18 +147,26 @@ impl StackCache {
         let mask = self.slots.len() - 1;
         let slot = self.slots[(hash as usize) & mask];
         if slot.0 == hash && slot.1 != 0 {
-            return slot.1;
+            return Some(slot.1);
         }
-        let id = INTERNER.lock().intern(frames);
+        let id = INTERNER.lock().intern(frames)?;
         self.misses += 1;
         if self.misses > self.slots.len() && self.slots.len() < CACHE_SLOTS {
-            self.slots = vec![(0, 0); self.slots.len() * 4].into_boxed_slice();
+            // A larger cache if memory allows; else this one is refilled.
+            if let Some(slots) = empty_slots(self.slots.len() * 4) {
+                self.slots = slots;
+            }
             self.misses = 0;
         }
         let mask = self.slots.len() - 1;
         self.slots[(hash as usize) & mask] = (hash, id);
-        id
+        Some(id)
     }
+}
+
+/// `n` empty cache slots; `None` when their memory cannot be had.
+fn empty_slots(n: usize) -> Option<Box<[(u64, StackId)]>> {
+    crate::memory::try_collect((0..n).map(|_| (0, 0))).map(Vec::into_boxed_slice)
 }
 
 /// A 64-bit hash of a stack; distinct stacks collide with odds of 2^-64.
@@ -154,9 +186,9 @@ mod tests {
     #[test]
     fn shared_prefixes_share_nodes() {
         let mut t = Interner::new();
-        let a = t.intern(&[0x30, 0x20, 0x10]);
-        let b = t.intern(&[0x31, 0x20, 0x10]);
-        assert_eq!(t.intern(&[0x30, 0x20, 0x10]), a);
+        let a = t.intern(&[0x30, 0x20, 0x10]).unwrap();
+        let b = t.intern(&[0x31, 0x20, 0x10]).unwrap();
+        assert_eq!(t.intern(&[0x30, 0x20, 0x10]), Some(a));
         assert_ne!(a, b);
         let (first, nodes) = t.take_pending();
         assert_eq!(first, 1);

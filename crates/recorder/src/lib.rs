@@ -67,6 +67,7 @@ mod crash;
 mod intern;
 mod live;
 mod maps;
+mod memory;
 mod modules;
 mod output;
 mod own_memory;
@@ -82,11 +83,13 @@ mod spin;
 mod stats;
 mod thread;
 mod tracking;
+mod wake;
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 pub use call::{finish, Call, MAX_FRAMES};
+pub use memory::memory_short;
 pub use memtrace_format::{Func, Op, RecorderKind};
 pub use own_memory::{forget_own_mapping, note_own_mapping};
 pub use scope::{
@@ -107,7 +110,7 @@ pub fn phase(name: &str) {
     }
     // The thread's recording state is made before the counters are read,
     // not inside the phase.
-    let Some(mut state) = thread::StateGuard::enter() else {
+    let Ok(mut state) = thread::StateGuard::enter() else {
         return;
     };
     let mut counters = rusage_counters();
@@ -118,7 +121,7 @@ pub fn phase(name: &str) {
 /// Call after `dlopen`/`dlclose`: the unwinder and the trace learn the new module list.
 pub fn modules_changed() {
     let state = session::is_recording()
-        .then(thread::StateGuard::enter)
+        .then(|| thread::StateGuard::enter().ok())
         .flatten();
     // Without a state (not recording, or a nested call from inside the
     // recorder, which never loads modules itself) the guard is set alone.

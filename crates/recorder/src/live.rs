@@ -33,12 +33,15 @@ pub(crate) struct LiveBlocks {
 }
 
 impl LiveBlocks {
-    /// Applies one drained item.
+    /// Applies one drained item; false when the table could not get the
+    /// memory to grow (it is then incomplete: give it up).
     #[inline]
-    pub fn apply(&mut self, item: &ThreadItem) {
-        let ThreadItem::Heap(e) = item else { return };
+    pub fn apply(&mut self, item: &ThreadItem) -> bool {
+        let ThreadItem::Heap(e) = item else {
+            return true;
+        };
         let Some(func) = Func::from_u8(e.func) else {
-            return;
+            return true;
         };
         match func.op() {
             Op::Alloc => self.alloc(e.ts, e.addr, e.size, e.stack),
@@ -46,25 +49,30 @@ impl LiveBlocks {
             Op::Realloc => {
                 // A failed realloc (NULL for a non-zero size) leaves the old block.
                 if e.addr != 0 || e.size == 0 {
-                    self.free(e.ts, e.old_addr);
                     // Stamped when it started, a realloc may receive a block
                     // that another thread frees while it runs (that free is
                     // stamped later): the new block counts from the call's end.
                     let end = e.ts.saturating_add(e.latency);
-                    self.alloc(end, e.addr, e.size, e.stack);
+                    self.free(e.ts, e.old_addr) && self.alloc(end, e.addr, e.size, e.stack)
+                } else {
+                    true
                 }
             }
         }
     }
 
-    fn alloc(&mut self, ts: u64, addr: u64, size: u64, stack: StackId) {
+    fn alloc(&mut self, ts: u64, addr: u64, size: u64, stack: StackId) -> bool {
         if addr == 0 {
-            return;
+            return true;
         }
         if !self.freed_early.is_empty()
             && self.freed_early.get(&addr).is_some_and(|&freed| freed > ts)
         {
-            return; // Already freed by a later event.
+            return true; // Already freed by a later event.
+        }
+        // Growing the table is the one allocation here.
+        if self.live.try_reserve(1).is_err() {
+            return false;
         }
         // One hash per event: insert, and put the old entry back in the rare
         // case that it was newer.
@@ -74,11 +82,12 @@ impl LiveBlocks {
                 self.live.insert(addr, old);
             }
         }
+        true
     }
 
-    fn free(&mut self, ts: u64, addr: u64) {
+    fn free(&mut self, ts: u64, addr: u64) -> bool {
         if addr == 0 {
-            return;
+            return true;
         }
         match self.live.entry(addr) {
             Entry::Occupied(e) if e.get().ts <= ts => {
@@ -87,10 +96,14 @@ impl LiveBlocks {
             // Unknown (allocated before recording began, or its allocation
             // is still in another ring), or re-allocated later: remember it.
             _ => {
+                if self.freed_early.try_reserve(1).is_err() {
+                    return false;
+                }
                 let t = self.freed_early.entry(addr).or_insert(ts);
                 *t = (*t).max(ts);
             }
         }
+        true
     }
 
     /// Every event below `watermark` has been applied: tombstones older than
@@ -101,11 +114,12 @@ impl LiveBlocks {
         }
     }
 
-    /// The live blocks in address order: `(address, block)`.
-    pub fn sorted(&self) -> Vec<(u64, LiveBlock)> {
-        let mut v: Vec<(u64, LiveBlock)> = self.live.iter().map(|(&a, &b)| (a, b)).collect();
+    /// The live blocks in address order: `(address, block)`; `None` when
+    /// the memory for the list cannot be had.
+    pub fn sorted(&self) -> Option<Vec<(u64, LiveBlock)>> {
+        let mut v = crate::memory::try_collect(self.live.iter().map(|(&a, &b)| (a, b)))?;
         v.sort_unstable_by_key(|&(a, _)| a);
-        v
+        Some(v)
     }
 }
 
@@ -127,7 +141,12 @@ mod tests {
     }
 
     fn live(blocks: &LiveBlocks) -> Vec<(u64, u64)> {
-        blocks.sorted().iter().map(|(a, b)| (*a, b.size)).collect()
+        blocks
+            .sorted()
+            .unwrap()
+            .iter()
+            .map(|(a, b)| (*a, b.size))
+            .collect()
     }
 
     #[test]

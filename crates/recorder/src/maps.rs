@@ -4,14 +4,16 @@
 
 use memtrace_format::Region;
 
-/// The heap-like mappings now; `None` when `/proc/self/maps` is unreadable.
+/// The heap-like mappings now; `None` when `/proc/self/maps` is
+/// unreadable, or memory for the list cannot be had.
 pub(crate) fn heap_regions() -> Option<Vec<Region>> {
-    let text = std::fs::read_to_string("/proc/self/maps").ok()?;
-    Some(parse(&text))
+    let text = crate::memory::read_proc("/proc/self/maps").ok()?;
+    parse(&text)
 }
 
-/// Parses the lines of a maps file.
-fn parse(text: &str) -> Vec<Region> {
+/// Parses the lines of a maps file; `None` when memory for the list
+/// cannot be had.
+fn parse(text: &str) -> Option<Vec<Region>> {
     let mut regions = Vec::new();
     for line in text.lines() {
         let mut fields = line.split_whitespace();
@@ -32,9 +34,10 @@ fn parse(text: &str) -> Vec<Region> {
         else {
             continue;
         };
+        regions.try_reserve(1).ok()?;
         regions.push(Region { start, end, kind });
     }
-    regions
+    Some(regions)
 }
 
 #[cfg(test)]
@@ -52,7 +55,7 @@ mod tests {
 7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
 ";
         assert_eq!(
-            parse(maps),
+            parse(maps).unwrap(),
             vec![
                 Region {
                     start: 0x55d1_c000_0000,

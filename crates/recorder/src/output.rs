@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use memtrace_format::{ClockSync, Codec, Header, Writer};
+use memtrace_format::{ClockSync, Codec, Header, Writer, WriterBuffers};
 
 use crate::clock::{self, monotonic_ns, ticks};
 use crate::session::Config;
@@ -19,8 +19,13 @@ static MOVED_FOR_EXEC: SpinLock<Option<(PathBuf, PathBuf)>> = SpinLock::new(None
 
 /// Creates the trace file `config` names (or the first free default name)
 /// and writes the preamble and the header block into it; a clock sync
-/// waits in the writer for the first turn. The path is returned too.
-pub(crate) fn open_trace(config: &Config) -> io::Result<(Writer<TraceFile>, PathBuf)> {
+/// waits in the writer for the first turn. The path is returned too. The
+/// writer gets `buffers`, allocated while memory was there (an error of
+/// kind `OutOfMemory` when the header still cannot get memory).
+pub(crate) fn open_trace(
+    config: &Config,
+    buffers: WriterBuffers,
+) -> io::Result<(Writer<TraceFile>, PathBuf)> {
     // SAFETY: getpid/getppid have no preconditions.
     let (pid, ppid) = unsafe { (libc::getpid() as u32, libc::getppid() as u32) };
     let exe = std::fs::read_link("/proc/self/exe")
@@ -71,7 +76,7 @@ pub(crate) fn open_trace(config: &Config) -> io::Result<(Writer<TraceFile>, Path
     // blocks, which changes their layout (`memtrace frag`, the scatter of
     // `memtrace cache`). The writer thread makes it at its first compressed
     // block, in its own arena, as it did when the file was created there.
-    let mut writer = Writer::new(TraceFile::new(file)?, &header, Codec::Raw)?;
+    let mut writer = Writer::with_buffers(TraceFile::new(file)?, &header, Codec::Raw, buffers)?;
     writer.set_codec(codec);
     writer.set_auto_seal(false);
     writer.clock_sync(ClockSync {

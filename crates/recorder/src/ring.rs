@@ -20,6 +20,10 @@
 //! and the memory of a burst goes back once the writer has caught up; the
 //! writer drops a closed ring, and with it the last segment, once drained.
 //!
+//! A segment that cannot be had (the allocator returns null, or the
+//! recorder is short of memory, see `memory`) leaves the ring as it is:
+//! the push says so ([`Push::NoMemory`]) and the caller drops the item.
+//!
 //! # Protocol (checked by the loom models of `ring/loom_tests.rs`)
 //! * The producer writes position `p` of segment `s` only while
 //!   `p - max(head, s.start) < s.capacity`, with `head` loaded with acquire:
@@ -64,16 +68,24 @@ struct Segment<T> {
 
 impl<T> Segment<T> {
     /// A segment of `capacity` slots (a power of two) for positions from
-    /// `start`; `None` when memory is short (the ring then counts as full).
+    /// `start`; `None` when memory is short. Both allocations are fallible.
     fn new(start: usize, capacity: usize) -> Option<NonNull<Segment<T>>> {
         let slots = alloc_slots::<T>(capacity)?;
-        let segment = Box::new(Segment {
-            start,
-            mask: capacity - 1,
-            slots,
-            next: AtomicPtr::new(ptr::null_mut()),
-        });
-        Some(NonNull::from(Box::leak(segment)))
+        let Some(segment) = alloc_segment::<T>() else {
+            // SAFETY: made just above with this capacity, never used.
+            unsafe { free_slots(slots, capacity) };
+            return None;
+        };
+        // SAFETY: `segment` is fresh, writable memory for one Segment<T>.
+        unsafe {
+            segment.as_ptr().write(Segment {
+                start,
+                mask: capacity - 1,
+                slots,
+                next: AtomicPtr::new(ptr::null_mut()),
+            })
+        };
+        Some(segment)
     }
 
     fn capacity(&self) -> usize {
@@ -141,6 +153,20 @@ impl<T> Drop for Segment<T> {
     }
 }
 
+/// Memory for one segment's header, freed as a `Box` (same allocator,
+/// same layout); `None` when the allocator has none.
+#[cfg(not(loom))]
+fn alloc_segment<T>() -> Option<NonNull<Segment<T>>> {
+    // SAFETY: a segment is not zero-sized.
+    NonNull::new(unsafe { std::alloc::alloc(Layout::new::<Segment<T>>()) }.cast())
+}
+
+#[cfg(loom)]
+fn alloc_segment<T>() -> Option<NonNull<Segment<T>>> {
+    let segment: Box<MaybeUninit<Segment<T>>> = Box::new(MaybeUninit::uninit());
+    Some(NonNull::from(Box::leak(segment)).cast())
+}
+
 #[cfg(not(loom))]
 fn alloc_slots<T>(capacity: usize) -> Option<NonNull<Slot<T>>> {
     let layout = Layout::array::<Slot<T>>(capacity).ok()?;
@@ -201,6 +227,18 @@ pub(crate) struct Ring<T> {
 unsafe impl<T: Send> Sync for Ring<T> {}
 // SAFETY: as above; the ring owns its segments and their plain items.
 unsafe impl<T: Send> Send for Ring<T> {}
+
+/// What became of a push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Push {
+    /// The item is in the ring.
+    Done,
+    /// The ring is full at its largest size: the writer must drain it.
+    Full,
+    /// The ring is full and a larger segment could not be had.
+    NoMemory,
+}
 
 /// The producing half of a ring: the only handle that pushes.
 pub(crate) struct Producer<T> {
@@ -340,18 +378,19 @@ impl<T: Copy> Producer<T> {
         &self.ring
     }
 
-    /// Pushes an item; false when the ring is full and cannot grow (it is
-    /// at its largest size, or memory is short).
+    /// Pushes an item, unless the ring is full and cannot grow: it is at
+    /// its largest size ([`Push::Full`]) or memory is short
+    /// ([`Push::NoMemory`]).
     #[inline]
-    pub(crate) fn push(&mut self, item: T) -> bool {
+    pub(crate) fn push(&mut self, item: T) -> Push {
         let tail = self.tail;
         // SAFETY: `newest` lives while the producer does (see Send above).
         let mut segment = unsafe { self.newest.as_ref() };
         if tail - self.cached_head.max(segment.start) > segment.mask {
             self.cached_head = self.ring.head.0.load(Ordering::Acquire);
             if tail - self.cached_head.max(segment.start) > segment.mask {
-                if !self.grow() {
-                    return false;
+                if let Err(refused) = self.grow() {
+                    return refused;
                 }
                 // SAFETY: as above, for the new newest segment.
                 segment = unsafe { self.newest.as_ref() };
@@ -363,27 +402,31 @@ impl<T: Copy> Producer<T> {
         unsafe { segment.slot(tail).write(MaybeUninit::new(item)) };
         self.tail = tail + 1;
         self.ring.tail.0.store(tail + 1, Ordering::Release);
-        true
+        Push::Done
     }
 
-    /// Links a segment twice as large after the full newest one; false when
-    /// the ring is at its largest or memory is short.
+    /// Links a segment twice as large after the full newest one; why not
+    /// when the ring is at its largest or memory is short (the recorder
+    /// keeps its allocator's reserve for finishing the trace once short).
     #[cold]
-    fn grow(&mut self) -> bool {
+    fn grow(&mut self) -> Result<(), Push> {
         // SAFETY: `newest` lives while the producer does.
         let segment = unsafe { self.newest.as_ref() };
         let capacity = segment.capacity() * 2;
         if capacity > self.ring.largest {
-            return false;
+            return Err(Push::Full);
+        }
+        if crate::memory::short() {
+            return Err(Push::NoMemory);
         }
         let Some(next) = Segment::new(self.tail, capacity) else {
-            return false;
+            return Err(Push::NoMemory);
         };
         // The last access to the old segment: from here on the consumer may
         // free it as soon as it has read it.
         segment.next.store(next.as_ptr(), Ordering::Release);
         self.newest = next;
-        true
+        Ok(())
     }
 
     /// Items pushed so far.
@@ -420,16 +463,16 @@ mod tests {
         let ring = Arc::clone(p.ring());
         // 2 + 4 + 8 slots, nothing consumed.
         for i in 0..14 {
-            assert!(p.push(i), "push {i}");
+            assert_eq!(p.push(i), Push::Done, "push {i}");
         }
         assert_eq!(p.capacity(), 8);
-        assert!(!p.push(14), "the largest segment is full");
+        assert_eq!(p.push(14), Push::Full, "the largest segment is full");
         assert_eq!(drain(&ring), (0..14).collect::<Vec<_>>());
         // Consumed: the newest segment has room again, the old ones are gone.
         for i in 14..22 {
-            assert!(p.push(i), "push {i}");
+            assert_eq!(p.push(i), Push::Done, "push {i}");
         }
-        assert!(!p.push(22));
+        assert_eq!(p.push(22), Push::Full);
         assert_eq!(drain(&ring), (14..22).collect::<Vec<_>>());
     }
 
@@ -441,7 +484,7 @@ mod tests {
         let mut got = Vec::new();
         for round in 0..10u64 {
             for i in 0..3 {
-                assert!(p.push(round * 3 + i));
+                assert_eq!(p.push(round * 3 + i), Push::Done);
                 expected.push(round * 3 + i);
             }
             got.extend(drain(&ring));
@@ -455,7 +498,7 @@ mod tests {
         let mut p = Ring::<u64>::with_producer(1, 2, 64).unwrap();
         let ring = Arc::clone(p.ring());
         for i in 0..10 {
-            assert!(p.push(i));
+            assert_eq!(p.push(i), Push::Done);
         }
         let mut got = Vec::new();
         ring.consume_until(5, |items| {
@@ -469,7 +512,7 @@ mod tests {
         assert!(ring.is_drained(ring.published()));
         assert!(drain(&ring).is_empty());
         // A position past the tail counts as the tail.
-        assert!(p.push(10));
+        assert_eq!(p.push(10), Push::Done);
         assert_eq!(
             {
                 let mut v = Vec::new();

@@ -18,11 +18,14 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, O
 use std::sync::Arc;
 use std::time::Duration;
 
-use memtrace_format::{ClockSync, Codec, Module, Phase, RecorderKind, ThreadItem, Trailer, Writer};
+use memtrace_format::{
+    ClockSync, Codec, Module, Phase, RecorderKind, ThreadItem, Trailer, Writer, WriterBuffers,
+};
 
 use crate::clock::{self, monotonic_ns, ticks};
 use crate::intern::{self, INTERNER};
 use crate::live::LiveBlocks;
+use crate::memory;
 use crate::modules::loaded_modules;
 use crate::output;
 use crate::pace::Pace;
@@ -56,7 +59,8 @@ static CONFIG: SpinLock<Option<Config>> = SpinLock::new(None);
 static WRITER: SpinLock<Option<WriterState>> = SpinLock::new(None);
 static SIDE: SpinLock<Vec<Side>> = SpinLock::new(Vec::new());
 static KNOWN_MODULES: SpinLock<Vec<(String, u64)>> = SpinLock::new(Vec::new());
-static WRITER_THREAD: SpinLock<Option<std::thread::Thread>> = SpinLock::new(None);
+/// True once the writer thread runs (woken through `wake`).
+static WRITER_RUNNING: AtomicBool = AtomicBool::new(false);
 static STOP_WRITER: AtomicBool = AtomicBool::new(false);
 static SEQCST_IN_FLIGHT: AtomicBool = AtomicBool::new(true);
 /// The process whose trace the session's state belongs to. A child made by
@@ -114,6 +118,9 @@ struct WriterState {
     last_regions: Vec<memtrace_format::Region>,
     /// The blocks live now, for the exit-time scan (unless MEMTRACE_LEAK_SCAN=0).
     live: Option<LiveBlocks>,
+    /// The writer's buffers, taken while memory is there (see `memory`),
+    /// until the trace file is created.
+    buffers: Option<WriterBuffers>,
 }
 
 impl WriterState {
@@ -134,6 +141,7 @@ impl WriterState {
             last_maps_ns: 0,
             last_regions: Vec::new(),
             live: crate::leak_scan_enabled().then(LiveBlocks::default),
+            buffers: WriterBuffers::try_new(),
         }
     }
 }
@@ -164,10 +172,10 @@ pub fn start(config: Config) {
     activate();
     if is_recording() {
         if let Some(ws) = WRITER.lock().as_mut() {
-            create_trace(ws);
+            let _ = create_trace(ws);
         }
     }
-    if spawn && WRITER_THREAD.lock().is_none() && is_recording() {
+    if spawn && !WRITER_RUNNING.load(Ordering::Acquire) && is_recording() {
         spawn_writer();
     }
     if !nested {
@@ -243,21 +251,7 @@ extern "C" fn finish_at_exit() {
 /// thread start-up allocates before a Rust closure would run.
 fn spawn_writer() {
     STOP_WRITER.store(false, Ordering::Relaxed);
-    let mut handle: libc::pthread_t = 0;
-    // SAFETY: starts `writer_main`, which takes no argument; the attributes
-    // are the defaults (NULL).
-    let rc = unsafe {
-        libc::pthread_create(
-            &mut handle,
-            std::ptr::null(),
-            writer_main,
-            std::ptr::null_mut(),
-        )
-    };
-    if rc == 0 {
-        // SAFETY: the thread runs detached; nobody joins it.
-        unsafe { libc::pthread_detach(handle) };
-    }
+    crate::wake::spawn(writer_main);
 }
 
 extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
@@ -269,12 +263,12 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     WRITER_STACK.store(std::ptr::addr_of!(marker) as u64, Ordering::Relaxed);
     // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated name.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"memtrace-writer".as_ptr()) };
-    *WRITER_THREAD.lock() = Some(std::thread::current());
+    WRITER_RUNNING.store(true, Ordering::Release);
     writer_loop();
     // Never return: an exiting thread makes glibc unmap cached thread
     // stacks, which the leak scan may be reading at that moment.
     loop {
-        std::thread::park();
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }
 
@@ -283,11 +277,12 @@ fn writer_loop() {
     // turn with data (in the first process, `start` created it already).
     if let Some(mut writer) = WRITER.try_lock() {
         if let Some(ws) = writer.as_mut().filter(|_| is_recording()) {
-            create_trace(ws);
+            // Without memory now, the first turn with data tries again.
+            let _ = create_trace(ws);
         }
     }
     while !STOP_WRITER.load(Ordering::Relaxed) && is_recording() {
-        std::thread::park_timeout(Duration::from_millis(10));
+        crate::wake::wait(Duration::from_millis(10));
         if let Some(mut writer) = WRITER.try_lock() {
             if let Some(ws) = writer.as_mut() {
                 drain(ws, false);
@@ -298,8 +293,8 @@ fn writer_loop() {
 
 /// A ring is more than half full: wake the writer early.
 pub(crate) fn ring_half_full() {
-    if let Some(t) = WRITER_THREAD.try_lock().and_then(|t| t.clone()) {
-        t.unpark();
+    if WRITER_RUNNING.load(Ordering::Relaxed) {
+        crate::wake::wake();
     }
 }
 
@@ -317,23 +312,17 @@ pub(crate) fn ring_full() {
         STATE.store(DONE, Ordering::Release);
         return;
     }
-    let writer = WRITER_THREAD.lock().clone();
-    match writer {
-        Some(t) => {
-            t.unpark();
-            // Sleep rather than yield: with more threads than cores, yielding
-            // hands the core to other producers and the writer starves.
-            std::thread::sleep(Duration::from_micros(50));
+    if WRITER_RUNNING.load(Ordering::Acquire) {
+        crate::wake::wake();
+        // Sleep rather than yield: with more threads than cores, yielding
+        // hands the core to other producers and the writer starves.
+        std::thread::sleep(Duration::from_micros(50));
+    } else if let Some(mut w) = WRITER.try_lock() {
+        if let Some(ws) = w.as_mut() {
+            drain(ws, false);
         }
-        None => {
-            if let Some(mut w) = WRITER.try_lock() {
-                if let Some(ws) = w.as_mut() {
-                    drain(ws, false);
-                }
-            } else {
-                std::thread::yield_now();
-            }
-        }
+    } else {
+        std::thread::yield_now();
     }
 }
 
@@ -469,8 +458,20 @@ fn drain(ws: &mut WriterState, last: bool) {
     // Normally the file exists since `start`; a forked child whose writer
     // thread has not run yet, or a process whose hooks ran but whose
     // constructor never did, creates it here.
-    if ws.writer.is_none() && ((nothing_new && !last) || !create_trace(ws)) {
-        return;
+    if ws.writer.is_none() {
+        if nothing_new && !last {
+            return;
+        }
+        match create_trace(ws) {
+            Ok(()) => {}
+            Err(NoTrace::NoMemory) => {
+                // No file yet, and no memory to write one: drop what
+                // waits (the rings must not fill up) and try next turn.
+                drop_items(&rings, &marks);
+                return;
+            }
+            Err(NoTrace::Ended) => return,
+        }
     }
     let (first_node, nodes) = INTERNER.lock().take_pending();
     let side = std::mem::take(&mut *SIDE.lock());
@@ -482,45 +483,28 @@ fn drain(ws: &mut WriterState, last: bool) {
     };
     let Some(w) = ws.writer.as_mut() else { return };
     w.set_codec(codec);
-    let mut n_events = 0u64;
-    let mut n_threads = 0u64;
+    let mut counts = (0u64, 0u64);
     let live = &mut ws.live;
     let result = (|| -> io::Result<()> {
         w.stack_nodes(first_node, &nodes)?;
         for record in &side {
-            match record {
-                Side::Module(ts, m) => w.module_loaded(*ts, m)?,
-                Side::ModuleGone(ts, bias) => w.module_unloaded(*ts, *bias)?,
-                Side::Phase(p) => w.phase(p)?,
-                Side::Note(text) => w.note(text)?,
-            }
-        }
-        for (ring, &(_, until)) in rings.iter().zip(&marks) {
-            ring.consume_until(until, |items| {
-                // The counts and the live blocks look at each item while the
-                // encoder has it in the cache: a ring's items are megabytes.
-                w.batch_inspect(ring.tid, items, |item| {
-                    match item {
-                        ThreadItem::Heap(_) => n_events += 1,
-                        ThreadItem::Start { .. } => n_threads += 1,
-                        ThreadItem::End { .. } => {}
-                    }
-                    if let Some(live) = live.as_mut() {
-                        live.apply(item);
-                    }
-                })
+            // Without memory for it, a side record is left out.
+            unless_out_of_memory(match record {
+                Side::Module(ts, m) => w.module_loaded(*ts, m),
+                Side::ModuleGone(ts, bias) => w.module_unloaded(*ts, *bias),
+                Side::Phase(p) => w.phase(p),
+                Side::Note(text) => w.note(text),
             })?;
-            // The ring's slots are free again: compress now if the block is full,
-            // so that blocks stay near their target size with many threads.
-            w.seal_if_full()?;
         }
-        // The heap's extent, every 100 ms when it changed.
+        write_rings(w, &rings, &marks, live, &mut counts)?;
+        // The heap's extent, every 100 ms when it changed; not when memory
+        // is short (reading the maps takes some).
         let now_ns = monotonic_ns();
-        if now_ns - ws.last_maps_ns > 100_000_000 || last {
+        if (now_ns - ws.last_maps_ns > 100_000_000 || last) && !memory::short() {
             ws.last_maps_ns = now_ns;
             if let Some(regions) = crate::maps::heap_regions() {
                 if regions != ws.last_regions {
-                    w.heap_regions(now_ticks, &regions)?;
+                    unless_out_of_memory(w.heap_regions(now_ticks, &regions))?;
                     ws.last_regions = regions;
                 }
             }
@@ -545,6 +529,7 @@ fn drain(ws: &mut WriterState, last: bool) {
         }
         Ok(())
     })();
+    let (n_events, n_threads) = counts;
     ws.n_events += n_events;
     ws.n_threads += n_threads;
     ws.pace.done(
@@ -569,6 +554,83 @@ fn drain(ws: &mut WriterState, last: bool) {
     }
 }
 
+/// Writes what each ring holds up to its mark; `counts` gets the heap
+/// events and thread starts written. Without memory to write a ring's
+/// items, they are consumed all the same (the thread must not wait for
+/// room) and counted as dropped; without memory for the live-block table,
+/// it is given up, and with it the leak scan.
+fn write_rings(
+    w: &mut Writer<TraceFile>,
+    rings: &[Arc<ThreadRing>],
+    marks: &[(bool, usize)],
+    live: &mut Option<LiveBlocks>,
+    counts: &mut (u64, u64),
+) -> io::Result<()> {
+    let mut live_lost = false;
+    for (ring, &(_, until)) in rings.iter().zip(marks) {
+        ring.consume_until(until, |items| {
+            let mut written = 0u64;
+            // The counts and the live blocks look at each item while the
+            // encoder has it in the cache: a ring's items are megabytes.
+            let result = w.batch_inspect(ring.tid, items, |item| {
+                match item {
+                    ThreadItem::Heap(_) => written += 1,
+                    ThreadItem::Start { .. } => counts.1 += 1,
+                    ThreadItem::End { .. } => {}
+                }
+                if live.as_mut().is_some_and(|l| !l.apply(item)) {
+                    *live = None;
+                    live_lost = true;
+                }
+            });
+            counts.0 += written;
+            match result {
+                // The items written were inspected, the others not.
+                Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                    memory::dropped(count_heap_events(items) - written);
+                    Ok(())
+                }
+                other => other,
+            }
+        })?;
+        // The ring's slots are free again: compress now if the block is full,
+        // so that blocks stay near their target size with many threads.
+        w.seal_if_full()?;
+    }
+    if live_lost {
+        unless_out_of_memory(w.note(
+            "out of memory: the table of live blocks was given up, so there is no leak scan",
+        ))?;
+    }
+    Ok(())
+}
+
+fn count_heap_events(items: &[ThreadItem]) -> u64 {
+    items
+        .iter()
+        .filter(|i| matches!(i, ThreadItem::Heap(_)))
+        .count() as u64
+}
+
+/// Consumes what the rings hold up to their marks without writing it,
+/// counting the heap events as dropped.
+fn drop_items(rings: &[Arc<ThreadRing>], marks: &[(bool, usize)]) {
+    for (ring, &(_, until)) in rings.iter().zip(marks) {
+        let _ = ring.consume_until(until, |items| {
+            memory::dropped(count_heap_events(items));
+            Ok::<(), ()>(())
+        });
+    }
+}
+
+/// Success for a record left out for want of memory (see `memory`).
+fn unless_out_of_memory(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::OutOfMemory => Ok(()),
+        other => other,
+    }
+}
+
 /// Stops recording after an I/O error (a full disk, say); the program goes
 /// on. Events from then on are dropped; the blocks written before the error
 /// stay readable, and the message says where the trace ends.
@@ -588,14 +650,17 @@ fn fail(ws: &mut WriterState, message: &str) {
 
 /// Creates the trace file and writes its header, unless it exists, was
 /// ended, or writing failed; the modules loaded now go into the next turn.
-/// False when there is no file to write to.
-fn create_trace(ws: &mut WriterState) -> bool {
+/// Its buffers are those taken earlier while memory was there, or new ones.
+fn create_trace(ws: &mut WriterState) -> Result<(), NoTrace> {
     if ws.writer.is_some() {
-        return true;
+        return Ok(());
     }
     if ws.ended || ws.failed || !in_session_process() {
-        return false;
+        return Err(NoTrace::Ended);
     }
+    let Some(buffers) = ws.buffers.take().or_else(WriterBuffers::try_new) else {
+        return Err(NoTrace::NoMemory);
+    };
     let config = CONFIG.lock().clone().unwrap_or_else(|| Config {
         output: None,
         dir: PathBuf::from("."),
@@ -603,19 +668,29 @@ fn create_trace(ws: &mut WriterState) -> bool {
         writer_thread: true,
         follow_exec: true,
     });
-    match output::open_trace(&config) {
+    match output::open_trace(&config, buffers) {
         Ok((w, path)) => {
             ws.codec = w.codec();
             ws.writer = Some(w);
             ws.path = Some(path);
             record_module_changes(0);
-            true
+            Ok(())
         }
+        Err(e) if e.kind() == io::ErrorKind::OutOfMemory => Err(NoTrace::NoMemory),
         Err(e) => {
             fail(ws, &format!("cannot create the trace file: {e}"));
-            false
+            Err(NoTrace::Ended)
         }
     }
+}
+
+/// Why [`create_trace`] made no file.
+enum NoTrace {
+    /// Recording ended, or failed (said already), or this process does not
+    /// record.
+    Ended,
+    /// No memory for the writer's buffers: the next turn tries again.
+    NoMemory,
 }
 
 /// Finishes the trace before `exec` replaces this program.
@@ -718,12 +793,16 @@ fn end_trace(ws: &mut WriterState, note: Option<&str>) -> io::Result<()> {
     if let Some(note) = note {
         w.note(note)?;
     }
+    let n_dropped = memory::n_dropped();
+    if n_dropped > 0 {
+        unless_out_of_memory(w.note(&memory::dropped_message(n_dropped)))?;
+    }
     let trailer = Trailer {
         ts: ticks(),
         n_events: ws.n_events,
         n_stack_nodes: INTERNER.lock().n_nodes(),
         n_threads: ws.n_threads,
-        n_dropped: 0,
+        n_dropped,
     };
     w.finish(&trailer).map(drop)
 }
@@ -749,6 +828,10 @@ fn finish_with(exit: Option<&ExitContext>) {
             if let Err(e) = end_trace(ws, None) {
                 eprintln!("memtrace: writing the trace failed: {e}");
             }
+            let n_dropped = memory::n_dropped();
+            if n_dropped > 0 {
+                eprintln!("memtrace: {}", memory::dropped_message(n_dropped));
+            }
         }
     }
     if !nested {
@@ -758,7 +841,9 @@ fn finish_with(exit: Option<&ExitContext>) {
 
 /// Runs the exit-time leak scan and writes it into the trace. A scan that
 /// cannot be made (the program left no descriptor free to read
-/// `/proc/self/maps`) is said once on stderr and in a trace note instead.
+/// `/proc/self/maps`) is said once on stderr and in a trace note instead;
+/// one without memory for its tables only in a note (the count of dropped
+/// events has the stderr line).
 fn write_leak_scan(ws: &mut WriterState, exit: &ExitContext) {
     let (Some(live), Some(w)) = (ws.live.as_ref(), ws.writer.as_mut()) else {
         return;
@@ -771,14 +856,19 @@ fn write_leak_scan(ws: &mut WriterState, exit: &ExitContext) {
     let writer_stack = WRITER_STACK.load(Ordering::Relaxed);
     let written = match scan::scan(live, exit, &[writer_tid], &[writer_stack], preload) {
         Ok(result) => w.leak_scan(&result),
+        Err(e) if e.kind() == io::ErrorKind::OutOfMemory => Err(memory::out_of_memory()),
         Err(e) => {
             let message = format!("no leak scan: {e}");
             eprintln!("memtrace: {message}");
             w.note(&message)
         }
     };
-    if let Err(e) = written {
-        eprintln!("memtrace: writing the leak scan failed: {e}");
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+            let _ = w.note("out of memory: no leak scan");
+        }
+        Err(e) => eprintln!("memtrace: writing the leak scan failed: {e}"),
+        Ok(()) => {}
     }
 }
 
@@ -792,14 +882,12 @@ extern "C" fn before_fork() {
     SIDE.lock_raw();
     KNOWN_MODULES.lock_raw();
     CONFIG.lock_raw();
-    WRITER_THREAD.lock_raw();
     if !nested {
         thread::leave();
     }
 }
 
 fn unlock_all() {
-    WRITER_THREAD.unlock_raw();
     CONFIG.unlock_raw();
     KNOWN_MODULES.unlock_raw();
     SIDE.unlock_raw();
@@ -841,8 +929,8 @@ extern "C" fn after_fork_child() {
             drop(slot.take());
             *slot = Some(WriterState::new());
         }
-        let had_thread = WRITER_THREAD.lock().take().is_some();
-        if had_thread {
+        memory::reset_count();
+        if WRITER_RUNNING.swap(false, Ordering::AcqRel) {
             spawn_writer();
         }
     }

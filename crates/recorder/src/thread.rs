@@ -23,6 +23,12 @@
 //! allocated untouched (zeroed pages of a fresh mapping, or on first use),
 //! so a thread that makes a few calls costs tens of KiB. Everything is freed
 //! when the thread ends, the ring by the writer once it has drained it.
+//!
+//! Without memory for its state (its first ring segment, its unwinder
+//! memo), or once the allocator draws on its reserve, a thread is marked
+//! as unrecorded for good: its heap events are dropped and counted (see
+//! `memory`) rather than retried at every call. A ring that cannot grow
+//! for want of memory drops the heap events that do not fit, counted too.
 
 use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
@@ -34,7 +40,7 @@ use memtrace_format::ThreadItem;
 
 use crate::clock::ticks;
 use crate::intern::StackCache;
-use crate::ring::{Producer, Ring};
+use crate::ring::{Producer, Push, Ring};
 use crate::session;
 use crate::spin::SpinLock;
 
@@ -96,6 +102,21 @@ fn tls() -> *const Tls {
     TLS.with(|t| t as *const Tls)
 }
 
+/// Why [`StateGuard::enter`] gave no state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoState {
+    /// The thread is inside the recorder already: a nested call, which
+    /// must only forward.
+    Nested,
+    /// There was no memory for the thread's state: its heap events are
+    /// dropped (and counted by the caller).
+    NoMemory,
+}
+
+/// The state of a thread that could not get memory for its own: never
+/// dereferenced, and (address 1) no real state's address.
+const UNRECORDED: *mut ThreadState = ptr::without_provenance_mut(1);
+
 /// This thread is inside the recorder, with its state: the only way to
 /// reach a [`ThreadState`]. Dropping it leaves the recorder.
 pub(crate) struct StateGuard {
@@ -105,27 +126,29 @@ pub(crate) struct StateGuard {
 
 impl StateGuard {
     /// Enters the recorder on this thread and gives its state, made on first
-    /// use. `None` when the thread is inside the recorder already (a nested
-    /// call, which must only forward) or memory is short.
+    /// use; why not when the thread is inside the recorder already or has
+    /// no memory for its state.
     #[inline(always)]
-    pub(crate) fn enter() -> Option<StateGuard> {
+    pub(crate) fn enter() -> Result<StateGuard, NoState> {
         let tls = tls();
         // SAFETY: this thread's block, valid while the thread lives.
         let block = unsafe { &*tls };
         if block.guard.replace(true) {
-            return None;
+            return Err(NoState::Nested);
         }
-        let state = match NonNull::new(block.state.get()) {
-            Some(state) => state,
-            None => match create(block) {
-                Some(state) => state,
-                None => {
-                    block.guard.set(false);
-                    return None;
-                }
-            },
+        let p = block.state.get();
+        let state = match NonNull::new(p) {
+            Some(_) if p == UNRECORDED => None,
+            Some(state) => Some(state),
+            None => create(block),
         };
-        Some(StateGuard { tls, state })
+        match state {
+            Some(state) => Ok(StateGuard { tls, state }),
+            None => {
+                block.guard.set(false);
+                Err(NoState::NoMemory)
+            }
+        }
     }
 }
 
@@ -196,10 +219,23 @@ pub(crate) fn ignore_this_thread() {
     TLS.with(|t| t.guard.set(true));
 }
 
+/// Makes this thread's state; without memory for it (see the module
+/// docs) marks the thread as unrecorded and returns `None`.
 #[cold]
 fn create(block: &Tls) -> Option<NonNull<ThreadState>> {
     let late = block.exited.get();
-    let producer = Ring::with_producer(gettid(), FIRST_RING, LARGEST_RING)?;
+    let parts = (!crate::memory::short())
+        .then(|| {
+            Some((
+                Ring::with_producer(gettid(), FIRST_RING, LARGEST_RING)?,
+                memtrace_unwind::StackMemo::try_new()?,
+            ))
+        })
+        .flatten();
+    let Some((producer, memo)) = parts else {
+        block.state.set(UNRECORDED);
+        return None;
+    };
     let ring = Arc::clone(producer.ring());
     if !late {
         // Until the start item is pushed the writer must not pass time 0.
@@ -210,7 +246,7 @@ fn create(block: &Tls) -> Option<NonNull<ThreadState>> {
         producer,
         last_ts: 0,
         stacks: StackCache::new(),
-        memo: memtrace_unwind::StackMemo::new(),
+        memo,
         frames: Box::new([0; crate::MAX_FRAMES]),
     })));
     block.state.set(state.as_ptr());
@@ -228,11 +264,21 @@ fn create(block: &Tls) -> Option<NonNull<ThreadState>> {
 }
 
 /// Pushes an item, waiting for the writer while the ring is full at its
-/// largest size.
+/// largest size. A heap event that does not fit a ring that cannot grow
+/// for want of memory is dropped and counted; a thread's start or end
+/// waits for the writer then, so that the thread's items stay whole.
 #[inline]
 pub(crate) fn push(state: &mut ThreadState, item: ThreadItem) {
     state.last_ts = item.ts();
-    while !state.producer.push(item) {
+    loop {
+        match state.producer.push(item) {
+            Push::Done => break,
+            Push::NoMemory if matches!(item, ThreadItem::Heap(_)) => {
+                crate::memory::dropped(1);
+                return;
+            }
+            Push::Full | Push::NoMemory => {}
+        }
         if !session::is_recording() {
             // Recording ended (the disk is full, the process is exiting):
             // nobody drains this ring any more, so the event is dropped
@@ -250,7 +296,8 @@ pub(crate) fn push(state: &mut ThreadState, item: ThreadItem) {
 }
 
 /// Forgets this thread's state (in a forked child: the ring belongs to the
-/// parent). The state is leaked, never freed, so nothing dangles.
+/// parent), or that it could not have one. The state is leaked, never
+/// freed, so nothing dangles.
 pub(crate) fn forget_current() {
     TLS.with(|t| t.state.set(ptr::null_mut()));
 }

@@ -119,10 +119,16 @@ pub fn backtrace_fast(skip: usize, out: &mut [u64]) -> usize {
     }
 }
 
+/// A value of `on_miss` that [`backtrace_memo`] returns but does not
+/// remember: the caller could not make one this time (the recorder's
+/// stack trie had no memory for a new stack), and may next time.
+pub const NOT_MEMOIZED: u32 = u32::MAX;
+
 /// Memoized fast path: the value `on_miss` derived from this stack's frames
 /// the last time the same stack was seen on this thread, or, when the stack
 /// changed, a fresh walk (same contract as [`backtrace_fast`], frames in
-/// `out`) passed to `on_miss`, whose result is memoized and returned.
+/// `out`) passed to `on_miss`, whose result is memoized (unless it is
+/// [`NOT_MEMOIZED`]) and returned.
 ///
 /// Exact: a memoized value is returned only when the walk would read the
 /// very same stack words from the very same registers (see `memo.rs`).

@@ -74,6 +74,28 @@ impl StackMemo {
         }
     }
 
+    /// [`StackMemo::new`], or `None` when its memory (about 100 KiB) cannot
+    /// be had: a recorder inside a program that used up its memory must
+    /// not abort it.
+    pub fn try_new() -> Option<Self> {
+        let layout = std::alloc::Layout::array::<Entry>(SLOTS).ok()?;
+        // SAFETY: the layout has a non-zero size (SLOTS entries of a
+        // non-zero-sized type).
+        let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Entry>();
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: `p` is a global-allocator block with the layout of
+        // `[Entry; SLOTS]`, which a boxed slice of that length frees with;
+        // all-zero bytes are a valid (empty) entry, as in `new`.
+        let slots = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, SLOTS)) };
+        Some(StackMemo {
+            slots,
+            hits: 0,
+            misses: 0,
+        })
+    }
+
     /// Walks answered from the memo, and walks done.
     pub fn counts(&self) -> (u64, u64) {
         (self.hits, self.misses)
@@ -120,7 +142,7 @@ pub(crate) fn lookup_or_walk(
     let mut log = WordLog::new();
     let n = fast::walk_logged(regs, skip, out, Some(&mut log), false)?;
     let value = on_miss(&out[..n]);
-    if !log.overflow && !log.failed_read {
+    if !log.overflow && !log.failed_read && value != crate::NOT_MEMOIZED {
         let mut poisoned_log = WordLog::new();
         let mut again = [0u64; 128];
         let limit = out.len().min(again.len());

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use loom::thread;
 
 use super::sync::Ordering;
-use super::Ring;
+use super::{Push, Ring};
 
 /// The writer's turn: read `closed`, then the position, drain up to it.
 /// True when the ring was closed before its position was read and is now
@@ -41,7 +41,7 @@ fn push_grow_drain_and_exit() {
         let ring = Arc::clone(producer.ring());
         let thread = thread::spawn(move || {
             for i in 0..4 {
-                while !producer.push(i) {
+                while producer.push(i) != Push::Done {
                     thread::yield_now();
                 }
             }
@@ -64,7 +64,7 @@ fn two_consumers_never_share_an_item() {
     loom::model(|| {
         let mut producer = Ring::<u64>::with_producer(3, 2, 4).expect("memory");
         for i in 0..3 {
-            assert!(producer.push(i));
+            assert_eq!(producer.push(i), Push::Done);
         }
         let ring = Arc::clone(producer.ring());
         let other = {

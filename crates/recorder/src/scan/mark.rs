@@ -8,6 +8,8 @@ use std::ops::Range;
 
 use memtrace_format::Reach;
 
+use crate::memory::try_collect;
+
 /// The live blocks, sorted by address, with their marks.
 pub(crate) struct Marker {
     starts: Vec<u64>,
@@ -23,25 +25,25 @@ pub(crate) struct Marker {
 impl Marker {
     /// `blocks`: `(address, size)` in address order, not overlapping. A
     /// zero-sized block counts one byte, so a pointer to it is found.
-    pub fn new(blocks: impl ExactSizeIterator<Item = (u64, u64)>) -> Marker {
+    /// `None` when the memory for the marks cannot be had.
+    pub fn new(blocks: &[(u64, u64)]) -> Option<Marker> {
         let n = blocks.len();
-        let mut starts = Vec::with_capacity(n);
-        let mut ends = Vec::with_capacity(n);
-        for (addr, size) in blocks {
-            starts.push(addr);
-            ends.push(addr + size.max(1));
-        }
-        Marker {
+        let starts = try_collect(blocks.iter().map(|&(addr, _)| addr))?;
+        let ends = try_collect(blocks.iter().map(|&(addr, size)| addr + size.max(1)))?;
+        let reach = try_collect((0..n).map(|_| Reach::Unreached))?;
+        // Each block is pushed at most twice (unreached -> interior -> start):
+        // the stack never grows while other threads are stopped.
+        let mut work = Vec::new();
+        work.try_reserve_exact(2 * n).ok()?;
+        Some(Marker {
             lowest: starts.first().copied().unwrap_or(u64::MAX),
             highest: ends.last().copied().unwrap_or(0),
             starts,
             ends,
-            reach: vec![Reach::Unreached; n],
-            // Each block is pushed at most twice (unreached -> interior -> start):
-            // the stack never grows while other threads are stopped.
-            work: Vec::with_capacity(2 * n),
+            reach,
+            work,
             heap_bytes: 0,
-        }
+        })
     }
 
     /// The block that holds `word`, and whether `word` is its start.
@@ -169,10 +171,12 @@ impl Marker {
     }
 
     /// Pointers from each unreached block to unreached blocks (itself
-    /// included), sorted, without duplicates.
-    pub fn unreached_edges(&mut self) -> Vec<(u32, u32)> {
+    /// included), sorted, without duplicates; `None` when the memory for
+    /// them cannot be had.
+    pub fn unreached_edges(&mut self) -> Option<Vec<(u32, u32)>> {
         let mut edges = Vec::new();
         let mut targets = Vec::new();
+        let mut enough = true;
         for i in 0..self.starts.len() {
             if self.reach[i] != Reach::Unreached {
                 continue;
@@ -183,15 +187,21 @@ impl Marker {
             for_each_word(range, |w| {
                 if let Some((j, _)) = self.find(w) {
                     if self.reach[j as usize] == Reach::Unreached {
-                        targets.push(j);
+                        enough &= targets.try_reserve(1).is_ok();
+                        if enough {
+                            targets.push(j);
+                        }
                     }
                 }
             });
             targets.sort_unstable();
             targets.dedup();
+            if !enough || edges.try_reserve(targets.len()).is_err() {
+                return None;
+            }
             edges.extend(targets.iter().map(|&j| (i as u32, j)));
         }
-        edges
+        Some(edges)
     }
 }
 
@@ -249,7 +259,8 @@ mod tests {
         buf[4] = block(2) + 8;
         buf[12] = block(4);
         buf[16] = block(3);
-        let mut m = Marker::new((0..5u32).map(|i| (block(u64::from(i)), 32)));
+        let blocks: Vec<(u64, u64)> = (0..5u32).map(|i| (block(u64::from(i)), 32)).collect();
+        let mut m = Marker::new(&blocks).unwrap();
         let root = [block(0)];
         m.scan_values(&root);
         assert_eq!(
@@ -262,7 +273,7 @@ mod tests {
                 Reach::Unreached
             ]
         );
-        assert_eq!(m.unreached_edges(), vec![(3, 4), (4, 3)]);
+        assert_eq!(m.unreached_edges(), Some(vec![(3, 4), (4, 3)]));
         std::hint::black_box(&mut buf);
     }
 
@@ -277,7 +288,7 @@ mod tests {
         assert_eq!(next_chunk_offset(0), 16);
         let mut buf = vec![0u64; 8];
         let base = buf.as_ptr() as u64;
-        let mut m = Marker::new([(base, 24), (base + 32, 24)].into_iter());
+        let mut m = Marker::new(&[(base, 24), (base + 32, 24)]).unwrap();
         buf[0] = base + 16; // the arena's "top", say
         buf[1] = base + 32 + 8; // a real interior pointer
         m.scan_allocator_root(base..base + 16);
@@ -293,7 +304,7 @@ mod tests {
         let mut buf = vec![0u64; 8];
         let base = buf.as_ptr() as u64;
         buf[0] = base + 32; // block 0 points at block 1's start
-        let mut m = Marker::new([(base, 32), (base + 32, 32)].into_iter());
+        let mut m = Marker::new(&[(base, 32), (base + 32, 32)]).unwrap();
         m.scan_values(&[base + 40]); // interior pointer to block 1
         assert_eq!(m.reach, vec![Reach::Unreached, Reach::Interior]);
         m.scan_values(&[base]);

@@ -21,6 +21,7 @@ use memtrace_format::{LeakScan, ScannedBlock};
 
 use crate::clock::{monotonic_ns, ticks};
 use crate::live::LiveBlocks;
+use crate::memory::OrOom;
 
 pub(crate) use stop::other_threads;
 
@@ -77,7 +78,9 @@ fn callee_saved_registers() -> [u64; 6] {
 /// (only when the recorder's own memory is known: the preload library).
 ///
 /// Fails, scanning nothing, when `/proc/self/maps` or `/proc/self/task`
-/// cannot be read: without them every block would look lost.
+/// cannot be read: without them every block would look lost, or when the
+/// memory for the scan's tables (about 100 bytes a live block) cannot be
+/// had (an error of kind `OutOfMemory`).
 pub(crate) fn scan(
     live: &LiveBlocks,
     exit: &ExitContext,
@@ -87,8 +90,10 @@ pub(crate) fn scan(
 ) -> std::io::Result<LeakScan> {
     let started_ns = monotonic_ns();
     let ts = ticks();
-    let blocks = live.sorted();
-    let mut marker = mark::Marker::new(blocks.iter().map(|(a, b)| (*a, b.size)));
+    let blocks = live.sorted().or_oom()?;
+    let sizes = crate::memory::try_collect(blocks.iter().map(|(a, b)| (*a, b.size))).or_oom()?;
+    let mut marker = mark::Marker::new(&sizes).or_oom()?;
+    drop(sizes);
 
     // Everything that allocates or takes the loader's lock happens now,
     // before other threads are stopped.
@@ -174,20 +179,20 @@ pub(crate) fn scan(
     drop(stopped);
 
     // Lost blocks are referenced by nobody: the other threads may run again.
-    let edges = marker.unreached_edges();
+    let edges = marker.unreached_edges().or_oom()?;
     if std::env::var_os("MEMTRACE_LEAK_SCAN_VERIFY").is_some_and(|v| v != "0") {
         verify::report(&marker, &own, skip_stacks);
     }
-    let scanned = blocks
-        .iter()
-        .zip(&marker.reach)
-        .map(|((addr, b), &reach)| ScannedBlock {
-            addr: *addr,
-            size: b.size,
-            stack: b.stack,
-            reach,
-        })
-        .collect();
+    let scanned =
+        crate::memory::try_collect(blocks.iter().zip(&marker.reach).map(|((addr, b), &reach)| {
+            ScannedBlock {
+                addr: *addr,
+                size: b.size,
+                stack: b.stack,
+                reach,
+            }
+        }))
+        .or_oom()?;
     Ok(LeakScan {
         ts,
         duration_ns: monotonic_ns().saturating_sub(started_ns),

@@ -124,9 +124,10 @@ pub(crate) struct Mapping {
 /// The readable mappings, in address order, without the kernel's special
 /// ones (`[vvar]`, `[vsyscall]`) whose reads may fault. An error when
 /// `/proc/self/maps` cannot be read (the program may have lowered
-/// `RLIMIT_NOFILE` so that nothing can be opened).
+/// `RLIMIT_NOFILE` so that nothing can be opened), or memory for it
+/// cannot be had (kind `OutOfMemory`).
 pub(crate) fn readable_mappings() -> std::io::Result<Vec<Mapping>> {
-    let text = std::fs::read_to_string("/proc/self/maps")?;
+    let text = crate::memory::read_proc("/proc/self/maps")?;
     Ok(parse_maps(&text))
 }
 
