@@ -218,6 +218,10 @@ pub(crate) struct Ring<T> {
     pub(crate) tid: u32,
     /// Set when the thread has ended: the writer drops the ring once drained.
     pub(crate) closed: AtomicBool,
+    /// 1 while the producer waits for room in the full ring (a futex word,
+    /// see `session::ring_full`): the consumer wakes it once it has read.
+    /// Outside the ring's own protocol, so std's atomic even under loom.
+    pub(crate) room_wanted: CacheLine<std::sync::atomic::AtomicU32>,
 }
 
 // SAFETY: the slots are shared by the protocol in the module docs (each one
@@ -273,6 +277,7 @@ impl<T: Copy> Ring<T> {
             in_flight: CacheLine(AtomicU64::new(u64::MAX)),
             tid,
             closed: AtomicBool::new(false),
+            room_wanted: CacheLine(std::sync::atomic::AtomicU32::new(0)),
         });
         Some(Producer {
             ring,
@@ -280,6 +285,22 @@ impl<T: Copy> Ring<T> {
             tail: 0,
             cached_head: 0,
         })
+    }
+
+    /// The consumer's position now: items before it have been read.
+    pub(crate) fn consumed(&self) -> usize {
+        self.head.0.load(Ordering::Acquire)
+    }
+
+    /// True when at most half the ring's largest size waits to be read:
+    /// a producer that waits for room is worth waking.
+    pub(crate) fn half_empty(&self) -> bool {
+        let waiting = self
+            .tail
+            .0
+            .load(Ordering::Acquire)
+            .saturating_sub(self.head.0.load(Ordering::Acquire));
+        waiting <= self.largest / 2
     }
 
     /// The producer's position now: items before it are published.

@@ -29,6 +29,7 @@ use crate::memory;
 use crate::modules::loaded_modules;
 use crate::output;
 use crate::pace::Pace;
+use crate::ring::Producer;
 use crate::scan::{self, ExitContext};
 use crate::sink::TraceFile;
 use crate::spin::SpinLock;
@@ -302,9 +303,10 @@ pub(crate) fn ring_half_full() {
 /// the turn after one (see `pace`).
 static RING_FULL_STALLS: AtomicU64 = AtomicU64::new(0);
 
-/// A ring is full: wake the writer, or drain in this thread if there is none.
+/// A ring is full: wake the writer and wait until it has read from this
+/// ring, or drain in this thread if there is no writer.
 #[cold]
-pub(crate) fn ring_full() {
+pub(crate) fn ring_full(producer: &Producer<ThreadItem>) {
     RING_FULL_STALLS.fetch_add(1, Ordering::Relaxed);
     if !in_session_process() {
         // A clone without fork handlers: nobody will drain this copy of the
@@ -314,15 +316,50 @@ pub(crate) fn ring_full() {
     }
     if WRITER_RUNNING.load(Ordering::Acquire) {
         crate::wake::wake();
-        // Sleep rather than yield: with more threads than cores, yielding
-        // hands the core to other producers and the writer starves.
-        std::thread::sleep(Duration::from_micros(50));
+        wait_for_room(producer);
     } else if let Some(mut w) = WRITER.try_lock() {
         if let Some(ws) = w.as_mut() {
             drain(ws, false);
         }
     } else {
         std::thread::yield_now();
+    }
+}
+
+/// The longest a producer waits for room before it looks again: a safety
+/// net only, as the writer wakes it once it has read from the ring.
+const ROOM_WAIT: Duration = Duration::from_millis(250);
+
+/// Blocks on the ring's futex word until the writer has read from it.
+/// Blocking rather than sleeping and polling: with a thousand threads whose
+/// rings are full, each polling every few microseconds, the kernel's
+/// wake-ups took both cores and the writer, one thread among them, starved
+/// (a run of 1,000 busy threads went from about 60 s to over 10 min on a
+/// loaded machine).
+fn wait_for_room(producer: &Producer<ThreadItem>) {
+    let ring = producer.ring();
+    let word = &ring.room_wanted.0;
+    word.store(1, Ordering::SeqCst);
+    // Pairs with the fence in `room_made`: either the writer sees the 1
+    // and wakes us once the ring is half empty, or we see that it is.
+    std::sync::atomic::fence(Ordering::SeqCst);
+    if !ring.half_empty() {
+        crate::wake::wait_while(word, 1, ROOM_WAIT);
+    }
+    word.store(0, Ordering::Relaxed);
+}
+
+/// The writer has read from `ring`: wakes its producer if it waits for
+/// room and the ring is half empty. A producer woken to a ring as full as
+/// before would wait again at once: with a thousand threads and the writer
+/// behind, once per ring and turn, half a million futex calls for 100
+/// million events, each taking a core from the writer.
+fn room_made(ring: &ThreadRing) {
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let word = &ring.room_wanted.0;
+    if word.load(Ordering::Relaxed) == 1 && ring.half_empty() {
+        word.store(0, Ordering::Relaxed);
+        crate::wake::wake_one(word);
     }
 }
 
@@ -568,6 +605,7 @@ fn write_rings(
 ) -> io::Result<()> {
     let mut live_lost = false;
     for (ring, &(_, until)) in rings.iter().zip(marks) {
+        let before = ring.consumed();
         ring.consume_until(until, |items| {
             let mut written = 0u64;
             // The counts and the live blocks look at each item while the
@@ -593,6 +631,9 @@ fn write_rings(
                 other => other,
             }
         })?;
+        if ring.consumed() != before {
+            room_made(ring);
+        }
         // The ring's slots are free again: compress now if the block is full,
         // so that blocks stay near their target size with many threads.
         w.seal_if_full()?;
@@ -616,10 +657,14 @@ fn count_heap_events(items: &[ThreadItem]) -> u64 {
 /// counting the heap events as dropped.
 fn drop_items(rings: &[Arc<ThreadRing>], marks: &[(bool, usize)]) {
     for (ring, &(_, until)) in rings.iter().zip(marks) {
+        if ring.is_drained(until) {
+            continue;
+        }
         let _ = ring.consume_until(until, |items| {
             memory::dropped(count_heap_events(items));
             Ok::<(), ()>(())
         });
+        room_made(ring);
     }
 }
 
@@ -638,6 +683,11 @@ fn fail(ws: &mut WriterState, message: &str) {
     ws.failed = true;
     let written = ws.writer.take().map(|w| w.bytes_written());
     STATE.store(DONE, Ordering::Release);
+    // Threads waiting for room would wait for a writer that reads no more;
+    // woken, they see that recording ended and drop their events.
+    for ring in REGISTRY.lock().iter() {
+        crate::wake::wake_one(&ring.room_wanted.0);
+    }
     match (written, &ws.path) {
         (Some(bytes), Some(path)) => eprintln!(
             "memtrace: {message}; recording stopped, the program continues; \

@@ -285,7 +285,7 @@ pub(crate) fn push(state: &mut ThreadState, item: ThreadItem) {
             // rather than the program made to wait for ever.
             return;
         }
-        session::ring_full();
+        session::ring_full(&state.producer);
     }
     // Wake the writer every half ring of items, without reading the
     // writer's position (a cache line the writer owns).

@@ -53,6 +53,41 @@ pub(crate) fn wait(timeout: Duration) {
     WORD.store(0, Ordering::Relaxed);
 }
 
+/// Waits while `word` holds `expected`, at most `timeout` (or until a
+/// signal interrupts): returns at once if it holds anything else.
+pub(crate) fn wait_while(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: FUTEX_WAIT on an atomic word that outlives the call (the
+    // caller's), which only reads it; the timeout is a timespec on our
+    // stack that outlives the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &ts as *const libc::timespec,
+        )
+    };
+}
+
+/// Wakes one thread waiting on `word` in [`wait_while`].
+pub(crate) fn wake_one(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE on an atomic word of the caller's; no memory is
+    // written.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        )
+    };
+}
+
 /// The writer's stack. The thread drains rings, encodes and compresses
 /// (zstd's deepest frames take a few KiB); glibc's default, the stack
 /// limit (8 MiB), would be address space taken from the program.
