@@ -173,6 +173,11 @@ const ARENA_ALIGN: u64 = 64 << 20;
 /// blocks are real. The kernel merges adjacent anonymous mappings, so a
 /// mapping may hold both; `gaps` cuts the live blocks out. (Live thread
 /// stacks are told apart by their stack pointers, later.)
+///
+/// The recorder's own ranges are cut out, not the whole mapping dropped:
+/// the kernel merges an arena the program maps right next to one of the
+/// recorder's mappings into one region, and CPython's dict tables found
+/// only from such an arena were called definitely lost.
 pub(crate) fn program_managed(
     maps: &[Mapping],
     own: &[Range<u64>],
@@ -181,10 +186,33 @@ pub(crate) fn program_managed(
     maps.iter()
         .filter(|m| m.anonymous_rw)
         .filter(|m| m.start % ARENA_ALIGN != 0)
-        .filter(|m| !own.iter().any(|o| o.start < m.end && m.start < o.end))
         .filter(|m| !is_glibc_mmapped_chunk(m))
-        .flat_map(|m| gaps(m.start..m.end))
+        .flat_map(|m| without(m.start..m.end, own))
+        .flat_map(gaps)
         .collect()
+}
+
+/// The parts of `range` outside every range of `cut` (in any order,
+/// possibly overlapping), in address order.
+pub(crate) fn without(range: Range<u64>, cut: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut inside: Vec<Range<u64>> = cut
+        .iter()
+        .filter(|c| c.start < range.end && range.start < c.end)
+        .cloned()
+        .collect();
+    inside.sort_unstable_by_key(|c| c.start);
+    let mut out = Vec::new();
+    let mut at = range.start;
+    for c in inside {
+        if c.start > at {
+            out.push(at..c.start);
+        }
+        at = at.max(c.end);
+    }
+    if at < range.end {
+        out.push(at..range.end);
+    }
+    out
 }
 
 /// A chunk glibc mapped for one large block starts with its header: a zero
@@ -239,6 +267,45 @@ mod tests {
 7000-8000 r--p 00000000 00:00 0 [vvar]
 9000-a000 rw-p 00000000 00:00 0 [stack]
 ";
+
+    #[test]
+    fn the_recorders_own_ranges_are_cut_out_of_a_merged_mapping() {
+        // One anonymous region (a buffer of ours, as program_managed reads
+        // its first words): the program's part merged by the kernel with
+        // the recorder's, which holds two ranges of it.
+        let buffer = vec![0u64; 0x800];
+        let base = buffer.as_ptr() as u64;
+        let maps = parse_maps(&format!(
+            "{:x}-{:x} rw-p 00000000 00:00 0\n",
+            base,
+            base + 0x4000
+        ));
+        let own = [
+            base + 0x3000..base + 0x4000,
+            base + 0x1000..base + 0x2000,
+            0x30000..0x31000,
+        ];
+        let whole = |r: Range<u64>| vec![r];
+        assert_eq!(
+            program_managed(&maps, &own, &whole),
+            vec![base..base + 0x1000, base + 0x2000..base + 0x3000]
+        );
+        std::hint::black_box(&buffer);
+    }
+
+    #[test]
+    fn without_cuts_overlapping_ranges_in_any_order() {
+        assert_eq!(without(0x10..0x20, &[]), vec![0x10..0x20]);
+        let everything = [Range {
+            start: 0x0,
+            end: 0x30,
+        }];
+        assert_eq!(without(0x10..0x20, &everything), Vec::<Range<u64>>::new());
+        assert_eq!(
+            without(0x10..0x40, &[0x30..0x38, 0x18..0x20, 0x1c..0x28]),
+            vec![0x10..0x18, 0x28..0x30, 0x38..0x40]
+        );
+    }
 
     #[test]
     fn ranges_are_clamped_to_readable_mappings() {

@@ -2,8 +2,9 @@
 //! word of every readable mapping, roots or not, is looked up among the
 //! unreached blocks, and each unreached block that is named somewhere is
 //! printed on stderr with where. A block reported lost while a global still
-//! points at it would show up here. Left out: the recorder's own memory and
-//! its writer thread's stack (event data), and
+//! points at it would show up here. Left out: the recorder's own memory (cut
+//! out of the mapping that holds it, as the scan does) and its writer
+//! thread's stack (event data), and
 //! glibc's heap mappings (a pointer inside a live block is followed by the
 //! marking anyway; outside them the heap is free memory with stale data).
 
@@ -24,9 +25,7 @@ pub(crate) fn report(marker: &Marker, own: &[Range<u64>], recorder_stacks: &[u64
         if !perms.starts_with('r') || path.starts_with("[v") {
             continue;
         }
-        if own.iter().any(|o| o.start < end && start < o.end)
-            || recorder_stacks.iter().any(|sp| (start..end).contains(sp))
-        {
+        if recorder_stacks.iter().any(|sp| (start..end).contains(sp)) {
             continue;
         }
         // The heap outside live blocks is free memory full of stale copies;
@@ -34,8 +33,11 @@ pub(crate) fn report(marker: &Marker, own: &[Range<u64>], recorder_stacks: &[u64
         if path == "[heap]" || (path.is_empty() && start % (64 << 20) == 0) {
             continue;
         }
+        // The same set as the scan's: the recorder's own ranges cut out.
         let mut clamped = Vec::new();
-        roots::push_clamped(&readable, start..end, &mut clamped);
+        for part in roots::without(start..end, own) {
+            roots::push_clamped(&readable, part, &mut clamped);
+        }
         for r in clamped {
             let mut p = r.start;
             while p + 8 <= r.end {
