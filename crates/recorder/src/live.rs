@@ -11,6 +11,7 @@
 
 use memtrace_format::{Func, Op, StackId, ThreadItem};
 use std::collections::hash_map::Entry;
+use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
@@ -30,6 +31,45 @@ pub(crate) struct LiveBlock {
 pub(crate) struct LiveBlocks {
     live: FxHashMap<u64, LiveBlock>,
     freed_early: FxHashMap<u64, u64>,
+    recent_frees: RecentFrees,
+}
+
+/// Bytes of the most recent frees whose addresses are kept: valgrind's
+/// memcheck keeps this much freed memory out of reuse (`--freelist-vol`'s
+/// default), so a pointer left to a block freed within it points, under
+/// memcheck, into freed memory, never into a newer block.
+const RECENT_FREE_BYTES: u64 = 20_000_000;
+/// At most this many addresses (1 MiB of them).
+const RECENT_FREE_COUNT: usize = 1 << 17;
+
+/// The addresses of the most recently freed blocks, for the scan: a
+/// pointer a program left to one of them after freeing it (in a global, on
+/// the stack) is stale. When glibc reuses that memory for a newer block,
+/// the stale pointer lands inside the newer block, and a block found only
+/// through such pointers would read "possibly lost" where memcheck, which
+/// does not reuse memory this soon, says "definitely lost" (`sites.c`'s
+/// `leak_one`: the static `small[]` still points at the 24-byte blocks
+/// `free_all` freed, whose chunks the 1000-byte block took over).
+#[derive(Default)]
+struct RecentFrees {
+    addrs: VecDeque<(u64, u64)>,
+    bytes: u64,
+}
+
+impl RecentFrees {
+    fn push(&mut self, addr: u64, size: u64) {
+        if self.addrs.capacity() == 0 && self.addrs.try_reserve(RECENT_FREE_COUNT).is_err() {
+            return; // Without memory for it, no pointer is taken for stale.
+        }
+        while self.addrs.len() >= RECENT_FREE_COUNT
+            || (self.bytes + size > RECENT_FREE_BYTES && !self.addrs.is_empty())
+        {
+            let (_, old) = self.addrs.pop_front().expect("not empty");
+            self.bytes -= old;
+        }
+        self.addrs.push_back((addr, size));
+        self.bytes += size;
+    }
 }
 
 impl LiveBlocks {
@@ -91,7 +131,8 @@ impl LiveBlocks {
         }
         match self.live.entry(addr) {
             Entry::Occupied(e) if e.get().ts <= ts => {
-                e.remove();
+                let block = e.remove();
+                self.recent_frees.push(addr, block.size);
             }
             // Unknown (allocated before recording began, or its allocation
             // is still in another ring), or re-allocated later: remember it.
@@ -112,6 +153,16 @@ impl LiveBlocks {
         if self.freed_early.len() > 1024 {
             self.freed_early.retain(|_, &mut ts| ts >= watermark);
         }
+    }
+
+    /// The addresses of the blocks freed most recently (within memcheck's
+    /// 20 MB of freed memory, at most 131,072 of them), sorted; `None` when
+    /// the memory for the list cannot be had.
+    pub fn recently_freed(&self) -> Option<Vec<u64>> {
+        let mut v = crate::memory::try_collect(self.recent_frees.addrs.iter().map(|&(a, _)| a))?;
+        v.sort_unstable();
+        v.dedup();
+        Some(v)
     }
 
     /// The live blocks in address order: `(address, block)`; `None` when
@@ -199,6 +250,23 @@ mod tests {
             }
             assert_eq!(live(&blocks), vec![(0xa0, 48)], "order {order:?}");
         }
+    }
+
+    #[test]
+    fn the_most_recent_frees_are_kept_within_memchecks_volume() {
+        let mut blocks = LiveBlocks::default();
+        blocks.apply(&ev(Func::Malloc, 1, 0x100, 0, 12_000_000));
+        blocks.apply(&ev(Func::Malloc, 2, 0x200, 0, 24));
+        blocks.apply(&ev(Func::Malloc, 3, 0x300, 0, 9_000_000));
+        blocks.apply(&ev(Func::Free, 4, 0x200, 0, 0));
+        blocks.apply(&ev(Func::Free, 5, 0x100, 0, 0));
+        assert_eq!(blocks.recently_freed(), Some(vec![0x100, 0x200]));
+        // 12,000,024 + 9,000,000 bytes is over 20 MB: the oldest go.
+        blocks.apply(&ev(Func::Free, 6, 0x300, 0, 0));
+        assert_eq!(blocks.recently_freed(), Some(vec![0x300]));
+        // A free of an unknown block has no size: not kept.
+        blocks.apply(&ev(Func::Free, 7, 0x400, 0, 0));
+        assert_eq!(blocks.recently_freed(), Some(vec![0x300]));
     }
 
     #[test]

@@ -94,6 +94,7 @@ pub(crate) fn scan(
     let sizes = crate::memory::try_collect(blocks.iter().map(|(a, b)| (*a, b.size))).or_oom()?;
     let mut marker = mark::Marker::new(&sizes).or_oom()?;
     drop(sizes);
+    marker.ignore_stale(live.recently_freed().or_oom()?);
 
     // Everything that allocates or takes the loader's lock happens now,
     // before other threads are stopped.
@@ -119,6 +120,7 @@ pub(crate) fn scan(
     for segment in &modules.segments {
         roots::push_clamped(&maps, segment.clone(), &mut ranges);
     }
+    // The modules' data come first in `ranges` and keep their places.
     let n_before_managed = ranges.len();
     for range in &managed {
         roots::push_clamped(&maps, range.clone(), &mut ranges);
@@ -169,8 +171,12 @@ pub(crate) fn scan(
         .sum::<u64>()
         + 8 * exit.registers.len() as u64;
     marker.scan_values(&exit.registers);
-    for range in ranges {
-        marker.scan_root(range);
+    for (k, range) in ranges.into_iter().enumerate() {
+        if k < n_before_managed {
+            marker.scan_data_root(range);
+        } else {
+            marker.scan_root(range);
+        }
     }
     for range in allocator_ranges {
         marker.scan_allocator_root(range);
