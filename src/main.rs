@@ -8,6 +8,8 @@ mod charts;
 mod cmd;
 mod inspect;
 mod preload_lib;
+mod private_dir;
+mod trace_list;
 
 use std::process::ExitCode;
 

@@ -115,10 +115,13 @@ pub fn cache(args: CacheArgs) -> Result<ExitCode> {
         if args.format == Format::Json {
             command.stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?));
         }
+        // Kept until the program has ended: a temporary private directory
+        // is removed when it is dropped.
+        let mut preload = None;
         if let Some(path) = &record {
-            let preload = preload_lib::path()?;
+            let library = &preload.insert(preload_lib::prepare()?).library;
             command
-                .env("LD_PRELOAD", preload)
+                .env("LD_PRELOAD", library)
                 .env("MEMTRACE_OUTPUT", path)
                 .env("MEMTRACE_NO_FOLLOW", "1")
                 .env("MEMTRACE_PHASE_COUNTERS", "all")
@@ -151,7 +154,8 @@ pub fn cache(args: CacheArgs) -> Result<ExitCode> {
     if let Some(svg) = &args.svg {
         let chart = chart(&findings, &args.command, args.top)
             .context("nothing to chart: no miss counts were measured or simulated")?;
-        chart.write_svg(svg).map_err(anyhow::Error::msg)?;
+        let text = chart.to_svg().map_err(anyhow::Error::msg)?;
+        memtrace_safe_write::write_file(svg, text.as_bytes())?;
     }
     let code = match status {
         None => 0,
@@ -171,8 +175,12 @@ fn simulate(
     explicit: bool,
     format: Format,
 ) -> Result<std::result::Result<Simulation, String>> {
-    let dir = std::env::temp_dir().join(format!("memtrace-cache-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // A fresh private directory (mkdtemp, mode 0700): a predictable name
+    // in /tmp could be made beforehand by anyone, with a link planted
+    // where cachegrind writes.
+    let template = std::env::temp_dir().join("memtrace-cache-XXXXXX");
+    let dir = nix::unistd::mkdtemp(&template)
+        .with_context(|| format!("cannot create {}", template.display()))?;
     let out = dir.join("cachegrind.out");
     let stdout = match format {
         Format::Json => Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?),

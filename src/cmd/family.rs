@@ -17,7 +17,9 @@ use memtrace_analyze::report::{Report, Totals};
 use memtrace_analyze::units::bytes;
 use serde_json::{json, Value};
 
-use crate::cmd::report::load_report;
+use memtrace_format::{DecodeError, Extent, Named, Reader};
+
+use crate::cmd::report::{load_found_report, load_report};
 
 /// One traced process of the family.
 #[derive(Debug)]
@@ -47,20 +49,27 @@ pub fn family(root: &Path) -> Result<Vec<Member>> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let root_header = header(root)?;
+    let root_header = header(root, Named::ByUser)?;
     let mut others = Vec::new();
     let entries =
         std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
     for entry in entries.flatten() {
         let path = entry.path();
-        let is_trace = path.extension().is_some_and(|e| e == "trace");
-        if !is_trace || same_file(&path, root) {
+        if !is_trace_name(&path) || same_file(&path, root) {
             continue;
         }
-        // Traces that cannot be read are not family members we can show.
-        if let Ok(h) = header(&path) {
-            if root_header.family == 0 || h.family == root_header.family {
-                others.push((path, h));
+        // Traces that cannot be read are not family members we can show;
+        // a FIFO, a link or a directory named like a trace is planted.
+        match header(&path, Named::Found) {
+            Ok(h) => {
+                if root_header.family == 0 || h.family == root_header.family {
+                    others.push((path, h));
+                }
+            }
+            Err(e) => {
+                if let Some(e @ DecodeError::NotRegularFile(_)) = e.downcast_ref::<DecodeError>() {
+                    eprintln!("memtrace: skipping {}: {e}", path.display());
+                }
             }
         }
     }
@@ -84,7 +93,11 @@ pub fn family(root: &Path) -> Result<Vec<Member>> {
     members
         .into_iter()
         .map(|(trace, h, depth)| {
-            let r: Report = load_report(&trace)?;
+            let r: Report = if depth == 0 && trace == root {
+                load_report(&trace)?
+            } else {
+                load_found_report(&trace)?
+            };
             Ok(Member {
                 pid: h.pid,
                 ppid: h.ppid,
@@ -99,6 +112,23 @@ pub fn family(root: &Path) -> Result<Vec<Member>> {
         .collect()
 }
 
+/// `*.trace`, or `*.trace.N`: the recorder's name when the default one
+/// was taken.
+fn is_trace_name(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    match name.rsplit_once(".trace") {
+        Some((stem, rest)) if !stem.is_empty() => {
+            rest.is_empty()
+                || rest
+                    .strip_prefix('.')
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        }
+        _ => false,
+    }
+}
+
 /// The fields of a trace header the family needs.
 struct HeaderFacts {
     pid: u32,
@@ -107,8 +137,8 @@ struct HeaderFacts {
     family: u64,
 }
 
-fn header(path: &Path) -> Result<HeaderFacts> {
-    let reader = memtrace_analyze::open(path, memtrace_format::Extent::AsOpened)
+fn header(path: &Path, named: Named) -> Result<HeaderFacts> {
+    let reader = Reader::open_named(path, Extent::AsOpened, named)
         .with_context(|| format!("{}", path.display()))?;
     let h = reader.header();
     Ok(HeaderFacts {

@@ -4,8 +4,7 @@
 //! graph drawn by inferno goes to `OUT`, or the folded stacks with
 //! `--collapsed`. See [`memtrace_analyze::flame`] for how stacks are folded.
 
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -137,8 +136,14 @@ pub fn svg(folded: &Folded, measure: Measure, out: &mut impl Write) -> Result<()
 /// Runs `memtrace flamegraph`.
 pub fn flamegraph(args: FlamegraphArgs) -> Result<ExitCode> {
     let measure = Measure::from(args.by);
+    // A planted link or directory at the output is refused before any work.
+    let output = args
+        .output
+        .as_deref()
+        .map(memtrace_safe_write::OutFile::new)
+        .transpose()?;
     let folded = fold(&args.trace, args.follow.extent(), measure)?;
-    let Some(output) = &args.output else {
+    let Some(output) = output else {
         io::stdout().write_all(folded.text.as_bytes())?;
         return Ok(ExitCode::SUCCESS);
     };
@@ -150,14 +155,13 @@ pub fn flamegraph(args: FlamegraphArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let context = || format!("{}", output.display());
-    let mut out = BufWriter::new(File::create(output).with_context(context)?);
     if args.collapsed {
-        out.write_all(folded.text.as_bytes())
-            .with_context(context)?;
+        output.write(folded.text.as_bytes())?;
     } else {
-        svg(&folded, measure, &mut out).with_context(context)?;
+        let mut svg_bytes = Vec::new();
+        svg(&folded, measure, &mut svg_bytes)
+            .with_context(|| format!("{}", output.path().display()))?;
+        output.write(&svg_bytes)?;
     }
-    out.flush().with_context(context)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use memtrace_analyze::leaks::{self, LeakReport, TextOptions};
-use memtrace_format::Extent;
+use memtrace_format::{Extent, Named, Reader};
 use memtrace_leaks::{LeakClass, Suppressions};
 
 use crate::cmd::extent::FollowArg;
@@ -127,21 +127,28 @@ pub fn leaks(args: LeaksArgs) -> Result<ExitCode> {
         bail!("no trace given");
     };
     let extent = args.follow.extent();
-    let code = check_trace_within(trace, extent, &args.check, &mut std::io::stdout().lock())?;
+    let code = check_trace_within(
+        trace,
+        extent,
+        Named::ByUser,
+        &args.check,
+        &mut std::io::stdout().lock(),
+    )?;
     Ok(ExitCode::from(code))
 }
 
-/// Checks one trace (as long as it is now), writes the report to `out`,
-/// and returns the exit status the check asks for: 0, or
-/// `--error-exitcode` when leaks remain.
-pub fn check_trace(trace: &Path, check: &CheckArgs, out: &mut dyn Write) -> Result<u8> {
-    check_trace_within(trace, Extent::AsOpened, check, out)
+/// Checks the trace `memtrace run` found (as long as it is now), writes
+/// the report to `out`, and returns the exit status the check asks for: 0,
+/// or `--error-exitcode` when leaks remain.
+pub fn check_found_trace(trace: &Path, check: &CheckArgs, out: &mut dyn Write) -> Result<u8> {
+    check_trace_within(trace, Extent::AsOpened, Named::Found, check, out)
 }
 
-/// [`check_trace`], reading the trace within `extent`.
+/// [`check_found_trace`], reading the trace within `extent`.
 pub fn check_trace_within(
     trace: &Path,
     extent: Extent,
+    named: Named,
     check: &CheckArgs,
     out: &mut dyn Write,
 ) -> Result<u8> {
@@ -149,7 +156,7 @@ pub fn check_trace_within(
     let show = parse_classes(&check.show)?;
     let suppressions = load_suppressions(check)?;
     let context = || format!("{}", trace.display());
-    let reader = memtrace_analyze::open(trace, extent).with_context(context)?;
+    let reader = Reader::open_named(trace, extent, named).with_context(context)?;
     let report = leaks::from_reader(reader, &suppressions).with_context(context)?;
     let root = match &check.source_root {
         Some(r) => r.clone(),

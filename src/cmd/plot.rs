@@ -280,14 +280,14 @@ pub fn plot(args: PlotArgs) -> Result<ExitCode> {
     };
     // Read the trace before creating anything, so a bad trace leaves no directory.
     let program = data.program()?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // A fresh directory, or one of ours: never a link, never another user's.
+    let out = memtrace_safe_write::OutDir::create(&dir)?;
     let trace_shown = args.trace.display().to_string();
     let mut figures = Vec::new();
     for chart in charts {
         let svg = draw(chart, &mut data)?;
         let file = format!("{}.svg", chart.name());
-        let path = dir.join(&file);
-        std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+        let path = out.write(&file, svg.as_bytes())?;
         println!("{}", path.display());
         figures.push(Figure {
             file,
@@ -296,7 +296,6 @@ pub fn plot(args: PlotArgs) -> Result<ExitCode> {
             command: format!("memtrace plot {trace_shown} --only {}", chart.name()),
         });
     }
-    let index = dir.join("index.html");
     let html = page::html(&Page {
         title: format!("memtrace charts: {program}"),
         intro: vec![format!(
@@ -309,7 +308,7 @@ pub fn plot(args: PlotArgs) -> Result<ExitCode> {
             figures,
         }],
     });
-    std::fs::write(&index, html).with_context(|| format!("cannot write {}", index.display()))?;
+    let index = out.write("index.html", html.as_bytes())?;
     println!("{}", index.display());
     Ok(ExitCode::SUCCESS)
 }

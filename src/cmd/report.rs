@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use memtrace_analyze::report::{self, Report, TextOptions};
-use memtrace_format::Extent;
+use memtrace_format::{Extent, Named, Reader};
 
 use crate::cmd::extent::FollowArg;
 
@@ -50,8 +50,18 @@ pub fn load_report(path: &Path) -> Result<Report> {
 
 /// Reads a trace within `extent` and builds its heap report.
 pub fn load_report_within(path: &Path, extent: Extent) -> Result<Report> {
+    load_named_report(path, extent, Named::ByUser)
+}
+
+/// Reads a trace that memtrace found, not the user (see [`Named`]), as
+/// long as it is now, and builds its heap report.
+pub fn load_found_report(path: &Path) -> Result<Report> {
+    load_named_report(path, Extent::AsOpened, Named::Found)
+}
+
+fn load_named_report(path: &Path, extent: Extent, named: Named) -> Result<Report> {
     let context = || format!("{}", path.display());
-    let reader = memtrace_analyze::open(path, extent).with_context(context)?;
+    let reader = Reader::open_named(path, extent, named).with_context(context)?;
     report::from_reader(reader).with_context(context)
 }
 

@@ -9,7 +9,8 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use nix::sys::signal::{signal, SigHandler, Signal};
 
-use crate::cmd::report::load_report;
+use crate::cmd::report::load_found_report;
+use crate::trace_list::{self, TraceList};
 use crate::{inspect, preload_lib};
 
 /// Arguments of `memtrace run`.
@@ -51,8 +52,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let program = args.command[0].to_string_lossy().into_owned();
     let resolved = inspect::resolve(&program)?;
     inspect::check(&resolved)?;
-    let preload = match preload_lib::path() {
-        Ok(preload) => preload,
+    let setup = preload_lib::prepare().and_then(|preload| {
+        // The recorders report the traces they create in this list: `run`
+        // never looks for "the newest" file in a directory that others
+        // may write.
+        let list = TraceList::create(&preload.dir)?;
+        Ok((preload, list))
+    });
+    let (preload, mut list) = match setup {
+        Ok(setup) => setup,
         // A leak check that did not run must not pass.
         Err(e) if !args.require_trace && !args.check_leaks => {
             eprintln!(
@@ -82,7 +90,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .and_then(|o| o.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| cwd.clone());
 
-    let mut ld_preload = preload.as_os_str().to_owned();
+    let mut ld_preload = preload.library.as_os_str().to_owned();
     if let Some(existing) = std::env::var_os("LD_PRELOAD") {
         ld_preload.push(":");
         ld_preload.push(existing);
@@ -93,6 +101,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .env("LD_PRELOAD", &ld_preload)
         .env("MEMTRACE_DIR", &dir)
         .env("MEMTRACE_FAMILY", format!("{:016x}", family_token()))
+        .env(trace_list::ENV, list.path())
         .env_remove("MEMTRACE_DISABLE");
     match &output {
         Some(out) => command.env("MEMTRACE_OUTPUT", out),
@@ -105,6 +114,11 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         crate::cmd::leaks::load_suppressions(&args.check)?;
         command.env_remove("MEMTRACE_LEAK_SCAN");
     }
+    let leaks_output = args
+        .leaks_output
+        .as_deref()
+        .map(memtrace_safe_write::OutFile::new)
+        .transpose()?;
     if args.no_follow {
         command.env("MEMTRACE_NO_FOLLOW", "1");
     } else {
@@ -114,13 +128,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let (pid, code) = spawn_and_wait(&mut command, &program)?;
 
     let trace = match output {
-        Some(out) => out,
-        None => find_default_trace(&dir, pid)?,
+        Some(out) => Some(out),
+        // The program's status is still ours when the list cannot be read.
+        None => list.last_of(pid).unwrap_or_else(|e| {
+            eprintln!("memtrace: {e:#}");
+            None
+        }),
     };
     if args.check_leaks {
         // The program's own failure wins over the leak verdict, and over a
         // check that could not be made (a crash leaves no scan).
-        let code = match check_leaks(&trace, &args) {
+        let code = match check_leaks(trace.as_deref(), &args, leaks_output.as_ref()) {
             Ok(leak_code) if code == 0 => leak_code.into(),
             Ok(_) => code,
             Err(e) if code != 0 => {
@@ -132,22 +150,31 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(code.clamp(0, 255) as u8));
     }
     if !args.quiet {
-        if !trace.exists() {
-            eprintln!(
-                "memtrace: the program wrote no trace ({} does not exist)",
-                trace.display()
-            );
-        } else {
-            match load_report(&trace) {
+        match trace.as_deref().map(written) {
+            None => eprintln!("memtrace: the program wrote no trace"),
+            Some(Err(e)) => eprintln!("memtrace: {e:#}"),
+            Some(Ok(trace)) => match load_found_report(trace) {
                 Ok(r) => {
                     eprint!("{}", memtrace_analyze::report::render_summary(&r, 5));
                     eprintln!("memtrace: trace written to {}", trace.display());
                 }
                 Err(e) => eprintln!("memtrace: cannot read the trace {}: {e:#}", trace.display()),
-            }
+            },
         }
     }
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// The trace, if the program wrote it: the explicit `-o` name when no
+/// process created it is an error naming it.
+fn written(trace: &Path) -> Result<&Path> {
+    if std::fs::symlink_metadata(trace).is_err() {
+        bail!(
+            "the program wrote no trace ({} does not exist)",
+            trace.display()
+        );
+    }
+    Ok(trace)
 }
 
 /// Runs the program and waits for it: its pid, and its exit status as
@@ -173,45 +200,30 @@ fn spawn_and_wait(command: &mut Command, program: &str) -> Result<(u32, i32)> {
 }
 
 /// Runs the leak check on the program's trace.
-fn check_leaks(trace: &Path, args: &RunArgs) -> Result<u8> {
-    if !trace.exists() {
-        bail!(
-            "the program wrote no trace ({} does not exist)",
-            trace.display()
-        );
-    }
-    let code = match &args.leaks_output {
-        Some(path) => {
-            let mut file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            crate::cmd::leaks::check_trace(trace, &args.check, &mut file)?
+fn check_leaks(
+    trace: Option<&Path>,
+    args: &RunArgs,
+    leaks_output: Option<&memtrace_safe_write::OutFile>,
+) -> Result<u8> {
+    let Some(trace) = trace else {
+        bail!("the program wrote no trace");
+    };
+    let trace = written(trace)?;
+    let code = match leaks_output {
+        Some(file) => {
+            let mut text = Vec::new();
+            let code = crate::cmd::leaks::check_found_trace(trace, &args.check, &mut text)?;
+            file.write(&text)?;
+            code
         }
-        None => crate::cmd::leaks::check_trace(trace, &args.check, &mut std::io::stderr().lock())?,
+        None => {
+            crate::cmd::leaks::check_found_trace(trace, &args.check, &mut std::io::stderr().lock())?
+        }
     };
     if !args.quiet {
         eprintln!("memtrace: trace written to {}", trace.display());
     }
     Ok(code)
-}
-
-/// The newest `memtrace.*.<pid>.trace*` in `dir`.
-fn find_default_trace(dir: &Path, pid: u32) -> Result<PathBuf> {
-    let marker = format!(".{pid}.trace");
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("memtrace.") && name.contains(&marker) {
-            let modified = entry.metadata()?.modified()?;
-            if best.as_ref().is_none_or(|(t, _)| modified > *t) {
-                best = Some((modified, entry.path()));
-            }
-        }
-    }
-    Ok(best.map_or_else(
-        || dir.join(format!("memtrace.<program>{marker}")),
-        |(_, p)| p,
-    ))
 }
 
 /// A token shared by every process of this run (the recorder writes it in

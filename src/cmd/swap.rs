@@ -2,7 +2,6 @@
 //! process tree at a fixed interval, show a live verdict, and sum it up.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -113,10 +112,10 @@ pub fn swap(args: SwapArgs) -> Result<ExitCode> {
         .as_deref()
         .map(TimelineFile::create)
         .transpose()?;
-    let mut svg = args
+    let svg = args
         .svg
         .as_deref()
-        .map(|p| File::create(p).with_context(|| format!("cannot create {}", p.display())))
+        .map(memtrace_safe_write::OutFile::new)
         .transpose()?;
 
     // The program starts with our signal mask, so it is started first; then
@@ -231,7 +230,7 @@ pub fn swap(args: SwapArgs) -> Result<ExitCode> {
         };
         out.finish(&samples, &timeline)?;
     }
-    if let (Some(file), Some(path)) = (svg.as_mut(), &args.svg) {
+    if let Some(file) = &svg {
         let title = if command.is_empty() {
             format!("memtrace swap --pid {pid}")
         } else {
@@ -239,8 +238,7 @@ pub fn swap(args: SwapArgs) -> Result<ExitCode> {
         };
         let chart = memtrace_swap::chart::render_svg(&title, &samples, &intervals, &states)
             .map_err(|e| anyhow::anyhow!("cannot draw the chart: {e}"))?;
-        file.write_all(chart.as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        file.write(chart.as_bytes())?;
     }
     // The files first: a closed stderr pipe must not lose them.
     eprint!("{}", summary.render());
@@ -340,10 +338,9 @@ impl LiveView {
     }
 }
 
-/// The `--output` file, created before monitoring starts and written at the end.
+/// The `--output` file, checked before monitoring starts and written at the end.
 struct TimelineFile {
-    path: PathBuf,
-    file: File,
+    file: memtrace_safe_write::OutFile,
     json: bool,
 }
 
@@ -357,23 +354,16 @@ impl TimelineFile {
                 path.display()
             ),
         };
-        let file =
-            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(TimelineFile {
-            path: path.to_owned(),
-            file,
-            json,
-        })
+        let file = memtrace_safe_write::OutFile::new(path)?;
+        Ok(TimelineFile { file, json })
     }
 
-    fn finish(mut self, samples: &[Sample], timeline: &Timeline) -> Result<()> {
+    fn finish(self, samples: &[Sample], timeline: &Timeline) -> Result<()> {
         let text = if self.json {
             timeline.to_json()
         } else {
             timeline::to_csv(samples, timeline.states)
         };
-        self.file
-            .write_all(text.as_bytes())
-            .with_context(|| format!("cannot write {}", self.path.display()))
+        Ok(self.file.write(text.as_bytes())?)
     }
 }

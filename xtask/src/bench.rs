@@ -247,8 +247,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
     }
     if args.threads_only {
         let threads = crate::threads::measure(&paths, args.quick)?;
-        let out = paths.report.join("bench-threads.md");
-        print!("{}", crate::threads::markdown(&threads, args.quick, &out)?);
+        let md = crate::threads::markdown(&threads, args.quick);
+        let out = paths.write("bench-threads.md", &md)?;
+        print!("{md}");
         println!("xtask: wrote {}", out.display());
         return Ok(ExitCode::SUCCESS);
     }
@@ -636,11 +637,9 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
         let _ = writeln!(md, "- {}", g.line());
     }
     md.push('\n');
-    md.push_str(&crate::threads::markdown(
-        &threads,
-        args.quick,
-        &paths.report.join("bench-threads.md"),
-    )?);
+    let threads_md = crate::threads::markdown(&threads, args.quick);
+    paths.write("bench-threads.md", &threads_md)?;
+    md.push_str(&threads_md);
     let _ = writeln!(md, "\n## Commands (last round)\n\n```sh");
     for c in &configs {
         let _ = writeln!(md, "{}", c.command);
@@ -660,8 +659,7 @@ pub fn run(args: &BenchArgs) -> Result<ExitCode> {
             let _ = writeln!(md, "- {name}: {}", util::version(t));
         }
     }
-    let md_path = paths.report.join("bench.md");
-    std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
+    let md_path = paths.write("bench.md", md)?;
     println!("\nwritten: {}", md_path.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -980,8 +978,7 @@ fn analyses_only(paths: &Paths, trace: &Path, runs: usize) -> Result<ExitCode> {
     for (k, v) in util::machine_info() {
         let _ = writeln!(md, "- {k}: {v}");
     }
-    let md_path = paths.report.join("bench-analyses.md");
-    std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
+    let md_path = paths.write("bench-analyses.md", md)?;
     println!("\nwritten: {}", md_path.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -133,7 +133,7 @@ pub struct Charts {
 /// (`(name, trace)` pairs) under `paths.report/charts`.
 pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
     let dir = paths.report.join("charts");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    memtrace_safe_write::OutDir::create(&dir)?;
     let mut commands = Vec::new();
     for (fixture, trace) in traces {
         let names: Vec<&str> = CHARTS

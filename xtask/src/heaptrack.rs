@@ -204,8 +204,7 @@ pub fn run() -> Result<ExitCode> {
         let _ = writeln!(md, "- {n}");
     }
     let _ = writeln!(md, "\n{legend}");
-    let md_path = paths.report.join("heaptrack-check.md");
-    std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
+    let md_path = paths.write("heaptrack-check.md", md)?;
     println!("written: {}", md_path.display());
 
     if failed {

@@ -174,17 +174,15 @@ pub fn run() -> Result<ExitCode> {
     let chart_start = Instant::now();
     let traces: Vec<(&str, PathBuf)> = outcomes.iter().map(|o| (o.name, o.trace.clone())).collect();
     let charts = charts::draw(&paths, &traces)?;
-    let index = paths.report.join("index.html");
     let page = memtrace_plot::page::html(&memtrace_plot::page::Page {
         title: "memtrace on the bundled fixtures".to_string(),
         intro: charts::intro(&paths),
         sections: charts.sections.clone(),
     });
-    std::fs::write(&index, page).with_context(|| format!("cannot write {}", index.display()))?;
+    let index = paths.write("index.html", page)?;
     let page_check = check_page(&index, charts.files.len())?;
     let chart_time = chart_start.elapsed();
 
-    let summary = paths.report.join("summary.md");
     let mut md = String::from("# memtrace on the bundled fixtures\n\n");
     let _ = writeln!(
         md,
@@ -227,7 +225,7 @@ pub fn run() -> Result<ExitCode> {
     for c in &charts.files {
         let _ = writeln!(md, "- chart: `{}`", rel(&paths.report, c));
     }
-    std::fs::write(&summary, md).with_context(|| format!("cannot write {}", summary.display()))?;
+    let summary = paths.write("summary.md", md)?;
 
     println!();
     print!("{}", table.text());
@@ -332,14 +330,10 @@ fn record_and_report(paths: &Paths, f: &Fixture, exe: &Path) -> Result<Outcome> 
     }
     let trace_bytes = util::file_size(&trace)?;
 
-    let text = paths.report.join(format!("{}.txt", f.name));
-    let json = paths.report.join(format!("{}.json", f.name));
     let report_text = memtrace_report(paths, &trace, &[])?;
-    std::fs::write(&text, &report_text)
-        .with_context(|| format!("cannot write {}", text.display()))?;
+    let text = paths.write(&format!("{}.txt", f.name), &report_text)?;
     let report_json = memtrace_report(paths, &trace, &["--format", "json"])?;
-    std::fs::write(&json, &report_json)
-        .with_context(|| format!("cannot write {}", json.display()))?;
+    let json = paths.write(&format!("{}.json", f.name), &report_json)?;
     let report: serde_json::Value = serde_json::from_str(&report_json)
         .with_context(|| format!("memtrace report printed invalid JSON for {}", f.name))?;
     let latency = tool_json(paths, f.name, "latency", &trace)?;
@@ -363,8 +357,7 @@ fn tool_json(paths: &Paths, name: &str, tool: &str, trace: &Path) -> Result<serd
     let mut cmd = Command::new(&paths.memtrace);
     cmd.args([tool, "--format", "json"]).arg(trace);
     let text = util::output(&mut cmd).with_context(|| format!("memtrace {tool} failed"))?;
-    let path = paths.report.join(format!("{name}.{tool}.json"));
-    std::fs::write(&path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    paths.write(&format!("{name}.{tool}.json"), &text)?;
     serde_json::from_str(&text)
         .with_context(|| format!("memtrace {tool} printed invalid JSON for {name}"))
 }

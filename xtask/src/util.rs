@@ -18,6 +18,9 @@ pub struct Paths {
     pub root: PathBuf,
     /// `target/memtrace-report`: reports written by the tasks.
     pub report: PathBuf,
+    /// The same directory, opened once: the tasks' files are written
+    /// through it, never through a link planted there (`memtrace-safe-write`).
+    pub out: memtrace_safe_write::OutDir,
     /// `target/memtrace-report/bin`: compiled fixtures.
     pub bin: PathBuf,
     /// `target/memtrace-report/traces`: traces and heaptrack files.
@@ -41,20 +44,27 @@ impl Paths {
         let report = target.join("memtrace-report");
         let bin = report.join("bin");
         let traces = report.join("traces");
-        for dir in [&report, &bin, &traces] {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+        let out = memtrace_safe_write::OutDir::create(&report)?;
+        for dir in [&bin, &traces] {
+            memtrace_safe_write::OutDir::create(dir)?;
         }
         let release = target.join("release");
         let memtrace = release.join("memtrace");
         Ok(Paths {
             root,
             report,
+            out,
             bin,
             traces,
             release,
             memtrace,
         })
+    }
+
+    /// Writes `text` to the file `name` of the report directory, replacing
+    /// it (see `memtrace-safe-write`); its path is returned.
+    pub fn write(&self, name: &str, text: impl AsRef<[u8]>) -> Result<PathBuf> {
+        Ok(self.out.write(name, text.as_ref())?)
     }
 
     /// A fixture source file, e.g. `fixture("c/sites.c")`.

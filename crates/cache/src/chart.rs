@@ -4,8 +4,6 @@
 //! Drawn with plotters' SVG backend and its built-in text layout: no system
 //! fonts are read.
 
-use std::path::Path;
-
 use plotters::prelude::*;
 
 /// One group of bars (a fixture, phase or function) with one value per series.
@@ -60,12 +58,6 @@ impl MissChart {
             root.present().map_err(|e| e.to_string())?;
         }
         Ok(svg)
-    }
-
-    /// Writes the chart to `path` as SVG.
-    pub fn write_svg(&self, path: &Path) -> Result<(), String> {
-        let svg = self.to_svg()?;
-        std::fs::write(path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
     fn draw<DB: DrawingBackend>(

@@ -9,6 +9,10 @@ use crate::block::BLOCK_HEADER_LEN;
 pub enum DecodeError {
     /// Reading the underlying file failed.
     Io(std::io::Error),
+    /// The path names something other than a regular file (`"a FIFO"`,
+    /// `"a directory"`, `"a symbolic link"` where none is followed): a
+    /// FIFO would block the reader, a device never end.
+    NotRegularFile(&'static str),
     /// The file does not start with the memtrace magic.
     NotATrace,
     /// The file was written by a newer, incompatible format version.
@@ -153,6 +157,10 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Io(e) => write!(f, "cannot read trace: {e}"),
+            DecodeError::NotRegularFile(what) => write!(
+                f,
+                "{what}, not a regular file: memtrace reads traces only from regular files"
+            ),
             DecodeError::NotATrace => write!(f, "not a memtrace trace (bad magic)"),
             DecodeError::UnsupportedVersion(v) => {
                 write!(

@@ -59,6 +59,6 @@ pub use record::{
     dequantize_latency, quantize_latency, ClockSync, Func, Header, HeapEvent, Module, Op, Phase,
     RecorderKind, Region, ResourceSample, Segment, StackId, ThreadItem, TickSource, Trailer,
 };
-pub use source::{Extent, TraceFile, TraceReader};
+pub use source::{Extent, Named, TraceFile, TraceReader};
 pub use stacks::{Frames, StackTable};
 pub use write::{Writer, WriterBuffers};

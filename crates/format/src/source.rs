@@ -10,8 +10,9 @@
 //! grows, until the reader has read the trailer (the [`Reader`] reads
 //! nothing after it) or the file has not grown for the idle time given.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -26,8 +27,7 @@ const POLL: Duration = Duration::from_millis(50);
 /// How far a reader reads a trace file that may still be growing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Extent {
-    /// Up to the file's length when it was opened. Files that have no
-    /// length (a pipe) are read to their end.
+    /// Up to the file's length when it was opened.
     #[default]
     AsOpened,
     /// Up to this many bytes, or the file's end if it is shorter: for a
@@ -40,6 +40,18 @@ pub enum Extent {
         /// How long the file may stay the same size before the reader stops.
         idle: Duration,
     },
+}
+
+/// Who named a trace's path, which decides whether a symbolic link there
+/// is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    /// The user, on the command line: a link is followed (their choice).
+    ByUser,
+    /// memtrace, which found the file (`report --family` listing a
+    /// directory, `run` told the name by the recorder): a link is refused,
+    /// since whoever can write the directory could have planted it.
+    Found,
 }
 
 /// A trace file read within an [`Extent`]; see [`Reader::open`].
@@ -55,17 +67,42 @@ pub struct TraceFile {
 }
 
 impl TraceFile {
-    /// Opens `path` to be read within `extent`.
-    pub fn open(path: &Path, extent: Extent) -> io::Result<TraceFile> {
-        let file = File::open(path)?;
-        // The length of the file as opened (fstat), not of whatever the
-        // path names a moment later.
+    /// Opens `path` to be read within `extent`. Only a regular file is
+    /// read: it is opened `O_NONBLOCK` (so a FIFO does not block the open
+    /// until someone writes to it), and what was opened is checked with
+    /// `fstat`; anything else is [`DecodeError::NotRegularFile`].
+    pub fn open(path: &Path, extent: Extent, named: Named) -> Result<TraceFile, DecodeError> {
+        let mut flags = libc::O_NONBLOCK | libc::O_CLOEXEC;
+        if named == Named::Found {
+            flags |= libc::O_NOFOLLOW;
+        }
+        let file = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+            Err(e) if named == Named::Found && e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(DecodeError::NotRegularFile("a symbolic link"));
+            }
+            opened => opened?,
+        };
+        // The file as opened (fstat), not whatever the path names a moment later.
         let meta = file.metadata()?;
+        let kind = meta.file_type();
+        if !kind.is_file() {
+            return Err(DecodeError::NotRegularFile(if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_dir() {
+                "a directory"
+            } else if kind.is_char_device() {
+                "a character device"
+            } else if kind.is_block_device() {
+                "a block device"
+            } else {
+                "a socket"
+            }));
+        }
+        // O_NONBLOCK changes nothing for a regular file's reads.
         let (limit, idle) = match extent {
-            Extent::AsOpened => (meta.is_file().then_some(meta.len()), None),
+            Extent::AsOpened => (Some(meta.len()), None),
             Extent::Bytes(n) => (Some(n), None),
-            // Only a regular file grows in place; a pipe's end is its end.
-            Extent::Follow { idle } => (None, meta.is_file().then_some(idle)),
+            Extent::Follow { idle } => (None, Some(idle)),
         };
         Ok(TraceFile {
             file,
@@ -135,11 +172,21 @@ impl Read for TraceFile {
 pub type TraceReader = Reader<BufReader<TraceFile>>;
 
 impl Reader<BufReader<TraceFile>> {
-    /// Opens a trace file and reads its header; the rest is read within
-    /// `extent`: by default up to the file's length at this moment, so
-    /// that a file still being written is read as it was then.
+    /// Opens a trace file the user named and reads its header; the rest is
+    /// read within `extent`: by default up to the file's length at this
+    /// moment, so that a file still being written is read as it was then.
+    /// Only a regular file is read (see [`TraceFile::open`]).
     pub fn open(path: &Path, extent: Extent) -> Result<TraceReader, DecodeError> {
-        let file = TraceFile::open(path, extent)?;
+        Reader::open_named(path, extent, Named::ByUser)
+    }
+
+    /// [`Reader::open`] for a path that the user or memtrace named.
+    pub fn open_named(
+        path: &Path,
+        extent: Extent,
+        named: Named,
+    ) -> Result<TraceReader, DecodeError> {
+        let file = TraceFile::open(path, extent, named)?;
         Reader::new(BufReader::with_capacity(1 << 20, file))
     }
 

@@ -44,6 +44,7 @@ pub(crate) fn open_trace(
             first_free_name(&base, |p| create_new(p).map(|f| (f, p.to_path_buf())))?
         }
     };
+    announce(pid, &path);
     let header = Header {
         pid,
         ppid,
@@ -84,6 +85,36 @@ pub(crate) fn open_trace(
         mono_ns: monotonic_ns(),
     })?;
     Ok((writer, path))
+}
+
+/// Tells `memtrace run` the name of the trace just created, so that it
+/// never guesses from a directory listing: `PID PATH\0` appended to the
+/// file `MEMTRACE_TRACE_LIST` names (`src/trace_list.rs`). `run` made that
+/// file, empty and private, before starting the program; it is opened
+/// without `O_CREAT` and with `O_NOFOLLOW | O_NONBLOCK`, used only if it is
+/// a regular file, and written with one `write` (`O_APPEND`: the records
+/// of processes that write at once do not mix). Best effort: `run` says
+/// when it was told of no trace.
+fn announce(pid: u32, path: &Path) {
+    use std::io::Write as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let Some(list) = std::env::var_os("MEMTRACE_TRACE_LIST") else {
+        return;
+    };
+    let Ok(file) = OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&list)
+    else {
+        return;
+    };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return;
+    }
+    let mut record = format!("{pid} ").into_bytes();
+    record.extend_from_slice(path.as_os_str().as_bytes());
+    record.push(0);
+    let _ = (&file).write(&record);
 }
 
 /// `DIR/memtrace.<program>.<pid>.trace`.
