@@ -167,3 +167,40 @@ fn native_runs_of_the_same_programs_still_work() {
         .unwrap();
     assert_eq!(traced.stdout, out.stdout);
 }
+
+/// Pages a program maps right next to the recorder's own mappings (the
+/// kernel merges them into one region) are scanned: the block each one
+/// alone points to is still reachable, in every run
+/// (`fixtures/c/adjacent_roots.c`).
+#[test]
+fn memory_merged_with_the_recorders_own_mappings_is_scanned() {
+    let source = "fixtures/c/adjacent_roots.c";
+    let dir = scratch("leak-adjacent");
+    let exe = common::compile("cc", source, &["-O2", "-g"], &dir);
+    for run in 0..3 {
+        let trace = format!("t{run}.trace");
+        let out = common::record(&dir, &trace, &[exe.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let pages: u64 = stdout
+            .trim()
+            .strip_prefix("adjacent_roots pages ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("fixture output: {stdout}"));
+        assert!(pages > 0, "no page could be placed");
+        let json = memtrace()
+            .current_dir(&dir)
+            .args(["leaks", "--format", "json", &trace])
+            .output()
+            .unwrap();
+        let leaks: Value = serde_json::from_slice(&json.stdout).expect("leak JSON");
+        for class in ["definite", "indirect", "possible"] {
+            assert_eq!(pair(&leaks["totals"][class]), (0, 0), "run {run}: {class}");
+        }
+        assert_eq!(
+            pair(&leaks["totals"]["reachable"]),
+            (48 * pages, pages),
+            "run {run}"
+        );
+    }
+}
