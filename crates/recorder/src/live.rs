@@ -114,12 +114,29 @@ impl LiveBlocks {
         }
     }
 
-    /// The live blocks in address order: `(address, block)`; `None` when
-    /// the memory for the list cannot be had.
-    pub fn sorted(&self) -> Option<Vec<(u64, LiveBlock)>> {
-        let mut v = crate::memory::try_collect(self.live.iter().map(|(&a, &b)| (a, b)))?;
-        v.sort_unstable_by_key(|&(a, _)| a);
-        Some(v)
+    /// Blocks live now.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Makes room for `n` more allocations and `n` more early frees, so
+    /// that applying up to `n` items allocates nothing; false when the
+    /// memory cannot be had.
+    pub fn reserve(&mut self, n: usize) -> bool {
+        self.live.try_reserve(n).is_ok() && self.freed_early.try_reserve(n).is_ok()
+    }
+
+    /// Puts the live blocks into `out` in address order, `(address,
+    /// block)`, without growing it (the sort is in place); false, leaving
+    /// `out` empty, when they do not fit.
+    pub fn sorted_into(&self, out: &mut Vec<(u64, LiveBlock)>) -> bool {
+        out.clear();
+        if self.live.len() > out.capacity() {
+            return false;
+        }
+        out.extend(self.live.iter().map(|(&a, &b)| (a, b)));
+        out.sort_unstable_by_key(|&(a, _)| a);
+        true
     }
 }
 
@@ -141,12 +158,9 @@ mod tests {
     }
 
     fn live(blocks: &LiveBlocks) -> Vec<(u64, u64)> {
-        blocks
-            .sorted()
-            .unwrap()
-            .iter()
-            .map(|(a, b)| (*a, b.size))
-            .collect()
+        let mut out = Vec::with_capacity(blocks.len());
+        assert!(blocks.sorted_into(&mut out));
+        out.iter().map(|(a, b)| (*a, b.size)).collect()
     }
 
     #[test]
@@ -213,5 +227,28 @@ mod tests {
         assert_eq!(live(&blocks), vec![(0x200, 30)]);
         blocks.apply(&ev(Func::Realloc, 5, 0, 0x200, 0));
         assert_eq!(live(&blocks), vec![]);
+    }
+
+    #[test]
+    fn items_applied_within_the_reserve_allocate_nothing() {
+        let mut blocks = LiveBlocks::default();
+        for i in 0..100u64 {
+            blocks.apply(&ev(Func::Malloc, i, 0x1000 + 16 * i, 0, 8));
+        }
+        assert!(blocks.reserve(50));
+        let room = (blocks.live.capacity(), blocks.freed_early.capacity());
+        for i in 0..25u64 {
+            blocks.apply(&ev(Func::Malloc, 200 + i, 0x9000 + 16 * i, 0, 8));
+            blocks.apply(&ev(Func::Free, 300 + i, 0x1000 + 16 * i, 0, 0));
+            blocks.apply(&ev(Func::Free, 400 + i, 0x20000 + 16 * i, 0, 0));
+        }
+        // Never grown (a growth doubles the table; tombstones of removed
+        // entries may lower the capacity reported).
+        assert!(blocks.live.capacity() <= room.0);
+        assert!(blocks.freed_early.capacity() <= room.1);
+        assert_eq!(blocks.len(), 100);
+        let mut out = Vec::with_capacity(99);
+        assert!(!blocks.sorted_into(&mut out));
+        assert!(out.is_empty());
     }
 }

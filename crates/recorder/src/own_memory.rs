@@ -41,6 +41,17 @@ pub fn forget_own_mapping(start: u64) {
     }
 }
 
+/// True when `range` overlaps one of the recorder's own mappings. Reads
+/// the table in place: allocates nothing, so the leak scan may ask while
+/// the other threads are stopped.
+pub(crate) fn overlaps_own(range: Range<u64>) -> bool {
+    STARTS.iter().zip(&LENS).any(|(s, l)| {
+        let start = s.load(Ordering::Acquire);
+        let len = l.load(Ordering::Acquire);
+        start != 0 && len != 0 && start < range.end && range.start < start + len
+    })
+}
+
 /// The recorder's own mappings now.
 pub(crate) fn own_mappings() -> Vec<Range<u64>> {
     STARTS

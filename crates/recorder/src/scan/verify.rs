@@ -12,11 +12,13 @@ use std::ops::Range;
 use memtrace_format::Reach;
 
 use super::mark::Marker;
+use super::read::MemReader;
 use super::roots;
 
 /// Prints `memtrace-verify: BLOCK referenced from ADDR in START-END PATH`
 /// for each pointer to an unreached block found outside unreached blocks.
-pub(crate) fn report(marker: &Marker, own: &[Range<u64>], recorder_stacks: &[u64]) {
+pub(crate) fn report(marker: &Marker, rd: &mut MemReader, recorder_stacks: &[u64]) {
+    let own = crate::own_memory::own_mappings();
     let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let readable = roots::readable_mappings().unwrap_or_default();
     let mut n_found = 0u64;
@@ -34,17 +36,19 @@ pub(crate) fn report(marker: &Marker, own: &[Range<u64>], recorder_stacks: &[u64
         if path == "[heap]" || (path.is_empty() && start % (64 << 20) == 0) {
             continue;
         }
-        let mut clamped = Vec::new();
-        roots::push_clamped(&readable, start..end, &mut clamped);
+        let mut clamped: Vec<Range<u64>> = Vec::new();
+        roots::for_each_clamped(&readable, start..end, |r| clamped.push(r));
         for r in clamped {
-            let mut p = r.start;
-            while p + 8 <= r.end {
-                // SAFETY: the range is inside a readable mapping.
-                let w = unsafe { std::ptr::read_volatile(p as *const u64) };
-                // The C library's arena points at chunk headers, which may
-                // sit in a block's last word: the allocator's, not the program's.
-                let arena_word = path.contains("/libc.so") && marker.is_next_chunk_header(w);
-                if let Some((i, _)) = marker.find(w).filter(|_| !arena_word) {
+            rd.read_range(r, |at, words| {
+                for (k, &w) in words.iter().enumerate() {
+                    let p = at + 8 * k as u64;
+                    // The C library's arena points at chunk headers, which
+                    // may sit in a block's last word: the allocator's, not
+                    // the program's.
+                    let arena_word = path.contains("/libc.so") && marker.is_next_chunk_header(w);
+                    let Some((i, _)) = marker.find(w).filter(|_| !arena_word) else {
+                        continue;
+                    };
                     let inside_lost = marker
                         .find(p)
                         .is_some_and(|(j, _)| marker.reach[j as usize] == Reach::Unreached);
@@ -56,8 +60,7 @@ pub(crate) fn report(marker: &Marker, own: &[Range<u64>], recorder_stacks: &[u64
                         );
                     }
                 }
-                p += 8;
-            }
+            });
         }
     }
     eprintln!("memtrace-verify: {n_found} references to lost blocks outside lost blocks");
