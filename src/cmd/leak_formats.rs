@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use memtrace_analyze::leaks::{LeakRecord, LeakReport};
+use memtrace_analyze::leaks::{self, LeakRecord, LeakReport};
 use memtrace_analyze::symbols::Frame;
 use memtrace_leaks::LeakClass;
 use serde_json::{json, Value};
@@ -132,7 +132,9 @@ fn location(f: &Frame, root: &Path) -> Value {
 
 /// The report as a SARIF 2.1.0 log: one result per unsuppressed loss
 /// record, at the allocation site's source line, with the full stack;
-/// classes in `fail_on` are errors, the others notes.
+/// classes in `fail_on` are errors, the others notes. The run's invocation
+/// is successful only when the scan is complete; an incomplete one says
+/// why in an error notification.
 pub fn sarif(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> Value {
     let rules: Vec<Value> = LeakClass::ALL
         .iter()
@@ -189,10 +191,19 @@ pub fn sarif(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> Value {
             })
         })
         .collect();
+    let mut invocation = json!({ "executionSuccessful": report.scan.complete });
+    if let Some(why) = leaks::incomplete_reason(&report.scan) {
+        invocation["toolExecutionNotifications"] = json!([{
+            "level": "error",
+            "message": { "text": format!("leak scan incomplete: {why}") },
+            "descriptor": { "id": "memtrace/scan-incomplete" },
+        }]);
+    }
     json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{
+            "invocations": [invocation],
             "tool": { "driver": {
                 "name": "memtrace",
                 "version": env!("CARGO_PKG_VERSION"),
@@ -218,9 +229,18 @@ fn escape(s: &str, property: bool) -> String {
 }
 
 /// GitHub Actions annotations: `::error` for `fail_on` classes, `::notice`
-/// for the others, at the allocation site, the stack in the message.
+/// for the others, at the allocation site, the stack in the message; first
+/// an `::error` without a file when the scan is incomplete.
 pub fn github(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> String {
     let mut out = String::new();
+    if let Some(why) = leaks::incomplete_reason(&report.scan) {
+        let _ = writeln!(
+            out,
+            "::error title={}::{}",
+            escape("memtrace: leak scan incomplete", true),
+            escape(&format!("leak scan incomplete: {why}"), false)
+        );
+    }
     for r in report.records.iter().filter(|r| r.suppressed_by.is_none()) {
         let level = if fail_on.contains(&r.class) {
             "error"

@@ -2,7 +2,9 @@
 //!
 //! Exit codes: 0 when no leak of a `--fail-on` class remains (after
 //! suppressions), `--error-exitcode` (default 1) when one does, 2 on an
-//! error (unreadable trace, no scan in it, bad suppressions file).
+//! error (unreadable trace, no scan in it, bad suppressions file), 3
+//! ([`INCOMPLETE_EXIT`]) when the scan was incomplete, whatever it found:
+//! its classes cannot be trusted either way.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,9 @@ use memtrace_leaks::{LeakClass, Suppressions};
 
 use crate::cmd::extent::FollowArg;
 use crate::cmd::leak_formats;
+
+/// The exit status when the scan is incomplete.
+pub const INCOMPLETE_EXIT: u8 = 3;
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -37,7 +42,8 @@ pub struct CheckArgs {
     /// reachable, or `all`, comma-separated.
     #[arg(long, default_value = "definite,indirect", value_name = "CLASSES")]
     pub fail_on: String,
-    /// Exit status when leaks of a --fail-on class remain.
+    /// Exit status when leaks of a --fail-on class remain (an incomplete
+    /// scan exits 3 instead, errors 2).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub error_exitcode: u8,
     /// A suppressions file: `leak:PATTERN` lines (LeakSanitizer's format)
@@ -139,7 +145,8 @@ pub fn leaks(args: LeaksArgs) -> Result<ExitCode> {
 
 /// Checks the trace `memtrace run` found (as long as it is now), writes
 /// the report to `out`, and returns the exit status the check asks for: 0,
-/// or `--error-exitcode` when leaks remain.
+/// `--error-exitcode` when leaks remain, or [`INCOMPLETE_EXIT`] when the
+/// scan is incomplete.
 pub fn check_found_trace(trace: &Path, check: &CheckArgs, out: &mut dyn Write) -> Result<u8> {
     check_trace_within(trace, Extent::AsOpened, Named::Found, check, out)
 }
@@ -187,6 +194,13 @@ pub fn check_trace_within(
             serde_json::to_string_pretty(&leak_formats::sarif(&report, &fail_on, &root))?
         )?,
         Format::Github => write!(out, "{}", leak_formats::github(&report, &fail_on, &root))?,
+    }
+    if let Some(why) = leaks::incomplete_reason(&report.scan) {
+        // The text form has this line; the others carry it in their own way.
+        if check.format != Format::Text {
+            eprintln!("memtrace: leak scan incomplete: {why}");
+        }
+        return Ok(INCOMPLETE_EXIT);
     }
     Ok(if failing(&report, &fail_on) {
         check.error_exitcode

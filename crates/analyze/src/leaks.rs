@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use memtrace_format::{Completeness, DecodeError, Extent, LeakScan};
+use memtrace_format::{Completeness, DecodeError, Extent, Incomplete, LeakScan};
 use memtrace_leaks::{
     classify, leaked_cycles, loss_records, FrameText, LeakClass, Suppressions, Totals,
 };
@@ -72,6 +72,80 @@ pub struct ScanInfo {
     pub threads: u32,
     /// Threads that could not be stopped (their stacks are not roots).
     pub threads_unscanned: u32,
+    /// False when the scan cannot vouch for its result: `incomplete` says why.
+    pub complete: bool,
+    /// Why the scan is incomplete, as stable codes (`time-budget`, ...);
+    /// empty when it is complete.
+    pub incomplete: Vec<String>,
+    /// Ranges the scan meant to read that were gone by then (skipped).
+    pub unreadable_ranges: u64,
+}
+
+impl ScanInfo {
+    fn of(scan: &LeakScan) -> ScanInfo {
+        let mut incomplete: Vec<String> = scan
+            .incomplete_reasons()
+            .iter()
+            .map(|r| r.code().to_string())
+            .collect();
+        let unknown = scan.unknown_incomplete_bits();
+        if unknown != 0 {
+            incomplete.push(format!("unknown-{unknown:#x}"));
+        }
+        ScanInfo {
+            duration_ms: scan.duration_ns as f64 / 1e6,
+            root_bytes: scan.root_bytes,
+            heap_bytes: scan.heap_bytes,
+            threads: scan.n_threads,
+            threads_unscanned: scan.n_threads_unscanned,
+            complete: scan.is_complete(),
+            incomplete,
+            unreadable_ranges: scan.n_unreadable,
+        }
+    }
+}
+
+/// Why a scan is incomplete, in words: `"REASON; REASON"`; `None` when it
+/// is complete.
+pub fn incomplete_reason(scan: &ScanInfo) -> Option<String> {
+    if scan.complete {
+        return None;
+    }
+    let words: Vec<String> = scan
+        .incomplete
+        .iter()
+        .map(|code| {
+            let reason = Incomplete::ALL.into_iter().find(|r| r.code() == code);
+            match reason {
+                Some(Incomplete::TimeBudget) => "the scan ran out of its time budget \
+                     (MEMTRACE_LEAK_SCAN_BUDGET_MS)"
+                    .to_string(),
+                Some(Incomplete::ThreadResumed) => {
+                    "a stopped thread ran again before the scan ended".to_string()
+                }
+                Some(Incomplete::ThreadNotStopped) => format!(
+                    "{} thread{} could not be stopped (blocking the scan's signal while running)",
+                    scan.threads_unscanned,
+                    plural(scan.threads_unscanned.into())
+                ),
+                Some(Incomplete::ThreadWoke) => {
+                    "a thread asleep in a system call ran during the scan".to_string()
+                }
+                Some(Incomplete::CallsMissed) => "heap calls made while the threads were \
+                     being stopped could not all be taken into account"
+                    .to_string(),
+                Some(Incomplete::EdgesOverflow) => "too many pointers between lost blocks \
+                     to record (definitely and indirectly lost may be mixed up)"
+                    .to_string(),
+                Some(Incomplete::MapsStale) => "the memory map could not be read again \
+                     once the threads were stopped"
+                    .to_string(),
+                Some(Incomplete::ReadFailed) => "reading the program's memory failed".to_string(),
+                None => format!("reason {code} of a later memtrace"),
+            }
+        })
+        .collect();
+    Some(words.join("; "))
 }
 
 /// Everything `memtrace leaks` says about a trace.
@@ -249,13 +323,7 @@ pub fn build(
         schema: SCHEMA,
         program,
         pid,
-        scan: ScanInfo {
-            duration_ms: scan.duration_ns as f64 / 1e6,
-            root_bytes: scan.root_bytes,
-            heap_bytes: scan.heap_bytes,
-            threads: scan.n_threads,
-            threads_unscanned: scan.n_threads_unscanned,
-        },
+        scan: ScanInfo::of(scan),
         totals,
         suppressed,
         records,
@@ -388,5 +456,8 @@ pub fn render_text(r: &LeakReport, opts: TextOptions) -> String {
             String::new()
         }
     );
+    if let Some(why) = incomplete_reason(&r.scan) {
+        let _ = writeln!(out, "leak scan incomplete: {why}");
+    }
     out
 }

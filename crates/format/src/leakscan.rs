@@ -73,6 +73,13 @@ pub struct LeakScan {
     pub n_threads: u32,
     /// Threads that could not be stopped and whose stacks were not scanned.
     pub n_threads_unscanned: u32,
+    /// Why the verdict cannot be trusted: a set of [`Incomplete`] bits, 0
+    /// for a complete scan (and for traces written before the field
+    /// existed). Bits this version does not know are kept.
+    pub incomplete: u32,
+    /// Ranges of memory the scan meant to read that were gone by then
+    /// (unmapped, or a block freed by a call not yet recorded): skipped.
+    pub n_unreadable: u64,
     /// Every block live at the scan, in address order.
     pub blocks: Vec<ScannedBlock>,
     /// Pointers between unreached blocks: `(from, to)` indices into `blocks`,
@@ -80,7 +87,93 @@ pub struct LeakScan {
     pub edges: Vec<(u32, u32)>,
 }
 
+/// A reason why a scan is incomplete: its result may call a block lost
+/// that is not, or reachable when it is lost. Each is one bit of
+/// [`LeakScan::incomplete`]; the bits are part of the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Incomplete {
+    /// The scan ran past its time budget and stopped marking.
+    TimeBudget,
+    /// A stopped thread waited longer than it may and ran again before
+    /// the scan's last read.
+    ThreadResumed,
+    /// A thread could be neither stopped nor found asleep in a system call
+    /// (it blocks the scan's signal while it runs, or there were too many
+    /// threads): its stack and registers were not scanned.
+    ThreadNotStopped,
+    /// A thread found asleep in a system call, and so not stopped, ran
+    /// during the scan.
+    ThreadWoke,
+    /// Heap calls made while the threads were being stopped could not all
+    /// be taken into account.
+    CallsMissed,
+    /// There were more pointers between lost blocks than room for them:
+    /// the split between definitely and indirectly lost may be wrong.
+    EdgesOverflow,
+    /// The memory map could not be read again once the threads were
+    /// stopped: mappings made just before were not scanned.
+    MapsStale,
+    /// Reading program memory failed in a way other than an unmapped
+    /// address: what could not be read was not scanned.
+    ReadFailed,
+}
+
+impl Incomplete {
+    /// Every reason, in bit order.
+    pub const ALL: [Incomplete; 8] = [
+        Incomplete::TimeBudget,
+        Incomplete::ThreadResumed,
+        Incomplete::ThreadNotStopped,
+        Incomplete::ThreadWoke,
+        Incomplete::CallsMissed,
+        Incomplete::EdgesOverflow,
+        Incomplete::MapsStale,
+        Incomplete::ReadFailed,
+    ];
+
+    /// Its bit in [`LeakScan::incomplete`].
+    pub fn bit(self) -> u32 {
+        1 << Incomplete::ALL
+            .iter()
+            .position(|&r| r == self)
+            .unwrap_or(31)
+    }
+
+    /// A stable name: `time-budget`, `thread-resumed`, ...
+    pub fn code(self) -> &'static str {
+        match self {
+            Incomplete::TimeBudget => "time-budget",
+            Incomplete::ThreadResumed => "thread-resumed",
+            Incomplete::ThreadNotStopped => "thread-not-stopped",
+            Incomplete::ThreadWoke => "thread-woke",
+            Incomplete::CallsMissed => "calls-missed",
+            Incomplete::EdgesOverflow => "edges-overflow",
+            Incomplete::MapsStale => "maps-stale",
+            Incomplete::ReadFailed => "read-failed",
+        }
+    }
+}
+
 impl LeakScan {
+    /// True when nothing makes the verdict doubtful.
+    pub fn is_complete(&self) -> bool {
+        self.incomplete == 0
+    }
+
+    /// The reasons set in [`LeakScan::incomplete`] that this version knows.
+    pub fn incomplete_reasons(&self) -> Vec<Incomplete> {
+        Incomplete::ALL
+            .into_iter()
+            .filter(|r| self.incomplete & r.bit() != 0)
+            .collect()
+    }
+
+    /// Bits of [`LeakScan::incomplete`] from a later version.
+    pub fn unknown_incomplete_bits(&self) -> u32 {
+        let known = Incomplete::ALL.iter().fold(0, |a, r| a | r.bit());
+        self.incomplete & !known
+    }
+
     pub(crate) fn encode_blocks(first: usize, blocks: &[ScannedBlock], out: &mut Vec<u8>) {
         put_u64(out, first as u64);
         put_u64(out, blocks.len() as u64);
@@ -154,6 +247,8 @@ impl LeakScan {
             self.n_threads_unscanned.into(),
             self.blocks.len() as u64,
             self.edges.len() as u64,
+            self.incomplete.into(),
+            self.n_unreadable,
         ] {
             put_u64(out, v);
         }
@@ -165,18 +260,27 @@ impl LeakScan {
         blocks: Vec<ScannedBlock>,
         edges: Vec<(u32, u32)>,
     ) -> Result<LeakScan, DecodeError> {
-        let scan = LeakScan {
+        let mut scan = LeakScan {
             ts: cur.u64()?,
             duration_ns: cur.u64()?,
             root_bytes: cur.u64()?,
             heap_bytes: cur.u64()?,
             n_threads: cur.u32()?,
             n_threads_unscanned: cur.u32()?,
+            incomplete: 0,
+            n_unreadable: 0,
             blocks,
             edges,
         };
         let n_blocks = cur.u64()?;
         let n_edges = cur.u64()?;
+        // Appended later: a scan written before they existed is complete.
+        if !cur.is_empty() {
+            scan.incomplete = cur.u32()?;
+        }
+        if !cur.is_empty() {
+            scan.n_unreadable = cur.u64()?;
+        }
         if n_blocks != scan.blocks.len() as u64 || n_edges != scan.edges.len() as u64 {
             return Err(DecodeError::malformed(format!(
                 "leak scan announces {n_blocks} blocks and {n_edges} edges, the file has {} and {}",
@@ -191,5 +295,56 @@ impl LeakScan {
             )));
         }
         Ok(scan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(scan: &LeakScan) -> Vec<u8> {
+        let mut out = Vec::new();
+        scan.encode_summary(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_summary_without_the_appended_fields_reads_as_complete() {
+        let scan = LeakScan {
+            ts: 5,
+            n_threads: 2,
+            incomplete: Incomplete::TimeBudget.bit(),
+            n_unreadable: 7,
+            ..LeakScan::default()
+        };
+        let full = summary(&scan);
+        let decoded =
+            LeakScan::decode_summary(&mut Cursor::new(&full, "t"), Vec::new(), Vec::new()).unwrap();
+        assert_eq!(decoded, scan);
+        assert!(!decoded.is_complete());
+        assert_eq!(decoded.incomplete_reasons(), vec![Incomplete::TimeBudget]);
+        // The layout before `incomplete` and `n_unreadable`: eight fields,
+        // one byte each here.
+        let old = &full[..8];
+        let decoded =
+            LeakScan::decode_summary(&mut Cursor::new(old, "t"), Vec::new(), Vec::new()).unwrap();
+        assert!(decoded.is_complete());
+        assert_eq!(decoded.n_unreadable, 0);
+        assert_eq!(decoded.n_threads, 2);
+    }
+
+    #[test]
+    fn reasons_have_distinct_bits_and_unknown_bits_are_kept() {
+        let all = Incomplete::ALL.iter().fold(0u32, |a, r| {
+            assert_eq!(a & r.bit(), 0);
+            a | r.bit()
+        });
+        assert_eq!(all, 0xff);
+        let scan = LeakScan {
+            incomplete: 0x100 | Incomplete::ThreadWoke.bit(),
+            ..LeakScan::default()
+        };
+        assert_eq!(scan.incomplete_reasons(), vec![Incomplete::ThreadWoke]);
+        assert_eq!(scan.unknown_incomplete_bits(), 0x100);
     }
 }

@@ -432,7 +432,7 @@ impl<W: Write> Writer<W> {
             self.emit(tag::LEAK_EDGES)?;
             self.seal_if_full()?;
         }
-        self.reserve_payload(80)?;
+        self.reserve_payload(100)?;
         scan.encode_summary(&mut self.payload);
         self.emit(tag::LEAK_SCAN)
     }

@@ -36,6 +36,8 @@ fn scan(n: u32) -> LeakScan {
         heap_bytes: 40 * u64::from(n),
         n_threads: 2,
         n_threads_unscanned: 1,
+        incomplete: Incomplete::ThreadWoke.bit() | Incomplete::EdgesOverflow.bit(),
+        n_unreadable: 3,
         blocks,
         edges,
     }

@@ -54,12 +54,24 @@ const RECENT_FREE_COUNT: usize = 1 << 17;
 struct RecentFrees {
     addrs: VecDeque<(u64, u64)>,
     bytes: u64,
+    gave_up: bool,
 }
 
 impl RecentFrees {
+    /// Takes the memory for the addresses, once: the first free does, or
+    /// [`LiveBlocks::reserve`] before the scan stops the threads, so that
+    /// `push` never allocates while they are stopped. Without memory for
+    /// them, no pointer is taken for stale.
+    fn prepare(&mut self) {
+        if self.addrs.capacity() == 0 && !self.gave_up {
+            self.gave_up = self.addrs.try_reserve_exact(RECENT_FREE_COUNT).is_err();
+        }
+    }
+
     fn push(&mut self, addr: u64, size: u64) {
-        if self.addrs.capacity() == 0 && self.addrs.try_reserve(RECENT_FREE_COUNT).is_err() {
-            return; // Without memory for it, no pointer is taken for stale.
+        self.prepare();
+        if self.addrs.capacity() < RECENT_FREE_COUNT {
+            return;
         }
         while self.addrs.len() >= RECENT_FREE_COUNT
             || (self.bytes + size > RECENT_FREE_BYTES && !self.addrs.is_empty())
@@ -165,12 +177,30 @@ impl LiveBlocks {
         Some(v)
     }
 
-    /// The live blocks in address order: `(address, block)`; `None` when
-    /// the memory for the list cannot be had.
-    pub fn sorted(&self) -> Option<Vec<(u64, LiveBlock)>> {
-        let mut v = crate::memory::try_collect(self.live.iter().map(|(&a, &b)| (a, b)))?;
-        v.sort_unstable_by_key(|&(a, _)| a);
-        Some(v)
+    /// Blocks live now.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Makes room for `n` more allocations and `n` more early frees, so
+    /// that applying up to `n` items allocates nothing; false when the
+    /// memory cannot be had.
+    pub fn reserve(&mut self, n: usize) -> bool {
+        self.recent_frees.prepare();
+        self.live.try_reserve(n).is_ok() && self.freed_early.try_reserve(n).is_ok()
+    }
+
+    /// Puts the live blocks into `out` in address order, `(address,
+    /// block)`, without growing it (the sort is in place); false, leaving
+    /// `out` empty, when they do not fit.
+    pub fn sorted_into(&self, out: &mut Vec<(u64, LiveBlock)>) -> bool {
+        out.clear();
+        if self.live.len() > out.capacity() {
+            return false;
+        }
+        out.extend(self.live.iter().map(|(&a, &b)| (a, b)));
+        out.sort_unstable_by_key(|&(a, _)| a);
+        true
     }
 }
 
@@ -192,12 +222,9 @@ mod tests {
     }
 
     fn live(blocks: &LiveBlocks) -> Vec<(u64, u64)> {
-        blocks
-            .sorted()
-            .unwrap()
-            .iter()
-            .map(|(a, b)| (*a, b.size))
-            .collect()
+        let mut out = Vec::with_capacity(blocks.len());
+        assert!(blocks.sorted_into(&mut out));
+        out.iter().map(|(a, b)| (*a, b.size)).collect()
     }
 
     #[test]
@@ -281,5 +308,28 @@ mod tests {
         assert_eq!(live(&blocks), vec![(0x200, 30)]);
         blocks.apply(&ev(Func::Realloc, 5, 0, 0x200, 0));
         assert_eq!(live(&blocks), vec![]);
+    }
+
+    #[test]
+    fn items_applied_within_the_reserve_allocate_nothing() {
+        let mut blocks = LiveBlocks::default();
+        for i in 0..100u64 {
+            blocks.apply(&ev(Func::Malloc, i, 0x1000 + 16 * i, 0, 8));
+        }
+        assert!(blocks.reserve(50));
+        let room = (blocks.live.capacity(), blocks.freed_early.capacity());
+        for i in 0..25u64 {
+            blocks.apply(&ev(Func::Malloc, 200 + i, 0x9000 + 16 * i, 0, 8));
+            blocks.apply(&ev(Func::Free, 300 + i, 0x1000 + 16 * i, 0, 0));
+            blocks.apply(&ev(Func::Free, 400 + i, 0x20000 + 16 * i, 0, 0));
+        }
+        // Never grown (a growth doubles the table; tombstones of removed
+        // entries may lower the capacity reported).
+        assert!(blocks.live.capacity() <= room.0);
+        assert!(blocks.freed_early.capacity() <= room.1);
+        assert_eq!(blocks.len(), 100);
+        let mut out = Vec::with_capacity(99);
+        assert!(!blocks.sorted_into(&mut out));
+        assert!(out.is_empty());
     }
 }

@@ -112,6 +112,14 @@ pub(crate) fn read_proc(path: &str) -> io::Result<String> {
     String::from_utf8(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// An empty vector with room for exactly `n` items, allocated fallibly:
+/// `None` when memory is short.
+pub(crate) fn try_with_capacity<T>(n: usize) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).ok()?;
+    Some(v)
+}
+
 /// Collects `items` into a new vector with fallible allocation: `None`
 /// when memory for all of them cannot be had.
 pub(crate) fn try_collect<T>(items: impl ExactSizeIterator<Item = T>) -> Option<Vec<T>> {

@@ -372,6 +372,46 @@ impl<T: Copy> Ring<T> {
         result
     }
 
+    /// Hands the items waiting now to `f`, like [`Ring::consume_until`],
+    /// but leaves them waiting: the next consumer gets them again. Frees
+    /// and allocates nothing, so the leak scan may call it while the
+    /// producer is stopped anywhere. `None`, handing nothing, while another
+    /// consumer is at work.
+    pub(crate) fn peek<E>(
+        &self,
+        mut f: impl FnMut(&[T]) -> Result<(), E>,
+    ) -> Option<Result<(), E>> {
+        if self.consuming.swap(true, Ordering::Acquire) {
+            return None;
+        }
+        let until = self.tail.0.load(Ordering::Acquire);
+        let mut at = self.head.0.load(Ordering::Relaxed);
+        // SAFETY: `oldest` is the consumer's, and this thread holds
+        // `consuming`.
+        let mut segment = unsafe { self.oldest.read() };
+        let mut result = Ok(());
+        while at < until && result.is_ok() {
+            // SAFETY: segments from `oldest` on are freed only by a
+            // consumer, which holds `consuming`: not while we do.
+            let seg = unsafe { segment.as_ref() };
+            let next = seg.next.load(Ordering::Acquire);
+            // SAFETY: as above, for the successor.
+            let end = NonNull::new(next).map_or(usize::MAX, |n| unsafe { n.as_ref() }.start);
+            if at >= end {
+                segment = NonNull::new(next).expect("end is finite");
+                continue;
+            }
+            let to = until.min(end);
+            // SAFETY: [at, to) is published (`until` is the tail loaded
+            // above) and lies in this segment; the producer does not write
+            // it again before `head` passes it, and `head` does not move.
+            result = unsafe { seg.read(at, to, &mut f) };
+            at = to;
+        }
+        self.consuming.store(false, Ordering::Release);
+        Some(result)
+    }
+
     /// Forgets every waiting item (in a forked child: they belong to the parent).
     pub(crate) fn discard(&self) {
         let _ = self.consume_until(usize::MAX, |_| Ok::<(), ()>(()));

@@ -52,9 +52,13 @@ pub struct Config {
     pub follow_exec: bool,
 }
 
+// Recording while the low bit is set: ON, and FINISHING, the exit-time
+// leak scan's time of stopping the other threads (their heap calls are
+// still recorded, so that the scan sees the heap they leave).
 const OFF: u8 = 0;
 const ON: u8 = 1;
 const DONE: u8 = 2;
+const FINISHING: u8 = 3;
 static STATE: AtomicU8 = AtomicU8::new(OFF);
 static CONFIG: SpinLock<Option<Config>> = SpinLock::new(None);
 static WRITER: SpinLock<Option<WriterState>> = SpinLock::new(None);
@@ -150,7 +154,7 @@ impl WriterState {
 /// True while events are being recorded.
 #[inline(always)]
 pub(crate) fn is_recording() -> bool {
-    STATE.load(Ordering::Relaxed) == ON
+    STATE.load(Ordering::Relaxed) & ON != 0
 }
 
 /// Starts recording with `config`. Only the first configuration counts.
@@ -864,8 +868,11 @@ fn finish_with(exit: Option<&ExitContext>) {
         return;
     }
     let nested = !thread::enter();
+    // With a leak scan to make, recording goes on until the scan has
+    // stopped the other threads (it then sets DONE).
+    let next = if exit.is_some() { FINISHING } else { DONE };
     if STATE
-        .compare_exchange(ON, DONE, Ordering::AcqRel, Ordering::Acquire)
+        .compare_exchange(ON, next, Ordering::AcqRel, Ordering::Acquire)
         .is_ok()
     {
         STOP_WRITER.store(true, Ordering::Relaxed);
@@ -874,6 +881,9 @@ fn finish_with(exit: Option<&ExitContext>) {
             drain(ws, true);
             if let Some(exit) = exit {
                 write_leak_scan(ws, exit);
+                STATE.store(DONE, Ordering::Release);
+                // The calls made until the scan stopped the threads.
+                drain(ws, true);
             }
             if let Err(e) = end_trace(ws, None) {
                 eprintln!("memtrace: writing the trace failed: {e}");
@@ -883,6 +893,7 @@ fn finish_with(exit: Option<&ExitContext>) {
                 eprintln!("memtrace: {}", memory::dropped_message(n_dropped));
             }
         }
+        STATE.store(DONE, Ordering::Release);
     }
     if !nested {
         thread::leave();
@@ -895,7 +906,7 @@ fn finish_with(exit: Option<&ExitContext>) {
 /// one without memory for its tables only in a note (the count of dropped
 /// events has the stderr line).
 fn write_leak_scan(ws: &mut WriterState, exit: &ExitContext) {
-    let (Some(live), Some(w)) = (ws.live.as_ref(), ws.writer.as_mut()) else {
+    let (Some(live), Some(w)) = (ws.live.as_mut(), ws.writer.as_mut()) else {
         return;
     };
     let writer_tid = WRITER_TID.load(Ordering::Relaxed);
@@ -904,7 +915,18 @@ fn write_leak_scan(ws: &mut WriterState, exit: &ExitContext) {
         .as_ref()
         .is_some_and(|c| c.recorder == RecorderKind::Preload);
     let writer_stack = WRITER_STACK.load(Ordering::Relaxed);
-    let written = match scan::scan(live, exit, &[writer_tid], &[writer_stack], preload) {
+    let input = scan::ScanInput {
+        live,
+        exit,
+        skip_tids: &[writer_tid],
+        skip_stacks: &[writer_stack],
+        scan_managed: preload,
+        undrained: &undrained,
+        // The trace ends where the scan looked: calls made once the
+        // threads run again are not recorded.
+        before_release: &|| STATE.store(DONE, Ordering::Release),
+    };
+    let written = match scan::scan(input) {
         Ok(result) => w.leak_scan(&result),
         Err(e) if e.kind() == io::ErrorKind::OutOfMemory => Err(memory::out_of_memory()),
         Err(e) => {
@@ -920,6 +942,24 @@ fn write_leak_scan(ws: &mut WriterState, exit: &ExitContext) {
         Err(e) => eprintln!("memtrace: writing the leak scan failed: {e}"),
         Ok(()) => {}
     }
+}
+
+/// Hands each item pushed since the last drain, in every ring, to `f`,
+/// leaving them for the next drain; for the leak scan, while the other
+/// threads are stopped: no allocation, no waiting. False when the ring
+/// list is locked (a stopped thread was registering) or a ring is being
+/// read: some items were not seen.
+fn undrained(f: &mut dyn FnMut(&ThreadItem)) -> bool {
+    let Some(rings) = REGISTRY.try_lock() else {
+        return false;
+    };
+    rings.iter().all(|ring| {
+        ring.peek(|items| {
+            items.iter().for_each(&mut *f);
+            Ok::<(), ()>(())
+        })
+        .is_some()
+    })
 }
 
 extern "C" fn before_fork() {

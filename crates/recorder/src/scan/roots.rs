@@ -2,12 +2,16 @@
 //! module, each thread's stack and static thread-local storage, and the
 //! readable mappings that clamp every range.
 //!
-//! Everything here is gathered *before* other threads are stopped: the
-//! loader's lock and the allocators' locks may be held by a thread that the
-//! scan is about to stop.
+//! The modules are gathered *before* other threads are stopped: the
+//! loader's lock may be held by a thread that the scan is about to stop.
+//! The memory map is read again once they are stopped, into buffers
+//! allocated before ([`MapsBuffer`]), so that what they mapped or unmapped
+//! until then is seen.
 
 use std::ffi::{c_int, c_void};
 use std::ops::Range;
+
+use super::read::MemReader;
 
 /// Bytes of glibc's thread control block (`struct pthread`, 2304 bytes on
 /// x86-64 glibc 2.36) scanned from the thread pointer: it holds the DTV
@@ -128,7 +132,77 @@ pub(crate) struct Mapping {
 /// cannot be had (kind `OutOfMemory`).
 pub(crate) fn readable_mappings() -> std::io::Result<Vec<Mapping>> {
     let text = crate::memory::read_proc("/proc/self/maps")?;
-    Ok(parse_maps(&text))
+    let mut out = Vec::new();
+    out.try_reserve(text.lines().count())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+    parse_maps_into(&text, &mut out);
+    Ok(out)
+}
+
+/// Room to read the memory map again while the other threads are stopped,
+/// allocated before: the text and the parsed mappings.
+pub(crate) struct MapsBuffer {
+    text: Vec<u8>,
+    /// The readable mappings of the last [`MapsBuffer::reread`].
+    pub maps: Vec<Mapping>,
+}
+
+impl MapsBuffer {
+    /// Room for a map like `now`'s and then some (threads may map more
+    /// before they are stopped); `None` when memory is short.
+    pub fn for_maps_like(now: &[Mapping]) -> Option<MapsBuffer> {
+        // A line is at most about 100 bytes plus a path of up to PATH_MAX.
+        let lines = 2 * now.len() + 1024;
+        let mut text = Vec::new();
+        text.try_reserve_exact(lines * 160 + (256 << 10)).ok()?;
+        let mut maps = Vec::new();
+        maps.try_reserve_exact(lines).ok()?;
+        Some(MapsBuffer { text, maps })
+    }
+
+    /// Reads `/proc/self/maps` again into the buffers, allocating nothing;
+    /// false (the buffers then hold nothing usable) when it cannot be
+    /// opened or does not fit.
+    pub fn reread(&mut self) -> bool {
+        self.text.clear();
+        self.maps.clear();
+        // SAFETY: the path is NUL-terminated; read writes only into the
+        // spare capacity of `text`, at most what is left of it, and
+        // `set_len` covers only the bytes it wrote.
+        unsafe {
+            let fd = libc::open(
+                c"/proc/self/maps".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            );
+            if fd < 0 {
+                return false;
+            }
+            loop {
+                let room = self.text.capacity() - self.text.len();
+                if room == 0 {
+                    libc::close(fd);
+                    return false;
+                }
+                let end = self.text.as_mut_ptr().add(self.text.len());
+                let n = libc::read(fd, end.cast(), room);
+                if n < 0 && *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                if n <= 0 {
+                    libc::close(fd);
+                    if n < 0 {
+                        return false;
+                    }
+                    break;
+                }
+                self.text.set_len(self.text.len() + n as usize);
+            }
+        }
+        let Ok(text) = std::str::from_utf8(&self.text) else {
+            return false;
+        };
+        parse_maps_into(text, &mut self.maps)
+    }
 }
 
 /// The lines of a maps file: `(start, end, permissions, path)`.
@@ -144,14 +218,18 @@ pub(crate) fn maps_lines(text: &str) -> impl Iterator<Item = (u64, u64, &str, &s
     })
 }
 
-fn parse_maps(text: &str) -> Vec<Mapping> {
-    let mut out = Vec::new();
+/// Appends the readable mappings of `text` to `out` without growing it;
+/// false when they did not all fit.
+fn parse_maps_into(text: &str, out: &mut Vec<Mapping>) -> bool {
     let mut guard_end = None;
     for (start, end, perms, path) in maps_lines(text) {
         let above_guard = guard_end == Some(start);
         guard_end = perms.starts_with("---").then_some(end);
         if !perms.starts_with('r') || path.starts_with("[v") {
             continue;
+        }
+        if out.len() == out.capacity() {
+            return false;
         }
         out.push(Mapping {
             start,
@@ -160,76 +238,42 @@ fn parse_maps(text: &str) -> Vec<Mapping> {
             above_guard,
         });
     }
-    out
+    true
 }
 
 /// glibc's non-main arenas are mapped at multiples of their maximum size.
 const ARENA_ALIGN: u64 = 64 << 20;
 
-/// Memory the program manages itself: the parts of anonymous mappings that
-/// are not the heap's (not a glibc arena, not a live block or its chunk
-/// header) nor the recorder's own. Custom allocators keep objects there
-/// (CPython's pymalloc arenas, for one), and their pointers to malloc'd
-/// blocks are real. The kernel merges adjacent anonymous mappings, so a
-/// mapping may hold both; `gaps` cuts the live blocks out. (Live thread
-/// stacks are told apart by their stack pointers, later.)
-///
-/// The recorder's own ranges are cut out, not the whole mapping dropped:
-/// the kernel merges an arena the program maps right next to one of the
-/// recorder's mappings into one region, and CPython's dict tables found
-/// only from such an arena were called definitely lost.
-pub(crate) fn program_managed(
-    maps: &[Mapping],
-    own: &[Range<u64>],
-    gaps: &dyn Fn(Range<u64>) -> Vec<Range<u64>>,
-) -> Vec<Range<u64>> {
-    maps.iter()
-        .filter(|m| m.anonymous_rw)
-        .filter(|m| m.start % ARENA_ALIGN != 0)
-        .filter(|m| !is_glibc_mmapped_chunk(m))
-        .flat_map(|m| without(m.start..m.end, own))
-        .flat_map(gaps)
-        .collect()
-}
-
-/// The parts of `range` outside every range of `cut` (in any order,
-/// possibly overlapping), in address order.
-pub(crate) fn without(range: Range<u64>, cut: &[Range<u64>]) -> Vec<Range<u64>> {
-    let mut inside: Vec<Range<u64>> = cut
-        .iter()
-        .filter(|c| c.start < range.end && range.start < c.end)
-        .cloned()
-        .collect();
-    inside.sort_unstable_by_key(|c| c.start);
-    let mut out = Vec::new();
-    let mut at = range.start;
-    for c in inside {
-        if c.start > at {
-            out.push(at..c.start);
-        }
-        at = at.max(c.end);
-    }
-    if at < range.end {
-        out.push(at..range.end);
-    }
-    out
+/// True when `m` may be memory the program manages itself: an anonymous
+/// mapping that is not the heap's (not a glibc arena, not a chunk glibc
+/// mapped for one large block). Custom allocators
+/// keep objects there (CPython's pymalloc arenas, for one), and their
+/// pointers to malloc'd blocks are real. The kernel merges adjacent
+/// anonymous mappings, so a mapping may hold live blocks and the
+/// recorder's own memory too: the scan reads only its gaps between blocks,
+/// with the recorder's ranges cut out (`own_memory::for_each_part_not_own`:
+/// a mapping merged with the recorder's was once dropped whole, and
+/// CPython's dict tables found only from such an arena read definitely
+/// lost). Live thread
+/// stacks are told apart by their stack pointers, by the caller.
+pub(crate) fn is_program_managed(m: &Mapping, rd: &mut MemReader) -> bool {
+    m.anonymous_rw && !m.start.is_multiple_of(ARENA_ALIGN) && !is_glibc_mmapped_chunk(m, rd)
 }
 
 /// A chunk glibc mapped for one large block starts with its header: a zero
 /// `prev_size` and a size word equal to the mapping's length with the
 /// IS_MMAPPED bit (2) set.
-fn is_glibc_mmapped_chunk(m: &Mapping) -> bool {
+fn is_glibc_mmapped_chunk(m: &Mapping, rd: &mut MemReader) -> bool {
     if m.end - m.start < 16 {
         return false;
     }
-    // SAFETY: the mapping is readable and at least 16 bytes long.
-    let (prev_size, size) = unsafe {
-        (
-            std::ptr::read_volatile(m.start as *const u64),
-            std::ptr::read_volatile((m.start + 8) as *const u64),
-        )
-    };
-    prev_size == 0 && size & 2 != 0 && size & !7 == m.end - m.start
+    let mut header = None;
+    rd.clear();
+    rd.push(0, m.start, 16);
+    rd.read(|_, words| header = Some((words[0], words[1])));
+    header.is_some_and(|(prev_size, size)| {
+        prev_size == 0 && size & 2 != 0 && size & !7 == m.end - m.start
+    })
 }
 
 /// The mapping that holds `addr`.
@@ -239,8 +283,8 @@ pub(crate) fn mapping_of(maps: &[Mapping], addr: u64) -> Option<Mapping> {
     (addr < m.end).then_some(m)
 }
 
-/// Adds the readable parts of `range`, 8-byte aligned, to `out`.
-pub(crate) fn push_clamped(maps: &[Mapping], range: Range<u64>, out: &mut Vec<Range<u64>>) {
+/// Calls `f` with each readable part of `range`, 8-byte aligned.
+pub(crate) fn for_each_clamped(maps: &[Mapping], range: Range<u64>, mut f: impl FnMut(Range<u64>)) {
     let start = range.start.next_multiple_of(8);
     let end = range.end & !7;
     let first = maps.partition_point(|m| m.end <= start);
@@ -251,7 +295,7 @@ pub(crate) fn push_clamped(maps: &[Mapping], range: Range<u64>, out: &mut Vec<Ra
         let s = start.max(m.start);
         let e = end.min(m.end);
         if s < e {
-            out.push(s..e);
+            f(s..e);
         }
     }
 }
@@ -269,54 +313,32 @@ mod tests {
 ";
 
     #[test]
-    fn the_recorders_own_ranges_are_cut_out_of_a_merged_mapping() {
-        // One anonymous region (a buffer of ours, as program_managed reads
-        // its first words): the program's part merged by the kernel with
-        // the recorder's, which holds two ranges of it.
-        let buffer = vec![0u64; 0x800];
-        let base = buffer.as_ptr() as u64;
-        let maps = parse_maps(&format!(
-            "{:x}-{:x} rw-p 00000000 00:00 0\n",
-            base,
-            base + 0x4000
-        ));
-        let own = [
-            base + 0x3000..base + 0x4000,
-            base + 0x1000..base + 0x2000,
-            0x30000..0x31000,
-        ];
-        let whole = |r: Range<u64>| vec![r];
-        assert_eq!(
-            program_managed(&maps, &own, &whole),
-            vec![base..base + 0x1000, base + 0x2000..base + 0x3000]
-        );
-        std::hint::black_box(&buffer);
-    }
-
-    #[test]
-    fn without_cuts_overlapping_ranges_in_any_order() {
-        assert_eq!(without(0x10..0x20, &[]), vec![0x10..0x20]);
-        let everything = [Range {
-            start: 0x0,
-            end: 0x30,
-        }];
-        assert_eq!(without(0x10..0x20, &everything), Vec::<Range<u64>>::new());
-        assert_eq!(
-            without(0x10..0x40, &[0x30..0x38, 0x18..0x20, 0x1c..0x28]),
-            vec![0x10..0x18, 0x28..0x30, 0x38..0x40]
-        );
-    }
-
-    #[test]
     fn ranges_are_clamped_to_readable_mappings() {
-        let maps = parse_maps(MAPS);
+        let mut maps = Vec::with_capacity(3);
+        assert!(parse_maps_into(MAPS, &mut maps));
+        assert!(!parse_maps_into(MAPS, &mut Vec::with_capacity(2)));
         assert_eq!(maps.len(), 3);
         assert!(maps[0].anonymous_rw && !maps[0].above_guard);
         assert!(!maps[1].anonymous_rw);
         let mut out = Vec::new();
-        push_clamped(&maps, 0x0ffc..0x9010, &mut out);
+        for_each_clamped(&maps, 0x0ffc..0x9010, |r| out.push(r));
         assert_eq!(out, vec![0x1000..0x3000, 0x4000..0x6000, 0x9000..0x9010]);
         assert_eq!(mapping_of(&maps, 0x9008).map(|m| m.start), Some(0x9000));
         assert_eq!(mapping_of(&maps, 0x3008), None);
+    }
+
+    #[test]
+    fn the_map_read_again_into_its_buffers_matches_a_fresh_read() {
+        let before = readable_mappings().unwrap();
+        let mut buffer = MapsBuffer::for_maps_like(&before).unwrap();
+        let (text_room, maps_room) = (buffer.text.capacity(), buffer.maps.capacity());
+        assert!(buffer.reread());
+        assert_eq!(buffer.text.capacity(), text_room);
+        assert_eq!(buffer.maps.capacity(), maps_room);
+        let here = std::ptr::addr_of!(buffer) as u64;
+        assert!(
+            mapping_of(&buffer.maps, here).is_some(),
+            "the stack is mapped"
+        );
     }
 }

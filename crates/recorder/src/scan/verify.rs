@@ -2,9 +2,8 @@
 //! word of every readable mapping, roots or not, is looked up among the
 //! unreached blocks, and each unreached block that is named somewhere is
 //! printed on stderr with where. A block reported lost while a global still
-//! points at it would show up here. Left out: the recorder's own memory (cut
-//! out of the mapping that holds it, as the scan does) and its writer
-//! thread's stack (event data), and
+//! points at it would show up here. Left out: the recorder's own memory and
+//! its writer thread's stack (event data), and
 //! glibc's heap mappings (a pointer inside a live block is followed by the
 //! marking anyway; outside them the heap is free memory with stale data).
 
@@ -13,11 +12,12 @@ use std::ops::Range;
 use memtrace_format::Reach;
 
 use super::mark::Marker;
+use super::read::MemReader;
 use super::roots;
 
 /// Prints `memtrace-verify: BLOCK referenced from ADDR in START-END PATH`
 /// for each pointer to an unreached block found outside unreached blocks.
-pub(crate) fn report(marker: &Marker, own: &[Range<u64>], recorder_stacks: &[u64]) {
+pub(crate) fn report(marker: &Marker, rd: &mut MemReader, recorder_stacks: &[u64]) {
     let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let readable = roots::readable_mappings().unwrap_or_default();
     let mut n_found = 0u64;
@@ -34,19 +34,21 @@ pub(crate) fn report(marker: &Marker, own: &[Range<u64>], recorder_stacks: &[u64
             continue;
         }
         // The same set as the scan's: the recorder's own ranges cut out.
-        let mut clamped = Vec::new();
-        for part in roots::without(start..end, own) {
-            roots::push_clamped(&readable, part, &mut clamped);
-        }
+        let mut clamped: Vec<Range<u64>> = Vec::new();
+        roots::for_each_clamped(&readable, start..end, |r| {
+            crate::own_memory::for_each_part_not_own(r, |part| clamped.push(part));
+        });
         for r in clamped {
-            let mut p = r.start;
-            while p + 8 <= r.end {
-                // SAFETY: the range is inside a readable mapping.
-                let w = unsafe { std::ptr::read_volatile(p as *const u64) };
-                // The C library's arena points at chunk headers, which may
-                // sit in a block's last word: the allocator's, not the program's.
-                let arena_word = path.contains("/libc.so") && marker.is_next_chunk_header(w);
-                if let Some((i, _)) = marker.find(w).filter(|_| !arena_word) {
+            rd.read_range(r, |at, words| {
+                for (k, &w) in words.iter().enumerate() {
+                    let p = at + 8 * k as u64;
+                    // The C library's arena points at chunk headers, which
+                    // may sit in a block's last word: the allocator's, not
+                    // the program's.
+                    let arena_word = path.contains("/libc.so") && marker.is_next_chunk_header(w);
+                    let Some((i, _)) = marker.find(w).filter(|_| !arena_word) else {
+                        continue;
+                    };
                     let inside_lost = marker
                         .find(p)
                         .is_some_and(|(j, _)| marker.reach[j as usize] == Reach::Unreached);
@@ -58,8 +60,7 @@ pub(crate) fn report(marker: &Marker, own: &[Range<u64>], recorder_stacks: &[u64
                         );
                     }
                 }
-                p += 8;
-            }
+            });
         }
     }
     eprintln!("memtrace-verify: {n_found} references to lost blocks outside lost blocks");
