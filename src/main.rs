@@ -2,7 +2,9 @@
 //!
 //! A thin command line over the library crates in `crates/`. Exit codes:
 //! `memtrace run` exits with the program's status (128+N for signal N);
-//! other commands exit 0 on success, 2 on an error (one line on stderr).
+//! other commands exit 0 on success, 2 on an error (one line on stderr);
+//! `memtrace leaks` and `run --check-leaks` also 1 (`--error-exitcode`)
+//! for leaks and 3 for an incomplete scan.
 
 mod charts;
 mod cmd;
@@ -37,6 +39,12 @@ enum Command {
     /// Time inside the allocator: latency per function, stalls, costly sites.
     Latency(cmd::latency::LatencyArgs),
     /// Leaks found by the exit-time reachability scan, for people and CI.
+    ///
+    /// Exit status: 0 when no block of a --fail-on class remains,
+    /// --error-exitcode (default 1) when one does, 2 on an error (an
+    /// unreadable trace, one without a scan, a bad option), 3 when the scan
+    /// was incomplete (it ran out of time, a thread could not be stopped,
+    /// ...: the report says why), whatever it found.
     Leaks(cmd::leaks::LeaksArgs),
     /// Charts of a trace as SVG files and an index.html: heap over time,
     /// sizes, latency, real-heap fragmentation, policies, flame graph.

@@ -27,8 +27,8 @@ pub struct RunArgs {
     #[arg(long, short)]
     pub quiet: bool,
     /// Check for leaks when the program ends (the report goes to stderr, or
-    /// to --leaks-output); exit with --error-exitcode when leaks remain,
-    /// unless the program itself failed.
+    /// to --leaks-output); exit with --error-exitcode when leaks remain, 3
+    /// when the scan was incomplete, unless the program itself failed.
     #[arg(long)]
     pub check_leaks: bool,
     /// Fail (exit 2) when the program cannot be traced because the preload

@@ -73,7 +73,6 @@ pub(crate) fn for_each_part_not_own(range: Range<u64>, mut f: impl FnMut(Range<u
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
