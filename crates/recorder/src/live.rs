@@ -39,8 +39,9 @@ pub(crate) struct LiveBlocks {
 /// default), so a pointer left to a block freed within it points, under
 /// memcheck, into freed memory, never into a newer block.
 const RECENT_FREE_BYTES: u64 = 20_000_000;
-/// At most this many addresses (1 MiB of them).
-const RECENT_FREE_COUNT: usize = 1 << 17;
+/// At most this many addresses (512 KiB of them, taken at the first free:
+/// address space a program under `ulimit -v` would otherwise have).
+const RECENT_FREE_COUNT: usize = 1 << 15;
 
 /// The addresses of the most recently freed blocks, for the scan: a
 /// pointer a program left to one of them after freeing it (in a global, on
@@ -168,7 +169,7 @@ impl LiveBlocks {
     }
 
     /// The addresses of the blocks freed most recently (within memcheck's
-    /// 20 MB of freed memory, at most 131,072 of them), sorted; `None` when
+    /// 20 MB of freed memory, at most 32,768 of them), sorted; `None` when
     /// the memory for the list cannot be had.
     pub fn recently_freed(&self) -> Option<Vec<u64>> {
         let mut v = crate::memory::try_collect(self.recent_frees.addrs.iter().map(|&(a, _)| a))?;

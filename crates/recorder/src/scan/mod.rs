@@ -163,7 +163,9 @@ pub(crate) fn scan(input: ScanInput) -> io::Result<LeakScan> {
     }
     let mut blocks = try_with_capacity(capacity).or_oom()?;
     let mut marker = mark::Marker::with_capacity(capacity).or_oom()?;
-    marker.ignore_stale(live.recently_freed().or_oom()?);
+    // Without memory for it, no pointer is taken for stale (not a reason
+    // to give up the scan).
+    marker.ignore_stale(live.recently_freed().unwrap_or_default());
     let mut edges = try_with_capacity(2 * capacity + 1024).or_oom()?;
 
     let stopped = stop::stop(&skip, room, budget_ns.saturating_add(stop::HOLD_MARGIN_NS));
