@@ -534,20 +534,21 @@ mod tests {
 
     #[test]
     fn a_block_freed_and_unmapped_meanwhile_is_skipped_not_a_signal() {
-        // A "block" in a mapping that is gone by the time it is scanned.
-        // SAFETY: a fresh anonymous mapping, unmapped at once; only its
-        // address is used.
+        // A "block" in memory that cannot be read by the time it is
+        // scanned. The address stays reserved (PROT_NONE) so that a test
+        // running beside this one cannot map something readable there.
+        // SAFETY: a fresh anonymous mapping that nothing may touch; only
+        // its address is used, and it is unmapped below.
         let gone = unsafe {
             let p = libc::mmap(
                 std::ptr::null_mut(),
                 4096,
-                libc::PROT_READ | libc::PROT_WRITE,
+                libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
                 0,
             );
             assert_ne!(p, libc::MAP_FAILED);
-            libc::munmap(p, 4096);
             p as u64
         };
         let mut m = marker(&[(gone, 64)]);
@@ -555,6 +556,8 @@ mod tests {
         m.scan_values(rd, &[gone]);
         assert_eq!(m.reach, vec![Reach::Start]);
         assert_eq!(rd.n_unreadable, 1);
+        // SAFETY: the mapping made above, which nothing else uses.
+        unsafe { libc::munmap(gone as *mut libc::c_void, 4096) };
     }
 
     #[test]

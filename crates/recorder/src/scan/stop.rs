@@ -490,6 +490,9 @@ mod tests {
 
     #[test]
     fn a_thread_asleep_in_a_system_call_is_seen_as_asleep() {
+        // A stop in a test beside this one would wake the reader with its
+        // signal and change its count of switches.
+        let _turn = take_turn();
         let mut fds = [0i32; 2];
         // SAFETY: pipe writes two descriptors into our array.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -520,6 +523,13 @@ mod tests {
 
     /// The tests that stop threads take turns: the stop's state is global.
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    /// This test's turn; a test that failed before does not fail the rest.
+    fn take_turn() -> std::sync::MutexGuard<'static, ()> {
+        ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 
     /// A thread blocked in `read` of a pipe of its own, `block_signals`
     /// first if asked; it returns what `read` returned and `errno`.
@@ -581,7 +591,7 @@ mod tests {
 
     #[test]
     fn a_read_interrupted_by_the_stop_is_restarted_not_failed() {
-        let _turn = ONE_AT_A_TIME.lock().unwrap();
+        let _turn = take_turn();
         let reader = Reader::start(false);
         let stopped = stop(&[gettid()], Room::new().unwrap(), 10_000_000_000);
         assert!(stopped.threads.iter().any(|t| t.tid == reader.tid));
@@ -594,7 +604,7 @@ mod tests {
 
     #[test]
     fn a_sleeper_that_blocks_the_signal_is_scanned_and_its_waking_seen() {
-        let _turn = ONE_AT_A_TIME.lock().unwrap();
+        let _turn = take_turn();
         let reader = Reader::start(true);
         let stopped = stop(&[gettid()], Room::new().unwrap(), 10_000_000_000);
         let sleeper = stopped.sleepers.iter().find(|s| s.tid == reader.tid);
@@ -607,7 +617,7 @@ mod tests {
 
     #[test]
     fn a_thread_held_past_its_limit_gives_up_and_is_counted() {
-        let _turn = ONE_AT_A_TIME.lock().unwrap();
+        let _turn = take_turn();
         let reader = Reader::start(false);
         let stopped = stop(&[gettid()], Room::new().unwrap(), 1_000_000);
         while stopped.held().n_gave_up == 0 {
