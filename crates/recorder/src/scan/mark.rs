@@ -288,14 +288,20 @@ impl Marker {
                 let range = self.words_of(i as usize);
                 let len = range.end - range.start;
                 if len >= LARGE {
-                    self.work.pop();
-                    self.heap_bytes += len;
-                    rd.read_range(range, |_, words| {
-                        let start_chain = self.reach[i as usize] == Reach::Start;
-                        for &w in words {
-                            self.reached(w, start_chain);
-                        }
-                    });
+                    // A large block is read alone, through the reader's
+                    // buffer: only with no batch pending, which that read
+                    // would drop. Else the batch is read first and the
+                    // large block comes next time round.
+                    if rd.batch_is_empty() {
+                        self.work.pop();
+                        self.heap_bytes += len;
+                        rd.read_range(range, |_, words| {
+                            let start_chain = self.reach[i as usize] == Reach::Start;
+                            for &w in words {
+                                self.reached(w, start_chain);
+                            }
+                        });
+                    }
                     break;
                 }
                 if !rd.push(i, range.start, len) {
@@ -593,6 +599,34 @@ mod tests {
         let rd = &mut MemReader::new().unwrap();
         m.scan_values(rd, &[base]);
         assert!(m.reach.iter().all(|&r| r == Reach::Start));
+        assert_eq!(rd.n_unreadable, 0);
+        std::hint::black_box(&mut buf);
+    }
+
+    #[test]
+    fn blocks_batched_before_a_large_one_are_all_scanned() {
+        // Work stack, bottom to top: the large block, then 16 small ones
+        // (enough for a batch), each holding the only pointer to a block
+        // of its own. The batch loop takes the small ones first and meets
+        // the large one with the batch full of them: both must be read.
+        const SMALL: u64 = 16;
+        let large_words = (LARGE / 8) as usize;
+        let mut buf = vec![0u64; 4 * 2 * SMALL as usize + large_words];
+        let base = buf.as_ptr() as u64;
+        let holder = |k: u64| base + 32 * k;
+        let held = |k: u64| base + 32 * (SMALL + k);
+        for k in 0..SMALL {
+            buf[(4 * k) as usize] = held(k);
+        }
+        let large = base + 64 * SMALL;
+        let mut blocks: Vec<(u64, u64)> = (0..2 * SMALL).map(|k| (base + 32 * k, 32)).collect();
+        blocks.push((large, LARGE));
+        let mut m = marker(&blocks);
+        let rd = &mut MemReader::new().unwrap();
+        let mut roots = vec![large];
+        roots.extend((0..SMALL).map(holder));
+        m.scan_values(rd, &roots);
+        assert_eq!(m.reach, vec![Reach::Start; blocks.len()]);
         assert_eq!(rd.n_unreadable, 0);
         std::hint::black_box(&mut buf);
     }

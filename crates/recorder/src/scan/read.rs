@@ -143,6 +143,11 @@ impl MemReader {
         self.copy_one(addr, 8) == 8 && self.buf[0] == word
     }
 
+    /// True when nothing was pushed since the batch was started or read.
+    pub fn batch_is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
     /// Starts a new batch.
     pub fn clear(&mut self) {
         self.spans.clear();
