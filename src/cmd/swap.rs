@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use memtrace_swap::timeline::{self, Timeline};
 use memtrace_swap::{
-    render_status, Classifier, Interval, Sample, Sampler, State, Summary, Thresholds,
+    render_status, Baseline, Classifier, Interval, Sample, Sampler, State, Summary, Thresholds,
 };
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -120,12 +120,15 @@ pub fn swap(args: SwapArgs) -> Result<ExitCode> {
 
     // The program starts with our signal mask, so it is started first; then
     // the signals are blocked here and read from a descriptor between samples.
-    let (mut target, pid) = match args.pid {
-        Some(pid) => (Target::Attached, pid),
+    // A program we start is counted from a baseline read before it starts,
+    // however late the first tick comes on a loaded machine.
+    let (mut target, pid, baseline) = match args.pid {
+        Some(pid) => (Target::Attached, pid, None),
         None => {
+            let baseline = Baseline::take(args.cgroup.as_deref());
             let child = spawn(&args.command, args.cgroup.as_deref())?;
             let pid = child.id() as i32;
-            (Target::Child(child), pid)
+            (Target::Child(child), pid, Some(baseline))
         }
     };
     let mut signals = SigSet::empty();
@@ -141,11 +144,21 @@ pub fn swap(args: SwapArgs) -> Result<ExitCode> {
     signals.thread_block().context("cannot block signals")?;
     let signal_fd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("cannot create a signalfd")?;
-    let mut sampler = Sampler::attach(pid)?;
+    let (mut sampler, first) = match baseline {
+        Some(baseline) => {
+            let first = baseline.sample().clone();
+            (Sampler::attach_after(baseline, pid)?, first)
+        }
+        None => {
+            let mut sampler = Sampler::attach(pid)?;
+            let first = sampler.sample();
+            (sampler, first)
+        }
+    };
 
     let mut live = LiveView::new(args.quiet);
     let mut classifier = Classifier::new(thresholds.clone());
-    let mut samples = vec![sampler.sample()];
+    let mut samples = vec![first];
     let mut intervals: Vec<Interval> = Vec::new();
     let mut states: Vec<State> = Vec::new();
     let tick = Duration::from_millis(args.interval);

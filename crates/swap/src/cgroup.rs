@@ -92,6 +92,24 @@ impl Mounts {
     }
 }
 
+impl Mounts {
+    /// The memory cgroup whose directory is `dir`, if it is one: v1 where a
+    /// v1 memory controller is mounted, else v2.
+    pub fn cgroup_at(&self, dir: &Path) -> Option<Cgroup> {
+        let (mount, version, probe) = match &self.v1 {
+            Some(v1) => (v1, Version::V1, "memory.usage_in_bytes"),
+            None => (self.v2.as_ref()?, Version::V2, "memory.current"),
+        };
+        let dir = dir.canonicalize().ok()?;
+        let is_root = dir.strip_prefix(&mount.0).ok()?.as_os_str().is_empty();
+        dir.join(probe).exists().then_some(Cgroup {
+            version,
+            is_root,
+            dir,
+        })
+    }
+}
+
 /// One memory cgroup.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cgroup {
@@ -183,7 +201,38 @@ fn sum2(a: Option<u64>, b: Option<u64>) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::keyed;
+    use super::{keyed, Mounts, Version};
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_cgroup_is_found_by_its_directory_under_the_mount() {
+        let root = std::env::temp_dir().join(format!("memtrace-cgroup-at-{}", std::process::id()));
+        let job = root.join("job");
+        let plain = root.join("plain");
+        std::fs::create_dir_all(&job).unwrap();
+        std::fs::create_dir_all(&plain).unwrap();
+        std::fs::write(root.join("memory.current"), "0").unwrap();
+        std::fs::write(job.join("memory.current"), "0").unwrap();
+        let v2 = Mounts {
+            v1: None,
+            v2: Some((root.canonicalize().unwrap(), PathBuf::from("/"))),
+        };
+        let found = v2.cgroup_at(&job).unwrap();
+        assert_eq!(
+            (found.version, found.is_root, found.dir),
+            (Version::V2, false, job.canonicalize().unwrap())
+        );
+        assert!(v2.cgroup_at(&root).unwrap().is_root);
+        assert_eq!(v2.cgroup_at(&plain), None, "no memory files");
+        assert_eq!(v2.cgroup_at(&root.join("missing")), None);
+        assert_eq!(
+            v2.cgroup_at(&std::env::temp_dir()),
+            None,
+            "outside the mount"
+        );
+        assert_eq!(Mounts::default().cgroup_at(&job), None, "nothing mounted");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn keyed_finds_exact_keys_only() {

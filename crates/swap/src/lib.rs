@@ -11,6 +11,10 @@
 //! has one). The tree's memory comes from `/proc/PID/status` (`RssAnon`,
 //! `RssFile`, `RssShmem`, `VmSwap`), not `smaps_rollup`, which walks every
 //! page table at each read and would make the monitor cost what it measures.
+//! For a program that memtrace starts, a [`Baseline`] is read before the
+//! start (the system and the cgroup the program will run in, its own
+//! counters at zero), so that nothing it does before the first tick is
+//! lost, however late that tick comes on a loaded machine.
 //! Everything after the reading is pure: [`Interval::between`]
 //! turns two [`Sample`]s into rates, a [`Classifier`] gives each interval a
 //! [`State`], [`Summary::build`] sums a run up, [`timeline`] writes and reads
@@ -95,6 +99,6 @@ mod verdict;
 
 pub use interval::Interval;
 pub use sample::Sample;
-pub use sampler::{Error, Sampler};
+pub use sampler::{Baseline, Error, Sampler};
 pub use summary::{render_status, Summary, WorstInterval};
 pub use verdict::{classify, Classifier, State, Thresholds};

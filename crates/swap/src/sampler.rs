@@ -46,6 +46,47 @@ impl Error {
     }
 }
 
+/// The first sample of a program that memtrace starts, read before it
+/// starts: the system's counters and those of the memory cgroup it will run
+/// in, with its own counters at zero. Counting from here, nothing the
+/// program does between its start and the first tick is missed.
+pub struct Baseline {
+    sample: Sample,
+    mounts: Mounts,
+    cgroup: Option<Cgroup>,
+    start: Instant,
+}
+
+impl Baseline {
+    /// Reads the system now, and the memory cgroup at `cgroup_dir` (where the
+    /// program will move itself), or this process's own, which a child
+    /// inherits, when `None`.
+    pub fn take(cgroup_dir: Option<&std::path::Path>) -> Baseline {
+        let start = Instant::now();
+        let mounts = Mounts::current();
+        let cgroup = match cgroup_dir {
+            Some(dir) => mounts.cgroup_at(dir),
+            None => mounts.cgroup_of(std::process::id() as i32),
+        };
+        let mut sample = Sample::default();
+        sample_system(&mut sample);
+        if let Some(cgroup) = &cgroup {
+            cgroup.read_into(&mut sample);
+        }
+        Baseline {
+            sample,
+            mounts,
+            cgroup,
+            start,
+        }
+    }
+
+    /// The sample taken: `t_ms` 0, the program's own counters 0.
+    pub fn sample(&self) -> &Sample {
+        &self.sample
+    }
+}
+
 /// Samples one process tree, the system and the tree's memory cgroup.
 pub struct Sampler {
     root: i32,
@@ -74,6 +115,19 @@ impl Sampler {
             cgroup,
             start: Instant::now(),
         })
+    }
+
+    /// Starts monitoring process `pid`, started after `baseline` was taken:
+    /// times count from the baseline, and the cgroup is the baseline's until
+    /// the process is seen in one of its own.
+    pub fn attach_after(baseline: Baseline, pid: i32) -> Result<Sampler, Error> {
+        let mut sampler = Sampler::attach(pid)?;
+        sampler.start = baseline.start;
+        sampler.mounts = baseline.mounts;
+        if baseline.cgroup.is_some() {
+            sampler.cgroup = baseline.cgroup;
+        }
+        Ok(sampler)
     }
 
     /// The memory cgroup of the root process, as of the last sample.
