@@ -26,13 +26,13 @@
 //! the fields of [`Thresholds`] (defaults in brackets, and the `memtrace
 //! swap` flag that sets each):
 //!
-//! * **thrashing**: averaged over the last `thrash_intervals` [3]
+//! * **thrashing**: averaged over the last `thrash_intervals` \[3\]
 //!   (`--thrash-intervals`) intervals, evicted pages came back at least
-//!   `thrash_refault_per_s` [1000] (`--thrash-refault`) times per second
+//!   `thrash_refault_per_s` \[1000\] (`--thrash-refault`) times per second
 //!   (workingset refaults of the cgroup, or of the system when the process
 //!   has no memory cgroup: swap-ins and page-cache re-reads of pages the
 //!   kernel had just evicted), *and* the program waited for them: the tree
-//!   took at least `thrash_majflt_per_s` [200] (`--thrash-majflt`) major
+//!   took at least `thrash_majflt_per_s` \[200\] (`--thrash-majflt`) major
 //!   faults per second, or memory pressure (the share of time in which some
 //!   task waited for memory: PSI "some", from the cgroup's own pressure file
 //!   where it has one, else `/proc/pressure/memory`) was at least
@@ -43,7 +43,7 @@
 //!   hot). File mappings read ahead, so page-cache thrashing shows as
 //!   refaults and pressure more than as major faults.
 //! * **swapping**: the process tree has pages in swap (`VmSwap` > 0) and the
-//!   system moved at least `swap_pages_per_s` [256] (`--swap-pages`) pages
+//!   system moved at least `swap_pages_per_s` \[256\] (`--swap-pages`) pages
 //!   per second to or from swap (`pswpin` + `pswpout`; the kernel counts
 //!   swap traffic only system-wide).
 //! * **reclaiming**: the cgroup hit its limit (v1 `memory.failcnt` and `memory.memsw.failcnt`, v2
