@@ -47,6 +47,12 @@ pub fn heap_timeline(r: &Report) -> Timeline {
         let at = live.partition_point(|p| p.0 <= peak.0);
         live.insert(at, peak);
     }
+    // No heap call after the last point: the heap stays as it is to the end.
+    if let Some(&(last_t, _)) = live.last() {
+        if (t.duration_ns as f64) > last_t {
+            live.push((t.duration_ns as f64, t.unfreed_bytes as f64));
+        }
+    }
     // The mean rate over each interval between two samples, drawn as a step.
     let mut rate = Vec::with_capacity(2 * r.timeline.len());
     for w in r.timeline.windows(2) {
@@ -107,8 +113,9 @@ pub fn heap_timeline(r: &Report) -> Timeline {
             bytes(t.unfreed_bytes),
             t.unfreed_blocks
         )),
-        x_label: "time since the first heap call".into(),
+        x_label: "time since the trace's start".into(),
         x_unit: Unit::Nanos,
+        x_end: Some(t.duration_ns as f64),
         panels,
         bands,
         markers,
@@ -250,11 +257,9 @@ pub fn real_heap_subtitle(h: &HeapMap) -> String {
 /// bytes in holes and above the last block, and external fragmentation
 /// below; `None` when the trace has no `[heap]` snapshot.
 ///
-/// The x axis counts heap calls: the heap map keeps a point every
-/// `n_events / points` calls (evenly spaced, its docs say), so point `k` is
-/// placed at call `(k + 1) * n_events / points`. Its `time_ns` values are
-/// not used: they are taken while the trace is still being read, before the
-/// clock's rate is known, and do not share the report's origin.
+/// The x axis is time since the trace's start, to its end: the heap map's
+/// points (one every `n_events / points` calls) are offsets into the
+/// trace's span, as the report's are.
 pub fn real_heap_timeline(h: &HeapMap, program: &str) -> Option<Timeline> {
     if !h.measured || h.timeline.is_empty() {
         return None;
@@ -270,8 +275,9 @@ pub fn real_heap_timeline(h: &HeapMap, program: &str) -> Option<Timeline> {
     Some(Timeline {
         title: format!("Real heap fragmentation over the run: {program}"),
         subtitle: Some(real_heap_subtitle(h)),
-        x_label: "time since the first heap call".into(),
+        x_label: "time since the trace's start".into(),
         x_unit: Unit::Nanos,
+        x_end: Some(h.duration_ns as f64),
         panels: vec![
             Panel {
                 label: "bytes".into(),

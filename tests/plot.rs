@@ -81,7 +81,7 @@ fn the_heap_chart_marks_the_exact_peak() {
     svg.text("Live heap over time: sites");
     svg.text("live heap (KiB)");
     svg.text("heap calls per ms");
-    let x_desc = svg.texts_starting("time since the first heap call (");
+    let x_desc = svg.texts_starting("time since the trace's start (");
     assert_eq!(x_desc.len(), 1, "{:?}", svg.strings());
 
     // The peak's label gives the report's exact number.
@@ -218,9 +218,10 @@ fn the_real_heap_chart_states_the_heap_at_the_peak() {
     ] {
         svg.text(name);
     }
-    // Time on the x axis, like the live heap's chart: its last tick lies
-    // at or past the frag JSON's end time, and within twice it.
-    let x_desc = svg.texts_starting("time since the first heap call (");
+    // Time on the x axis, like the live heap's chart, over the whole
+    // trace: its last tick lies at or past the trace's duration (the frag
+    // JSON's, which is the report's), and within twice it.
+    let x_desc = svg.texts_starting("time since the trace's start (");
     assert_eq!(x_desc.len(), 1, "{:?}", svg.strings());
     let unit_ns = match x_desc[0].content.rsplit('(').next() {
         Some("ns)") => 1.0,
@@ -236,8 +237,9 @@ fn the_real_heap_chart_states_the_heap_at_the_peak() {
         .filter_map(|t| parse_tick(&t.content))
         .fold(0.0, f64::max)
         * unit_ns;
-    let end_ns = heap["at_end"]["time_ns"].as_f64().unwrap();
-    assert!(end_ns > 0.0);
+    let end_ns = heap["duration_ns"].as_f64().unwrap();
+    assert_eq!(end_ns, s.report["totals"]["duration_ns"].as_f64().unwrap());
+    assert!(heap["at_end"]["time_ns"].as_f64().unwrap() <= end_ns);
     assert!(
         end_ns <= last_tick && last_tick <= 2.0 * end_ns,
         "last x tick {last_tick} ns for a run of {end_ns} ns"

@@ -108,6 +108,9 @@ pub struct HeapMap {
     pub holes_at_end: Vec<(u64, u64)>,
     /// False when the trace has no `[heap]` snapshot (nothing to measure).
     pub measured: bool,
+    /// The trace's duration ([`memtrace_format::Span`]), in nanoseconds:
+    /// every `time_ns` here is an offset into it.
+    pub duration_ns: u64,
 }
 
 /// A set of granules (multiples of [`GRANULE`] above a base address) as a
@@ -580,9 +583,8 @@ pub fn analyze_with<R: std::io::Read>(
     }
     let mut mmapped = Mmapped::default();
     let (mut live_bytes, mut n, mut n_allocs) = (0u64, 0u64, 0u64);
-    let mut first_ts = None;
-    // Times are kept in ticks from the first heap event while reading and
-    // converted at the end, when every clock sync of the trace is known.
+    // Times are kept in ticks while reading and converted at the end to
+    // offsets into the trace's span, when every clock sync is known.
     // The events come in the first pass's order (a moving realloc's new
     // block when the call ends), so that event counts match.
     let mut order = ReceiptOrder::new();
@@ -600,7 +602,6 @@ pub fn analyze_with<R: std::io::Read>(
             _ => continue,
         };
         let Some(func) = e.func() else { continue };
-        let first = *first_ts.get_or_insert(ts);
         n += 1;
         let op = func.op();
         if op == Op::Free || (op == Op::Realloc && (e.addr != 0 || e.size == 0) && e.old_addr != 0)
@@ -633,7 +634,7 @@ pub fn analyze_with<R: std::io::Read>(
         let at = |layout: &Layout, later: u64| {
             outside(
                 HeapPoint {
-                    time_ns: ts.saturating_sub(first),
+                    time_ns: ts,
                     ..layout.point(live_bytes, later, &live)
                 },
                 layout,
@@ -648,14 +649,16 @@ pub fn analyze_with<R: std::io::Read>(
         if n % step == 0 {
             map.timeline.push(at(&layout, later));
         }
-        map.at_end.time_ns = ts.saturating_sub(first);
+        map.at_end.time_ns = ts;
     }
     let clock = reader.clock();
-    map.at_peak.time_ns = clock.duration_ns(map.at_peak.time_ns);
+    let span = reader.span();
+    map.duration_ns = span.duration_ns(clock);
+    map.at_peak.time_ns = span.offset_ns(clock, map.at_peak.time_ns);
     for p in &mut map.timeline {
-        p.time_ns = clock.duration_ns(p.time_ns);
+        p.time_ns = span.offset_ns(clock, p.time_ns);
     }
-    let end_time = clock.duration_ns(map.at_end.time_ns);
+    let end_time = span.offset_ns(clock, map.at_end.time_ns);
     // No request comes after the end: "useless" is only defined before it.
     map.at_end = outside(
         HeapPoint {

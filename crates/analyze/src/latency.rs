@@ -325,15 +325,9 @@ pub fn from_reader<R: std::io::Read>(
     let mut growth = Growth::default();
     let mut last_resources: Option<memtrace_format::ResourceSample> = None;
     let mut candidates: Vec<Candidate> = Vec::new();
-    let (mut first_ts, mut last_ts) = (u64::MAX, 0u64);
     let mut n_calls = 0u64;
     let mut n_alloc_calls = 0u64;
     while let Some(event) = reader.next_event()? {
-        let ts = event.ts();
-        if ts > 0 {
-            first_ts = first_ts.min(ts);
-            last_ts = last_ts.max(ts);
-        }
         match &event {
             Event::Heap { event: e, .. } => {
                 let Some(func) = e.func() else { continue };
@@ -427,15 +421,7 @@ pub fn from_reader<R: std::io::Read>(
 
     let clock = reader.clock().clone();
     let ns = |ticks: u64| clock.duration_ns(ticks);
-    let end_ts = match reader.completeness() {
-        Completeness::Complete(t) => last_ts.max(t.ts),
-        _ => last_ts,
-    };
-    let wall_ns = if first_ts == u64::MAX {
-        0
-    } else {
-        ns(end_ts.saturating_sub(first_ts))
-    };
+    let wall_ns = reader.span().duration_ns(&clock);
 
     let mut functions: Vec<FunctionLatency> = Func::ALL
         .iter()

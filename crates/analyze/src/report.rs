@@ -213,6 +213,8 @@ pub struct ReportInput<'a> {
     pub stacks: &'a StackTable,
     /// Tick conversion.
     pub clock: &'a memtrace_format::Clock,
+    /// The trace's span: its duration, and the origin of every time shown.
+    pub span: memtrace_format::Span,
 }
 
 /// Heap events the recorder could not record, as the trailer says; `None`
@@ -227,8 +229,8 @@ pub(crate) fn dropped_events(completeness: &Completeness) -> Option<u64> {
 /// Builds the report from a finished replay.
 pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) -> Report {
     let clock = input.clock;
-    let start = replay.first_ts;
-    let since_start = |ts: u64| clock.duration_ns(ts.saturating_sub(start));
+    let span = input.span;
+    let since_start = |ts: u64| span.offset_ns(clock, ts);
     let (complete, truncated_at, status) = match input.completeness {
         Completeness::Complete(_) => (true, None, "complete".to_string()),
         Completeness::Truncated(at) => (
@@ -352,7 +354,7 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
             dropped_events: dropped_events(input.completeness),
         },
         totals: Totals {
-            duration_ns: since_start(replay.last_ts),
+            duration_ns: span.duration_ns(clock),
             events: replay.n_events,
             calls_by_function,
             allocations: replay.n_allocs,
@@ -418,6 +420,7 @@ pub fn from_reader<R: std::io::Read>(
         notes: reader.notes(),
         stacks: reader.stacks(),
         clock: reader.clock(),
+        span: reader.span(),
     };
     Ok(build(&input, &replay, &mut symbols))
 }

@@ -54,7 +54,7 @@ mod write;
 pub use block::{with_checksums, Codec, FILE_MAGIC, MAX_BLOCK, MIN_VERSION, VERSION};
 pub use error::{DecodeError, Fault};
 pub use leakscan::{Incomplete, LeakScan, Reach, ScannedBlock};
-pub use read::{Clock, Completeness, Event, Reader};
+pub use read::{Clock, Completeness, Event, Reader, Span};
 pub use record::{
     dequantize_latency, quantize_latency, ClockSync, Func, Header, HeapEvent, Module, Op, Phase,
     RecorderKind, Region, ResourceSample, Segment, StackId, ThreadItem, TickSource, Trailer,

@@ -145,6 +145,32 @@ impl Clock {
     }
 }
 
+/// The time a trace covers, the one duration every analysis reports: from
+/// its first timestamped event (the recorder's start, before `main`) to its
+/// trailer, or to its last event when it has none (a killed or cut run).
+/// Every time an analysis shows ("peak at", RSS samples, phases) is an
+/// offset from its start, and lies inside it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    /// The first event's timestamp, in ticks.
+    pub start_ts: u64,
+    /// The trailer's timestamp, or the last event's, in ticks.
+    pub end_ts: u64,
+}
+
+impl Span {
+    /// Its length in nanoseconds.
+    pub fn duration_ns(&self, clock: &Clock) -> u64 {
+        clock.duration_ns(self.end_ts.saturating_sub(self.start_ts))
+    }
+
+    /// Nanoseconds from its start to `ts`, `ts` clamped into the span.
+    pub fn offset_ns(&self, clock: &Clock, ts: u64) -> u64 {
+        let ts = ts.clamp(self.start_ts, self.end_ts.max(self.start_ts));
+        clock.duration_ns(ts - self.start_ts)
+    }
+}
+
 /// How the decoding ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completeness {
@@ -184,6 +210,8 @@ pub struct Reader<R: Read> {
     scan_blocks: Vec<ScannedBlock>,
     scan_edges: Vec<(u32, u32)>,
     leak_scan: Option<LeakScan>,
+    /// The first and last timestamps of the events returned so far.
+    seen_ts: Option<(u64, u64)>,
 }
 
 impl<R: Read> Reader<R> {
@@ -214,6 +242,7 @@ impl<R: Read> Reader<R> {
             scan_blocks: Vec::new(),
             scan_edges: Vec::new(),
             leak_scan: None,
+            seen_ts: None,
         };
         let block = read_block(
             &mut reader.src,
@@ -293,6 +322,26 @@ impl<R: Read> Reader<R> {
         &self.end
     }
 
+    /// The span of the events returned so far, to the trailer once it is
+    /// read: the trace's [`Span`] when every event has been.
+    pub fn span(&self) -> Span {
+        let trailer = match &self.end {
+            Completeness::Complete(t) => Some(t.ts),
+            _ => None,
+        };
+        match (self.seen_ts, trailer) {
+            (Some((first, last)), t) => Span {
+                start_ts: first,
+                end_ts: last.max(t.unwrap_or(0)),
+            },
+            (None, Some(t)) => Span {
+                start_ts: t,
+                end_ts: t,
+            },
+            (None, None) => Span::default(),
+        }
+    }
+
     /// The next event in timestamp order, or `None` at the end.
     ///
     /// A file cut inside a block ends the stream normally and is reported by
@@ -300,6 +349,15 @@ impl<R: Read> Reader<R> {
     pub fn next_event(&mut self) -> Result<Option<Event>, DecodeError> {
         loop {
             if let Some(event) = self.pop_ready() {
+                // Timestamp 0: written before the clock started (the
+                // modules known at start), not a moment of the run.
+                let ts = event.ts();
+                if ts > 0 {
+                    self.seen_ts = Some(match self.seen_ts {
+                        Some((first, last)) => (first.min(ts), last.max(ts)),
+                        None => (ts, ts),
+                    });
+                }
                 return Ok(Some(event));
             }
             if self.end != Completeness::Reading && self.watermark == u64::MAX {

@@ -23,8 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let svg = timeline(&Timeline {
         title: "Live heap over time: example".into(),
         subtitle: Some("peak 44.84 KiB at 3.1 ms".into()),
-        x_label: "time since the first heap call".into(),
+        x_label: "time since the start".into(),
         x_unit: Unit::Nanos,
+        x_end: None,
         panels: vec![
             Panel {
                 label: "live heap".into(),

@@ -24,6 +24,7 @@
 //!     subtitle: None,
 //!     x_label: "time".into(),
 //!     x_unit: Unit::Nanos,
+//!     x_end: None,
 //!     panels: vec![Panel {
 //!         label: "live heap".into(),
 //!         unit: Unit::Bytes,

@@ -69,6 +69,10 @@ pub struct Timeline {
     pub x_label: String,
     /// Unit of the x values.
     pub x_unit: Unit,
+    /// Where the x axis ends at the least, in x units (a run's duration,
+    /// when nothing happens in its last stretch); `None`: at the last
+    /// point or band.
+    pub x_end: Option<f64>,
     /// Panels from top to bottom.
     pub panels: Vec<Panel>,
     /// Shaded spans.
@@ -122,6 +126,7 @@ pub fn timeline(t: &Timeline) -> Result<String, PlotError> {
         .iter()
         .flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)))
         .chain(t.bands.iter().map(|b| b.end))
+        .chain(t.x_end)
         .fold(0.0f64, f64::max);
     let x_scale = t.x_unit.scale_for(x_max);
     let (x_ticks, x_decimals) = linear_ticks(x_max / x_scale.divisor, 10);

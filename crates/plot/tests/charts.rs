@@ -160,6 +160,7 @@ fn a_timeline_labels_axes_in_human_units_and_lists_bands_in_its_legend() {
         subtitle: Some("worst interval at 1.2 s".into()),
         x_label: "time".into(),
         x_unit: Unit::Nanos,
+        x_end: None,
         panels: vec![
             Panel {
                 label: "memory".into(),
@@ -230,6 +231,7 @@ fn a_timeline_labels_axes_in_human_units_and_lists_bands_in_its_legend() {
         subtitle: None,
         x_label: String::new(),
         x_unit: Unit::Nanos,
+        x_end: None,
         panels: vec![],
         bands: vec![],
         markers: vec![],
