@@ -225,10 +225,11 @@ pub fn latency_histogram(r: &LatencyReport) -> Option<Histogram> {
             program_name(&r.program.exe)
         ),
         subtitle: Some(format!(
-            "{} in the allocator over {} of run ({:.1}%); {} stalls of at least {}",
+            "{} in the allocator, {:.1}% of the traced threads' {} (run: {}); {} stalls of at least {}",
             seconds(r.allocator_ns),
-            seconds(r.wall_ns),
             r.allocator_share * 100.0,
+            seconds(r.thread_ns),
+            seconds(r.wall_ns),
             r.stalls.calls,
             seconds(r.stalls.threshold_ns)
         )),

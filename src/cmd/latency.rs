@@ -25,7 +25,7 @@ pub struct LatencyArgs {
     /// Frames printed per stall stack.
     #[arg(long, default_value_t = 8)]
     pub frames: usize,
-    /// Output format (JSON schema `memtrace-latency/1`).
+    /// Output format (JSON schema `memtrace-latency/2`).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// How much of a trace still being written to read.

@@ -5,7 +5,7 @@
 //! (`alloc_heavy N malloc`) and with them replaced by one buffer allocated
 //! once (`alloc_heavy N pool`), interleaved so that machine load hits both
 //! modes alike. The independent share is `1 - t_pool / t_malloc` (medians).
-//! The traced share is `allocator_ns / wall_ns` of each recording (median):
+//! The traced share is `allocator_ns / thread_ns` of each recording (median):
 //! both terms come from one run, under one load.
 //!
 //! Why this is a benchmark and not a test: the share is a property of the
@@ -32,7 +32,7 @@ pub const TOLERANCE: f64 = 0.15;
 pub struct Share {
     /// `1 - t_pool / t_malloc`, from native runs.
     pub independent: f64,
-    /// `allocator_ns / wall_ns` of the recordings.
+    /// `allocator_ns / thread_ns` (one thread: its life in the trace) of the recordings.
     pub traced: f64,
     /// Median native wall time with allocations, seconds.
     pub t_malloc: f64,

@@ -12,14 +12,19 @@
 //!
 //! * **Percentiles** are nearest-rank: p is the smallest latency `v` such that
 //!   at least `ceil(p * n)` calls took `v` or less.
-//! * **Wall time** runs from the earliest event of the trace to its trailer
-//!   (or, without one, its last event). Threads run in parallel, so the
-//!   allocator's share can exceed 100% in a multithreaded program.
+//! * **Wall time** is the trace's span ([`memtrace_format::Span`]): the
+//!   earliest event to the trailer (or, without one, the last event).
+//! * **Thread time** adds up each traced thread's life: from its start (or
+//!   first call) to its end (or the end of the span). The allocator's
+//!   *share* is its time over the thread time, so it is at most 100% however
+//!   many threads run at once; the time outside the allocator is the thread
+//!   time less the allocator's.
 //! * **CPU time** and **page faults** come from the recorder's last resource
 //!   sample (`getrusage` of the process, taken at the end): user + system
-//!   time, minor + major faults. The allocator's share of CPU time is its
-//!   time over that CPU time. Traces without samples report them as not
-//!   recorded, never estimated.
+//!   time, minor + major faults. No share of CPU time is given: time in the
+//!   allocator is wall-clock time, which includes waits the CPU time does not
+//!   count. Traces without samples report them as not recorded, never
+//!   estimated.
 //! * **Sites**: a call belongs to the site of its stack ([`Symbols::site`]).
 //!   Frees carry no stack, so a free is counted at the site that allocated
 //!   the block it releases (frees of blocks the trace never saw allocated go
@@ -30,14 +35,18 @@
 //!   latest snapshot before it (the heap grew, or the block was mapped, after
 //!   that snapshot); else `grew` when the first snapshot after the stall covers
 //!   more bytes than the latest one before it; else `none`; `unknown` when no
-//!   snapshot precedes the stall.
+//!   snapshot precedes the stall. The text says it in words: "took memory
+//!   new to the heap", "while the heap grew", "no heap growth", "not known".
 //! * **Advice** (per site; "small" = average requested size under
 //!   [`SMALL_BYTES`], "many" = at least [`MANY_CALLS`] calls and at least
 //!   1/[`MANY_SHARE_DIVISOR`] of all allocation calls): many small
 //!   *temporary* allocations ([`crate::replay::StackStats::n_temporary`]) →
 //!   reuse a buffer; otherwise many small allocations → allocate them in bulk
 //!   (one array, an arena, a pool). Each piece of advice names the allocator
-//!   time the site cost, its frees included.
+//!   time the site cost, its frees included, and the sizes that matter: the
+//!   band from the 10th to the 90th percentile of the site's requests (by
+//!   power-of-two size class: the 10th percentile's class's least size to
+//!   the 90th's greatest, within the smallest and largest request).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -52,7 +61,7 @@ use crate::symbols::{Frame, Symbols};
 use crate::units::seconds;
 
 /// Version of the JSON shape.
-pub const LATENCY_SCHEMA: &str = "memtrace-latency/1";
+pub const LATENCY_SCHEMA: &str = "memtrace-latency/2";
 /// Allocations under this average requested size are small.
 pub const SMALL_BYTES: u64 = 256;
 /// A site needs at least this many calls for advice.
@@ -93,15 +102,16 @@ pub struct LatencyReport {
     pub wall_ns: u64,
     /// Time inside the allocator, all calls and threads together, nanoseconds.
     pub allocator_ns: u64,
-    /// `allocator_ns / wall_ns` (0 when the wall time is 0).
+    /// The traced threads' lives added up (see the module docs), nanoseconds.
+    pub thread_ns: u64,
+    /// `allocator_ns / thread_ns`, at most 1 (0 when the thread time is 0):
+    /// the allocator's share of the threads' time.
     pub allocator_share: f64,
-    /// Wall time outside the allocator (the program and the recorder), nanoseconds.
+    /// Thread time outside the allocator (the program and the recorder), nanoseconds.
     pub outside_allocator_ns: u64,
     /// CPU time of the process (user + system), from the last resource
     /// sample; `None` when the trace has none.
     pub cpu_ns: Option<u64>,
-    /// `allocator_ns / cpu_ns`.
-    pub allocator_cpu_share: Option<f64>,
     /// Page faults of the process (minor, major), from the last sample.
     pub page_faults: Option<(u64, u64)>,
     /// Heap calls.
@@ -231,6 +241,11 @@ pub struct SiteTime {
     pub min_size: u64,
     /// Largest request.
     pub max_size: u64,
+    /// The sizes that matter: the least size of the 10th percentile's
+    /// power-of-two class (at least `min_size`)...
+    pub size_band_low: u64,
+    /// ... to the greatest of the 90th percentile's (at most `max_size`).
+    pub size_band_high: u64,
     /// Allocator time of all those calls, nanoseconds.
     pub allocator_ns: u64,
     /// Stalls among them.
@@ -265,12 +280,91 @@ struct StackTime {
     bytes: u64,
     min_size: u64,
     max_size: u64,
+    /// Requests by power-of-two class: index `i` counts sizes of `i`
+    /// significant bits (0 for size 0); empty until the first request.
+    size_classes: Vec<u64>,
     stalls: u64,
     stall_ticks: u64,
     max_stall: u64,
     stall_by_func: BTreeMap<&'static str, u64>,
     mapped: u64,
     grew: u64,
+}
+
+/// Adds one request of `size` bytes to power-of-two size classes.
+fn add_size_class(classes: &mut Vec<u64>, size: u64) {
+    add_size_class_count(classes, (64 - size.leading_zeros()) as usize, 1);
+}
+
+fn add_size_class_count(classes: &mut Vec<u64>, class: usize, n: u64) {
+    if classes.len() <= class {
+        classes.resize(65, 0);
+    }
+    classes[class] += n;
+}
+
+/// The 10th-to-90th percentile band of a site's requests (module docs).
+fn size_band(t: &StackTime) -> (u64, u64) {
+    let total: u64 = t.size_classes.iter().sum();
+    if total == 0 {
+        return (t.min_size, t.max_size);
+    }
+    // Nearest rank: the class holding request number ceil(p * total).
+    let class_at = |rank: u64| {
+        let mut seen = 0;
+        t.size_classes
+            .iter()
+            .position(|&n| {
+                seen += n;
+                seen >= rank.max(1)
+            })
+            .unwrap_or(0)
+    };
+    let least = |class: usize| if class == 0 { 0 } else { 1u64 << (class - 1) };
+    let greatest = |class: usize| match class {
+        0 => 0,
+        64 => u64::MAX,
+        c => (1u64 << c) - 1,
+    };
+    let low = least(class_at(total.div_ceil(10))).max(t.min_size);
+    let high = greatest(class_at((total * 9).div_ceil(10))).min(t.max_size);
+    (low, high.max(low))
+}
+
+/// Each thread's life in ticks: from its start (or first call) to its end.
+#[derive(Default)]
+struct ThreadLives {
+    started: FxHashMap<u32, u64>,
+    ended_ticks: u64,
+}
+
+impl ThreadLives {
+    fn see(&mut self, event: &Event) {
+        match event {
+            Event::ThreadStart { tid, ts } => {
+                self.started.entry(*tid).or_insert(*ts);
+            }
+            Event::Heap { tid, event } => {
+                self.started.entry(*tid).or_insert(event.ts);
+            }
+            Event::ThreadEnd { tid, ts } => {
+                if let Some(start) = self.started.remove(tid) {
+                    self.ended_ticks += ts.saturating_sub(start);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// All the lives, those still going ending at `end_ts`.
+    fn total_ticks(&self, end_ts: u64) -> u64 {
+        self.ended_ticks
+            + self
+                .started
+                .values()
+                .map(|&start| end_ts.saturating_sub(start))
+                .sum::<u64>()
+    }
 }
 
 /// Heap-growth bookkeeping over the region snapshots.
@@ -327,7 +421,9 @@ pub fn from_reader<R: std::io::Read>(
     let mut candidates: Vec<Candidate> = Vec::new();
     let mut n_calls = 0u64;
     let mut n_alloc_calls = 0u64;
+    let mut lives = ThreadLives::default();
     while let Some(event) = reader.next_event()? {
+        lives.see(&event);
         match &event {
             Event::Heap { event: e, .. } => {
                 let Some(func) = e.func() else { continue };
@@ -351,6 +447,7 @@ pub fn from_reader<R: std::io::Read>(
                     s.max_size = s.max_size.max(e.size);
                     s.allocs += 1;
                     s.bytes += e.size;
+                    add_size_class(&mut s.size_classes, e.size);
                 }
                 // The clock's estimate improves as syncs arrive: keep every call
                 // that might be a stall and decide at the end (see `Candidate`).
@@ -421,7 +518,9 @@ pub fn from_reader<R: std::io::Read>(
 
     let clock = reader.clock().clone();
     let ns = |ticks: u64| clock.duration_ns(ticks);
-    let wall_ns = reader.span().duration_ns(&clock);
+    let span = reader.span();
+    let wall_ns = span.duration_ns(&clock);
+    let thread_ns = ns(lives.total_ticks(span.end_ts));
 
     let mut functions: Vec<FunctionLatency> = Func::ALL
         .iter()
@@ -462,6 +561,9 @@ pub fn from_reader<R: std::io::Read>(
         t.ticks += s.ticks;
         t.bytes += s.bytes;
         t.max_size = t.max_size.max(s.max_size);
+        for (i, n) in s.size_classes.iter().enumerate() {
+            add_size_class_count(&mut t.size_classes, i, *n);
+        }
         t.stalls += s.stalls;
         t.stall_ticks += s.stall_ticks;
         if s.max_stall > t.max_stall || (t.max_stall == 0 && s.stalls > 0) {
@@ -488,6 +590,8 @@ pub fn from_reader<R: std::io::Read>(
         bytes_requested: t.bytes,
         min_size: t.min_size,
         max_size: t.max_size,
+        size_band_low: size_band(t).0,
+        size_band_high: size_band(t).1,
         allocator_ns: ns(t.ticks),
         stalls: t.stalls,
     };
@@ -567,17 +671,14 @@ pub fn from_reader<R: std::io::Read>(
         latency_measured: header.latency_measured,
         wall_ns,
         allocator_ns,
-        allocator_share: if wall_ns == 0 {
+        thread_ns,
+        allocator_share: if thread_ns == 0 {
             0.0
         } else {
-            allocator_ns as f64 / wall_ns as f64
+            (allocator_ns as f64 / thread_ns as f64).min(1.0)
         },
-        outside_allocator_ns: wall_ns.saturating_sub(allocator_ns),
+        outside_allocator_ns: thread_ns.saturating_sub(allocator_ns),
         cpu_ns: last_resources.map(|r| r.user_ns + r.system_ns),
-        allocator_cpu_share: last_resources
-            .map(|r| r.user_ns + r.system_ns)
-            .filter(|&cpu| cpu > 0)
-            .map(|cpu| allocator_ns as f64 / cpu as f64),
         page_faults: last_resources.map(|r| (r.minor_faults, r.major_faults)),
         calls: n_calls,
         allocation_calls: n_alloc_calls,
@@ -691,8 +792,10 @@ fn advise(s: &SiteTime, n_alloc_calls: u64) -> Option<Advice> {
     }
     let sizes = if s.min_size == s.max_size {
         format!("all of {} B", s.min_size)
+    } else if s.size_band_low == s.size_band_high {
+        format!("80% of them {} B", s.size_band_low)
     } else {
-        format!("{}-{} B", s.min_size, s.max_size)
+        format!("80% of them {}-{} B", s.size_band_low, s.size_band_high)
     };
     let cost = seconds(s.allocator_ns);
     let (kind, text) = if many(s.temporary) {
@@ -739,24 +842,21 @@ pub fn render_text(r: &LatencyReport, frames: usize) -> String {
     let _ = writeln!(out, "trace: {}", r.trace.status);
     let _ = writeln!(
         out,
-        "{} heap calls; {} in the allocator over {} of traced wall time ({:.1}%); \
-         {} outside it (program and recorder)",
+        "{} heap calls over {} of traced wall time; {} in the allocator, {:.1}% of the \
+         traced threads' {}; {} outside it (program and recorder)",
         r.calls,
-        seconds(r.allocator_ns),
         seconds(r.wall_ns),
+        seconds(r.allocator_ns),
         r.allocator_share * 100.0,
+        seconds(r.thread_ns),
         seconds(r.outside_allocator_ns)
     );
-    match (r.cpu_ns, r.allocator_cpu_share, r.page_faults) {
-        (Some(cpu), share, Some((minor, major))) => {
+    match (r.cpu_ns, r.page_faults) {
+        (Some(cpu), Some((minor, major))) => {
             let _ = writeln!(
                 out,
-                "CPU time: {} ({}); page faults: {minor} minor, {major} major",
+                "CPU time: {} (user + system, all threads); page faults: {minor} minor, {major} major",
                 seconds(cpu),
-                share.map_or_else(
-                    || "allocator share not computable".to_string(),
-                    |s| format!("allocator {:.1}% of it", s * 100.0)
-                )
             );
         }
         _ => {
@@ -801,8 +901,9 @@ pub fn render_text(r: &LatencyReport, frames: usize) -> String {
     let s = &r.stalls;
     let _ = writeln!(
         out,
-        "\nstalls (calls of {} or more): {}, {} in all; heap growth: {} outside the last region snapshot, \
-         {} before a larger snapshot, {} none, {} unknown; page faults: not recorded",
+        "\nstalls (calls of {} or more): {}, {} in all; {} took memory new to the heap, \
+         {} came while the heap grew, {} with no heap growth, {} not known (no heap snapshot before them); \
+         page faults per stall: not recorded",
         seconds(s.threshold_ns),
         s.calls,
         seconds(s.total_ns),
@@ -819,7 +920,7 @@ pub fn render_text(r: &LatencyReport, frames: usize) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "  {:>8} stalls {:>11} (max {}) [{}] heap growth {} outside, {} before larger  {}",
+            "  {:>8} stalls {:>11} (max {}) [{}] {} new memory, {} heap grew  {}",
             site.calls,
             seconds(site.total_ns),
             seconds(site.max_ns),
@@ -918,6 +1019,84 @@ mod tests {
     fn analyze(bytes: &[u8], stall_ns: u64) -> LatencyReport {
         let mut reader = Reader::new(bytes).unwrap();
         from_reader(&mut reader, Config { stall_ns, top: 10 }).unwrap()
+    }
+
+    #[test]
+    fn the_allocators_share_is_of_the_threads_time_and_at_most_one() {
+        // Two threads live from tick 100 to the trailer at 1000 and each
+        // spends 600 ticks in one malloc: 1200 ticks in the allocator, more
+        // than the 900 of the run, less than the threads' 1800.
+        let mut w = Writer::new(Vec::new(), &header(), Codec::Raw).unwrap();
+        w.clock_sync(ClockSync {
+            ticks: 0,
+            mono_ns: 0,
+        })
+        .unwrap();
+        w.stack_nodes(1, &[(0, 0x1234)]).unwrap();
+        for tid in [1u32, 2] {
+            let start = ThreadItem::Start { ts: 100 };
+            let call = heap(Func::Malloc, 200, 600, 0x1000 * u64::from(tid), 32);
+            w.batch(tid, &[start, call]).unwrap();
+        }
+        w.clock_sync(ClockSync {
+            ticks: 1000,
+            mono_ns: 2000,
+        })
+        .unwrap();
+        let bytes = w
+            .finish(&Trailer {
+                ts: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        let r = analyze(&bytes, u64::MAX);
+        let latency = dequantize_latency(quantize_latency(600));
+        // 2 ns per tick.
+        assert_eq!(r.wall_ns, 1800);
+        assert_eq!(r.thread_ns, 3600);
+        assert_eq!(r.allocator_ns, 2 * 2 * latency);
+        assert_eq!(r.allocator_share, (4 * latency) as f64 / 3600.0);
+        assert_eq!(r.outside_allocator_ns, 3600 - 4 * latency);
+        let text = render_text(&r, 4);
+        assert!(
+            text.contains(&format!(
+                "2 heap calls over {} of traced wall time; {} in the allocator, {:.1}% of the traced threads' {}",
+                seconds(1800),
+                seconds(4 * latency),
+                r.allocator_share * 100.0,
+                seconds(3600)
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_size_band_runs_from_the_10th_to_the_90th_percentiles_class() {
+        // 100 requests: 5 of 6 B, 90 of 16 B, 5 of 2,048,008 B.
+        let mut t = StackTime {
+            min_size: 6,
+            max_size: 2_048_008,
+            ..StackTime::default()
+        };
+        for (size, n) in [(6, 5), (16, 90), (2_048_008, 5)] {
+            for _ in 0..n {
+                add_size_class(&mut t.size_classes, size);
+            }
+        }
+        // Rank 10 and rank 90 both fall among the 16s: class 16-31 B.
+        assert_eq!(size_band(&t), (16, 31));
+        // All the same size: the band is that size.
+        let mut one = StackTime {
+            min_size: 40,
+            max_size: 40,
+            ..StackTime::default()
+        };
+        add_size_class(&mut one.size_classes, 40);
+        assert_eq!(size_band(&one), (40, 40));
+        // Size 0 has a class of its own.
+        let mut zero = StackTime::default();
+        add_size_class(&mut zero.size_classes, 0);
+        assert_eq!(size_band(&zero), (0, 0));
     }
 
     #[test]
