@@ -152,4 +152,57 @@ fn the_real_heap_tells_a_fragmenting_pattern_from_one_that_is_not() {
         100 * (32 + 4000)
     );
     assert_eq!(num(&grouped["at_peak"], "live_bytes"), 100 * 4000);
+
+    // Grouped, glibc grows the heap to hold the 100 large blocks and trims
+    // it when they are freed, between two snapshots: the heap is taken to
+    // have grown as far as its blocks reach, so all 100 lie in it and none
+    // is "elsewhere".
+    let peak = &grouped["at_peak"];
+    assert_eq!(num(peak, "blocks_in_heap"), 100);
+    assert_eq!(
+        (num(peak, "unmapped_blocks"), num(peak, "unmapped_bytes")),
+        (0, 0)
+    );
+    assert!(num(peak, "extent_bytes") >= 100 * 4000, "{peak}");
+
+    // Internal fragmentation: glibc gives a 32-byte request 40 usable
+    // bytes and a 4000-byte one 4008: 8 bytes each, exactly.
+    for (heap, at, blocks) in [
+        (&interleaved, "at_peak", 200),
+        (&interleaved, "at_end", 100),
+        (&grouped, "at_peak", 100),
+        (&grouped, "at_end", 100),
+    ] {
+        assert_eq!(num(&heap[at], "internal_bytes"), 8 * blocks, "{at}");
+    }
+    assert_eq!(
+        interleaved["at_end"]["internal"].as_f64().unwrap(),
+        8.0 / 40.0
+    );
+    let by_size = interleaved["internal_by_size_at_peak"].as_array().unwrap();
+    let rows: Vec<(u64, u64, u64, u64)> = by_size
+        .iter()
+        .map(|r| {
+            (
+                num(r, "size_from"),
+                num(r, "blocks"),
+                num(r, "requested_bytes"),
+                num(r, "internal_bytes"),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [(32, 100, 3200, 800), (2048, 100, 400_000, 800)]);
+    let sites = interleaved["internal_by_site_at_end"].as_array().unwrap();
+    assert_eq!(sites.len(), 1, "only the small blocks are live: {sites:?}");
+    assert_eq!(
+        (num(&sites[0], "blocks"), num(&sites[0], "internal_bytes")),
+        (100, 800)
+    );
+
+    // Pinning blocks share holes: each free byte counts once among them.
+    let pinned: u64 = pins.iter().map(|p| num(p, "hole_bytes")).sum();
+    assert!(
+        pinned <= bytes_in_holes_of_at_least(&interleaved, 1024),
+        "{pinned} B pinned, more than the holes hold"
+    );
 }

@@ -169,13 +169,56 @@ fn real_heap_text(heap: &HeapMap, symbols: &mut Symbols, stacks: &StackTable) ->
         let _ = writeln!(
             out,
             "  outside [heap] {name}: {} mmap'd blocks ({} B requested in {} B of pages, no holes); \
-             {} blocks / {} B elsewhere (other threads' arenas, other allocators), not mapped",
+             {} blocks / {} B in the allocator's other mappings (other threads' arenas) or another allocator's, not mapped",
             p.mmapped_blocks,
             p.mmapped_bytes,
             p.mmapped_mapped_bytes,
             p.unmapped_blocks,
             p.unmapped_bytes
         );
+    }
+    for (name, p, by_size, by_site) in [
+        (
+            "at peak",
+            &heap.at_peak,
+            &heap.internal_by_size_at_peak,
+            &heap.internal_by_site_at_peak,
+        ),
+        (
+            "at end",
+            &heap.at_end,
+            &heap.internal_by_size_at_end,
+            &heap.internal_by_site_at_end,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "  internal fragmentation {name}: {} B usable but not requested ({:.3} of the live blocks' usable bytes)",
+            p.internal_bytes, p.internal
+        );
+        for r in by_size.iter().filter(|r| r.internal_bytes > 0) {
+            let _ = writeln!(
+                out,
+                "    requests of {}-{} B: {} blocks, {} B requested, {} B internal ({:.3})",
+                r.size_from.unwrap_or(0),
+                r.size_to.unwrap_or(0),
+                r.blocks,
+                r.requested_bytes,
+                r.internal_bytes,
+                r.internal
+            );
+        }
+        for r in by_site.iter().filter(|r| r.internal_bytes > 0).take(5) {
+            let site = symbols.site(stacks, r.stack.unwrap_or(0));
+            let _ = writeln!(
+                out,
+                "    {} blocks, {} B internal ({:.3}) at {}",
+                r.blocks,
+                r.internal_bytes,
+                r.internal,
+                site.describe()
+            );
+        }
     }
     for (when, pinning) in [
         ("at the peak", &heap.pinning_at_peak),

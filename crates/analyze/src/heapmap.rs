@@ -16,7 +16,15 @@
 //! less the 16-byte chunk header, at 16 bytes past a page boundary) have no
 //! holes, only page rounding, reported as such; everything else (the
 //! arenas of other threads, blocks of another allocator) is reported as
-//! not mapped, in blocks and bytes.
+//! not mapped, in blocks and bytes. The heap's extent is the snapshots',
+//! grown to cover blocks placed above it since the last one (glibc can grow
+//! the brk heap and trim it again between two snapshots, 100 ms apart):
+//! such a block is in the heap when it lies within [`MAX_BRK_STEP`] of its
+//! known end and in none of the allocator's other mappings.
+//!
+//! Internal fragmentation is what a block's usable size adds to its
+//! request (`malloc_usable_size` less the size asked for), over every live
+//! block, by size class and by allocation stack, at the peak and the end.
 //!
 //! The trace is read twice ([`HeapStats`] then [`analyze_with`]): the first
 //! pass finds the peak, the event count and the smallest request still to
@@ -36,6 +44,12 @@ const HEADER: u64 = 8;
 /// Holes at least this large that sit on both sides of a live block make it
 /// a block that pins free memory.
 const LARGE_HOLE: u64 = 1024;
+/// A block at most this far above the heap's known end, outside the
+/// allocator's other mappings and not a chunk of its own, lies in the brk
+/// heap grown since the last snapshot: glibc grows it by a request plus its
+/// 128 KiB pad at a time, and a request that large (above the 32 MiB at
+/// most of the mmap threshold) would have its own mapping.
+const MAX_BRK_STEP: u64 = 64 << 20;
 /// Address granule of the layout's bitmap: real block addresses are
 /// multiples of 8 (16 for glibc on x86_64), and two blocks are never closer
 /// than that.
@@ -78,6 +92,32 @@ pub struct HeapPoint {
     pub unmapped_blocks: u64,
     /// Bytes requested by them.
     pub unmapped_bytes: u64,
+    /// Internal fragmentation of all live blocks: usable bytes (what
+    /// `malloc_usable_size` gives) less requested bytes.
+    pub internal_bytes: u64,
+    /// `internal_bytes` over the live blocks' usable bytes (0 without any).
+    pub internal: f64,
+}
+
+/// Internal fragmentation of the live blocks of one group (a size class or
+/// an allocation stack) at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Internal {
+    /// The size class (requests of `2^(k-1)` to `2^k - 1` bytes, 0 for 0),
+    /// by its least request: set for the per-class rows.
+    pub size_from: Option<u64>,
+    /// ... and its greatest.
+    pub size_to: Option<u64>,
+    /// The allocation stack: set for the per-site rows.
+    pub stack: Option<StackId>,
+    /// Live blocks.
+    pub blocks: u64,
+    /// Bytes they requested.
+    pub requested_bytes: u64,
+    /// Their usable bytes less what they requested.
+    pub internal_bytes: u64,
+    /// `internal_bytes / (requested_bytes + internal_bytes)`.
+    pub internal: f64,
 }
 
 /// Live blocks that sit between large holes, by allocation stack.
@@ -87,7 +127,8 @@ pub struct Pinning {
     pub stack: StackId,
     /// Live blocks of that stack with a large hole on each side.
     pub blocks: u64,
-    /// Bytes of the holes next to them (each hole counted once per side).
+    /// Bytes of the holes next to them, each hole counted once (for the
+    /// block before it when both sides of it pin).
     pub hole_bytes: u64,
 }
 
@@ -108,6 +149,15 @@ pub struct HeapMap {
     pub holes_at_end: Vec<(u64, u64)>,
     /// False when the trace has no `[heap]` snapshot (nothing to measure).
     pub measured: bool,
+    /// Internal fragmentation at the live peak by size class, smallest
+    /// class first.
+    pub internal_by_size_at_peak: Vec<Internal>,
+    /// ... and by allocation stack, most internal bytes first (20 at most).
+    pub internal_by_site_at_peak: Vec<Internal>,
+    /// The same at the end.
+    pub internal_by_size_at_end: Vec<Internal>,
+    /// ... and by stack.
+    pub internal_by_site_at_end: Vec<Internal>,
     /// The trace's duration ([`memtrace_format::Span`]), in nanoseconds:
     /// every `time_ns` here is an offset into it.
     pub duration_ns: u64,
@@ -258,6 +308,26 @@ struct Layout {
 }
 
 impl Layout {
+    /// Takes a block at `addr` of `usable` bytes above the known end into
+    /// the heap when it can only lie in the brk heap grown since the last
+    /// snapshot ([`MAX_BRK_STEP`]): not a chunk of its own, in none of the
+    /// allocator's other mappings (`arenas`).
+    fn grow_for(&mut self, addr: u64, b: Block, page: u64, arenas: &[(u64, u64)]) {
+        let Some((start, _)) = self.region else {
+            return;
+        };
+        if addr < self.limit
+            || addr < start
+            || addr - self.limit >= MAX_BRK_STEP
+            || Mmapped::is_mmapped(addr, b, page)
+            || arenas.iter().any(|&(s, e)| s <= addr && addr < e)
+        {
+            return;
+        }
+        self.limit = addr + b.usable + HEADER;
+        self.blocks.reserve((self.limit - start).div_ceil(GRANULE));
+    }
+
     fn hole_between(&self, left_end: u64, right_start: u64) -> u64 {
         right_start.saturating_sub(left_end).saturating_sub(HEADER)
     }
@@ -373,6 +443,12 @@ impl Layout {
     /// Moves to a new `[heap]` range (`limit` as in the field), placing the
     /// live blocks of `live` that lie in it.
     fn set_region(&mut self, start: u64, end: u64, limit: u64, live: &FxHashMap<u64, Block>) {
+        // A heap that grew past every snapshot keeps what it grew to.
+        let limit = if self.start() == start && self.region.is_some() {
+            limit.max(self.limit)
+        } else {
+            limit
+        };
         if self.region == Some((start, end)) && self.limit == limit {
             return;
         }
@@ -459,16 +535,21 @@ impl Layout {
             .addresses()
             .map(|a| (a, live.get(&a).copied().expect("placed blocks are live")))
             .collect();
+        // Each hole counts once: for the pinning block before it, or, when
+        // that block does not pin, for the one after it.
+        let mut left_counted = false;
         for (i, &(a, b)) in blocks.iter().enumerate() {
             let left = self.hole_between(prev_end, a);
             let right = blocks
                 .get(i + 1)
                 .map_or(0, |&(next, _)| self.hole_between(a + b.usable, next));
-            if left >= LARGE_HOLE && right >= LARGE_HOLE {
+            let pins = left >= LARGE_HOLE && right >= LARGE_HOLE;
+            if pins {
                 let e = by_stack.entry(b.stack).or_default();
                 e.0 += 1;
-                e.1 += left + right;
+                e.1 += if left_counted { 0 } else { left } + right;
             }
+            left_counted = pins;
             prev_end = a + b.usable;
         }
         let mut out: Vec<Pinning> = by_stack
@@ -582,6 +663,8 @@ pub fn analyze_with<R: std::io::Read>(
         map.measured = true;
     }
     let mut mmapped = Mmapped::default();
+    // The allocator's mappings other than `[heap]` in the latest snapshot.
+    let mut arenas: Vec<(u64, u64)> = Vec::new();
     let (mut live_bytes, mut n, mut n_allocs) = (0u64, 0u64, 0u64);
     // Times are kept in ticks while reading and converted at the end to
     // offsets into the trace's span, when every clock sync is known.
@@ -592,6 +675,11 @@ pub fn analyze_with<R: std::io::Read>(
         let ts = event.ts();
         let e = match event {
             Event::HeapRegions { regions, .. } => {
+                arenas = regions
+                    .iter()
+                    .filter(|r| r.kind != 0)
+                    .map(|r| (r.start, r.end))
+                    .collect();
                 if let Some(r) = regions.iter().find(|r: &&Region| r.kind == 0) {
                     layout.set_region(r.start, r.end, stats.heap_limit.max(r.end), &live);
                     map.measured = true;
@@ -627,6 +715,7 @@ pub fn analyze_with<R: std::io::Read>(
                 stack: e.stack,
             };
             live.insert(e.addr, block);
+            layout.grow_for(e.addr, block, page, &arenas);
             layout.insert(e.addr, block, &live);
             mmapped.add(e.addr, block, page);
         }
@@ -645,6 +734,7 @@ pub fn analyze_with<R: std::io::Read>(
         if n == stats.peak_event {
             map.at_peak = at(&layout, later);
             map.pinning_at_peak = layout.pinning(&live);
+            (map.internal_by_size_at_peak, map.internal_by_site_at_peak) = internal_groups(&live);
         }
         if n % step == 0 {
             map.timeline.push(at(&layout, later));
@@ -670,6 +760,7 @@ pub fn analyze_with<R: std::io::Read>(
         live.len() as u64,
     );
     map.pinning_at_end = layout.pinning(&live);
+    (map.internal_by_size_at_end, map.internal_by_site_at_end) = internal_groups(&live);
     let mut holes: Vec<(u64, u64)> = layout.holes.iter().map(|(&s, &n)| (s, n)).collect();
     holes.sort_by(|a, b| (b.0 * b.1).cmp(&(a.0 * a.1)).then(b.0.cmp(&a.0)));
     holes.truncate(20);
@@ -684,6 +775,7 @@ struct Mmapped {
     bytes: u64,
     mapped: u64,
     all_bytes: u64,
+    all_usable: u64,
 }
 
 impl Mmapped {
@@ -696,6 +788,7 @@ impl Mmapped {
 
     fn add(&mut self, addr: u64, b: Block, page: u64) {
         self.all_bytes += b.size;
+        self.all_usable += b.usable;
         if Self::is_mmapped(addr, b, page) {
             self.blocks += 1;
             self.bytes += b.size;
@@ -705,6 +798,7 @@ impl Mmapped {
 
     fn remove(&mut self, addr: u64, b: Block, page: u64) {
         self.all_bytes -= b.size;
+        self.all_usable -= b.usable;
         if Self::is_mmapped(addr, b, page) {
             self.blocks -= 1;
             self.bytes -= b.size;
@@ -720,7 +814,69 @@ fn outside(mut p: HeapPoint, layout: &Layout, m: &Mmapped, n_live: u64) -> HeapP
     p.mmapped_mapped_bytes = m.mapped;
     p.unmapped_blocks = n_live.saturating_sub(layout.n_blocks + m.blocks);
     p.unmapped_bytes = m.all_bytes.saturating_sub(layout.block_bytes + m.bytes);
+    p.internal_bytes = m.all_usable.saturating_sub(m.all_bytes);
+    p.internal = if m.all_usable == 0 {
+        0.0
+    } else {
+        p.internal_bytes as f64 / m.all_usable as f64
+    };
     p
+}
+
+/// Internal fragmentation of the live blocks by size class and by stack.
+fn internal_groups(live: &FxHashMap<u64, Block>) -> (Vec<Internal>, Vec<Internal>) {
+    let mut by_class: std::collections::BTreeMap<u32, (u64, u64, u64)> = Default::default();
+    let mut by_stack: FxHashMap<StackId, (u64, u64, u64)> = FxHashMap::default();
+    for b in live.values() {
+        let slack = b.usable - b.size.min(b.usable);
+        for e in [
+            by_class.entry(64 - b.size.leading_zeros()).or_default(),
+            by_stack.entry(b.stack).or_default(),
+        ] {
+            e.0 += 1;
+            e.1 += b.size;
+            e.2 += slack;
+        }
+    }
+    let row = |blocks, requested: u64, internal: u64| Internal {
+        size_from: None,
+        size_to: None,
+        stack: None,
+        blocks,
+        requested_bytes: requested,
+        internal_bytes: internal,
+        internal: if requested + internal == 0 {
+            0.0
+        } else {
+            internal as f64 / (requested + internal) as f64
+        },
+    };
+    let classes = by_class
+        .into_iter()
+        .map(|(k, (n, req, int))| Internal {
+            size_from: Some(if k == 0 { 0 } else { 1u64 << (k - 1) }),
+            size_to: Some(match k {
+                0 => 0,
+                64 => u64::MAX,
+                k => (1u64 << k) - 1,
+            }),
+            ..row(n, req, int)
+        })
+        .collect();
+    let mut sites: Vec<Internal> = by_stack
+        .into_iter()
+        .map(|(stack, (n, req, int))| Internal {
+            stack: Some(stack),
+            ..row(n, req, int)
+        })
+        .collect();
+    sites.sort_by(|a, b| {
+        b.internal_bytes
+            .cmp(&a.internal_bytes)
+            .then(a.stack.cmp(&b.stack))
+    });
+    sites.truncate(20);
+    (classes, sites)
 }
 
 #[cfg(test)]

@@ -499,7 +499,9 @@ impl StreamReplay {
 }
 
 /// The real policy with the lowest peak footprint (ties: fewer blocks
-/// examined), and a sentence that says why with the numbers.
+/// examined), and a sentence that says why with the numbers, naming a tie
+/// as one: policies equal on both counts tie; others that reach the same
+/// footprint with more blocks examined are named beside it.
 ///
 /// Returns `None` when `reports` holds no real policy.
 pub fn best_policy(reports: &[PolicyReport]) -> Option<(PolicyKind, String)> {
@@ -512,14 +514,37 @@ pub fn best_policy(reports: &[PolicyReport]) -> Option<(PolicyKind, String)> {
             .cmp(&b.peak_footprint)
             .then(a.examined_avg.total_cmp(&b.examined_avg))
     });
-    let best = real.first()?;
-    let mut why = format!(
-        "{} has the lowest peak footprint, {} bytes, examining {:.2} free blocks per allocation",
-        best.policy.name(),
-        best.peak_footprint,
-        best.examined_avg
-    );
-    if let Some(next) = real.get(1) {
+    let best = *real.first()?;
+    let same_footprint = |r: &&&PolicyReport| r.peak_footprint == best.peak_footprint;
+    let (tied, rest): (Vec<&PolicyReport>, Vec<&PolicyReport>) = real
+        .iter()
+        .filter(same_footprint)
+        .partition(|r| r.examined_avg == best.examined_avg);
+    let mut why = if tied.len() > 1 {
+        let names: Vec<&str> = tied.iter().map(|r| r.policy.name()).collect();
+        format!(
+            "{} tie: the lowest peak footprint, {} bytes, each examining {:.2} free blocks per allocation",
+            names.join(" and "),
+            best.peak_footprint,
+            best.examined_avg
+        )
+    } else {
+        format!(
+            "{} has the lowest peak footprint, {} bytes, examining {:.2} free blocks per allocation",
+            best.policy.name(),
+            best.peak_footprint,
+            best.examined_avg
+        )
+    };
+    for r in &rest {
+        why += &format!(
+            "; {} peaks at {} bytes too, examining {:.2}",
+            r.policy.name(),
+            r.peak_footprint,
+            r.examined_avg
+        );
+    }
+    if let Some(next) = real.iter().find(|r| r.peak_footprint > best.peak_footprint) {
         why += &format!(
             "; next is {} with {} bytes, examining {:.2}",
             next.policy.name(),
