@@ -19,7 +19,7 @@
 //! not mapped, in blocks and bytes. The heap's extent is the snapshots',
 //! grown to cover blocks placed above it since the last one (glibc can grow
 //! the brk heap and trim it again between two snapshots, 100 ms apart):
-//! such a block is in the heap when it lies within [`MAX_BRK_STEP`] of its
+//! such a block is in the heap when it lies within 64 MiB of its
 //! known end and in none of the allocator's other mappings.
 //!
 //! Internal fragmentation is what a block's usable size adds to its
