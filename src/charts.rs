@@ -65,6 +65,10 @@ pub fn heap_timeline(r: &Report) -> Timeline {
     }
     let mut bands = Vec::new();
     for (i, p) in r.phases.iter().enumerate() {
+        // An empty name ends a phase without starting one.
+        if p.name.is_empty() {
+            continue;
+        }
         let end = r.phases.get(i + 1).map_or(t.duration_ns, |n| n.time_ns);
         bands.push(Band {
             start: p.time_ns as f64,

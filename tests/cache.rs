@@ -316,6 +316,56 @@ fn phases_are_counted_end_to_end() {
     assert!(again["counters"].is_null());
 }
 
+/// A program that never ends its last phase: the recorder ends it at exit,
+/// so every counter is read at the phase's end, none left unread.
+#[test]
+fn the_last_phase_is_closed_at_exit() {
+    let dir = scratch("cache-open-phase");
+    let program = build(&dir);
+    let program = program.to_str().expect("UTF-8 path");
+    let args = [
+        "cache",
+        "--format",
+        "json",
+        "--no-simulate",
+        "--record",
+        "open.trace",
+        "--",
+        program,
+        "pages",
+        "10000",
+        "open",
+    ];
+    let report = memtrace_json(&dir, &args);
+    let phases = report["phases"].as_array().expect("phases");
+    assert_eq!(phases.len(), 1, "{phases:?}");
+    assert_eq!(phases[0]["name"], "pages");
+    // The phase now also holds the printf and the exit up to the recorder's
+    // atexit handler: the 10,000 faults of the pages and a few of its own.
+    let perf_faults = phase_perf(&phases[0], "minor-faults").expect("a software event");
+    assert!((10_000..10_050).contains(&perf_faults), "{perf_faults}");
+    // Every getrusage counter is read at the end too, not only the faults
+    // of the last resource sample.
+    for counter in [
+        "minor-faults",
+        "major-faults",
+        "voluntary-switches",
+        "involuntary-switches",
+    ] {
+        assert!(
+            phases[0]["counters"][counter].is_u64(),
+            "{counter} in {}",
+            phases[0]
+        );
+    }
+    // Every perf counter is measured or refused at opening (no PMU here),
+    // never "not read at the phase's end".
+    for e in phases[0]["perf"].as_array().unwrap() {
+        let reason = e["reason"].as_str().unwrap_or("");
+        assert!(!reason.contains("phase's end"), "{e}");
+    }
+}
+
 #[test]
 fn hardware_counters_where_a_pmu_exists() {
     let dir = scratch("cache-hw");

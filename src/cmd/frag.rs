@@ -358,6 +358,17 @@ fn zone_json(z: &BuddyZone) -> serde_json::Value {
     serde_json::json!({"node": z.node, "zone": z.zone, "free_pages": z.free_pages(), "orders": orders})
 }
 
+/// What the two index columns mean, printed under the zones: the values are
+/// the kernel's own (`/sys/kernel/debug/extfrag/`), -1.000 included, so that
+/// they compare with its files digit for digit.
+const INDEX_LEGEND: &str = "\
+unusable: share of the free pages in blocks smaller than the order (the kernel's extfrag/unusable_index)
+fragmentation: the kernel's extfrag/extfrag_index:
+  -1.000  a free block of the order exists: the allocation would succeed
+  0 to 1  it would fail: towards 0.000 for lack of free memory, towards 1.000 for fragmentation
+          (below 0 with very few free blocks, printed 0.-NNN as the kernel prints it)
+";
+
 fn system_text(zones: &[BuddyZone], slabs: &Result<Vec<SlabCache>, String>) -> String {
     let mut out = String::new();
     for z in zones {
@@ -378,6 +389,9 @@ fn system_text(zones: &[BuddyZone], slabs: &Result<Vec<SlabCache>, String>) -> S
                 system::format_index(z.fragmentation_index(o))
             );
         }
+    }
+    if !zones.is_empty() {
+        out.push_str(INDEX_LEGEND);
     }
     match slabs {
         Ok(caches) => {

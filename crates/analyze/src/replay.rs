@@ -93,8 +93,20 @@ pub struct HeapReplay {
     pub n_frees: u64,
     /// Bytes requested in total.
     pub bytes_allocated: u64,
-    /// Allocations freed right after, with no other allocation by the thread between.
+    /// Temporary allocations by memtrace's rule: blocks freed by the thread
+    /// that allocated them before that thread allocated anything else
+    /// (frees of other blocks may come between).
     pub n_temporary: u64,
+    /// Temporary allocations by heaptrack's rule (`heaptrack_print`'s
+    /// "temporary memory allocations"): frees that come right after an
+    /// allocation of the same size from the same stack, with no other
+    /// allocation or free between, in the trace's time order across all
+    /// threads (heaptrack has one event stream per process). A realloc
+    /// counts as the free of its old block, then the allocation of its new
+    /// one, and is not an event at all when it returns NULL, as heaptrack
+    /// records it; frees of blocks the trace never saw allocated are not
+    /// events either.
+    pub n_temporary_heaptrack: u64,
     /// Frees of addresses that were not live (allocated before tracing, or foreign).
     pub n_unmatched_frees: u64,
     /// Allocation calls that returned NULL.
@@ -116,6 +128,10 @@ pub struct HeapReplay {
     /// The process's resource samples (RSS, CPU time, faults), every 100 ms.
     pub resources: Vec<memtrace_format::ResourceSample>,
     last_alloc_by_thread: FxHashMap<u32, u64>,
+    /// `(stack, size)` of the last allocation, until the next free: the
+    /// state of heaptrack's rule (its `lastAllocationPtr`, an index of
+    /// `(size, trace)` pairs).
+    last_alloc_info: Option<(StackId, u64)>,
     /// Blocks received by moving reallocs whose calls may not have ended:
     /// they become live once the replay passes `ts + latency`, or the
     /// thread's next call (docs/trace-format.md section 6.6).
@@ -183,10 +199,12 @@ impl HeapReplay {
                     self.n_failed += 1;
                 } else {
                     self.allocate(tid, e);
+                    self.last_alloc_info = Some((e.stack, e.size));
                 }
             }
             Op::Free => {
                 let temporary = self.last_alloc_by_thread.get(&tid) == Some(&e.addr);
+                self.heaptrack_free(e.addr);
                 self.release(e.addr, temporary);
             }
             Op::Realloc => {
@@ -196,6 +214,14 @@ impl HeapReplay {
                     // Failed: the old block is untouched.
                     self.n_failed += 1;
                 } else {
+                    if e.addr != 0 {
+                        // heaptrack: a free and an allocation, only when
+                        // the realloc returned a block.
+                        if e.old_addr != 0 {
+                            self.heaptrack_free(e.old_addr);
+                        }
+                        self.last_alloc_info = Some((e.stack, e.size));
+                    }
                     if e.old_addr != 0 {
                         self.release(e.old_addr, false);
                     }
@@ -283,6 +309,16 @@ impl HeapReplay {
             self.peak_ts = e.ts;
             // Every stack's snapshot is now stale: its live values are the peak values.
             self.peak_epoch += 1;
+        }
+    }
+
+    /// Heaptrack's rule for the free of `addr`, before it is released.
+    fn heaptrack_free(&mut self, addr: u64) {
+        let Some(block) = self.live.get(&addr) else {
+            return;
+        };
+        if self.last_alloc_info.take() == Some((block.stack, block.size)) {
+            self.n_temporary_heaptrack += 1;
         }
     }
 
@@ -414,6 +450,77 @@ mod tests {
         assert_eq!(r.live_bytes, 8);
     }
 
+    /// Where memtrace's rule and heaptrack's agree and where they differ.
+    #[test]
+    fn temporaries_by_memtraces_rule_and_by_heaptracks() {
+        let count = |events: &[Event]| {
+            let mut r = HeapReplay::new(0);
+            for e in events {
+                r.apply(e);
+            }
+            r.finish();
+            (r.n_temporary, r.n_temporary_heaptrack)
+        };
+        // An allocation freed at once: both.
+        assert_eq!(
+            count(&[
+                heap(1, Func::Malloc, 1, 1, (0xa0, 0), 16, 1),
+                heap(1, Func::Free, 2, 1, (0xa0, 0), 0, 0),
+            ]),
+            (1, 1)
+        );
+        // Another free between: memtrace's only.
+        assert_eq!(
+            count(&[
+                heap(1, Func::Malloc, 1, 1, (0xb0, 0), 8, 2),
+                heap(1, Func::Malloc, 2, 1, (0xa0, 0), 16, 1),
+                heap(1, Func::Free, 3, 1, (0xb0, 0), 0, 0),
+                heap(1, Func::Free, 4, 1, (0xa0, 0), 0, 0),
+            ]),
+            (1, 0)
+        );
+        // Another thread's allocation between: memtrace's only.
+        assert_eq!(
+            count(&[
+                heap(1, Func::Malloc, 1, 1, (0xa0, 0), 16, 1),
+                heap(2, Func::Malloc, 2, 1, (0xb0, 0), 8, 2),
+                heap(1, Func::Free, 3, 1, (0xa0, 0), 0, 0),
+            ]),
+            (1, 0)
+        );
+        // Another block of the same size and stack allocated between:
+        // heaptrack's only (it tells allocations apart by size and stack).
+        assert_eq!(
+            count(&[
+                heap(1, Func::Malloc, 1, 1, (0xa0, 0), 16, 1),
+                heap(1, Func::Malloc, 2, 1, (0xb0, 0), 16, 1),
+                heap(1, Func::Free, 3, 1, (0xa0, 0), 0, 0),
+            ]),
+            (0, 1)
+        );
+        // A realloc right after the malloc, then a free: heaptrack's twice
+        // (each release follows its allocation), memtrace's once (the free).
+        assert_eq!(
+            count(&[
+                heap(1, Func::Malloc, 1, 1, (0xa0, 0), 16, 1),
+                heap(1, Func::Realloc, 2, 1, (0xa0, 0xa0), 32, 2),
+                heap(1, Func::Free, 3, 1, (0xa0, 0), 0, 0),
+            ]),
+            (1, 2)
+        );
+        // realloc(p, 0) returning NULL is no event to heaptrack: the free
+        // after it still follows the second malloc.
+        assert_eq!(
+            count(&[
+                heap(1, Func::Malloc, 1, 1, (0xa0, 0), 16, 1),
+                heap(1, Func::Malloc, 2, 1, (0xb0, 0), 8, 2),
+                heap(1, Func::Realloc, 3, 1, (0, 0xa0), 0, 3),
+                heap(1, Func::Free, 4, 1, (0xb0, 0), 0, 0),
+            ]),
+            (1, 1)
+        );
+    }
+
     #[test]
     fn peak_is_attributed_to_the_stacks_live_at_that_moment() {
         let mut r = HeapReplay::new(0);
@@ -436,6 +543,9 @@ mod tests {
         assert_eq!((r.n_allocs, r.n_frees), (4, 2));
         // 0x20 was freed right after being allocated by the same thread.
         assert_eq!(r.n_temporary, 1);
+        // heaptrack's rule also counts the realloc of 0x30 right after its
+        // malloc (a free, then an allocation, to heaptrack).
+        assert_eq!(r.n_temporary_heaptrack, 2);
     }
 
     #[test]

@@ -92,8 +92,15 @@ pub struct Totals {
     pub unfreed_blocks: u64,
     /// Their bytes.
     pub unfreed_bytes: u64,
-    /// Allocations freed right after by the same thread.
+    /// Temporary allocations by memtrace's rule: blocks freed by the thread
+    /// that allocated them before it allocated anything else (see
+    /// [`HeapReplay::n_temporary`](crate::replay::HeapReplay::n_temporary)).
     pub temporary: u64,
+    /// Temporary allocations by heaptrack's rule, as `heaptrack_print`
+    /// counts them: frees right after an allocation of the same size and
+    /// stack, nothing between, across all threads (see
+    /// [`HeapReplay::n_temporary_heaptrack`](crate::replay::HeapReplay::n_temporary_heaptrack)).
+    pub temporary_heaptrack: u64,
     /// Frees of blocks the trace never saw allocated.
     pub unmatched_frees: u64,
     /// Allocations that returned NULL.
@@ -365,6 +372,7 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
             unfreed_blocks: replay.live.len() as u64,
             unfreed_bytes: replay.live_bytes,
             temporary: replay.n_temporary,
+            temporary_heaptrack: replay.n_temporary_heaptrack,
             unmatched_frees: replay.n_unmatched_frees,
             failed: replay.n_failed,
             threads: replay.n_threads,
@@ -544,7 +552,16 @@ pub fn render_text(r: &Report, opt: TextOptions) -> String {
         t.unfreed_bytes,
         t.unfreed_blocks
     );
-    let _ = writeln!(out, "temporary allocations: {}", t.temporary);
+    let _ = writeln!(
+        out,
+        "temporary allocations: {} (freed by their thread before it allocated again)",
+        t.temporary
+    );
+    let _ = writeln!(
+        out,
+        "temporary allocations, heaptrack's rule: {} (freed right after an allocation of the same size and stack)",
+        t.temporary_heaptrack
+    );
     let _ = writeln!(out, "time in the allocator: {}", seconds(t.allocator_ns));
     if t.unmatched_frees > 0 || t.failed > 0 {
         let _ = writeln!(

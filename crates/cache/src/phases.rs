@@ -6,9 +6,12 @@
 //! counters that `MEMTRACE_PHASE_COUNTERS` asked for (`perf:NAME` with their
 //! enabled and running times, or the errno that refused them). A phase runs
 //! from its record to the next one; an empty name ends the current phase
-//! without starting another. A phase still open at the end of the trace is
-//! closed by the last resource sample, which has the fault counts only; its
-//! other counters are absent.
+//! without starting another. The recorder ends a phase still open when the
+//! program exits (or execs) with such an empty-named record, so the last
+//! phase has every counter too. Only where that record is missing (a
+//! program killed by a signal, a trace cut short, or from an earlier
+//! recorder) is the last phase closed by the last resource sample, which
+//! has the fault counts only; its other counters are absent.
 
 use memtrace_counters::{explain_errno, EventKind, Outcome, Reading};
 use memtrace_format::{Event, Phase, ResourceSample};
@@ -297,6 +300,36 @@ mod tests {
         assert!(
             matches!(&phases[2].perf[0].1, Outcome::Unavailable(w) if w.contains("phase's end"))
         );
+    }
+
+    #[test]
+    fn the_exit_boundary_closes_the_last_phase() {
+        let mut c = PhaseCollector::default();
+        // As the recorder writes it for a program that never ends its last
+        // phase: the empty-named boundary at exit, then a last sample.
+        for e in [
+            perf_phase(10, "list", (500, 1000, 1000)),
+            perf_phase(20, "array", (1500, 1100, 1050)),
+            perf_phase(30, "", (1800, 1200, 1150)),
+            Event::Resources(ResourceSample {
+                ts: 40,
+                ..Default::default()
+            }),
+        ] {
+            c.apply(&e);
+        }
+        let phases = c.finish();
+        let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["list", "array"]);
+        // "array": 300 cycles in its 100 ns, all counted: measured, not
+        // "not read at the phase's end"; its end is the boundary, not the
+        // sample.
+        let Outcome::Measured(m) = &phases[1].perf[0].1 else {
+            panic!("{:?}", phases[1].perf[0])
+        };
+        assert_eq!((m.raw, m.scaled, m.time_running_ns), (300, 300, 100));
+        assert_eq!(phases[1].end_ts, 30);
+        assert_eq!(phases[1].delta("minor-faults"), Some(0));
     }
 
     #[test]

@@ -103,7 +103,8 @@ pub use tracking::Tracking;
 /// Marks the start of a named phase; it lands in the trace with the
 /// process's page-fault and context-switch counts at that moment, and the
 /// performance counters `MEMTRACE_PHASE_COUNTERS` asks for (see
-/// `phase_counters`). An empty name ends the current phase.
+/// `phase_counters`). An empty name ends the current phase; a phase still
+/// open when recording ends (exit, exec) is ended then, the same way.
 pub fn phase(name: &str) {
     if !session::is_recording() {
         return;

@@ -401,8 +401,24 @@ fn barrier() {
     std::sync::atomic::fence(Ordering::SeqCst);
 }
 
+/// Whether the last phase boundary started a phase (a name) rather than
+/// ended one (the empty name): the phase [`finish_with`] closes.
+static PHASE_OPEN: AtomicBool = AtomicBool::new(false);
+
+/// Ends the phase still open as the trace ends, so that its counters are
+/// read at its end rather than left unread for want of a later boundary.
+/// Not from inside a hook, where the thread's state is taken: there the
+/// phase stays open, and `memtrace cache` ends it at the last resource
+/// sample.
+fn close_open_phase() {
+    if PHASE_OPEN.load(Ordering::Relaxed) {
+        crate::phase("");
+    }
+}
+
 /// Records a phase boundary for the calling thread.
 pub(crate) fn push_phase(state: &mut ThreadState, name: &str, counters: Vec<(String, u64)>) {
+    PHASE_OPEN.store(!name.is_empty(), Ordering::Relaxed);
     mark_in_flight(state.ring(), state.last_ts);
     let ts = ticks();
     SIDE.lock().push(Side::Phase(Phase {
@@ -759,6 +775,8 @@ pub fn finish_before_exec() -> Option<PathBuf> {
         // A vfork child: the state is the parent's, which goes on recording.
         return None;
     }
+    // Outside the guard below, which would keep the phase from being read.
+    close_open_phase();
     let nested = !thread::enter();
     let (explicit, follow) = CONFIG
         .lock()
@@ -867,6 +885,8 @@ fn finish_with(exit: Option<&ExitContext>) {
         // A vfork child leaving by _exit: the state is the parent's.
         return;
     }
+    // Before the leak scan, which is no part of the program's last phase.
+    close_open_phase();
     let nested = !thread::enter();
     // With a leak scan to make, recording goes on until the scan has
     // stopped the other threads (it then sets DONE).
@@ -1007,6 +1027,8 @@ extern "C" fn after_fork_child() {
         thread::forget_late();
         intern::reset();
         SIDE.lock().clear();
+        // The child's trace has none of the parent's phases.
+        PHASE_OPEN.store(false, Ordering::Relaxed);
         KNOWN_MODULES.lock().clear();
         if let Some(config) = CONFIG.lock().as_mut() {
             // The explicit output name belongs to the parent.

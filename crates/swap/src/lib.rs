@@ -5,7 +5,8 @@
 //! descendants: RSS split into anon/file/shmem, `VmSwap`, minor and major
 //! faults of all threads, reaped children included), the system
 //! (`/proc/vmstat` swap-in/out pages, major faults, reclaim scans and
-//! steals, workingset refaults; `/proc/meminfo`; `/proc/pressure/memory`)
+//! steals as [`vmstat`] reads them in every kernel's layout, workingset
+//! refaults; `/proc/meminfo`; `/proc/pressure/memory`)
 //! and the memory cgroup that holds the process (v1 or v2: usage, limit,
 //! swap, limit hits, refaults, major faults, its own pressure file where it
 //! has one). The tree's memory comes from `/proc/PID/status` (`RssAnon`,
@@ -96,6 +97,7 @@ mod summary;
 pub mod timeline;
 mod tree;
 mod verdict;
+pub mod vmstat;
 
 pub use interval::Interval;
 pub use sample::Sample;

@@ -31,9 +31,12 @@ pub struct Sample {
     pub sys_pswpout: u64,
     /// `/proc/vmstat` `pgmajfault`, system-wide.
     pub sys_pgmajfault: u64,
-    /// `/proc/vmstat` `pgscan_kswapd` + `pgscan_direct`: pages scanned by reclaim.
+    /// `/proc/vmstat` `pgscan_anon` + `pgscan_file` (before Linux 5.8: the
+    /// `pgscan_kswapd`, `pgscan_direct` split): pages scanned by reclaim,
+    /// see [`crate::vmstat`].
     pub sys_pgscan: u64,
-    /// `/proc/vmstat` `pgsteal_kswapd` + `pgsteal_direct`: pages reclaimed.
+    /// `/proc/vmstat` `pgsteal_anon` + `pgsteal_file` (before Linux 5.8:
+    /// `pgsteal_kswapd`, `pgsteal_direct`): pages reclaimed.
     pub sys_pgsteal: u64,
     /// `/proc/vmstat` `workingset_refault_anon`.
     pub sys_refault_anon: u64,

@@ -203,16 +203,7 @@ impl Sampler {
 
 /// Fills the `sys_*`, `mem_*`, `swap_*` and `psi_*` fields.
 fn sample_system(sample: &mut Sample) {
-    if let Ok(vmstat) = procfs::vmstat() {
-        let get = |key: &str| vmstat.get(key).map_or(0, |&v| v.max(0) as u64);
-        sample.sys_pswpin = get("pswpin");
-        sample.sys_pswpout = get("pswpout");
-        sample.sys_pgmajfault = get("pgmajfault");
-        sample.sys_pgscan = get("pgscan_kswapd") + get("pgscan_direct");
-        sample.sys_pgsteal = get("pgsteal_kswapd") + get("pgsteal_direct");
-        sample.sys_refault_anon = get("workingset_refault_anon");
-        sample.sys_refault_file = get("workingset_refault_file");
-    }
+    crate::vmstat::read_into(sample);
     if let Ok(meminfo) = procfs::Meminfo::current() {
         sample.mem_free_kib = meminfo.mem_free / 1024;
         sample.mem_available_kib = meminfo.mem_available.unwrap_or(0) / 1024;
