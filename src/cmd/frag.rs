@@ -270,10 +270,11 @@ fn policy_table(reports: &[PolicyReport], best: Option<(PolicyKind, String)>, n:
     let _ = writeln!(out, "{n} requests replayed\n");
     let _ = writeln!(
         out,
-        "{:<10} {:>14} {:>12} {:>12} {:>9} {:>9} {:>8} {:>9} {:>15}",
+        "{:<10} {:>13} {:>10} {:>12} {:>11} {:>9} {:>9} {:>8} {:>9} {:>15}",
         "policy",
-        "peak footprint",
-        "live at peak",
+        "max footprint",
+        "live@peak",
+        "footprint@pk",
         "internal@pk",
         "ext@peak",
         "ext avg",
@@ -284,10 +285,11 @@ fn policy_table(reports: &[PolicyReport], best: Option<(PolicyKind, String)>, n:
     for r in reports {
         let _ = writeln!(
             out,
-            "{:<10} {:>14} {:>12} {:>12} {:>9.3} {:>9.3} {:>8} {:>9.2} {:>8} ({} B)",
+            "{:<10} {:>13} {:>10} {:>12} {:>11} {:>9.3} {:>9.3} {:>8} {:>9.2} {:>8} ({} B)",
             r.policy.name(),
             r.peak_footprint,
             r.peak_live,
+            r.footprint_at_peak,
             r.internal_at_peak,
             r.external_at_peak,
             r.external_avg,
@@ -297,6 +299,11 @@ fn policy_table(reports: &[PolicyReport], best: Option<(PolicyKind, String)>, n:
             r.stranded_bytes
         );
     }
+    let _ = writeln!(
+        out,
+        "@peak: at the live peak, the first request after which the most bytes are live \
+         (the same request for every policy); max footprint: the largest at any moment"
+    );
     if let Some((policy, why)) = best {
         let _ = writeln!(
             out,

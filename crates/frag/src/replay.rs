@@ -108,17 +108,21 @@ impl PolicyKind {
 pub struct PolicyReport {
     /// The model.
     pub policy: PolicyKind,
-    /// The largest footprint (bytes).
+    /// The largest footprint (bytes), at whatever moment.
     pub peak_footprint: u64,
-    /// The most requested bytes live at once.
+    /// The most requested bytes live at once. The `*_at_peak` figures are
+    /// all taken at one moment, this *live peak* (the first time it is
+    /// reached), the same request for every policy.
     pub peak_live: u64,
-    /// Internal fragmentation at the footprint peak (bytes).
+    /// The footprint at the live peak (bytes).
+    pub footprint_at_peak: u64,
+    /// Internal fragmentation at the live peak (bytes).
     pub internal_at_peak: u64,
-    /// External fragmentation at the footprint peak (0 to 1).
+    /// External fragmentation at the live peak (0 to 1).
     pub external_at_peak: f64,
-    /// Free bytes at the footprint peak.
+    /// Free bytes at the live peak.
     pub free_at_peak: u64,
-    /// Largest hole at the footprint peak (bytes).
+    /// Largest hole at the live peak (bytes).
     pub largest_hole_at_peak: u64,
     /// Mean internal fragmentation over requests (bytes).
     pub internal_avg: f64,
@@ -315,6 +319,7 @@ impl Replayer {
                 policy,
                 peak_footprint: 0,
                 peak_live: 0,
+                footprint_at_peak: 0,
                 internal_at_peak: 0,
                 external_at_peak: 0.0,
                 free_at_peak: 0,
@@ -346,7 +351,6 @@ impl Replayer {
             OpKind::Alloc => {
                 let p = heap.alloc(u64::from(op.slot), op.size, now);
                 self.requested += op.size;
-                r.peak_live = r.peak_live.max(self.requested);
                 r.n_allocs += 1;
                 self.examined += p.examined;
                 r.n_growths += u64::from(p.grew);
@@ -366,12 +370,14 @@ impl Replayer {
         let external = external_fragmentation(largest, free);
         self.internal_sum += internal as f64;
         self.external_sum += external;
-        if footprint > r.peak_footprint {
-            r.peak_footprint = footprint;
+        r.peak_footprint = r.peak_footprint.max(footprint);
+        if self.requested > r.peak_live {
+            r.peak_live = self.requested;
+            r.footprint_at_peak = footprint;
             r.internal_at_peak = internal;
             r.external_at_peak = external;
             r.free_at_peak = free;
-            r.largest_hole_at_peak = heap.largest_hole();
+            r.largest_hole_at_peak = largest;
         }
     }
 

@@ -217,6 +217,33 @@ fn slab_of_96_byte_objects() {
 }
 
 #[test]
+fn the_peak_figures_are_all_taken_at_the_live_peak() {
+    // A full slab of 42 objects of 96 bytes is the live peak (4032 bytes);
+    // 41 are freed, then a 2000-byte request opens a page of its own: the
+    // footprint peaks later, at 8192, with far less live.
+    let mut stream: Vec<Request> = (0..42).map(|id| Alloc { id, size: 96 }).collect();
+    stream.extend((1..42).map(|id| Free { id }));
+    stream.push(Alloc { id: 42, size: 2000 });
+    let r = replay(&stream, PolicyKind::Slab, &Config::default());
+    assert_eq!(
+        r.peak_footprint, 8192,
+        "the largest footprint, at any moment"
+    );
+    // At the live peak: the one slab, full but for its 64-byte tail.
+    assert_eq!(
+        (
+            r.peak_live,
+            r.footprint_at_peak,
+            r.internal_at_peak,
+            r.free_at_peak,
+            r.largest_hole_at_peak
+        ),
+        (42 * 96, 4096, 64, 0, 0)
+    );
+    assert_eq!(r.external_at_peak, 0.0);
+}
+
+#[test]
 fn slab_sends_large_requests_to_pages() {
     let r = replay(
         &[Alloc {
