@@ -34,7 +34,8 @@ pub struct Report {
     /// Resident set size over time, sampled beside the heap (every 100 ms
     /// and at the end; empty for traces from before the samples existed).
     pub rss: Vec<RssPoint>,
-    /// Phase boundaries.
+    /// The phases, by their starts; the last one ends where the next
+    /// begins, or at the end of the trace.
     pub phases: Vec<PhaseMark>,
     /// Symbolization problems.
     pub warnings: Vec<String>,
@@ -399,9 +400,12 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
                 page_faults: r.minor_faults.saturating_add(r.major_faults),
             })
             .collect(),
+        // An empty name only ends the phase before it (the recorder writes
+        // one at exit when a phase is still open): not a phase of its own.
         phases: replay
             .phases
             .iter()
+            .filter(|(_, name)| !name.is_empty())
             .map(|(ts, name)| PhaseMark {
                 time_ns: since_start(*ts),
                 name: name.clone(),
