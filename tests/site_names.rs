@@ -13,7 +13,9 @@
 //!
 //! The names are checked always: for the builds they were read from
 //! (by build id), exactly; for other builds, those that come from exported
-//! symbols and so do not move (`jv_mem_alloc`, `inflateInit2_`).
+//! symbols and so do not move (`jv_mem_alloc`, `inflateInit2_`). Their
+//! flame graphs keep the library frames (`sqlite3_step`, `sqlite3VdbeExec`)
+//! and have no `??` frame.
 
 mod common;
 
@@ -38,6 +40,8 @@ struct Case {
     top5: [&'static str; 5],
     /// Names among the top 5 whatever the build.
     stable: &'static [&'static str],
+    /// Frames (exported functions) its flame graph by calls must keep.
+    flame_frames: &'static [&'static str],
 }
 
 const JQ_FILTER: &str = "[range(20000)] | map({k: ., v: (. * 2)}) | length";
@@ -69,6 +73,7 @@ fn cases(git_repo: &Path) -> Vec<Case> {
                 "libjq.so.1+0x1397e",
             ],
             stable: &["jv_mem_alloc", "jv_mem_realloc"],
+            flame_frames: &["jq_next", "jv_mem_alloc"],
         },
         Case {
             name: "sqlite3",
@@ -92,6 +97,12 @@ fn cases(git_repo: &Path) -> Vec<Case> {
                 "sqlite3+0x35285",
             ],
             stable: &[],
+            flame_frames: &[
+                "sqlite3_step",
+                "sqlite3VdbeExec",
+                "sqlite3BtreeInsert",
+                "sqlite3Malloc",
+            ],
         },
         Case {
             name: "git",
@@ -113,6 +124,7 @@ fn cases(git_repo: &Path) -> Vec<Case> {
                 "inflateInit2_",
             ],
             stable: &["inflateInit2_"],
+            flame_frames: &["inflateInit2_"],
         },
     ]
 }
@@ -393,6 +405,8 @@ fn check(case: &Case, dir: &Path) {
         }
     }
 
+    check_flame_graph(case, dir);
+
     if !installed("heaptrack") || !installed("heaptrack_print") {
         skip(
             &format!("{}_against_heaptrack", case.name),
@@ -422,6 +436,28 @@ fn check(case: &Case, dir: &Path) {
             case.name,
             i + 1,
             theirs[i]
+        );
+    }
+}
+
+/// The flame graph by calls keeps the library frames, names them, and
+/// names an unnamed frame by its module and offset: no `??`.
+fn check_flame_graph(case: &Case, dir: &Path) {
+    let folded = common::memtrace_stdout(
+        dir,
+        &["flamegraph", "--by", "calls", "--collapsed", "t.trace"],
+    );
+    let frames: std::collections::BTreeSet<&str> = folded
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .flat_map(|(stack, _)| stack.split(';'))
+        .collect();
+    assert!(!frames.contains("??"), "{}: {folded}", case.name);
+    for want in case.flame_frames {
+        assert!(
+            frames.contains(want),
+            "{}: no {want} in {frames:?}",
+            case.name
         );
     }
 }
