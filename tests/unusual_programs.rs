@@ -12,6 +12,7 @@ use common::{compile, memtrace, num, record, report_json, scratch, site, tag_lin
 
 const OWN: &str = "fixtures/c/own_malloc.c";
 const EXTRAS: &str = "fixtures/c/malloc_extras.c";
+const FREE_POINTER: &str = "fixtures/c/free_pointer.c";
 
 #[test]
 fn a_program_with_its_own_malloc_is_reported_not_silently_empty() {
@@ -53,6 +54,49 @@ fn a_program_using_the_system_allocator_gets_no_such_note() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     let report = report_json(&dir.join("x.trace"));
     assert_eq!(report["trace"]["notes"], serde_json::json!([]));
+}
+
+/// A non-PIE executable that takes `free`'s address has an undefined
+/// `free` whose value is a PLT stub, which `dlsym` returns: not a `free`
+/// of its own. No warning, and the frees are recorded.
+#[test]
+fn a_non_pie_program_taking_frees_address_gets_no_such_note() {
+    let dir = scratch("free-pointer");
+    let exe = compile(
+        "cc",
+        FREE_POINTER,
+        &["-O0", "-g", "-no-pie", "-fno-pic"],
+        &dir,
+    );
+    // The case under test: `free` undefined in .dynsym, with a value.
+    let bytes = std::fs::read(&exe).unwrap();
+    let elf = goblin::elf::Elf::parse(&bytes).unwrap();
+    assert_eq!(elf.header.e_type, goblin::elf::header::ET_EXEC, "not PIE");
+    let free = elf
+        .dynsyms
+        .iter()
+        .find(|s| elf.dynstrtab.get_at(s.st_name) == Some("free"))
+        .expect("free in .dynsym");
+    assert_eq!(free.st_shndx, 0, "free is undefined");
+    assert_ne!(free.st_value, 0, "free's value is its PLT stub");
+
+    let out = record(&dir, "p.trace", &[exe.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "freed 10 blocks through free\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let report = report_json(&dir.join("p.trace"));
+    assert_eq!(report["trace"]["notes"], serde_json::json!([]));
+    let site = site(&report, "pointer_site");
+    assert_eq!(num(site, "allocations"), 10);
+    assert_eq!(num(site, "bytes_allocated"), 1000);
+    assert_eq!(num(site, "frees"), 10);
+    assert_eq!(
+        site["line"].as_u64(),
+        Some(tag_line(FREE_POINTER, "@site pointer_site"))
+    );
 }
 
 /// What malloc_extras prints, derived in its header comment.

@@ -214,7 +214,7 @@ fn read_trace(path: &Path, findings: &mut Findings) -> Result<()> {
         .into_iter()
         .map(|s| {
             let frame = symbols.site(reader.stacks(), s.stack);
-            let name = frame.function.clone().unwrap_or_else(|| "??".into());
+            let name = frame.name();
             let site = match frame.file_line() {
                 Some(fl) => format!("{name} ({fl})"),
                 None => name,

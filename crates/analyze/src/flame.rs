@@ -1,12 +1,15 @@
 //! Folded stacks for flame graphs: one `root;...;leaf VALUE` line per
 //! distinct stack, in the format that `flamegraph.pl` and inferno read.
 //!
-//! Frames are written outermost first and named by their function (`??`
-//! when unknown), inlined frames included. The innermost frames that are
-//! allocator internals ([`Frame::is_internal`]: `malloc`, `operator new`,
-//! Rust's `alloc::` wrappers, ...) are dropped, so that each stack's leaf is
-//! its call site, the function that asked for memory; a stack made only of
-//! internal frames is kept whole. Stacks whose folded names are equal (two
+//! Frames are written outermost first and named by their function, or
+//! `module+0xOFFSET` when no debug information or symbol table names it
+//! (`??` for an address in no module), inlined frames included. Only the
+//! innermost frames that are allocator wrappers or runtime code
+//! ([`Frame::is_internal`]: `malloc`, `operator new`, Rust's `alloc::`
+//! wrappers, libc, libstdc++, ...) are dropped, so that each stack's leaf is
+//! its call site, the function that asked for memory; every frame from
+//! there out is kept, in any library. A stack made only of internal frames
+//! is kept whole. Stacks whose folded names are equal (two
 //! return addresses in one function) are merged, and stacks whose value is 0
 //! are left out.
 //!
@@ -76,11 +79,12 @@ impl Measure {
     }
 }
 
-/// A frame's name in a folded line: its function, `??` when unknown, with
-/// `;` (the frame separator) replaced by `,` and line breaks and other
-/// control characters by spaces.
+/// A frame's name in a folded line ([`Frame::name`]: its function, else
+/// `module+0xOFFSET`, else `??`), with `;` (the frame separator) replaced
+/// by `,` and line breaks and other control characters by spaces.
 pub fn frame_name(frame: &Frame) -> String {
-    let name = frame.function.as_deref().unwrap_or("").trim();
+    let name = frame.name();
+    let name = name.trim();
     if name.is_empty() {
         return "??".to_string();
     }
@@ -188,8 +192,9 @@ mod tests {
             file: None,
             line: None,
             module: Some(module.to_string()),
-            module_offset: 0,
+            module_offset: 0x1234,
             inlined: false,
+            symbol_offset: None,
         }
     }
 
@@ -206,6 +211,31 @@ mod tests {
     }
 
     #[test]
+    fn library_frames_without_debug_info_are_kept_and_unknown_ones_named() {
+        let frames = [
+            frame(Some("malloc"), "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+            frame(
+                Some("sqlite3Malloc"),
+                "/usr/lib/x86_64-linux-gnu/libsqlite3.so.0",
+            ),
+            frame(None, "/usr/lib/x86_64-linux-gnu/libsqlite3.so.0"),
+            frame(
+                Some("sqlite3_step"),
+                "/usr/lib/x86_64-linux-gnu/libsqlite3.so.0",
+            ),
+            frame(None, "/usr/bin/sqlite3"),
+            frame(
+                Some("__libc_start_main"),
+                "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            ),
+        ];
+        assert_eq!(
+            fold(&frames),
+            "__libc_start_main;sqlite3+0x1234;sqlite3_step;libsqlite3.so.0+0x1234;sqlite3Malloc"
+        );
+    }
+
+    #[test]
     fn all_internal_stacks_are_kept_whole_and_empty_ones_named() {
         let frames = [
             frame(Some("malloc"), "/usr/lib/libc.so.6"),
@@ -218,7 +248,7 @@ mod tests {
     #[test]
     fn names_are_safe_for_the_folded_format() {
         let f = |name| frame_name(&frame(name, "/tmp/a"));
-        assert_eq!(f(None), "??");
+        assert_eq!(f(None), "a+0x1234");
         assert_eq!(f(Some("")), "??");
         assert_eq!(f(Some("<[u8; 8] as Foo>::bar")), "<[u8, 8] as Foo>::bar");
         assert_eq!(f(Some("a\nb\r\tc")), "a b  c");

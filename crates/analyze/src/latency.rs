@@ -721,11 +721,7 @@ fn trace_state(completeness: &Completeness, notes: &[String]) -> TraceState {
 }
 
 fn site_name(f: &Frame) -> String {
-    let function = f.function.as_deref().unwrap_or("??");
-    match (&f.file, f.line) {
-        (Some(file), Some(line)) => format!("{function} ({file}:{line})"),
-        _ => format!("{function} ({})", f.module.as_deref().unwrap_or("?")),
-    }
+    f.describe()
 }
 
 /// Nearest-rank percentile of an exact histogram, `per_mille` of 1000.

@@ -350,7 +350,7 @@ fn plural(n: u64) -> &'static str {
 
 /// `function (file.c:12)`, with the file's base name only.
 fn short_site(f: &Frame) -> String {
-    let function = f.function.as_deref().unwrap_or("??");
+    let function = f.name();
     match (&f.file, f.line) {
         (Some(file), Some(line)) => {
             let base = file.rsplit('/').next().unwrap_or(file);

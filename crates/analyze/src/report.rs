@@ -27,6 +27,9 @@ pub struct Report {
     pub totals: Totals,
     /// Allocation sites (stacks grouped by their call site), most bytes first.
     pub sites: Vec<Site>,
+    /// The sites grouped by their function (as heaptrack groups them), most
+    /// calls first.
+    pub functions: Vec<FunctionTotals>,
     /// Requested sizes by power-of-two bucket.
     pub size_histogram: Vec<SizeBucket>,
     /// Live heap over time.
@@ -112,9 +115,17 @@ pub struct Totals {
     pub allocator_ns: u64,
 }
 
-/// One allocation site: every stack whose first non-internal frame is the same.
+/// One allocation site: every stack whose first non-internal frame (see
+/// [`Frame::is_internal`]) is the same frame at the same return address.
 #[derive(Debug, Clone, Serialize)]
 pub struct Site {
+    /// The site frame's name: its function, else `module+0xOFFSET`
+    /// ([`Frame::name`]).
+    pub name: String,
+    /// The return address of the site frame.
+    pub address: u64,
+    /// That address relative to its module's load bias.
+    pub module_offset: u64,
     /// Function of the site frame.
     pub function: Option<String>,
     /// Its file.
@@ -149,17 +160,60 @@ pub struct Site {
     pub stacks: u64,
     /// The stack with the most bytes, innermost frame first.
     pub stack: Vec<Frame>,
+    /// The site frame itself.
+    #[serde(skip)]
+    pub frame: Frame,
 }
 
 impl Site {
-    /// `function (file:line)`.
+    /// `function (file:line)`, or what is known of it ([`Frame::describe`]).
     pub fn describe(&self) -> String {
-        let f = self.function.as_deref().unwrap_or("??");
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => format!("{f} ({file}:{line})"),
-            _ => format!("{f} ({})", self.module.as_deref().unwrap_or("?")),
-        }
+        self.frame.describe()
     }
+}
+
+/// The sites of one function: every site whose frame has the same name in
+/// the same module.
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionTotals {
+    /// The function ([`Frame::name`]: `module+0xOFFSET` when unnamed).
+    pub name: String,
+    /// Its module.
+    pub module: Option<String>,
+    /// Allocation calls.
+    pub allocations: u64,
+    /// Bytes requested.
+    pub bytes_allocated: u64,
+    /// Sites (return addresses) in the function.
+    pub sites: u64,
+}
+
+/// Sums sites by function, most calls first, then most bytes, then by name.
+fn function_totals(sites: &[Site]) -> Vec<FunctionTotals> {
+    let mut by_function: FxHashMap<(&str, Option<&str>), FunctionTotals> = FxHashMap::default();
+    for site in sites {
+        let totals = by_function
+            .entry((site.name.as_str(), site.module.as_deref()))
+            .or_insert_with(|| FunctionTotals {
+                name: site.name.clone(),
+                module: site.module.clone(),
+                allocations: 0,
+                bytes_allocated: 0,
+                sites: 0,
+            });
+        totals.allocations += site.allocations;
+        totals.bytes_allocated = totals.bytes_allocated.saturating_add(site.bytes_allocated);
+        totals.sites += 1;
+    }
+    let mut out: Vec<FunctionTotals> = by_function.into_values().collect();
+    out.sort_by(|a, b| {
+        b.allocations
+            .cmp(&a.allocations)
+            .then(b.bytes_allocated.cmp(&a.bytes_allocated))
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.module.cmp(&b.module))
+    });
+    out
 }
 
 /// A size-histogram bucket `[min, max]`.
@@ -206,8 +260,8 @@ pub struct PhaseMark {
     pub name: String,
 }
 
-/// Identifies a site: function, file, line, module of its site frame.
-type SiteKey = (Option<String>, Option<String>, Option<u32>, Option<String>);
+/// A site: the return address and the frame there (function, file, line).
+type SiteKey = (u64, Option<String>, Option<String>, Option<u32>);
 
 /// What a report is built from.
 pub struct ReportInput<'a> {
@@ -263,15 +317,20 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
             continue;
         }
         let site_frame = symbols.site(input.stacks, id);
+        // Two calls in one function are two sites; an address holds
+        // several frames when calls were inlined into it.
         let key = (
+            site_frame.address,
             site_frame.function.clone(),
             site_frame.file.clone(),
             site_frame.line,
-            site_frame.module.clone(),
         );
         let entry = by_site.entry(key).or_insert_with(|| {
             (
                 Site {
+                    name: site_frame.name(),
+                    address: site_frame.address,
+                    module_offset: site_frame.module_offset,
                     function: site_frame.function.clone(),
                     file: site_frame.file.clone(),
                     line: site_frame.line,
@@ -289,6 +348,7 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
                     allocator_ns: 0,
                     stacks: 0,
                     stack: Vec::new(),
+                    frame: site_frame.clone(),
                 },
                 0,
             )
@@ -319,7 +379,9 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
             .cmp(&a.bytes_allocated)
             .then(b.allocations.cmp(&a.allocations))
             .then(a.describe().cmp(&b.describe()))
+            .then(a.address.cmp(&b.address))
     });
+    let functions = function_totals(&sites);
 
     let mut calls_by_function = BTreeMap::new();
     let mut allocator_ticks = 0u64;
@@ -380,6 +442,7 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
             allocator_ns: clock.duration_ns(allocator_ticks),
         },
         sites,
+        functions,
         size_histogram,
         timeline: replay
             .timeline
@@ -604,6 +667,21 @@ pub fn render_text(r: &Report, opt: TextOptions) -> String {
     table("unfreed at exit", &|s| s.unfreed_bytes, &|s| {
         format!("{} in {} blocks", bytes(s.unfreed_bytes), s.unfreed_blocks)
     });
+    if !r.functions.is_empty() {
+        let _ = writeln!(out, "\ntop functions by calls (their sites together):");
+        for f in r.functions.iter().take(opt.top) {
+            let _ = writeln!(
+                out,
+                "  {} calls ({}) in {} site{} at {} ({})",
+                f.allocations,
+                bytes(f.bytes_allocated),
+                f.sites,
+                if f.sites == 1 { "" } else { "s" },
+                f.name,
+                f.module.as_deref().unwrap_or("?")
+            );
+        }
+    }
 
     if !r.size_histogram.is_empty() {
         let _ = writeln!(out, "\nallocation sizes:");

@@ -22,18 +22,37 @@ pub struct Frame {
     pub module_offset: u64,
     /// True when the frame was inlined into the next one.
     pub inlined: bool,
+    /// When the function's name came from a symbol table, not DWARF: the
+    /// offset of the call into that symbol (see
+    /// [`memtrace_symbolize::Frame::symbol_offset`]).
+    pub symbol_offset: Option<u64>,
 }
 
 impl Frame {
-    /// `function (file:line)`, or what is known of it.
+    /// The frame's name: its function, else `module+0xOFFSET` (the
+    /// module's file name and the address relative to its load bias),
+    /// else `??` (an address in no module, such as JIT code).
+    pub fn name(&self) -> String {
+        match (&self.function, &self.module) {
+            (Some(function), _) => function.clone(),
+            (None, Some(module)) => format!("{}+{:#x}", file_name(module), self.module_offset),
+            (None, None) => "??".to_string(),
+        }
+    }
+
+    /// `function (file:line)`, else `function+0xOFFSET (module)` for a name
+    /// from a symbol table, else `module+0xOFFSET (module path)`.
     pub fn describe(&self) -> String {
-        let function = self.function.as_deref().unwrap_or("??");
-        match (&self.file, self.line) {
-            (Some(file), Some(line)) => format!("{function} ({file}:{line})"),
-            _ => match &self.module {
-                Some(module) => format!("{function} ({module}+{:#x})", self.module_offset),
-                None => format!("{function} ({:#x})", self.address),
+        let name = self.name();
+        match (&self.file, self.line, &self.module) {
+            (Some(file), Some(line), _) => format!("{name} ({file}:{line})"),
+            (_, _, Some(module)) => match self.symbol_offset {
+                Some(offset) if self.function.is_some() => {
+                    format!("{name}+{offset:#x} ({module})")
+                }
+                _ => format!("{name} ({module})"),
             },
+            _ => format!("{name} ({:#x})", self.address),
         }
     }
 
@@ -42,8 +61,11 @@ impl Frame {
         Some(format!("{}:{}", self.file.as_ref()?, self.line?))
     }
 
-    /// True for frames of allocator wrappers, language runtimes and system
-    /// libraries: the frames a reader skips to find who asked for memory.
+    /// True for frames of allocator wrappers and of the C, C++ and Rust
+    /// runtimes (libc, the dynamic loader, libstdc++, libgcc, memtrace
+    /// itself): the frames a reader skips to find who asked for memory.
+    /// Other libraries are the program's code, wherever they are
+    /// installed and whether or not they have debug information.
     pub fn is_internal(&self) -> bool {
         const FUNCTION_PREFIXES: &[&str] = &[
             "__rust_",
@@ -97,13 +119,37 @@ impl Frame {
         {
             return true;
         }
-        let module = self.module.as_deref().unwrap_or("");
-        module.contains("memtrace_preload")
-            || (self.file.is_none()
-                && ["/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/"]
-                    .iter()
-                    .any(|p| module.starts_with(p)))
+        self.module.as_deref().is_some_and(is_runtime_module)
     }
+}
+
+/// The last component of a path.
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Whether a module is a C or C++ runtime or memtrace's own library, by
+/// its file name: glibc's libc (and the libraries merged into it since
+/// 2.34), the dynamic loader, libstdc++, libgcc, LLVM's libc++ and
+/// libc++abi, the preload library.
+fn is_runtime_module(path: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "libc.so",
+        "libc-2.",
+        "libpthread.so",
+        "libpthread-",
+        "libdl.so",
+        "librt.so",
+        "ld-linux",
+        "ld64.so",
+        "ld.so",
+        "libstdc++.so",
+        "libgcc_s.so",
+        "libc++.so",
+        "libc++abi.so",
+    ];
+    let name = file_name(path);
+    name.contains("memtrace_preload") || PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// Symbolizes the stacks of one trace, caching every address.
@@ -152,6 +198,7 @@ impl Symbols {
                     module: loc.module,
                     module_offset: loc.module_offset,
                     inlined: false,
+                    symbol_offset: None,
                 }];
             }
             loc.frames
@@ -164,6 +211,7 @@ impl Symbols {
                     module: loc.module.clone(),
                     module_offset: loc.module_offset,
                     inlined: f.inlined,
+                    symbol_offset: f.symbol_offset,
                 })
                 .collect()
         })
@@ -195,11 +243,81 @@ impl Symbols {
                 module: None,
                 module_offset: 0,
                 inlined: false,
+                symbol_offset: None,
             })
     }
 
     /// Problems met while symbolizing (missing files, build id mismatches).
     pub fn warnings(&self) -> &[String] {
         self.symbolizer.warnings()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(function: Option<&str>, module: &str) -> Frame {
+        Frame {
+            address: 0x7f00_0001_2a18,
+            function: function.map(str::to_string),
+            file: None,
+            line: None,
+            module: Some(module.to_string()),
+            module_offset: 0x12a18,
+            inlined: false,
+            symbol_offset: None,
+        }
+    }
+
+    #[test]
+    fn runtimes_and_allocator_wrappers_are_internal_other_libraries_are_not() {
+        let internal = [
+            frame(Some("__GI___strdup"), "/lib/x86_64-linux-gnu/libc.so.6"),
+            frame(None, "/lib64/ld-linux-x86-64.so.2"),
+            frame(Some("operator new(unsigned long)"), "/tmp/a"),
+            frame(None, "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"),
+            frame(None, "/lib/x86_64-linux-gnu/libgcc_s.so.1"),
+            frame(Some("malloc"), "/tmp/a"),
+            frame(None, "/home/u/.cache/memtrace/libmemtrace_preload-0123.so"),
+            frame(Some("alloc::raw_vec::finish_grow"), "/tmp/a"),
+        ];
+        for f in &internal {
+            assert!(f.is_internal(), "{f:?}");
+        }
+        let own = [
+            frame(Some("jv_mem_alloc"), "/lib/x86_64-linux-gnu/libjq.so.1"),
+            frame(None, "/usr/lib/x86_64-linux-gnu/libsqlite3.so.0"),
+            frame(None, "/usr/lib/gcc/x86_64-linux-gnu/12/cc1"),
+            frame(None, "/usr/bin/git"),
+            frame(
+                Some("__gmp_default_allocate"),
+                "/lib/x86_64-linux-gnu/libgmp.so.10",
+            ),
+        ];
+        for f in &own {
+            assert!(!f.is_internal(), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn unnamed_frames_are_module_plus_offset() {
+        let lib = "/lib/x86_64-linux-gnu/libjq.so.1";
+        assert_eq!(frame(None, lib).name(), "libjq.so.1+0x12a18");
+        assert_eq!(
+            frame(None, lib).describe(),
+            "libjq.so.1+0x12a18 (/lib/x86_64-linux-gnu/libjq.so.1)"
+        );
+        let mut named = frame(Some("jv_mem_alloc"), lib);
+        named.symbol_offset = Some(0x1a);
+        assert_eq!(named.name(), "jv_mem_alloc");
+        assert_eq!(
+            named.describe(),
+            "jv_mem_alloc+0x1a (/lib/x86_64-linux-gnu/libjq.so.1)"
+        );
+        let mut nowhere = frame(None, lib);
+        nowhere.module = None;
+        assert_eq!(nowhere.name(), "??");
+        assert_eq!(nowhere.describe(), "?? (0x7f0000012a18)");
     }
 }

@@ -58,12 +58,19 @@ const HOOKED: [&CStr; 10] = [
 /// executable comes first in the loader's search order): its calls never
 /// reach the hooks. Says so, on stderr and in the trace, instead of
 /// recording nothing in silence.
+///
+/// What `dlsym` returns is not always a definition: a non-PIE executable
+/// that takes `free`'s address (`cc1`, or `p = free`) has an *undefined*
+/// `free` in its `.dynsym` whose value is a PLT stub, and the loader makes
+/// that stub `free`'s address for everyone. Calls through it still reach
+/// the hooks, so only an address where the object defines a symbol of its
+/// own counts (see [`defined_at`]).
 fn report_foreign_allocator(own_code: &Range<u64>) {
     let mut foreign: Vec<(&str, String)> = Vec::new();
     for name in HOOKED {
         // SAFETY: dlsym reads the loader's tables; the name is NUL-terminated.
         let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-        if f.is_null() || own_code.contains(&(f as u64)) {
+        if f.is_null() || own_code.contains(&(f as u64)) || !defined_at(f) {
             continue;
         }
         let owner = defining_object(f).unwrap_or_else(|| "another object".into());
@@ -87,6 +94,28 @@ fn report_foreign_allocator(own_code: &Range<u64>) {
         names.join(", "),
         owners.join(", "),
     ));
+}
+
+/// Whether a symbol that its object defines (in one of its sections) starts
+/// exactly at `addr`. `dladdr` alone is not enough: glibc's `_dl_addr`
+/// also matches an undefined symbol whose value is not 0, which is just
+/// the PLT stub of a non-PIE executable that takes a function's address.
+fn defined_at(addr: *mut c_void) -> bool {
+    /// `RTLD_DL_SYMENT` of `<dlfcn.h>`: `dladdr1` returns the symbol's entry.
+    const RTLD_DL_SYMENT: libc::c_int = 1;
+    let mut info: libc::Dl_info = unsafe_zeroed();
+    let mut sym: *mut c_void = std::ptr::null_mut();
+    // SAFETY: dladdr1 reads the loader's tables, fills `info` and, with
+    // RTLD_DL_SYMENT, stores in `sym` a pointer to the matched entry of the
+    // object's `.dynsym` (or null), which stays mapped with the object.
+    let found = unsafe { libc::dladdr1(addr, &mut info, &mut sym, RTLD_DL_SYMENT) } != 0;
+    if !found || sym.is_null() || info.dli_saddr != addr {
+        return false;
+    }
+    // SAFETY: a non-null `sym` points to an `Elf64_Sym` in the object's
+    // dynamic symbol table (x86_64 only, as the unwinder requires).
+    let shndx = unsafe { (*sym.cast::<libc::Elf64_Sym>()).st_shndx };
+    shndx != 0 // SHN_UNDEF
 }
 
 /// The file name of the loaded object that holds `addr`.

@@ -106,6 +106,11 @@ pub struct Frame {
     pub line: Option<u32>,
     /// Whether this frame was inlined into the next (outer) frame.
     pub inlined: bool,
+    /// When the function's name came from a symbol table (`.symtab` or
+    /// `.dynsym`) rather than DWARF: the offset of the address looked up
+    /// (for a return address, the address - 1) from the symbol's start,
+    /// which tells two call sites in one function apart.
+    pub symbol_offset: Option<u64>,
 }
 
 /// The result of symbolizing one address.
@@ -433,11 +438,17 @@ impl ModuleData {
         }
         let needs_symbol = frames.last().is_none_or(|f| f.function.is_none());
         if needs_symbol {
-            let function = self.symbol(svma).map(|s| demangle(&s.name));
+            let symbol = self.symbol(svma);
+            let function = symbol.map(|s| demangle(&s.name));
+            let symbol_offset = symbol.map(|s| svma - s.address);
             match frames.last_mut() {
-                Some(last) => last.function = function,
+                Some(last) => {
+                    last.function = function;
+                    last.symbol_offset = symbol_offset;
+                }
                 None => frames.push(Frame {
                     function,
+                    symbol_offset,
                     ..Frame::default()
                 }),
             }
@@ -488,6 +499,7 @@ fn dwarf_frames(
             file,
             line,
             inlined: true,
+            symbol_offset: None,
         });
     }
     Ok(())
