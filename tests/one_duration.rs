@@ -1,7 +1,7 @@
 //! One trace, one duration: `report`, `latency` and `frag` measure the same
 //! span (the first event to the trailer, docs/trace-format.md), every time
 //! they show lies inside it, and a moment two of them name is the same
-//! moment. Run on `fixtures/c/locality.c all`, whose seven phases and
+//! moment. Run on `fixtures/c/locality.c all`, whose six phases and
 //! 100 ms resource samples give times of every kind.
 
 mod common;
@@ -43,7 +43,7 @@ fn report_latency_and_frag_share_one_span_and_its_times() {
     );
 
     let phases = times(&report["phases"], "time_ns");
-    assert_eq!(phases.len(), 7, "the seven phases of `all`: {phases:?}");
+    assert_eq!(phases.len(), 6, "the six phases of `all`: {phases:?}");
     let mut inside = vec![num(&report["totals"], "peak_time_ns")];
     inside.extend(phases);
     inside.extend(times(&report["rss"], "time_ns"));
