@@ -277,13 +277,12 @@ fn perl_leaks_what_memcheck_finds() {
     on_path("perl", "perl", &["-e", PERL], true);
 }
 
-/// With V8's single-threaded GC: with its parallel scavenger, about 1 run
-/// in 90 (1 in 40 before the marker fault below was fixed) leaves one or
-/// two 4,112-byte `Worklist` segments, allocated by GC worker threads in
-/// `PublishPushSegment`, that no word of the process's memory points to
-/// at exit (`MEMTRACE_LEAK_SCAN_VERIFY` finds none); memcheck, which runs
-/// one thread at a time, saw 0 in 12 runs. Whether V8 drops the segments
-/// in a shutdown race or the scan misses a root is not settled.
+/// With V8's single-threaded GC. With its parallel scavenger, about 1 run
+/// in 90 used to leave one or two 4,112-byte `Worklist` segments
+/// "definitely lost" that the trace itself shows freed: the live-block
+/// table lost a free when a GC worker reused a segment's address and
+/// another thread freed it (see `crates/recorder/src/live.rs`); 0 in 150
+/// runs since.
 #[test]
 fn node_leaks_nothing() {
     on_path("node", "node", &["--single-threaded-gc", "-e", NODE], false);

@@ -5,9 +5,15 @@
 //! thread may be seen before its allocation by another. Every entry keeps
 //! the timestamp of the event that made it, and an event older than what is
 //! known about its address changes nothing: the result does not depend on
-//! the order of the rings. A free seen before its allocation leaves a
-//! tombstone, dropped once the watermark passes it (no older event can
-//! come after that).
+//! the order of the rings. Every free leaves a tombstone, its time, dropped
+//! once the watermark passes it (no older event can come after that): not
+//! only a free seen before its allocation needs one. Thread 2 mallocs A at
+//! 10, frees it at 20, mallocs A again at 30, and thread 1 frees it at 40;
+//! with the malloc at 10 applied in one turn and the rest in the next,
+//! thread 1's ring drained first, the free at 40 removes the block of 10,
+//! and without its tombstone the malloc at 30, applied after it, made A
+//! live again: a block nothing pointed to, "definitely lost" (node's GC
+//! workers, 1 run in 90, each lost `Worklist` segment freed in the trace).
 
 use memtrace_format::{Func, Op, StackId, ThreadItem};
 use std::collections::hash_map::Entry;
@@ -26,11 +32,12 @@ pub(crate) struct LiveBlock {
     pub stack: StackId,
 }
 
-/// Address -> live block, plus tombstones for frees seen early.
+/// Address -> live block, plus a tombstone for each recent free.
 #[derive(Default)]
 pub(crate) struct LiveBlocks {
     live: FxHashMap<u64, LiveBlock>,
-    freed_early: FxHashMap<u64, u64>,
+    /// The last free of each address, until the watermark passes it.
+    freed: FxHashMap<u64, u64>,
     recent_frees: RecentFrees,
 }
 
@@ -118,9 +125,7 @@ impl LiveBlocks {
         if addr == 0 {
             return true;
         }
-        if !self.freed_early.is_empty()
-            && self.freed_early.get(&addr).is_some_and(|&freed| freed > ts)
-        {
+        if !self.freed.is_empty() && self.freed.get(&addr).is_some_and(|&freed| freed > ts) {
             return true; // Already freed by a later event.
         }
         // Growing the table is the one allocation here.
@@ -142,19 +147,20 @@ impl LiveBlocks {
         if addr == 0 {
             return true;
         }
-        match self.live.entry(addr) {
-            Entry::Occupied(e) if e.get().ts <= ts => {
+        // Remembered in every case: an older allocation of the same address
+        // may still come from another ring (see the module docs).
+        if self.freed.try_reserve(1).is_err() {
+            return false;
+        }
+        let t = self.freed.entry(addr).or_insert(ts);
+        *t = (*t).max(ts);
+        // The block, unless it is unknown (allocated before recording
+        // began, or its allocation is still in another ring) or was
+        // re-allocated later.
+        if let Entry::Occupied(e) = self.live.entry(addr) {
+            if e.get().ts <= ts {
                 let block = e.remove();
                 self.recent_frees.push(addr, block.size);
-            }
-            // Unknown (allocated before recording began, or its allocation
-            // is still in another ring), or re-allocated later: remember it.
-            _ => {
-                if self.freed_early.try_reserve(1).is_err() {
-                    return false;
-                }
-                let t = self.freed_early.entry(addr).or_insert(ts);
-                *t = (*t).max(ts);
             }
         }
         true
@@ -163,8 +169,8 @@ impl LiveBlocks {
     /// Every event below `watermark` has been applied: tombstones older than
     /// it can no longer cancel anything.
     pub fn passed(&mut self, watermark: u64) {
-        if self.freed_early.len() > 1024 {
-            self.freed_early.retain(|_, &mut ts| ts >= watermark);
+        if self.freed.len() > 1024 {
+            self.freed.retain(|_, &mut ts| ts >= watermark);
         }
     }
 
@@ -188,7 +194,7 @@ impl LiveBlocks {
     /// memory cannot be had.
     pub fn reserve(&mut self, n: usize) -> bool {
         self.recent_frees.prepare();
-        self.live.try_reserve(n).is_ok() && self.freed_early.try_reserve(n).is_ok()
+        self.live.try_reserve(n).is_ok() && self.freed.try_reserve(n).is_ok()
     }
 
     /// Puts the live blocks into `out` in address order, `(address,
@@ -257,6 +263,58 @@ mod tests {
         }
     }
 
+    /// Every order of `n` items, as lists of indices.
+    fn orders(n: usize) -> Vec<Vec<usize>> {
+        if n == 0 {
+            return vec![vec![]];
+        }
+        let mut out = Vec::new();
+        for rest in orders(n - 1) {
+            for at in 0..=rest.len() {
+                let mut order = rest.clone();
+                order.insert(at, n - 1);
+                out.push(order);
+            }
+        }
+        out
+    }
+
+    /// Thread 2 mallocs A at 10, frees it at 20 and mallocs it again at
+    /// 30; thread 1 frees it at 40 (node's GC workers and their `Worklist`
+    /// segments). The writer saw the malloc at 10 in one turn, then thread
+    /// 1's ring before thread 2's: the free at 40 removed the block of 10
+    /// without a trace, and the malloc at 30 made A live again for good.
+    #[test]
+    fn a_block_reused_by_its_thread_and_freed_by_another_is_freed_in_any_order() {
+        let events = [
+            ev(Func::Malloc, 10, 0xa0, 0, 4112),
+            ev(Func::Free, 20, 0xa0, 0, 0),
+            ev(Func::Malloc, 30, 0xa0, 0, 4112),
+            ev(Func::Free, 40, 0xa0, 0, 0),
+            ev(Func::Malloc, 15, 0xb0, 0, 8),
+        ];
+        let all = orders(events.len());
+        assert_eq!(all.len(), 120);
+        for order in &all {
+            let mut blocks = LiveBlocks::default();
+            for &i in order {
+                blocks.apply(&events[i]);
+            }
+            assert_eq!(live(&blocks), vec![(0xb0, 8)], "order {order:?}");
+        }
+        // Malloc'd once more at 50: live, with that size, in any order.
+        let mut more = events.to_vec();
+        more.push(ev(Func::Malloc, 50, 0xa0, 0, 24));
+        for order in orders(more.len()) {
+            let mut blocks = LiveBlocks::default();
+            for &i in &order {
+                blocks.apply(&more[i]);
+            }
+            let want = vec![(0xa0, 24), (0xb0, 8)];
+            assert_eq!(live(&blocks), want, "order {order:?}");
+        }
+    }
+
     /// Thread 2's realloc runs from 20 to 120 and receives 0xa0, which
     /// thread 1 frees at 50: the realloc's block stays live, in any order.
     #[test]
@@ -318,7 +376,7 @@ mod tests {
             blocks.apply(&ev(Func::Malloc, i, 0x1000 + 16 * i, 0, 8));
         }
         assert!(blocks.reserve(50));
-        let room = (blocks.live.capacity(), blocks.freed_early.capacity());
+        let room = (blocks.live.capacity(), blocks.freed.capacity());
         for i in 0..25u64 {
             blocks.apply(&ev(Func::Malloc, 200 + i, 0x9000 + 16 * i, 0, 8));
             blocks.apply(&ev(Func::Free, 300 + i, 0x1000 + 16 * i, 0, 0));
@@ -327,7 +385,7 @@ mod tests {
         // Never grown (a growth doubles the table; tombstones of removed
         // entries may lower the capacity reported).
         assert!(blocks.live.capacity() <= room.0);
-        assert!(blocks.freed_early.capacity() <= room.1);
+        assert!(blocks.freed.capacity() <= room.1);
         assert_eq!(blocks.len(), 100);
         let mut out = Vec::with_capacity(99);
         assert!(!blocks.sorted_into(&mut out));
