@@ -277,15 +277,15 @@ fn perl_leaks_what_memcheck_finds() {
     on_path("perl", "perl", &["-e", PERL], true);
 }
 
-/// With V8's single-threaded GC. With its parallel scavenger, about 1 run
-/// in 90 used to leave one or two 4,112-byte `Worklist` segments
+/// As node runs by default, with V8's parallel garbage collector. About 1
+/// run in 90 used to leave one or two 4,112-byte `Worklist` segments
 /// "definitely lost" that the trace itself shows freed: the live-block
 /// table lost a free when a GC worker reused a segment's address and
 /// another thread freed it (see `crates/recorder/src/live.rs`); 0 in 150
 /// runs since.
 #[test]
 fn node_leaks_nothing() {
-    on_path("node", "node", &["--single-threaded-gc", "-e", NODE], false);
+    on_path("node", "node", &["-e", NODE], false);
 }
 
 #[test]
