@@ -27,8 +27,9 @@
 //! modules are loaded, which differs under the two tools).
 
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
@@ -100,7 +101,7 @@ pub fn run() -> Result<ExitCode> {
     for p in PROGRAMS {
         let exe = util::compile(&paths, p.compiler, p.flags, p.source, p.name)?;
         let m = memtrace_figures(&paths, &exe, p)?;
-        let h = heaptrack_figures(&paths, &heaptrack, &heaptrack_print, &exe, p)?;
+        let h = heaptrack_figures(&paths, &heaptrack, &heaptrack_print, p.name, &exe, p.args)?;
 
         let rows = [
             Metric {
@@ -241,10 +242,13 @@ fn rel_diff(a: u64, b: u64) -> f64 {
 }
 
 /// What memtrace says about one run.
-struct MemtraceFigures {
-    calls: u64,
-    peak: u64,
-    unfreed: u64,
+pub(crate) struct MemtraceFigures {
+    /// Allocation calls (`totals.allocations`).
+    pub(crate) calls: u64,
+    /// Peak heap in bytes (`totals.peak_bytes`).
+    pub(crate) peak: u64,
+    /// Bytes still allocated at exit (`totals.unfreed_bytes`).
+    pub(crate) unfreed: u64,
     unmatched_frees: u64,
     calls_by_function: String,
     complete: bool,
@@ -264,68 +268,80 @@ fn memtrace_figures(paths: &Paths, exe: &Path, p: &Program) -> Result<MemtraceFi
         .current_dir(&paths.traces);
     eprintln!("xtask: {}", util::show(&cmd));
     util::measure(&mut cmd)?.ok(&cmd)?;
-    let r = util::report_json(paths, &trace)?;
-    let t = &r["totals"];
-    let get = |k: &str| {
-        t[k].as_u64()
-            .with_context(|| format!("memtrace report JSON has no totals.{k}"))
-    };
-    let (mut dtv_bytes, mut dtv_blocks) = (0, 0);
-    for site in r["sites"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let in_dtv = site["stack"].as_array().is_some_and(|s| {
-            s.iter()
-                .any(|f| f["function"].as_str() == Some("allocate_dtv"))
-        });
-        if in_dtv {
-            dtv_bytes += site["unfreed_bytes"].as_u64().unwrap_or(0);
-            dtv_blocks += site["unfreed_blocks"].as_u64().unwrap_or(0);
+    MemtraceFigures::from_report(&util::report_json(paths, &trace)?)
+}
+
+impl MemtraceFigures {
+    /// The figures of a parsed `memtrace report --format json`.
+    pub(crate) fn from_report(r: &serde_json::Value) -> Result<MemtraceFigures> {
+        let t = &r["totals"];
+        let get = |k: &str| {
+            t[k].as_u64()
+                .with_context(|| format!("memtrace report JSON has no totals.{k}"))
+        };
+        let (mut dtv_bytes, mut dtv_blocks) = (0, 0);
+        for site in r["sites"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            let in_dtv = site["stack"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|f| f["function"].as_str() == Some("allocate_dtv"))
+            });
+            if in_dtv {
+                dtv_bytes += site["unfreed_bytes"].as_u64().unwrap_or(0);
+                dtv_blocks += site["unfreed_blocks"].as_u64().unwrap_or(0);
+            }
         }
+        Ok(MemtraceFigures {
+            calls: get("allocations")?,
+            peak: get("peak_bytes")?,
+            unfreed: get("unfreed_bytes")?,
+            unmatched_frees: get("unmatched_frees")?,
+            calls_by_function: t["calls_by_function"].to_string(),
+            complete: r["trace"]["complete"].as_bool() == Some(true),
+            dtv_bytes,
+            dtv_blocks,
+        })
     }
-    Ok(MemtraceFigures {
-        calls: get("allocations")?,
-        peak: get("peak_bytes")?,
-        unfreed: get("unfreed_bytes")?,
-        unmatched_frees: get("unmatched_frees")?,
-        calls_by_function: t["calls_by_function"].to_string(),
-        complete: r["trace"]["complete"].as_bool() == Some(true),
-        dtv_bytes,
-        dtv_blocks,
-    })
 }
 
 /// What heaptrack says about one run.
-struct HeaptrackFigures {
+pub(crate) struct HeaptrackFigures {
+    /// The data file heaptrack wrote.
+    pub(crate) file: PathBuf,
     /// heaptrack_print's summary values, as printed.
     print_calls: String,
     print_peak: String,
     print_leaked: String,
     /// The replay of the whole data file.
-    exact: Replay,
+    pub(crate) exact: Replay,
     /// Allocations of heaptrack's own runtime ("peak" here: their bytes live
     /// at the moment of the whole file's peak).
     own: Replay,
     /// The replay without heaptrack's own allocations.
-    adjusted: Replay,
+    pub(crate) adjusted: Replay,
     /// pthread DTV allocations.
     dtv: Replay,
     /// Descriptions of heaptrack's own allocations, with counts.
-    own_allocations: BTreeMap<String, u64>,
+    pub(crate) own_allocations: BTreeMap<String, u64>,
 }
 
-fn heaptrack_figures(
+/// Runs `exe args` under heaptrack (in `target/memtrace-report/traces`,
+/// data file `check.NAME.heaptrack.*`) and reads its figures, checking the
+/// replay of the data file against heaptrack_print's summary.
+pub(crate) fn heaptrack_figures<S: AsRef<OsStr>>(
     paths: &Paths,
     heaptrack: &Path,
     heaptrack_print: &Path,
+    name: &str,
     exe: &Path,
-    p: &Program,
+    args: &[S],
 ) -> Result<HeaptrackFigures> {
-    let prefix = paths.traces.join(format!("check.{}.heaptrack", p.name));
+    let prefix = paths.traces.join(format!("check.{name}.heaptrack"));
     util::remove_heaptrack_files(&prefix)?;
     let mut cmd = Command::new(heaptrack);
     cmd.arg("-o")
         .arg(&prefix)
         .arg(exe)
-        .args(p.args)
+        .args(args)
         .current_dir(&paths.traces);
     eprintln!("xtask: {}", util::show(&cmd));
     util::measure(&mut cmd)?.ok(&cmd)?;
@@ -365,16 +381,14 @@ fn heaptrack_figures(
         .with_context(|| format!("bad call count {print_calls:?}"))?;
     if calls != data.exact.calls {
         bail!(
-            "{}: heaptrack_print says {calls} calls, the data file has {}",
-            p.name,
+            "{name}: heaptrack_print says {calls} calls, the data file has {}",
             data.exact.calls
         );
     }
     let (peak, peak_tol) = parse_size(&print_peak)?;
     if (peak - data.exact.peak as f64).abs() > peak_tol {
         bail!(
-            "{}: heaptrack_print says peak {print_peak}, the data file replays to {} B",
-            p.name,
+            "{name}: heaptrack_print says peak {print_peak}, the data file replays to {} B",
             data.exact.peak
         );
     }
@@ -386,8 +400,7 @@ fn heaptrack_figures(
     }
     if (leaked - data.exact.live_bytes as f64).abs() > leaked_tol {
         bail!(
-            "{}: heaptrack_print says leaked {print_leaked} (suppressed {suppressed:?}), the data file replays to {} B live at exit",
-            p.name,
+            "{name}: heaptrack_print says leaked {print_leaked} (suppressed {suppressed:?}), the data file replays to {} B live at exit",
             data.exact.live_bytes
         );
     }
@@ -398,6 +411,7 @@ fn heaptrack_figures(
         live_blocks: data.exact.live_blocks - data.adjusted.live_blocks,
     };
     Ok(HeaptrackFigures {
+        file,
         print_calls,
         print_peak,
         print_leaked,
@@ -407,6 +421,74 @@ fn heaptrack_figures(
         dtv: data.dtv,
         own_allocations: data.own_allocations,
     })
+}
+
+/// One location of heaptrack_print's "MOST CALLS TO ALLOCATION FUNCTIONS".
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TopCaller {
+    /// The function that called the allocator, or its address when unnamed.
+    pub(crate) location: String,
+    /// Its module's file name ("" when heaptrack printed none).
+    pub(crate) module: String,
+    /// Calls to allocation functions from it.
+    pub(crate) calls: u64,
+}
+
+/// The `n` locations with the most calls to allocation functions in a
+/// heaptrack data file, as heaptrack_print lists them (backtraces merged by
+/// the allocating function, most calls first).
+pub(crate) fn most_calls(heaptrack_print: &Path, file: &Path, n: usize) -> Result<Vec<TopCaller>> {
+    let text = util::output(
+        Command::new(heaptrack_print)
+            .arg("-f")
+            .arg(file)
+            .args(["-a", "1", "-p", "0", "-T", "0", "-l", "0", "-s", "0"])
+            .arg("-n")
+            .arg(n.to_string()),
+    )?;
+    Ok(parse_most_calls(&text, n))
+}
+
+/// Parses the "MOST CALLS TO ALLOCATION FUNCTIONS" section: each location
+/// starts at column 0 with `N calls to allocation functions with X peak
+/// consumption from`, then its name, then indented `at FILE:LINE` and `in
+/// MODULE` lines; its merged backtraces follow, each under a line `N calls
+/// with X peak consumption from:`.
+fn parse_most_calls(text: &str, n: usize) -> Vec<TopCaller> {
+    let mut out: Vec<TopCaller> = Vec::new();
+    let mut lines = text
+        .lines()
+        .skip_while(|l| l.trim() != "MOST CALLS TO ALLOCATION FUNCTIONS")
+        .skip(1)
+        .peekable();
+    while let Some(line) = lines.next() {
+        if out.len() == n {
+            break;
+        }
+        if line.trim().is_empty() || line.starts_with(' ') || line.ends_with(" consumption from:") {
+            continue; // a blank line, or a merged backtrace of the last location
+        }
+        let Some(calls) = line
+            .strip_suffix(" peak consumption from")
+            .and_then(|l| l.split_once(" calls to allocation functions with "))
+            .and_then(|(calls, _)| calls.parse().ok())
+        else {
+            break; // the next section
+        };
+        let location = lines.next().unwrap_or_default().trim().to_string();
+        let mut module = String::new();
+        while let Some(detail) = lines.next_if(|l| l.starts_with("  ") && !l.starts_with("    ")) {
+            if let Some(m) = detail.trim().strip_prefix("in ") {
+                module = file_name(m);
+            }
+        }
+        out.push(TopCaller {
+            location,
+            module,
+            calls,
+        });
+    }
+    out
 }
 
 /// File names of the program and of every library it loads (`ldd`), for
@@ -465,15 +547,15 @@ fn decompress(file: &Path) -> Result<String> {
 
 /// Totals of a replay of `+`/`-` events.
 #[derive(Default, Clone, Copy, Debug)]
-struct Replay {
+pub(crate) struct Replay {
     /// Allocation events.
-    calls: u64,
+    pub(crate) calls: u64,
     /// Highest live bytes.
-    peak: u64,
+    pub(crate) peak: u64,
     /// Bytes live at the end.
-    live_bytes: u64,
+    pub(crate) live_bytes: u64,
     /// Blocks live at the end.
-    live_blocks: u64,
+    pub(crate) live_blocks: u64,
 }
 
 impl Replay {
@@ -707,6 +789,34 @@ mod tests {
         assert!((v - 118_620.0).abs() < 1e-6 && (t - 5.5).abs() < 1e-9);
         assert_eq!(parse_size("1.05M").unwrap().0, 1_050_000.0);
         assert!(parse_size("3X").is_err());
+    }
+
+    #[test]
+    fn most_calls_section() {
+        let text = "reading file\nMOST CALLS TO ALLOCATION FUNCTIONS\n\
+                    41269 calls to allocation functions with 1.99M peak consumption from\n\
+                    0x7f78d3fb1503\n  in /lib/libsqlite3.so.0\n\
+                    20000 calls with 0B peak consumption from:\n    sqlite3Malloc\n      in /lib/libsqlite3.so.0\n\
+                    30 calls to allocation functions with 2.09M peak consumption from\n\
+                    main\n  at p.c:3\n  in /tmp/p\n\n\
+                    total runtime: 0.1s.\ncalls to allocation functions: 41299 (1/s)\n";
+        let top = parse_most_calls(text, 5);
+        assert_eq!(
+            top,
+            [
+                TopCaller {
+                    location: "0x7f78d3fb1503".into(),
+                    module: "libsqlite3.so.0".into(),
+                    calls: 41269
+                },
+                TopCaller {
+                    location: "main".into(),
+                    module: "p".into(),
+                    calls: 30
+                },
+            ]
+        );
+        assert_eq!(parse_most_calls(text, 1).len(), 1);
     }
 
     #[test]

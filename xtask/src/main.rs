@@ -8,6 +8,10 @@
 //!   `target/memtrace-report/bench.md`, then times thread_scale.c (2,000
 //!   detached threads, 10,000 in sequence, 1,000 live) and measures the
 //!   RSS memtrace adds per thread (`--threads-only` for that part alone).
+//! * `cargo xtask accuracy` runs sqlite3, jq, python3, git and gcc under
+//!   memtrace, heaptrack and valgrind memcheck and writes their figures
+//!   (calls, peak, unfreed, leak classes, top sites) side by side into
+//!   `target/memtrace-report/accuracy.md`.
 //! * `cargo xtask heaptrack-check` compares memtrace's totals with heaptrack's
 //!   on the deterministic fixtures.
 //! * `cargo xtask stress` runs the threads stress fixture at full size (16
@@ -20,6 +24,7 @@
 //!
 //! This file only parses the command line; the work is in the modules.
 
+mod accuracy;
 mod bench;
 mod bigtrace;
 mod browser;
@@ -32,6 +37,7 @@ mod share;
 mod stress;
 mod threads;
 mod util;
+mod valgrind;
 
 use std::process::ExitCode;
 
@@ -53,6 +59,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Compare memtrace's totals with heaptrack's on the fixtures.
     HeaptrackCheck,
+    /// sqlite3, jq, python3, git, gcc under memtrace, heaptrack and memcheck, side by side.
+    Accuracy,
     /// Threads stress: many runs at full size, every trace checked exactly.
     Stress(stress::StressArgs),
     /// Run every fuzz target for a while; print executions and crashes.
@@ -66,6 +74,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::HeaptrackCheck => heaptrack::run(),
+        Command::Accuracy => accuracy::run(),
         Command::Fuzz(args) => fuzz::run(&args),
         Command::Bigtrace(args) => bigtrace::run(&args),
         Command::Report => report::run(),
