@@ -128,13 +128,51 @@ fn unknown_policies_and_missing_traces_are_one_line_errors() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// The real heap of `frag_pattern MODE 100`, as `memtrace frag --format json` reports it.
-fn real_heap(mode: &str) -> serde_json::Value {
+/// `memtrace frag --format json` on `frag_pattern MODE 100`.
+fn frag_of_pattern(mode: &str) -> serde_json::Value {
     let dir = scratch(&format!("frag-{mode}"));
     let exe = compile("cc", "fixtures/c/frag_pattern.c", &["-O0", "-g"], &dir);
     let out = record(&dir, "f.trace", &[exe.to_str().unwrap(), mode, "100"]);
     assert!(out.status.success());
-    memtrace_json(&dir, &["frag", "--format", "json", "f.trace"])["real_heap"].clone()
+    memtrace_json(&dir, &["frag", "--format", "json", "f.trace"])
+}
+
+/// The real heap of `frag_pattern MODE 100`, as `memtrace frag --format json` reports it.
+fn real_heap(mode: &str) -> serde_json::Value {
+    frag_of_pattern(mode)["real_heap"].clone()
+}
+
+/// `(holes, bytes)` of a `Stranded` object.
+fn stranded(s: &serde_json::Value) -> (u64, u64) {
+    (num(s, "holes"), num(s, "bytes"))
+}
+
+#[test]
+fn stranded_holes_follow_one_rule_in_the_real_heap_and_the_models() {
+    // 99 holes of 4016 bytes below the top, then 100 requests of 5000
+    // bytes (5008-byte chunks): none fits, all 99 are stranded, at the peak
+    // (the last request) and at the end, in glibc's heap ...
+    let frag = frag_of_pattern("stranded");
+    let heap = &frag["real_heap"];
+    assert_eq!(stranded(&heap["stranded_at_end"]), (99, 99 * 4016));
+    assert_eq!(stranded(&heap["stranded_at_peak"]), (99, 99 * 4016));
+    // ... and in every free-list model, with its own 4000-byte blocks.
+    for p in frag["policies"].as_array().unwrap() {
+        let name = p["policy"].as_str().unwrap();
+        if ["FirstFit", "NextFit", "BestFit", "WorstFit"].contains(&name) {
+            assert_eq!(
+                (num(p, "n_stranded_holes"), num(p, "stranded_bytes")),
+                (99, 99 * 4000),
+                "{name}"
+            );
+        }
+    }
+    // The same holes with no request after them are not judged, by either.
+    let frag = frag_of_pattern("interleaved");
+    assert_eq!(stranded(&frag["real_heap"]["stranded_at_end"]), (0, 0));
+    for p in frag["policies"].as_array().unwrap() {
+        assert_eq!(num(p, "n_stranded_holes"), 0, "{}", p["policy"]);
+    }
 }
 
 /// Bytes in holes of at least `min` bytes, from `holes_at_end`.

@@ -105,7 +105,7 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
         Format::Json => {
             let best = best.map(|(p, why)| serde_json::json!({"policy": p.name(), "why": why}));
             let out = serde_json::json!({
-                "schema": "memtrace-frag/1",
+                "schema": "memtrace-frag/2",
                 "real_heap": heap,
                 "requests": n_requests,
                 "policies": reports,
@@ -147,9 +147,12 @@ fn real_heap_text(heap: &HeapMap, symbols: &mut Symbols, stacks: &StackTable) ->
         "largest B",
         "ext frag",
         "top free B",
-        "useless holes"
+        "stranded holes"
     );
-    for (name, p) in [("at peak", &heap.at_peak), ("at end", &heap.at_end)] {
+    for (name, p, stranded) in [
+        ("at peak", &heap.at_peak, heap.stranded_at_peak),
+        ("at end", &heap.at_end, heap.stranded_at_end),
+    ] {
         let _ = writeln!(
             out,
             "  {:<8} {:>10} {:>10} {:>10} {:>6} {:>10} {:>8.3} {:>10} {:>6} ({} B)",
@@ -161,10 +164,15 @@ fn real_heap_text(heap: &HeapMap, symbols: &mut Symbols, stacks: &StackTable) ->
             p.largest_hole,
             p.external,
             p.top_free,
-            p.n_useless_holes,
-            p.useless_hole_bytes
+            stranded.holes,
+            stranded.bytes
         );
     }
+    let _ = writeln!(
+        out,
+        "  stranded holes: holes smaller than the chunk glibc would carve for each request made \
+         after they got their size, to the end of the trace (the policies below count theirs by the same rule)"
+    );
     for (name, p) in [("at peak", &heap.at_peak), ("at end", &heap.at_end)] {
         let _ = writeln!(
             out,
@@ -280,7 +288,7 @@ fn policy_table(reports: &[PolicyReport], best: Option<(PolicyKind, String)>, n:
         "ext avg",
         "growths",
         "examined",
-        "stranded holes"
+        "stranded@end"
     );
     for r in reports {
         let _ = writeln!(
@@ -302,7 +310,8 @@ fn policy_table(reports: &[PolicyReport], best: Option<(PolicyKind, String)>, n:
     let _ = writeln!(
         out,
         "@peak: at the live peak, the first request after which the most bytes are live \
-         (the same request for every policy); max footprint: the largest at any moment"
+         (the same request for every policy); max footprint: the largest at any moment; \
+         stranded@end: holes at the end, as for the real heap"
     );
     if let Some((policy, why)) = best {
         let _ = writeln!(

@@ -76,10 +76,6 @@ pub struct HeapPoint {
     pub largest_hole: u64,
     /// `1 - largest_hole / free_in_holes` (0 when there is no hole).
     pub external: f64,
-    /// Holes smaller than every request made after this moment.
-    pub n_useless_holes: u64,
-    /// Their bytes.
-    pub useless_hole_bytes: u64,
     /// Live blocks in their own mapping (glibc's mmap'd chunks, outside
     /// `[heap]`): no holes, only page rounding.
     pub mmapped_blocks: u64,
@@ -120,6 +116,18 @@ pub struct Internal {
     pub internal: f64,
 }
 
+/// Holes no request fits: the same rule as the allocator models'
+/// ([`memtrace_frag::PolicyReport::n_stranded_holes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stranded {
+    /// Holes smaller than the chunk glibc would carve for each request made
+    /// after the hole got its present size, to the end of the trace (holes
+    /// no request came after are not counted).
+    pub holes: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 /// Live blocks that sit between large holes, by allocation stack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pinning {
@@ -145,6 +153,10 @@ pub struct HeapMap {
     pub pinning_at_peak: Vec<Pinning>,
     /// Stacks whose live blocks pin large holes at the end.
     pub pinning_at_end: Vec<Pinning>,
+    /// Stranded holes at the live peak.
+    pub stranded_at_peak: Stranded,
+    /// Stranded holes at the end.
+    pub stranded_at_end: Stranded,
     /// The holes at the end as `(size, count)`, the most bytes first (20 at most).
     pub holes_at_end: Vec<(u64, u64)>,
     /// False when the trace has no `[heap]` snapshot (nothing to measure).
@@ -305,6 +317,12 @@ struct Layout {
     holes: FxHashMap<u64, u64>,
     free_in_holes: u64,
     n_holes: u64,
+    /// Each hole by the block above it (every hole has one: the free space
+    /// above the last block is the top, not a hole): its size and the
+    /// number of allocations made when it got that size.
+    births: FxHashMap<u64, (u64, u64)>,
+    /// Allocations made so far: the birth of a hole made now.
+    now: u64,
 }
 
 impl Layout {
@@ -367,18 +385,22 @@ impl Layout {
             .map(|g| self.addr(g))
     }
 
-    fn add_hole(&mut self, size: u64) {
+    /// Adds a hole of `size` bytes below the block at `right`, born now.
+    fn add_hole(&mut self, right: u64, size: u64) {
         if size > 0 {
             *self.holes.entry(size).or_default() += 1;
             self.free_in_holes += size;
             self.n_holes += 1;
+            self.births.insert(right, (size, self.now));
         }
     }
 
-    fn remove_hole(&mut self, size: u64) {
+    /// Takes out the hole of `size` bytes below the block at `right`.
+    fn remove_hole(&mut self, right: u64, size: u64) {
         if size == 0 {
             return;
         }
+        self.births.remove(&right);
         if let Some(n) = self.holes.get_mut(&size) {
             *n -= 1;
             if *n == 0 {
@@ -408,10 +430,10 @@ impl Layout {
         }
         let left_end = self.left_end(addr, live);
         if let Some(right) = self.right(addr) {
-            self.remove_hole(self.hole_between(left_end, right));
-            self.add_hole(self.hole_between(addr + block.usable, right));
+            self.remove_hole(right, self.hole_between(left_end, right));
+            self.add_hole(right, self.hole_between(addr + block.usable, right));
         }
-        self.add_hole(self.hole_between(left_end, addr));
+        self.add_hole(addr, self.hole_between(left_end, addr));
         let g = self.granule(addr);
         self.blocks.insert(g);
         if addr != self.addr(g) {
@@ -433,10 +455,10 @@ impl Layout {
         self.n_blocks -= 1;
         self.block_bytes -= block.size;
         let left_end = self.left_end(addr, live);
-        self.remove_hole(self.hole_between(left_end, addr));
+        self.remove_hole(addr, self.hole_between(left_end, addr));
         if let Some(right) = self.right(addr) {
-            self.remove_hole(self.hole_between(addr + block.usable, right));
-            self.add_hole(self.hole_between(left_end, right));
+            self.remove_hole(right, self.hole_between(addr + block.usable, right));
+            self.add_hole(right, self.hole_between(left_end, right));
         }
     }
 
@@ -452,9 +474,11 @@ impl Layout {
         if self.region == Some((start, end)) && self.limit == limit {
             return;
         }
+        let (old_births, now) = (std::mem::take(&mut self.births), self.now);
         *self = Layout {
             region: Some((start, end)),
             limit,
+            now,
             ..Layout::default()
         };
         self.blocks
@@ -468,6 +492,27 @@ impl Layout {
         for (a, b) in inside {
             self.insert(a, b, live);
         }
+        // A hole that was there before the snapshot keeps its birth.
+        for (right, (size, birth)) in &mut self.births {
+            if let Some(&(old_size, old_birth)) = old_births.get(right) {
+                if old_size == *size {
+                    *birth = old_birth;
+                }
+            }
+        }
+    }
+
+    /// The holes smaller than the chunk of every request made after they
+    /// got their size ([`Stranded`]).
+    fn stranded(&self, later: &SmallestLater) -> Stranded {
+        let mut s = Stranded::default();
+        for &(size, birth) in self.births.values() {
+            if later.after(birth).is_some_and(|r| size < chunk_for(r)) {
+                s.holes += 1;
+                s.bytes += size;
+            }
+        }
+        s
     }
 
     /// The blocks in address order.
@@ -480,12 +525,7 @@ impl Layout {
         })
     }
 
-    fn point(
-        &self,
-        live_bytes: u64,
-        smallest_later: u64,
-        live: &FxHashMap<u64, Block>,
-    ) -> HeapPoint {
+    fn point(&self, live_bytes: u64, live: &FxHashMap<u64, Block>) -> HeapPoint {
         let (extent, top_free) = match self.region {
             Some((start, end)) => {
                 let top = match self.blocks.below(self.blocks.capacity()) {
@@ -501,13 +541,6 @@ impl Layout {
             None => (0, 0),
         };
         let largest = self.holes.keys().copied().max().unwrap_or(0);
-        let (mut n_useless, mut useless_bytes) = (0, 0);
-        for (&size, &n) in &self.holes {
-            if size < smallest_later {
-                n_useless += n;
-                useless_bytes += size * n;
-            }
-        }
         HeapPoint {
             time_ns: 0,
             live_bytes,
@@ -522,8 +555,6 @@ impl Layout {
             } else {
                 1.0 - largest as f64 / self.free_in_holes as f64
             },
-            n_useless_holes: n_useless,
-            useless_hole_bytes: useless_bytes,
             ..HeapPoint::default()
         }
     }
@@ -692,6 +723,7 @@ pub fn analyze_with<R: std::io::Read>(
         let Some(func) = e.func() else { continue };
         n += 1;
         let op = func.op();
+        layout.now = n_allocs;
         if op == Op::Free || (op == Op::Realloc && (e.addr != 0 || e.size == 0) && e.old_addr != 0)
         {
             let addr = if op == Op::Free { e.addr } else { e.old_addr };
@@ -703,6 +735,7 @@ pub fn analyze_with<R: std::io::Read>(
         }
         if op != Op::Free && e.addr != 0 {
             n_allocs += 1;
+            layout.now = n_allocs;
             layout.remove(e.addr, &live);
             if let Some(old) = live.remove(&e.addr) {
                 live_bytes -= old.size;
@@ -719,12 +752,11 @@ pub fn analyze_with<R: std::io::Read>(
             layout.insert(e.addr, block, &live);
             mmapped.add(e.addr, block, page);
         }
-        let later = stats.later.after(n_allocs).unwrap_or(u64::MAX);
-        let at = |layout: &Layout, later: u64| {
+        let at = |layout: &Layout| {
             outside(
                 HeapPoint {
                     time_ns: ts,
-                    ..layout.point(live_bytes, later, &live)
+                    ..layout.point(live_bytes, &live)
                 },
                 layout,
                 &mmapped,
@@ -732,12 +764,13 @@ pub fn analyze_with<R: std::io::Read>(
             )
         };
         if n == stats.peak_event {
-            map.at_peak = at(&layout, later);
+            map.at_peak = at(&layout);
+            map.stranded_at_peak = layout.stranded(&stats.later);
             map.pinning_at_peak = layout.pinning(&live);
             (map.internal_by_size_at_peak, map.internal_by_site_at_peak) = internal_groups(&live);
         }
         if n % step == 0 {
-            map.timeline.push(at(&layout, later));
+            map.timeline.push(at(&layout));
         }
         map.at_end.time_ns = ts;
     }
@@ -749,16 +782,16 @@ pub fn analyze_with<R: std::io::Read>(
         p.time_ns = span.offset_ns(clock, p.time_ns);
     }
     let end_time = span.offset_ns(clock, map.at_end.time_ns);
-    // No request comes after the end: "useless" is only defined before it.
     map.at_end = outside(
         HeapPoint {
             time_ns: end_time,
-            ..layout.point(live_bytes, 0, &live)
+            ..layout.point(live_bytes, &live)
         },
         &layout,
         &mmapped,
         live.len() as u64,
     );
+    map.stranded_at_end = layout.stranded(&stats.later);
     map.pinning_at_end = layout.pinning(&live);
     (map.internal_by_size_at_end, map.internal_by_site_at_end) = internal_groups(&live);
     let mut holes: Vec<(u64, u64)> = layout.holes.iter().map(|(&s, &n)| (s, n)).collect();
@@ -766,6 +799,14 @@ pub fn analyze_with<R: std::io::Read>(
     holes.truncate(20);
     map.holes_at_end = holes;
     Ok(map)
+}
+
+/// The chunk glibc (64-bit) carves for a request of `size` bytes: the
+/// request and the 8-byte size field rounded up to 16, at least 32. A hole
+/// between two blocks is a free chunk of exactly its size, so a request
+/// fits a hole when its chunk is no larger.
+fn chunk_for(size: u64) -> u64 {
+    size.saturating_add(HEADER + 15).max(32) & !15
 }
 
 /// Live blocks in mappings of their own, and the bytes of all live blocks.
@@ -909,8 +950,8 @@ mod tests {
             (self.layout.n_holes, self.layout.free_in_holes)
         }
 
-        fn point(&self, live_bytes: u64, later: u64) -> HeapPoint {
-            self.layout.point(live_bytes, later, &self.live)
+        fn point(&self, live_bytes: u64) -> HeapPoint {
+            self.layout.point(live_bytes, &self.live)
         }
     }
 
@@ -939,7 +980,7 @@ mod tests {
         l.remove(0x1070);
         // The last block going leaves no hole: its space joins the top.
         assert_eq!(l.holes(), (0, 0));
-        let p = l.point(80, u64::MAX);
+        let p = l.point(80);
         assert_eq!(p.top_free, 0x10000 - 0x1040 - 40);
         assert_eq!(p.blocks_in_heap, 2);
     }
@@ -953,12 +994,85 @@ mod tests {
             l.insert(addr, 16);
             addr += 16 + HEADER + hole;
         }
-        let p = l.point(64, 100);
+        let p = l.point(64);
         assert_eq!(p.free_in_holes, 120);
         assert_eq!(p.largest_hole, 50);
         assert_eq!(p.external, 1.0 - 50.0 / 120.0);
-        // A later 100-byte request fits none of them.
-        assert_eq!((p.n_useless_holes, p.useless_hole_bytes), (3, 120));
+        // The holes were made before the 4th allocation; a 100-byte request
+        // (a 112-byte chunk) after it fits none of them.
+        let mut later = SmallestLater::new();
+        later.push(5, 100);
+        assert_eq!(
+            l.layout.stranded(&later),
+            Stranded {
+                holes: 3,
+                bytes: 120
+            }
+        );
+        // A 20-byte request needs a 32-byte chunk: only the 30-byte hole is
+        // too small for it, though 30 bytes exceed the 20 asked for.
+        later.push(6, 20);
+        assert_eq!(
+            l.layout.stranded(&later),
+            Stranded {
+                holes: 1,
+                bytes: 30
+            }
+        );
+    }
+
+    #[test]
+    fn a_hole_counts_only_against_requests_made_after_it_got_its_size() {
+        let mut l = heap();
+        let mut later = SmallestLater::new();
+        // Allocations 1-3: three 40-byte blocks side by side; allocation 4
+        // asks for 16 bytes (a 32-byte chunk), allocation 5 for 100.
+        for (i, a) in [0x1010u64, 0x1040, 0x1070].into_iter().enumerate() {
+            l.layout.now = i as u64 + 1;
+            later.push(i as u64 + 1, 40);
+            l.insert(a, 40);
+        }
+        later.push(4, 16);
+        later.push(5, 100);
+        // Freed after allocation 3: a 48-byte hole that the 16-byte request
+        // would fit.
+        l.layout.now = 3;
+        l.remove(0x1040);
+        assert_eq!(l.layout.stranded(&later), Stranded::default());
+        // The same hole made again after allocation 4: only the 100-byte
+        // request comes after it, and it does not fit.
+        l.insert(0x1040, 40);
+        l.layout.now = 4;
+        l.remove(0x1040);
+        assert_eq!(
+            l.layout.stranded(&later),
+            Stranded {
+                holes: 1,
+                bytes: 48
+            }
+        );
+        // After the last request a hole is not judged at all.
+        l.layout.now = 5;
+        l.insert(0x1040, 40);
+        l.remove(0x1040);
+        assert_eq!(l.layout.stranded(&later), Stranded::default());
+    }
+
+    #[test]
+    fn a_new_snapshot_keeps_the_birth_of_the_holes_it_finds_again() {
+        let mut l = heap();
+        for a in [0x1010u64, 0x1040, 0x1070] {
+            l.insert(a, 40);
+        }
+        l.remove(0x1040);
+        let mut later = SmallestLater::new();
+        later.push(1, 100);
+        assert_eq!(l.layout.stranded(&later).holes, 1);
+        // The heap grows; the layout is rebuilt after allocation 1.
+        l.layout.now = 1;
+        l.layout
+            .set_region(0x1000, 0x20000, 0x20000, &l.live.clone());
+        assert_eq!(l.layout.stranded(&later).holes, 1);
     }
 
     /// The bitmap's neighbour queries against a sorted vector, across

@@ -132,9 +132,12 @@ pub struct PolicyReport {
     pub n_growths: u64,
     /// Mean free blocks examined per allocation.
     pub examined_avg: f64,
-    /// Holes left at the end below the top of the heap that are smaller
-    /// than every request made after the hole got its size (holes with no
-    /// later request are not counted).
+    /// Stranded holes at the end: holes below the top of the heap smaller
+    /// than the block this model would give each request made after the
+    /// hole got its present size, to the end of the stream (holes with no
+    /// later request are not counted). The real heap's stranded holes
+    /// (`memtrace_analyze::heapmap::Stranded`) follow the same rule with
+    /// glibc's chunks.
     pub n_stranded_holes: u64,
     /// Their total size (bytes).
     pub stranded_bytes: u64,
