@@ -1,8 +1,10 @@
 //! The leak verdict on programs nobody here wrote, side by side with
 //! valgrind's memcheck (issue #19): each program runs five times under
 //! `memtrace run --check-leaks` (five address layouts) and once under
-//! `valgrind --leak-check=full`, and memtrace's definitely and indirectly
-//! lost bytes and blocks must equal memcheck's in every run. Where memcheck
+//! `valgrind --leak-check=full`, and memtrace's definitely, indirectly and
+//! possibly lost bytes and blocks must equal memcheck's in every run
+//! (possibly lost left out where it is known to differ: `POSSIBLE_DIFFERS`).
+//! Where memcheck
 //! finds nothing, that is 0 and `--check-leaks` passes (exit 0); `perl -e`
 //! really leaks at exit (perl leaves its interpreter to the OS unless
 //! `PERL_DESTRUCT_LEVEL` is set), and both tools count the same blocks.
@@ -31,16 +33,41 @@ const RUNS: usize = 5;
 /// A hang, not a slow run.
 const LIMIT: Duration = Duration::from_secs(300);
 
-/// Definitely and indirectly lost, as (bytes, blocks).
+/// Definitely, indirectly and possibly lost, as (bytes, blocks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Lost {
     definite: (u64, u64),
     indirect: (u64, u64),
+    possible: (u64, u64),
 }
+
+/// The runs whose possibly lost blocks differ from memcheck's by a few,
+/// for reasons docs/leaks-json.md gives (blocks named only by pointers
+/// into them, which depend on the addresses and the environment): only
+/// their definitely and indirectly lost, the classes CI fails on, are
+/// compared. Every other run matches memcheck in all three classes.
+const POSSIBLE_DIFFERS: &[&str] = &[
+    "perl",
+    "node",
+    "git_log_in_a_linked_worktree_leaks_nothing",
+    "python-",
+];
 
 impl Lost {
     fn is_none(&self) -> bool {
         self.definite == (0, 0) && self.indirect == (0, 0)
+    }
+
+    /// The classes compared for the run `name`.
+    fn compared(self, name: &str) -> Lost {
+        if POSSIBLE_DIFFERS.iter().any(|p| name.starts_with(p)) {
+            Lost {
+                possible: (0, 0),
+                ..self
+            }
+        } else {
+            self
+        }
     }
 }
 
@@ -132,6 +159,7 @@ fn memcheck(dir: &Path, program: &[String]) -> Lost {
     Lost {
         definite: memcheck_pair(&log, "definitely lost"),
         indirect: memcheck_pair(&log, "indirectly lost"),
+        possible: memcheck_pair(&log, "possibly lost"),
     }
 }
 
@@ -174,6 +202,7 @@ fn memtrace_lost(dir: &Path, program: &[String], run: usize) -> (Lost, Option<i3
     let lost = Lost {
         definite: pair(&json["totals"]["definite"]),
         indirect: pair(&json["totals"]["indirect"]),
+        possible: pair(&json["totals"]["possible"]),
     };
     (lost, out.status.code())
 }
@@ -195,7 +224,11 @@ fn agree_with_memcheck(name: &str, program: &[String], expect_leaks: bool) {
     );
     for run in 0..RUNS {
         let (lost, status) = memtrace_lost(&dir, program, run);
-        assert_eq!(lost, reference, "{name}, run {run}: memtrace vs memcheck");
+        assert_eq!(
+            lost.compared(name),
+            reference.compared(name),
+            "{name}, run {run}: memtrace vs memcheck"
+        );
         let expected_status = if expect_leaks { 1 } else { 0 };
         assert_eq!(status, Some(expected_status), "{name}, run {run}");
     }

@@ -321,7 +321,7 @@ fn memtrace_column(paths: &Paths, w: &Workload, notes: &mut Vec<String>) -> Resu
     }
     if !suppressed.is_empty() {
         notes.push(format!(
-            "{}: memtrace's built-in suppressions (the C runtime's one-time blocks, which memcheck sees freed by its freeres hooks) took {}",
+            "{}: memtrace's built-in suppressions (one-time blocks of the C runtime, which memcheck sees freed by its freeres hooks, and of the dynamic loader; `memtrace leaks --list-builtin` gives the reason for each) took {}",
             w.name,
             suppressed.join(", ")
         ));

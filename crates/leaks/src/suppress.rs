@@ -66,6 +66,13 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "the dynamic loader: version tables of loaded libraries",
     ),
     (
+        "_dl_find_object_update",
+        "the dynamic loader: the table _dl_find_object searches, grown when more libraries are \
+         loaded than its first segment holds, kept for the process's life; glibc aligns each \
+         segment to 128 bytes and keeps the block's own address only inside it, so memcheck's \
+         rule too calls it possibly lost",
+    ),
+    (
         "^_IO_file_doallocate",
         "glibc stdio: the buffer of a standard stream, freed only by __libc_freeres",
     ),
