@@ -161,7 +161,7 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
 
     let mut sections = Vec::new();
     let mut files = Vec::new();
-    let skipped: Vec<(String, String)> = Vec::new();
+    let mut skipped: Vec<(String, String)> = Vec::new();
     for plan in CHARTS {
         let mut figures = Vec::new();
         match plan.source {
@@ -192,6 +192,7 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
                     &exe,
                     &["all", "20000"],
                     format!("{}: locality, 20000 values", plan.title),
+                    &mut skipped,
                 )?;
                 figures.push(figure);
                 files.push(file);
@@ -205,6 +206,7 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
                     &exe,
                     &["anon", "64", "2"],
                     format!("{}: walker, 64 MiB", plan.title),
+                    &mut skipped,
                 )?;
                 figures.push(figure);
                 files.push(file);
@@ -225,6 +227,9 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
 
 /// Runs `memtrace TOOL_ARGS --svg charts/STEM.svg -- PROGRAM PROGRAM_ARGS`
 /// in the report directory: the chart of a tool that watches a program.
+/// When the tool cannot run here (no valgrind and no hardware counters, no
+/// swap accounting), its one error line goes into a placeholder chart and
+/// into `skipped`, and the report goes on.
 fn tool_chart(
     paths: &Paths,
     dir: &Path,
@@ -232,6 +237,7 @@ fn tool_chart(
     program: &Path,
     program_args: &[&str],
     title: String,
+    skipped: &mut Vec<(String, String)>,
 ) -> Result<(Figure, PathBuf)> {
     let path = dir.join(format!("{stem}.svg"));
     let svg_rel = rel(&paths.report, &path);
@@ -243,8 +249,14 @@ fn tool_chart(
     cmd.args(&args).current_dir(&paths.report);
     let shown = format!("memtrace {}", args.join(" "));
     eprintln!("xtask: (in {}) {shown}", paths.report.display());
-    util::output(&mut cmd).with_context(|| format!("`{shown}` failed"))?;
-    if !path.is_file() {
+    let run = util::measure(&mut cmd)?;
+    if !run.status.success() {
+        let reason = tool_error(&run.stderr);
+        eprintln!("xtask: {stem} chart skipped: {reason}");
+        let svg = memtrace_plot::skipped(&title, &reason).map_err(|e| anyhow::anyhow!("{e}"))?;
+        memtrace_safe_write::write_file(&path, svg.as_bytes())?;
+        skipped.push((stem.to_string(), reason));
+    } else if !path.is_file() {
         anyhow::bail!("`{shown}` wrote no {}", path.display());
     }
     let figure = Figure {
@@ -254,6 +266,20 @@ fn tool_chart(
         command: shown,
     };
     Ok((figure, path))
+}
+
+/// Why a tool failed, from its stderr: memtrace's own error line (the last
+/// `memtrace: ...` line), or the last line at all.
+fn tool_error(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let line = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("memtrace: "))
+        .or(lines.last())
+        .copied()
+        .unwrap_or("it exited without a message");
+    line.trim_start_matches("memtrace: ").trim().to_string()
 }
 
 /// The page's introduction.
@@ -274,4 +300,65 @@ pub fn intro(paths: &Paths) -> Vec<String> {
 fn rel(base: &Path, path: &Path) -> String {
     path.strip_prefix(base)
         .map_or_else(|_| path.display().to_string(), |p| p.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A `memtrace` that fails the way `memtrace cache` does on a machine
+    /// with neither hardware counters nor valgrind.
+    const FAILING: &str = "#!/bin/sh\n\
+        echo 'memtrace: no hardware cache counters here (perf_event_open: ENOENT), \
+        and valgrind is not installed for the simulation' >&2\nexit 2\n";
+
+    #[test]
+    fn a_tool_that_cannot_run_leaves_a_placeholder_that_says_why() {
+        let root = std::env::temp_dir().join(format!("xtask-charts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let charts = root.join("charts");
+        std::fs::create_dir_all(&charts).unwrap();
+        let memtrace = root.join("memtrace");
+        std::fs::write(&memtrace, FAILING).unwrap();
+        std::fs::set_permissions(&memtrace, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let paths = Paths {
+            root: root.clone(),
+            report: root.clone(),
+            out: memtrace_safe_write::OutDir::create(&root).unwrap(),
+            bin: root.clone(),
+            traces: root.clone(),
+            release: root.clone(),
+            memtrace,
+        };
+        let mut skipped = Vec::new();
+        let (figure, file) = tool_chart(
+            &paths,
+            &charts,
+            ("cache", &["cache"]),
+            Path::new("/bin/true"),
+            &[],
+            "Cache misses: locality".into(),
+            &mut skipped,
+        )
+        .unwrap();
+        let reason = "no hardware cache counters here (perf_event_open: ENOENT), \
+                      and valgrind is not installed for the simulation";
+        assert_eq!(skipped, [("cache".to_string(), reason.to_string())]);
+        assert_eq!(file, charts.join("cache.svg"));
+        assert_eq!(figure.file, "charts/cache.svg");
+        let svg = std::fs::read_to_string(&file).unwrap();
+        assert!(svg.contains(&format!("skipped: {reason}")), "{svg}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn the_reason_is_memtraces_last_error_line() {
+        assert_eq!(
+            tool_error("warming up\nmemtrace: first\nmemtrace: cannot run valgrind\n\n"),
+            "cannot run valgrind"
+        );
+        assert_eq!(tool_error("Segmentation fault\n"), "Segmentation fault");
+        assert_eq!(tool_error(""), "it exited without a message");
+    }
 }
