@@ -7,7 +7,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::FontTransform;
 
 use crate::style::{self, Area, Axis, LegendEntry, FONT, INK, TICK_SIZE, VALUE_SIZE, WIDTH};
-use crate::units::{compact, linear_ticks, log_ticks, tick_label, Unit};
+use crate::units::{axis_ticks, log_tick_label, log_ticks, tick_label, Unit};
 use crate::PlotError;
 
 /// How a panel's y axis maps values.
@@ -217,7 +217,7 @@ fn draw_panel(
     let (y_ticks, y_decimals, y_lo) = if log {
         (log_ticks(max / y_scale.divisor), 0, -0.3)
     } else {
-        let (t, d) = linear_ticks(max / y_scale.divisor, 6);
+        let (t, d) = axis_ticks(max / y_scale.divisor, 6, unit);
         (t, d, 0.0)
     };
     let y_hi = *y_ticks.last().expect("ticks");
@@ -241,11 +241,12 @@ fn draw_panel(
             Axis::new(0.0, n_cat as f64, Vec::new()),
             Axis::new(y_lo, y_hi, y_ticks.clone()),
         )?;
+    let y_tick_values = y_ticks.clone();
     let y_fmt = move |v: &f64| {
         if log {
-            compact(10f64.powf(*v))
+            log_tick_label(*v)
         } else {
-            tick_label(*v, y_decimals, unit)
+            tick_label(*v, y_decimals, unit, &y_tick_values)
         }
     };
     let mut desc = unit.axis_label(&panel.label, y_scale);

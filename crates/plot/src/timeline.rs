@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::style::{self, Area, Axis, LegendEntry, FONT, INK, WIDTH};
-use crate::units::{linear_ticks, tick_label, Unit};
+use crate::units::{axis_ticks, linear_ticks, tick_label, Unit};
 use crate::PlotError;
 
 /// A named line: `(x, y)` points in the base units of the axes, x ascending.
@@ -192,7 +192,7 @@ fn draw_panel(area: &Area, panel: &Panel, ctx: &PanelContext) -> Result<(), Plot
         .chain(ctx.markers.iter().map(|m| m.y))
         .fold(0.0f64, f64::max);
     let y_scale = panel.unit.scale_for(y_max);
-    let (y_ticks, y_decimals) = linear_ticks(y_max / y_scale.divisor, 6);
+    let (y_ticks, y_decimals) = axis_ticks(y_max / y_scale.divisor, 6, panel.unit);
     let y_hi = *y_ticks.last().expect("ticks");
     let unit = panel.unit;
 
@@ -208,8 +208,10 @@ fn draw_panel(area: &Area, panel: &Panel, ctx: &PanelContext) -> Result<(), Plot
         )?;
     let x_decimals = ctx.x_decimals;
     let x_unit = ctx.x_unit;
-    let x_fmt = move |v: &f64| tick_label(*v, x_decimals, x_unit);
-    let y_fmt = move |v: &f64| tick_label(*v, y_decimals, unit);
+    let x_ticks = ctx.x_ticks.to_vec();
+    let x_fmt = move |v: &f64| tick_label(*v, x_decimals, x_unit, &x_ticks);
+    let y_tick_values = y_ticks.clone();
+    let y_fmt = move |v: &f64| tick_label(*v, y_decimals, unit, &y_tick_values);
     let y_desc = panel.unit.axis_label(&panel.label, y_scale);
     let mut mesh = chart.configure_mesh();
     mesh.x_label_formatter(&x_fmt)

@@ -138,11 +138,66 @@ pub fn linear_ticks(max: f64, target: usize) -> (Vec<f64>, usize) {
     (ticks, decimals)
 }
 
-/// Formats a tick value of a linear axis.
-pub fn tick_label(value: f64, decimals: usize, unit: Unit) -> String {
+/// Ticks of a linear axis for values in `unit` ([`linear_ticks`]), with
+/// whole steps on a count axis: it never shows 0.2 of a block.
+pub fn axis_ticks(max: f64, target: usize, unit: Unit) -> (Vec<f64>, usize) {
+    let (ticks, decimals) = linear_ticks(max, target);
+    if unit != Unit::Count || decimals == 0 {
+        return (ticks, decimals);
+    }
+    let top = if max > 0.0 && max.is_finite() {
+        max.ceil()
+    } else {
+        1.0
+    };
+    ((0..=top as u64).map(|i| i as f64).collect(), 0)
+}
+
+/// Formats a tick value of a linear axis whose ticks are `ticks`: on a
+/// count axis every tick takes the suffix its largest tick needs (`0, 5k,
+/// 10k`, never `5000` beside `10k`).
+pub fn tick_label(value: f64, decimals: usize, unit: Unit, ticks: &[f64]) -> String {
     match unit {
-        Unit::Count => compact(value),
+        Unit::Count => {
+            let top = ticks.iter().fold(0.0f64, |a, &b| a.max(b.abs()));
+            let (d, suffix) = count_suffix(top, 1e4);
+            let step = ticks
+                .windows(2)
+                .map(|w| (w[1] - w[0]).abs())
+                .fold(f64::INFINITY, f64::min);
+            let digits = if step.is_finite() && step / d < 1.0 {
+                (-(step / d).log10()).ceil() as usize
+            } else {
+                0
+            };
+            if value == 0.0 {
+                "0".to_string()
+            } else {
+                format!("{}{suffix}", trim(value / d, digits))
+            }
+        }
         _ => format!("{value:.decimals$}"),
+    }
+}
+
+/// The label of the tick `10^exponent` of a log axis of counts: `1`, `100`,
+/// `1k`, `10k`, `1M`, one style from the first thousand on.
+pub fn log_tick_label(exponent: f64) -> String {
+    let value = 10f64.powf(exponent);
+    let (d, suffix) = count_suffix(value, 1e3);
+    format!("{}{suffix}", trim(value / d, 1))
+}
+
+/// The divisor and suffix for counts up to `top`, with `k` from `k_from` on.
+fn count_suffix(top: f64, k_from: f64) -> (f64, &'static str) {
+    if top >= 1e9 {
+        (1e9, "G")
+    } else if top >= 1e6 {
+        (1e6, "M")
+    } else if top >= k_from {
+        (1e3, "k")
+    } else {
+        (1.0, "")
     }
 }
 
@@ -200,5 +255,44 @@ mod tests {
         assert_eq!(decimals, 1);
         assert_eq!(log_ticks(250.0), vec![0.0, 1.0, 2.0, 3.0]);
         assert_eq!(log_ticks(0.0), vec![0.0, 1.0]);
+    }
+
+    #[test]
+    fn a_count_axis_has_whole_ticks() {
+        // Two blocks at most: 0, 1, 2, not 0, 0.5, 1, 1.5, 2.
+        assert_eq!(axis_ticks(2.0, 6, Unit::Count), (vec![0.0, 1.0, 2.0], 0));
+        assert_eq!(axis_ticks(0.0, 6, Unit::Count), (vec![0.0, 1.0], 0));
+        // Larger counts keep their round steps.
+        assert_eq!(
+            axis_ticks(12.0, 6, Unit::Count).0,
+            [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
+        );
+        // Other units may have fractional ticks.
+        assert_eq!(axis_ticks(0.9, 5, Unit::Bytes).1, 1);
+    }
+
+    #[test]
+    fn every_tick_of_a_count_axis_has_the_same_suffix() {
+        let labels = |ticks: &[f64]| -> Vec<String> {
+            ticks
+                .iter()
+                .map(|&v| tick_label(v, 0, Unit::Count, ticks))
+                .collect()
+        };
+        assert_eq!(
+            labels(&[0.0, 5000.0, 10000.0, 15000.0]),
+            ["0", "5k", "10k", "15k"]
+        );
+        assert_eq!(
+            labels(&[0.0, 200_000.0, 400_000.0, 600_000.0, 800_000.0, 1e6, 1.2e6]),
+            ["0", "0.2M", "0.4M", "0.6M", "0.8M", "1M", "1.2M"]
+        );
+        assert_eq!(
+            labels(&[0.0, 2000.0, 4000.0, 6000.0, 8000.0]),
+            ["0", "2000", "4000", "6000", "8000"]
+        );
+        assert_eq!(labels(&[0.0, 1.0, 2.0]), ["0", "1", "2"]);
+        let log: Vec<String> = (0..=6).map(|e| log_tick_label(f64::from(e))).collect();
+        assert_eq!(log, ["1", "10", "100", "1k", "10k", "100k", "1M"]);
     }
 }

@@ -115,7 +115,7 @@ fn grouped_bars_write_na_for_unmeasured_values_and_name_every_series() {
         "1",
         "10",
         "100",
-        "1000",
+        "1k",
         "100k",
     ] {
         assert!(p.has(t), "{t} in {:?}", p.texts);
