@@ -139,6 +139,11 @@ pub struct HeapReplay {
     peak_epoch: u64,
     timeline_step: u64,
     timeline_max: usize,
+    /// For each timeline point, the quiet stretch before its call (ticks
+    /// since the call before): a point after a stretch longer than the
+    /// timeline's step, and the point before it, are kept when the
+    /// timeline is thinned.
+    timeline_holds: Vec<u64>,
 }
 
 impl HeapReplay {
@@ -180,6 +185,12 @@ impl HeapReplay {
 
     fn heap(&mut self, tid: u32, e: &HeapEvent) {
         let Some(func) = e.func() else { return };
+        // The heap as the previous call left it.
+        let before = (self.n_events > 0).then_some(TimePoint {
+            ts: self.last_ts,
+            live_bytes: self.live_bytes,
+            calls: self.n_events,
+        });
         for (t, received) in self.receipts.arrived(tid, e.ts) {
             self.allocate(t, &received);
         }
@@ -234,27 +245,57 @@ impl HeapReplay {
             }
         }
         if self.timeline_step > 0 {
-            let due = self
-                .timeline
-                .last()
-                .is_none_or(|p| e.ts >= p.ts.saturating_add(self.timeline_step));
-            if due {
-                self.timeline.push(TimePoint {
-                    ts: e.ts,
-                    live_bytes: self.live_bytes,
-                    calls: self.n_events,
-                });
-                if self.timeline.len() > self.timeline_max {
-                    // Halve the resolution: keep every other point.
-                    let mut i = 0;
-                    self.timeline.retain(|_| {
-                        i += 1;
-                        i % 2 == 1
-                    });
-                    self.timeline_step *= 2;
+            let step = self.timeline_step;
+            let last = self.timeline.last().map(|p| p.ts);
+            if last.is_none_or(|t| e.ts >= t.saturating_add(step)) {
+                // After a quiet stretch (no call for a step or more), the
+                // heap the last call left, held until this one: a line
+                // straight from the last point would show a slow ramp
+                // where the heap jumped and then stayed.
+                let quiet = before.map_or(0, |b| e.ts.saturating_sub(b.ts));
+                if let (Some(t), Some(b)) = (last, before) {
+                    if b.ts > t && quiet >= step {
+                        self.push_point(b, 0);
+                    }
                 }
+                self.push_point(
+                    TimePoint {
+                        ts: e.ts,
+                        live_bytes: self.live_bytes,
+                        calls: self.n_events,
+                    },
+                    quiet,
+                );
             }
         }
+    }
+
+    /// Adds a timeline point (`quiet`: the stretch without calls before
+    /// it); past `timeline_max` points, halves the resolution, keeping the
+    /// points that end a stretch at least as long as the new step, and the
+    /// point before each.
+    fn push_point(&mut self, p: TimePoint, quiet: u64) {
+        self.timeline.push(p);
+        self.timeline_holds.push(quiet);
+        if self.timeline.len() <= self.timeline_max {
+            return;
+        }
+        let step = self.timeline_step.saturating_mul(2);
+        let holds = std::mem::take(&mut self.timeline_holds);
+        let keep: Vec<bool> = (0..holds.len())
+            .map(|i| i % 2 == 0 || holds[i] >= step || holds.get(i + 1).is_some_and(|&q| q >= step))
+            .collect();
+        let mut i = 0;
+        self.timeline.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        self.timeline_holds = holds
+            .into_iter()
+            .zip(&keep)
+            .filter_map(|(h, &k)| k.then_some(h))
+            .collect();
+        self.timeline_step = step;
     }
 
     fn stats(&mut self, stack: StackId) -> &mut StackStats {
@@ -370,6 +411,7 @@ impl HeapReplay {
                 live_bytes: self.live_bytes,
                 calls: self.n_events,
             });
+            self.timeline_holds.push(0);
         }
     }
 }
@@ -448,6 +490,39 @@ mod tests {
         r.finish();
         assert_eq!(r.live[&0xd0].size, 8);
         assert_eq!(r.live_bytes, 8);
+    }
+
+    /// A burst of calls, a quiet stretch, then one more call: the timeline
+    /// holds the heap the burst left until the quiet stretch ends, instead
+    /// of a line that ramps across it.
+    #[test]
+    fn the_timeline_holds_the_heap_through_a_quiet_stretch() {
+        let mut r = HeapReplay::new(1000);
+        for i in 0..10u64 {
+            r.apply(&ev(Func::Malloc, 1 + i, 0x1000 + 0x100 * i, 0, 100, 1));
+        }
+        r.apply(&ev(Func::Malloc, 1_000_000, 0x9000, 0, 24, 2));
+        r.finish();
+        let points: Vec<(u64, u64)> = r.timeline.iter().map(|p| (p.ts, p.live_bytes)).collect();
+        let tail = &points[points.len() - 3..];
+        assert_eq!(tail, [(10, 1000), (1_000_000, 1024), (1_000_000, 1024)]);
+    }
+
+    /// Thinning a long timeline keeps the hold before a stretch longer than
+    /// the new step.
+    #[test]
+    fn thinning_keeps_the_holds_of_long_quiet_stretches() {
+        let mut r = HeapReplay::new(8);
+        let mut addr = 0x1000;
+        for ts in (1..=40u64).chain([5_000]) {
+            r.apply(&ev(Func::Malloc, ts, addr, 0, 1, 1));
+            addr += 0x10;
+        }
+        r.finish();
+        assert!(r.timeline.len() <= 9 + 2, "{} points", r.timeline.len());
+        let hold = r.timeline.iter().position(|p| p.ts == 40);
+        let held = hold.map(|i| (r.timeline[i].live_bytes, r.timeline[i + 1].ts));
+        assert_eq!(held, Some((40, 5_000)));
     }
 
     /// Where memtrace's rule and heaptrack's agree and where they differ.

@@ -82,6 +82,9 @@ pub struct Timeline {
 }
 
 const PANEL_HEIGHT: u32 = 300;
+/// How far a panel with a marker reaches above its highest value, so that
+/// the marker's label fits over the dot.
+const MARKER_HEADROOM: f64 = 1.18;
 const X_AXIS_HEIGHT: u32 = 50;
 
 /// Draws a timeline as an SVG document.
@@ -192,7 +195,14 @@ fn draw_panel(area: &Area, panel: &Panel, ctx: &PanelContext) -> Result<(), Plot
         .chain(ctx.markers.iter().map(|m| m.y))
         .fold(0.0f64, f64::max);
     let y_scale = panel.unit.scale_for(y_max);
-    let (y_ticks, y_decimals) = axis_ticks(y_max / y_scale.divisor, 6, panel.unit);
+    // Room above a marker for its label, which sits over the dot: a peak is
+    // the top of its line, so nothing of that line runs through the text.
+    let headroom = if ctx.markers.is_empty() {
+        1.0
+    } else {
+        MARKER_HEADROOM
+    };
+    let (y_ticks, y_decimals) = axis_ticks(y_max * headroom / y_scale.divisor, 6, panel.unit);
     let y_hi = *y_ticks.last().expect("ticks");
     let unit = panel.unit;
 
@@ -261,17 +271,17 @@ fn draw_panel(area: &Area, panel: &Panel, ctx: &PanelContext) -> Result<(), Plot
         let (px, py) = chart.backend_coord(&point);
         let right_half = m.x / ctx.x_scale > ctx.x_hi / 2.0;
         let (anchor, dx) = if right_half {
-            (HPos::Right, -10)
+            (HPos::Right, 4)
         } else {
-            (HPos::Left, 10)
+            (HPos::Left, -4)
         };
         let style = TextStyle::from((FONT, 17).into_font().style(FontStyle::Bold))
             .color(&INK)
-            .pos(Pos::new(anchor, VPos::Center));
+            .pos(Pos::new(anchor, VPos::Bottom));
         // The root's coordinates equal the backend's (the root starts at 0,0);
         // `area` is shifted, so draw on a root-based offset.
         let (ax, ay) = area.get_base_pixel();
-        area.draw_text(&m.label, &style, (px + dx - ax, py - ay))?;
+        area.draw_text(&m.label, &style, (px + dx - ax, py - 10 - ay))?;
     }
     Ok(())
 }
