@@ -153,7 +153,7 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
         let args = ["plot", &trace_rel, "-o", &out_rel, "--only", &only];
         let mut cmd = Command::new(&paths.memtrace);
         cmd.args(args).current_dir(&paths.report);
-        let shown = format!("memtrace {}", args.join(" "));
+        let shown = format!("{} {}", memtrace_as_run(paths), args.join(" "));
         eprintln!("xtask: (in {}) {shown}", paths.report.display());
         util::output(&mut cmd).with_context(|| format!("`{shown}` failed"))?;
         commands.push((*fixture, shown));
@@ -247,7 +247,7 @@ fn tool_chart(
     args.extend(program_args);
     let mut cmd = Command::new(&paths.memtrace);
     cmd.args(&args).current_dir(&paths.report);
-    let shown = format!("memtrace {}", args.join(" "));
+    let shown = format!("{} {}", memtrace_as_run(paths), args.join(" "));
     eprintln!("xtask: (in {}) {shown}", paths.report.display());
     let run = util::measure(&mut cmd)?;
     if !run.status.success() {
@@ -266,6 +266,16 @@ fn tool_chart(
         command: shown,
     };
     Ok((figure, path))
+}
+
+/// The memtrace binary as a reader in the report directory would run it
+/// (`../release/memtrace`): `memtrace` itself is not on their PATH.
+fn memtrace_as_run(paths: &Paths) -> String {
+    let target = paths.report.parent().unwrap_or(&paths.report);
+    match paths.memtrace.strip_prefix(target) {
+        Ok(below) if target != paths.report => format!("../{}", below.display()),
+        _ => paths.memtrace.display().to_string(),
+    }
 }
 
 /// Why a tool failed, from its stderr: memtrace's own error line (the last
@@ -317,15 +327,18 @@ mod tests {
     fn a_tool_that_cannot_run_leaves_a_placeholder_that_says_why() {
         let root = std::env::temp_dir().join(format!("xtask-charts-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let charts = root.join("charts");
+        // target/ as cargo lays it out: the report beside release/.
+        let report = root.join("memtrace-report");
+        let charts = report.join("charts");
         std::fs::create_dir_all(&charts).unwrap();
-        let memtrace = root.join("memtrace");
+        std::fs::create_dir_all(root.join("release")).unwrap();
+        let memtrace = root.join("release/memtrace");
         std::fs::write(&memtrace, FAILING).unwrap();
         std::fs::set_permissions(&memtrace, std::fs::Permissions::from_mode(0o755)).unwrap();
         let paths = Paths {
             root: root.clone(),
-            report: root.clone(),
-            out: memtrace_safe_write::OutDir::create(&root).unwrap(),
+            report: report.clone(),
+            out: memtrace_safe_write::OutDir::create(&report).unwrap(),
             bin: root.clone(),
             traces: root.clone(),
             release: root.clone(),
@@ -347,6 +360,11 @@ mod tests {
         assert_eq!(skipped, [("cache".to_string(), reason.to_string())]);
         assert_eq!(file, charts.join("cache.svg"));
         assert_eq!(figure.file, "charts/cache.svg");
+        // Shown as the reader would run it from the report directory.
+        assert_eq!(
+            figure.command,
+            "../release/memtrace cache --svg charts/cache.svg -- /bin/true"
+        );
         let svg = std::fs::read_to_string(&file).unwrap();
         assert!(svg.contains(&format!("skipped: {reason}")), "{svg}");
         let _ = std::fs::remove_dir_all(&root);

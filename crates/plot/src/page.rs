@@ -14,7 +14,8 @@ use std::fmt::Write as _;
 pub struct Figure {
     /// Image path, relative to the page.
     pub file: String,
-    /// Heading.
+    /// The chart's title, as the image shows it: the image's alternative
+    /// text.
     pub title: String,
     /// One or two sentences on what the chart shows (may be empty when the
     /// section's text says it).
@@ -102,8 +103,8 @@ pub fn html(page: &Page) -> String {
             let _ = writeln!(out, "<p>{}</p>", escape(&s.text));
         }
         for f in &s.figures {
+            // The image carries its title: the page does not repeat it.
             let _ = writeln!(out, "<figure>");
-            let _ = writeln!(out, "<h3>{}</h3>", escape(&f.title));
             if !f.caption.is_empty() {
                 let _ = writeln!(out, "<p>{}</p>", escape(&f.caption));
             }
@@ -174,5 +175,9 @@ mod tests {
         assert_eq!(code, ["memtrace plot t.trace -o \"x\""]);
         let title = doc.descendants().find(|n| n.has_tag_name("h1")).unwrap();
         assert_eq!(title.text(), Some("charts <of> sites"));
+        // The figure's title is the image's own, not a heading above it.
+        assert!(!doc.descendants().any(|n| n.has_tag_name("h3")));
+        let alt = doc.descendants().find(|n| n.has_tag_name("img")).unwrap();
+        assert_eq!(alt.attribute("alt"), Some("Live heap"));
     }
 }
