@@ -253,8 +253,13 @@ pub fn latency_histogram(r: &LatencyReport) -> Option<Histogram> {
 pub fn real_heap_subtitle(h: &HeapMap) -> String {
     let p = &h.at_peak;
     format!(
-        "at the live peak: {} B live in a {} B heap, {} holes of {} B, largest {} B, external fragmentation {:.3}",
-        p.live_bytes, p.extent_bytes, p.n_holes, p.free_in_holes, p.largest_hole, p.external
+        "at the live peak: {} B live in a {} B heap, {} holes of {} B, largest {} B, external fragmentation {:.1}%",
+        p.live_bytes,
+        p.extent_bytes,
+        p.n_holes,
+        p.free_in_holes,
+        p.largest_hole,
+        p.external * 100.0
     )
 }
 
@@ -269,13 +274,17 @@ pub fn real_heap_timeline(h: &HeapMap, program: &str) -> Option<Timeline> {
     if !h.measured || h.timeline.is_empty() {
         return None;
     }
+    // The evenly spaced points, with the live peak and the end among them:
+    // the curves reach the peak the subtitle states.
+    let mut at: Vec<&memtrace_analyze::heapmap::HeapPoint> = h.timeline.iter().collect();
+    let peak = at.partition_point(|p| p.time_ns <= h.at_peak.time_ns);
+    at.insert(peak, &h.at_peak);
+    if at.last().is_some_and(|p| p.time_ns < h.at_end.time_ns) {
+        at.push(&h.at_end);
+    }
     let series = |name: &str, f: &dyn Fn(&memtrace_analyze::heapmap::HeapPoint) -> u64| Series {
         name: name.into(),
-        points: h
-            .timeline
-            .iter()
-            .map(|p| (p.time_ns as f64, f(p) as f64))
-            .collect(),
+        points: at.iter().map(|p| (p.time_ns as f64, f(p) as f64)).collect(),
     };
     Some(Timeline {
         title: format!("Real heap fragmentation over the run: {program}"),
@@ -300,11 +309,7 @@ pub fn real_heap_timeline(h: &HeapMap, program: &str) -> Option<Timeline> {
                 unit: Unit::Ratio,
                 series: vec![Series {
                     name: "1 - largest hole / free in holes".into(),
-                    points: h
-                        .timeline
-                        .iter()
-                        .map(|p| (p.time_ns as f64, p.external))
-                        .collect(),
+                    points: at.iter().map(|p| (p.time_ns as f64, p.external)).collect(),
                 }],
                 filled: false,
             },

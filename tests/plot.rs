@@ -198,15 +198,33 @@ fn the_real_heap_chart_states_the_heap_at_the_peak() {
     // The subtitle (wrapped over lines) gives the frag JSON's numbers exactly.
     let all = svg.strings().join(" ");
     let expected = format!(
-        "at the live peak: {} B live in a {} B heap, {} holes of {} B, largest {} B, external fragmentation {:.3}",
+        "at the live peak: {} B live in a {} B heap, {} holes of {} B, largest {} B, external fragmentation {:.1}%",
         num(p, "live_bytes"),
         num(p, "extent_bytes"),
         num(p, "n_holes"),
         num(p, "free_in_holes"),
         num(p, "largest_hole"),
-        p["external"].as_f64().unwrap()
+        p["external"].as_f64().unwrap() * 100.0
     );
     assert!(all.contains(&expected), "{expected:?} not in {all:?}");
+    // The live bytes' line (the second series, orange) reaches that peak.
+    let live = svg
+        .polylines
+        .iter()
+        .find(|l| l.stroke == "#FF7F0E")
+        .expect("the live bytes' line");
+    let top = live
+        .points
+        .iter()
+        .map(|p| p.1)
+        .fold(f64::INFINITY, f64::min);
+    let (kib, per_px) = value_at(&svg.y_axes()[0], top);
+    assert_near(
+        kib * 1024.0,
+        num(p, "live_bytes") as f64,
+        per_px * 1024.0,
+        "the live line's top",
+    );
     for name in [
         "Real heap fragmentation over the run: sites",
         "heap extent ([heap])",

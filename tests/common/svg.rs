@@ -36,12 +36,20 @@ pub struct Circle {
     pub cy: f64,
 }
 
+/// A `<polyline>` element: a series' line.
+#[derive(Debug, Clone)]
+pub struct Polyline {
+    pub stroke: String,
+    pub points: Vec<(f64, f64)>,
+}
+
 /// The parts of a chart the tests look at.
 #[derive(Debug, Clone)]
 pub struct Svg {
     pub texts: Vec<Text>,
     pub rects: Vec<Rect>,
     pub circles: Vec<Circle>,
+    pub polylines: Vec<Polyline>,
 }
 
 fn num(node: roxmltree::Node, name: &str) -> f64 {
@@ -68,6 +76,7 @@ impl Svg {
             texts: Vec::new(),
             rects: Vec::new(),
             circles: Vec::new(),
+            polylines: Vec::new(),
         };
         for n in doc.descendants().filter(|n| n.is_element()) {
             match n.tag_name().name() {
@@ -88,6 +97,18 @@ impl Svg {
                 "circle" => svg.circles.push(Circle {
                     cx: num(n, "cx"),
                     cy: num(n, "cy"),
+                }),
+                "polyline" => svg.polylines.push(Polyline {
+                    stroke: n.attribute("stroke").unwrap_or_default().to_string(),
+                    points: n
+                        .attribute("points")
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .filter_map(|xy| {
+                            let (x, y) = xy.split_once(',')?;
+                            Some((x.parse().ok()?, y.parse().ok()?))
+                        })
+                        .collect(),
                 }),
                 _ => {}
             }

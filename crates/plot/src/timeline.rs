@@ -82,6 +82,8 @@ pub struct Timeline {
 }
 
 const PANEL_HEIGHT: u32 = 300;
+/// The narrowest a band is drawn, in pixels.
+const MIN_BAND_PX: f64 = 3.0;
 /// How far a panel with a marker reaches above its highest value, so that
 /// the marker's label fits over the dot.
 const MARKER_HEADROOM: f64 = 1.18;
@@ -243,6 +245,10 @@ fn draw_panel(area: &Area, panel: &Panel, ctx: &PanelContext) -> Result<(), Plot
             .find(|(l, _)| *l == b.label)
             .map_or(style::band_color(0), |(_, c)| *c);
         let (x0, x1) = (b.start / ctx.x_scale, b.end / ctx.x_scale);
+        // A band shorter than the chart can show is drawn 3 px wide: a
+        // legend entry must have something to point at.
+        let width_px = f64::from(chart.plotting_area().dim_in_pixel().0.max(1));
+        let x1 = x1.max(x0 + MIN_BAND_PX * ctx.x_hi / width_px);
         chart.draw_series(std::iter::once(Rectangle::new(
             [(x0, 0.0), (x1, y_hi)],
             color.mix(0.45).filled(),

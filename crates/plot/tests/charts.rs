@@ -248,3 +248,43 @@ fn the_placeholder_says_skipped_and_why() {
     let texts: Vec<&str> = p.texts.iter().map(|t| t.0.as_str()).collect();
     assert_eq!(texts, ["Leaks by class", "skipped: tool not built yet"]);
 }
+
+/// A phase of a microsecond in a run of a second is still drawn, 2 to 3 pixels
+/// wide (3 before rounding), so that its legend entry points at something.
+#[test]
+fn a_band_too_short_to_see_is_drawn_a_few_pixels_wide() {
+    let svg = timeline(&Timeline {
+        title: "heap".into(),
+        subtitle: None,
+        x_label: "time".into(),
+        x_unit: Unit::Nanos,
+        x_end: None,
+        panels: vec![Panel {
+            label: "live heap".into(),
+            unit: Unit::Bytes,
+            series: vec![Series {
+                name: "live heap".into(),
+                points: vec![(0.0, 0.0), (1e9, 4096.0)],
+            }],
+            filled: true,
+        }],
+        bands: vec![Band {
+            start: 5e8,
+            end: 5e8 + 1e3,
+            label: "phase setup".into(),
+            color: Some((200, 100, 50)),
+        }],
+        markers: vec![],
+    })
+    .unwrap();
+    let p = parse(&svg);
+    // The band, not its 12-pixel legend swatch: as tall as the panel.
+    let band: Vec<f64> = p
+        .rects
+        .iter()
+        .filter(|r| r.4 == "#C86432" && r.3 > 100.0)
+        .map(|r| r.2)
+        .collect();
+    assert_eq!(band.len(), 1, "{:?}", p.rects);
+    assert!((2.0..=3.0).contains(&band[0]), "band {} px wide", band[0]);
+}
