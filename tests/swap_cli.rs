@@ -224,7 +224,9 @@ fn writes_a_csv_timeline_and_an_svg_chart() {
     assert!(rows[1].ends_with(','));
     assert!(rows[2..].iter().all(|r| r.ends_with(",ok")));
     // The chart is SVG whose text (no font library needed) names the
-    // states and the three panels.
+    // program, the state it was in, the memory panel and its lines; a
+    // sleeping program takes no major fault and stalls on nothing, which
+    // the subtitle says instead of two flat panels.
     let svg = std::fs::read_to_string(&svg).unwrap();
     let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
@@ -234,20 +236,47 @@ fn writes_a_csv_timeline_and_an_svg_chart() {
         .filter_map(|n| n.text())
         .map(str::trim)
         .collect();
-    for label in [
-        "ok",
-        "reclaiming",
-        "swapping",
-        "thrashing",
-        "memory (MiB)",
-        "major faults per second",
-        "memory pressure (% of interval stalled)",
-        "RSS",
-        "swap",
-        "some",
-        "full",
-    ] {
+    for label in ["Swap and thrash monitor: sleep", "ok", "RSS", "swap"] {
         assert!(texts.contains(&label), "no text {label:?} in {texts:?}");
+    }
+    assert!(
+        texts.iter().any(|t| t.starts_with("memory (")),
+        "no memory panel in {texts:?}"
+    );
+    let subtitle: String = texts
+        .iter()
+        .skip_while(|t| !t.starts_with("verdict ok; peak RSS "))
+        .take(2)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let pressure = if std::path::Path::new("/proc/pressure/memory").exists() {
+        "no memory pressure stall"
+    } else {
+        "memory pressure not measured (no PSI)"
+    };
+    // `majflt` is cumulative: its last row is the run's total (a cold
+    // start may read `sleep` from disk).
+    let header: Vec<&str> = rows[0].split(',').collect();
+    let col = header.iter().position(|c| *c == "majflt").expect("majflt");
+    let majflt: u64 = rows[rows.len() - 1]
+        .split(',')
+        .nth(col)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let faults = if majflt == 0 {
+        "; no major fault"
+    } else {
+        assert!(texts.contains(&"major faults per second"), "{texts:?}");
+        ""
+    };
+    assert!(
+        subtitle.contains(&format!("{faults}; {pressure}")),
+        "{subtitle:?} in {texts:?}"
+    );
+    for absent in ["reclaiming", "thrashing"] {
+        assert!(!texts.contains(&absent), "{absent:?} in {texts:?}");
     }
 }
 

@@ -244,13 +244,16 @@ pub fn swap(args: SwapArgs) -> Result<ExitCode> {
         out.finish(&samples, &timeline)?;
     }
     if let Some(file) = &svg {
-        let title = if command.is_empty() {
-            format!("memtrace swap --pid {pid}")
-        } else {
-            format!("memtrace swap -- {}", command.join(" "))
+        // The program's name, not the whole command line, as the title.
+        let program = match command.first() {
+            Some(c) => Path::new(c)
+                .file_name()
+                .map_or_else(|| c.to_string(), |n| n.to_string_lossy().into_owned()),
+            None => format!("pid {pid}"),
         };
-        let chart = memtrace_swap::chart::render_svg(&title, &samples, &intervals, &states)
-            .map_err(|e| anyhow::anyhow!("cannot draw the chart: {e}"))?;
+        let chart =
+            memtrace_swap::chart::render_svg(&program, &summary, &samples, &intervals, &states)
+                .map_err(|e| anyhow::anyhow!("cannot draw the chart: {e}"))?;
         file.write(chart.as_bytes())?;
     }
     // The files first: a closed stderr pipe must not lose them.
