@@ -328,6 +328,59 @@ fn the_flame_graph_shows_the_bytes_of_each_site() {
 }
 
 /// The index page as XML: its `<img>` sources and `<code>` commands.
+/// Every text of every chart reads at 12 px or more on the index page,
+/// which shows an image at most 968 px wide (a 1000 px body less its
+/// padding): a font's size in the SVG, times the page's scale.
+#[test]
+fn every_chart_reads_at_12_px_or_more_on_the_page() {
+    let dir = &sites().charts;
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "svg") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let width: f64 = text
+            .split_once(" width=\"")
+            .and_then(|(_, rest)| rest.split('"').next())
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("{}: no width", path.display()));
+        let scale = (968.0 / width).min(1.0);
+        // plotters writes font-size="N", inferno font-size:N in its styles.
+        let sizes: Vec<f64> = text
+            .split("font-size")
+            .skip(1)
+            .filter_map(|rest| {
+                let rest = rest.trim_start_matches(['=', ':', '"']);
+                let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+                rest[..end].parse().ok()
+            })
+            .collect();
+        assert!(!sizes.is_empty(), "{}: no font size", path.display());
+        let smallest = sizes.iter().copied().fold(f64::INFINITY, f64::min) * scale;
+        assert!(
+            smallest >= 12.0,
+            "{}: text of {smallest:.1} px on the page",
+            path.display()
+        );
+        checked.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    checked.sort();
+    assert_eq!(
+        checked,
+        [
+            "flame.svg",
+            "frag.svg",
+            "heap.svg",
+            "latency.svg",
+            "leaks.svg",
+            "policies.svg",
+            "sizes.svg"
+        ]
+    );
+}
+
 fn index_page(dir: &Path) -> (Vec<String>, Vec<String>) {
     let text = std::fs::read_to_string(dir.join("index.html")).unwrap();
     let options = roxmltree::ParsingOptions {

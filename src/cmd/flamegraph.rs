@@ -116,12 +116,21 @@ pub fn fold(path: &Path, extent: Extent, measure: Measure) -> Result<Folded> {
     })
 }
 
+/// The flame graph's width in pixels: that of `memtrace-plot`'s charts.
+const FLAME_WIDTH: usize = 960;
+/// Its frames' font size in pixels (inferno's default is 12).
+const FLAME_FONT_SIZE: usize = 13;
+
 /// Draws folded stacks as an inferno flame graph (they must not be empty).
 pub fn svg(folded: &Folded, measure: Measure, out: &mut impl Write) -> Result<()> {
     if measure == Measure::Latency && !folded.latency_measured {
         eprintln!("memtrace: warning: this trace has no allocator latencies");
     }
     let mut options = inferno::flamegraph::Options::default();
+    // As wide as memtrace's other charts, so that its text reads at the
+    // size of theirs on a page that shows them side by side.
+    options.image_width = Some(FLAME_WIDTH);
+    options.font_size = FLAME_FONT_SIZE;
     options.title = format!(
         "memtrace: {} by stack ({})",
         measure.description(),
