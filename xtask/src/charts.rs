@@ -23,7 +23,9 @@ pub enum Source {
     /// `memtrace plot --only NAME`, writing `charts/FIXTURE/NAME.svg`.
     Plot(&'static str),
     /// `memtrace swap --svg charts/swap.svg -- walker anon 64 2`: the swap
-    /// monitor's timeline of the working-set walker (the control: it fits).
+    /// monitor's timeline of the working-set walker (the control: it fits),
+    /// and as root the walker of 256 MiB under a 64 MiB cgroup limit with a
+    /// temporary swap file (`charts/swap-limited.svg`).
     Swap,
     /// `memtrace cache --svg charts/cache.svg -- locality all 20000`.
     Cache,
@@ -111,10 +113,11 @@ pub const CHARTS: &[ChartPlan] = &[
     ChartPlan {
         title: "Swap, faults and memory pressure over time",
         caption: "RSS, swap, major faults per second and memory pressure of the working-set \
-                  walker (fixtures/c/walker.c, 64 MiB for 2 s, no memory limit: the control \
-                  that stays ok), with the monitor's verdict as bands. A run that thrashes \
-                  needs root, a memory cgroup and a swap file: tests/swap_monitor.rs makes \
-                  one and checks its verdict.",
+                  walker (fixtures/c/walker.c), with the monitor's verdict as bands: 64 MiB for \
+                  2 s with no memory limit (the control, which stays ok), then, when the report \
+                  runs as root, 256 MiB for 4 s in a memory cgroup limited to 64 MiB with a \
+                  temporary 512 MiB swap file (removed after the run), which swaps and thrashes. \
+                  Without root the report lists why the second run is missing.",
         fixtures: &[],
         source: Source::Swap,
     },
@@ -206,11 +209,40 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
                     ("swap", &["swap", "--interval", "100"]),
                     &exe,
                     &["anon", "64", "2"],
-                    format!("{}: walker, 64 MiB", plan.title),
+                    format!("{}: walker, 64 MiB, no limit", plan.title),
                     &mut skipped,
                 )?;
                 figures.push(figure);
                 files.push(file);
+                // The same walker, four times larger, under a 64 MiB limit
+                // with swap: the bands the monitor is for.
+                match crate::constrained::Constrained::new(&paths.report) {
+                    Ok(limit) => {
+                        let cgroup = limit.cgroup.display().to_string();
+                        let (figure, file) = tool_chart(
+                            paths,
+                            &dir,
+                            (
+                                "swap-limited",
+                                &["swap", "--interval", "100", "--cgroup", &cgroup],
+                            ),
+                            &exe,
+                            &["anon", "256", "4"],
+                            format!(
+                                "{}: walker, 256 MiB under a {} MiB limit",
+                                plan.title,
+                                crate::constrained::LIMIT_MIB
+                            ),
+                            &mut skipped,
+                        )?;
+                        figures.push(figure);
+                        files.push(file);
+                    }
+                    Err(why) => {
+                        eprintln!("xtask: only the unconstrained swap run: {why}");
+                        skipped.push(("swap under a memory limit".into(), why));
+                    }
+                }
             }
         }
         sections.push(Section {

@@ -29,6 +29,7 @@ mod bench;
 mod bigtrace;
 mod browser;
 mod charts;
+mod constrained;
 mod floor;
 mod fuzz;
 mod heaptrack;
