@@ -381,6 +381,65 @@ fn every_chart_reads_at_12_px_or_more_on_the_page() {
     );
 }
 
+/// The script of the overlap check: in every inline SVG, the boxes the
+/// browser laid out for its texts and dots on the page (rotation
+/// included; shrunk by a pixel, so that touching is not overlapping); each
+/// pair of texts, or text and dot, that still intersect is written into
+/// `#overlaps`.
+const OVERLAP_SCRIPT: &str = "window.addEventListener('load',function(){\
+var found=[];var svgs=document.querySelectorAll('svg');\
+for(var k=0;k<svgs.length;k++){var s=svgs[k];var name=s.getAttribute('data-chart');\
+var items=[];var ts=s.querySelectorAll('text');\
+for(var i=0;i<ts.length;i++){var t=ts[i];if(!t.textContent.trim())continue;\
+var b=t.getBoundingClientRect();items.push([t.textContent.trim(),b]);}\
+var cs=s.querySelectorAll('circle');for(var i=0;i<cs.length;i++){items.push(['(dot)',cs[i].getBoundingClientRect()]);}\
+for(var i=0;i<items.length;i++){for(var j=i+1;j<items.length;j++){var a=items[i][1],c=items[j][1];\
+if(a.x+1<c.x+c.width-1&&c.x+1<a.x+a.width-1&&a.y+1<c.y+c.height-1&&c.y+1<a.y+a.height-1){\
+found.push(name+': '+items[i][0]+' / '+items[j][0]);}}}}\
+var e=document.getElementById('overlaps');e.setAttribute('data-found',found.join(' | '));\
+e.setAttribute('data-done','1');});";
+
+/// In headless Chromium, no text of a `memtrace-plot` chart overlaps
+/// another or a dot (the peak marker). The flame graph is inferno's, laid
+/// out by its own script, and left out.
+#[test]
+fn no_label_overlaps_another_or_the_peak_marker_in_chromium() {
+    let Some(chromium) = browser::find_chromium() else {
+        common::skip("label overlaps", "chromium is not installed");
+        return;
+    };
+    let dir = &sites().charts;
+    let charts = ["heap", "sizes", "latency", "frag", "policies", "leaks"];
+    let mut page = String::from("<!DOCTYPE html><html><body>");
+    for name in charts {
+        let svg = std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap();
+        let start = svg.find("<svg").expect("an svg element");
+        page.push_str(&svg[start..].replacen("<svg", &format!("<svg data-chart=\"{name}\""), 1));
+    }
+    // A control that must be found: two labels drawn on one spot.
+    page.push_str(
+        "<svg data-chart=\"control\" width=\"200\" height=\"50\">\
+         <text x=\"10\" y=\"30\" font-size=\"14\">first label</text>\
+         <text x=\"20\" y=\"32\" font-size=\"14\">second label</text></svg>",
+    );
+    page.push_str("<p id=\"overlaps\" data-found=\"\" data-done=\"\"></p><script>");
+    page.push_str(OVERLAP_SCRIPT);
+    page.push_str("</script></body></html>");
+    let file = dir.join("overlaps.html");
+    std::fs::write(&file, page).unwrap();
+    let dom = browser::rendered_dom(&chromium, &file, (1000, 800)).expect("chromium");
+    assert_eq!(
+        browser::dom_attribute(&dom, "overlaps", "data-done").as_deref(),
+        Some("1"),
+        "the check did not run"
+    );
+    let found = browser::dom_attribute(&dom, "overlaps", "data-found").unwrap_or_default();
+    assert_eq!(
+        found, "control: first label / second label",
+        "overlapping labels"
+    );
+}
+
 fn index_page(dir: &Path) -> (Vec<String>, Vec<String>) {
     let text = std::fs::read_to_string(dir.join("index.html")).unwrap();
     let options = roxmltree::ParsingOptions {

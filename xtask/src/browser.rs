@@ -136,6 +136,16 @@ fn attribute(dom: &str, id: &str, name: &str) -> Option<String> {
     Some(tag[v..end].replace("&amp;", "&"))
 }
 
+/// Loads `page` and returns the DOM as its scripts left it.
+pub fn rendered_dom(chromium: &Path, page: &Path, window: (u32, u32)) -> Result<String, String> {
+    run_chromium(chromium, page, window, &["--dump-dom".to_string()])
+}
+
+/// The value of attribute `name` of the element `id="ID"` in a dumped DOM.
+pub fn dom_attribute(dom: &str, id: &str, name: &str) -> Option<String> {
+    attribute(dom, id, name)
+}
+
 /// Loads `page`, writes a screenshot of the top `window` to `screenshot`,
 /// and returns which images loaded.
 pub fn check_page(
