@@ -148,6 +148,21 @@ fn bucket_min(i: usize) -> u64 {
 
 /// A power of two in a unit, without needless decimals: `16 B`, `4 KiB`, `512 ns`, `2 ms`.
 pub fn pow2_label(value: u64, unit: Unit) -> String {
+    if unit == Unit::Nanos && value >= 1000 {
+        // Powers of two are not round in us or ms: every label gets three
+        // significant digits (1.02 us, 4.10 us, 131 us, 2.10 ms), not
+        // `1 us` beside `4.1 us`.
+        let scale = unit.scale_for(value as f64);
+        let shown = value as f64 / scale.divisor;
+        let decimals = if shown >= 100.0 {
+            0
+        } else if shown >= 10.0 {
+            1
+        } else {
+            2
+        };
+        return format!("{shown:.decimals$} {}", scale.name);
+    }
     let text = unit.format(value as f64);
     // `4.00 KiB` -> `4 KiB`, `1.0 us` -> `1 us`; keep `1.5 KiB`-like values.
     let mut parts = text.splitn(2, ' ');
@@ -436,8 +451,14 @@ mod tests {
         assert_eq!(pow2_label(4096, Unit::Bytes), "4 KiB");
         assert_eq!(pow2_label(1 << 20, Unit::Bytes), "1 MiB");
         assert_eq!(pow2_label(512, Unit::Nanos), "512 ns");
-        assert_eq!(pow2_label(2048, Unit::Nanos), "2 us");
-        assert_eq!(pow2_label(131072, Unit::Nanos), "131.1 us");
+        let us: Vec<String> = (10..=21).map(|k| pow2_label(1 << k, Unit::Nanos)).collect();
+        assert_eq!(
+            us,
+            [
+                "1.02 us", "2.05 us", "4.10 us", "8.19 us", "16.4 us", "32.8 us", "65.5 us",
+                "131 us", "262 us", "524 us", "1.05 ms", "2.10 ms"
+            ]
+        );
     }
 
     #[test]
