@@ -1,65 +1,21 @@
-//! The memtrace recorder: records every heap call with its stack into a trace.
+#![doc = include_str!("../README.md")]
 //!
-//! Two front ends share it: the `LD_PRELOAD` library (crate
-//! `memtrace-preload`, which drives the hidden `plumbing` module from its C
-//! hooks) and the Rust
-//! [`Tracking`] global allocator. Each heap call costs the recorder an unwind
-//! (framehop over in-memory `.eh_frame`), a lookup in a per-thread stack
-//! cache and a push into a per-thread ring; a writer thread drains the rings,
-//! encodes and compresses them (`memtrace-format`). No lock and no system
-//! call on the fast path; nothing the program computes changes.
+//! ## The API
 //!
-//! ```no_run
-//! use memtrace_recorder::{phase, stats, Tracking};
-//! use std::alloc::System;
+//! - [`Tracking`]: the global allocator ([`Tracking::new`] records a
+//!   trace, [`Tracking::untraced`] does not).
+//! - [`stats()`] and [`Stats`]: the process's heap counters; [`phase`]: a
+//!   named phase in the trace; [`modules_changed`]: call after loading or
+//!   unloading a shared library yourself (`dlopen`), so that stacks through
+//!   it unwind.
+//! - [`assert_no_leaks`], [`heap_stats`], [`LeakScope`] (with [`HeapStats`],
+//!   [`Leaks`], [`LeakedBlocks`], [`StackFrame`]): checks of a scope of code.
+//! - [`is_installed`]: whether [`Tracking`] is the global allocator, which
+//!   the checks and [`stats()`] require (they panic otherwise).
 //!
-//! #[global_allocator]
-//! static ALLOC: Tracking<System> = Tracking::new(System);
-//!
-//! fn main() {
-//!     phase("build");
-//!     let v: Vec<u64> = (0..1000).collect();
-//!     phase("sum");
-//!     println!("{} {}", v.iter().sum::<u64>(), stats().peak_bytes);
-//! }
-//! ```
-//!
-//! # Leak checks and heap statistics in tests
-//!
-//! With [`Tracking`] as the global allocator of a test binary,
-//! [`assert_no_leaks`] fails a test whose code leaves blocks allocated, and
-//! names each with its size and allocation stack (`file:line`);
-//! [`heap_stats`] and [`LeakScope`] count the blocks and bytes allocated and
-//! freed inside a scope. A scope counts only the allocations of the thread
-//! that opened it, so tests running in parallel do not disturb each other.
-//! [`Tracking::untraced`] does all this without writing a trace file.
-//!
-//! ```
-//! use memtrace_recorder::{assert_no_leaks, heap_stats, Tracking};
-//! use std::alloc::System;
-//!
-//! #[global_allocator]
-//! static ALLOC: Tracking<System> = Tracking::untraced(System);
-//!
-//! fn main() {
-//!     // In a #[test]: passes, everything allocated inside is freed.
-//!     let total = assert_no_leaks(|| (1..=10u64).collect::<Vec<_>>().iter().sum::<u64>());
-//!     assert_eq!(total, 55);
-//!
-//!     let (_, stats) = heap_stats(|| vec![0u8; 1000].len());
-//!     assert_eq!((stats.blocks_allocated, stats.bytes_allocated), (1, 1000));
-//!     assert_eq!(stats.live_bytes(), 0);
-//! }
-//! ```
-//!
-//! A leak fails with a message like this one:
-//!
-//! ```text
-//! 1000 bytes in 1 block allocated in the scope were not freed
-//! 1000 bytes in 1 block allocated
-//!     at mytests::leaky (tests/cache.rs:12)
-//!     by mytests::leaky_cache_is_caught (tests/cache.rs:30)
-//! ```
+//! The rest of the crate is the recorder that the `LD_PRELOAD` library
+//! (crate `memtrace-preload`) drives from its C hooks, through a hidden
+//! module that is not part of this API.
 #![deny(missing_docs)]
 
 mod call;

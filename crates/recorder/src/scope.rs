@@ -13,7 +13,8 @@
 //! process-wide table behind a spin lock, and every free or resize in the
 //! process looks its address up there: slow, but only in tests. The stacks
 //! of leaked blocks are symbolized when a check fails, from the files on
-//! disk (cargo feature `symbolize`, on by default).
+//! disk (cargo feature `symbolize`, off by default: return addresses
+//! without it).
 //!
 //! The table's own memory is allocated under the recorder's reentrancy
 //! guard, so it never enters the table, the counters or a trace.
@@ -754,6 +755,13 @@ impl fmt::Display for Leaks {
             for (k, frame) in g.stack.iter().take(PRINTED_FRAMES).enumerate() {
                 writeln!(f, "    {} {frame}", if k == 0 { "at" } else { "by" })?;
             }
+        }
+        if !cfg!(feature = "symbolize") {
+            writeln!(
+                f,
+                "(return addresses only: memtrace-recorder's `symbolize` feature names \
+                 functions and file:line)"
+            )?;
         }
         Ok(())
     }
