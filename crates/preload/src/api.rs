@@ -7,7 +7,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use memtrace_recorder::{Call, Func, Op};
+use memtrace_recorder::plumbing::{Call, Func, Op};
 
 use crate::libc_alloc::{
     __libc_calloc, __libc_free, __libc_malloc, __libc_memalign, __libc_pvalloc, __libc_realloc,
@@ -256,7 +256,7 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
 /// `_exit(2)`: atexit handlers do not run, so the trace is finished here.
 #[no_mangle]
 pub extern "C" fn _exit(status: c_int) -> ! {
-    memtrace_recorder::finish();
+    memtrace_recorder::plumbing::finish();
     // SAFETY: exit_group ends the process; it does not return.
     unsafe {
         libc::syscall(libc::SYS_exit_group, status);

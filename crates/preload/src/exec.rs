@@ -380,7 +380,7 @@ impl ExecEnv {
     /// # Safety
     /// `envp` is NULL or a NULL-terminated array of C strings.
     unsafe fn prepare(envp: *const *const c_char) -> ExecEnv {
-        let Some(output) = memtrace_recorder::finish_before_exec() else {
+        let Some(output) = memtrace_recorder::plumbing::finish_before_exec() else {
             return ExecEnv {
                 output: None,
                 pointers: Vec::new(),
@@ -431,7 +431,7 @@ impl Drop for ExecEnv {
         if self.output.is_some() {
             // SAFETY: __errno_location gives this thread's errno.
             let errno = unsafe { *libc::__errno_location() };
-            memtrace_recorder::exec_failed();
+            memtrace_recorder::plumbing::exec_failed();
             set_errno(errno);
         }
     }

@@ -4,19 +4,19 @@ use std::ffi::{c_void, CStr};
 use std::ops::Range;
 use std::path::PathBuf;
 
-use memtrace_recorder::{Config, RecorderKind};
+use memtrace_recorder::plumbing::{Config, RecorderKind};
 
 /// Runs from `.init_array` when the library is loaded, before `main`.
 extern "C" fn memtrace_preload_init() {
     // The library was loaded in a process that asked for no tracing
     // (`MEMTRACE_DISABLE=1`): interpose, forward, record nothing.
-    if memtrace_recorder::disabled_by_env() {
+    if memtrace_recorder::plumbing::disabled_by_env() {
         // Hooks may have started recording already: drop it.
-        memtrace_recorder::abandon();
+        memtrace_recorder::plumbing::abandon();
         return;
     }
     let own_code = set_own_code_range();
-    memtrace_recorder::read_env_options();
+    memtrace_recorder::plumbing::read_env_options();
     let output = std::env::var_os("MEMTRACE_OUTPUT").map(PathBuf::from);
     let dir = std::env::var_os("MEMTRACE_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from);
     let follow_exec = std::env::var_os("MEMTRACE_NO_FOLLOW").is_none_or(|v| v != "1");
@@ -28,7 +28,7 @@ extern "C" fn memtrace_preload_init() {
             remove_self_from_ld_preload();
         }
     }
-    memtrace_recorder::start(Config {
+    memtrace_recorder::plumbing::start(Config {
         output,
         dir,
         recorder: RecorderKind::Preload,
@@ -88,7 +88,7 @@ fn report_foreign_allocator(own_code: &Range<u64>) {
     } else {
         ("are", "them")
     };
-    memtrace_recorder::warn(&format!(
+    memtrace_recorder::plumbing::warn(&format!(
         "{} {verb} defined in {}, which the loader binds before memtrace: \
          calls to {pronoun} are not recorded",
         names.join(", "),
@@ -234,7 +234,7 @@ fn set_own_code_range() -> Option<Range<u64>> {
     // SAFETY: see `visit`.
     unsafe { libc::dl_iterate_phdr(Some(visit), (&mut range as *mut (u64, u64)).cast()) };
     end = range.1;
-    memtrace_recorder::set_own_code(base..end);
+    memtrace_recorder::plumbing::set_own_code(base..end);
     Some(base..end)
 }
 

@@ -7,7 +7,7 @@
 //! per class; memory of a class is reused, never unmapped. Larger requests
 //! (a big ring segment, the unwinder's memo) are mapped and unmapped whole,
 //! so a thread's memory goes back to the system when it ends. The class
-//! locks are `memtrace_recorder::RawLock`s: a waiter sleeps on a futex
+//! locks are `memtrace_recorder::plumbing::RawLock`s: a waiter sleeps on a futex
 //! instead of spinning, and no lock is held across `mmap` (with 2,000
 //! threads starting at once, hundreds of threads spun on one class lock
 //! whose holder waited in `mmap`). `pthread_atfork` handlers take every
@@ -17,7 +17,7 @@
 //! request gets null, which the recorder's fallible allocations turn into
 //! dropped work; a class that needs a new chunk takes a small one from a
 //! reserve mapped at the first allocation, and tells the recorder
-//! ([`memtrace_recorder::memory_short`]), which then takes on no new
+//! ([`memtrace_recorder::plumbing::memory_short`]), which then takes on no new
 //! thread, ring segment or stack, so that the reserve lasts until the trace
 //! is finished (see the recorder's `memory.rs`).
 //!
@@ -28,7 +28,7 @@ use std::cell::UnsafeCell;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use memtrace_recorder::RawLock;
+use memtrace_recorder::plumbing::RawLock;
 
 const N_CLASSES: usize = 13;
 const SMALLEST: usize = 16;
@@ -107,7 +107,7 @@ impl Class {
         // A piece of the reserve not needed after all is left unused (a
         // page at most): it is no mapping of its own to unmap.
         if unused && !reserved {
-            memtrace_recorder::forget_own_mapping(chunk as u64);
+            memtrace_recorder::plumbing::forget_own_mapping(chunk as u64);
             // SAFETY: the chunk was mapped above with this length and never used.
             unsafe { libc::munmap(chunk.cast(), len) };
         }
@@ -197,7 +197,7 @@ fn map(len: usize) -> *mut u8 {
         ptr::null_mut()
     } else {
         // The leak scan must not read the recorder's buffers as program memory.
-        memtrace_recorder::note_own_mapping(p as u64, len as u64);
+        memtrace_recorder::plumbing::note_own_mapping(p as u64, len as u64);
         p.cast()
     }
 }
@@ -221,7 +221,7 @@ fn map_reserve() {
 /// `len` bytes of the reserve (page-aligned, as `len` is a multiple of a
 /// page), or null once it is used up.
 fn from_reserve(len: usize) -> *mut u8 {
-    memtrace_recorder::memory_short();
+    memtrace_recorder::plumbing::memory_short();
     let end = RESERVE_END.load(Ordering::Relaxed);
     let mut next = RESERVE_NEXT.load(Ordering::Acquire);
     loop {
@@ -277,7 +277,7 @@ unsafe impl GlobalAlloc for OwnAlloc {
 
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         let Some(index) = class_of(layout) else {
-            memtrace_recorder::forget_own_mapping(block as u64);
+            memtrace_recorder::plumbing::forget_own_mapping(block as u64);
             // SAFETY: a large block is a whole mapping of this length.
             unsafe { libc::munmap(block.cast(), round_to_page(layout.size().max(1))) };
             return;

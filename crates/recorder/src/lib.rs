@@ -1,64 +1,21 @@
-//! The memtrace recorder: records every heap call with its stack into a trace.
+#![doc = include_str!("../README.md")]
 //!
-//! Two front ends share it: the `LD_PRELOAD` library (crate
-//! `memtrace-preload`, which drives [`Call`] from its C hooks) and the Rust
-//! [`Tracking`] global allocator. Each heap call costs the recorder an unwind
-//! (framehop over in-memory `.eh_frame`), a lookup in a per-thread stack
-//! cache and a push into a per-thread ring; a writer thread drains the rings,
-//! encodes and compresses them (`memtrace-format`). No lock and no system
-//! call on the fast path; nothing the program computes changes.
+//! ## The API
 //!
-//! ```no_run
-//! use memtrace_recorder::{phase, stats, Tracking};
-//! use std::alloc::System;
+//! - [`Tracking`]: the global allocator ([`Tracking::new`] records a
+//!   trace, [`Tracking::untraced`] does not).
+//! - [`stats()`] and [`Stats`]: the process's heap counters; [`phase`]: a
+//!   named phase in the trace; [`modules_changed`]: call after loading or
+//!   unloading a shared library yourself (`dlopen`), so that stacks through
+//!   it unwind.
+//! - [`assert_no_leaks`], [`heap_stats`], [`LeakScope`] (with [`HeapStats`],
+//!   [`Leaks`], [`LeakedBlocks`], [`StackFrame`]): checks of a scope of code.
+//! - [`is_installed`]: whether [`Tracking`] is the global allocator, which
+//!   the checks and [`stats()`] require (they panic otherwise).
 //!
-//! #[global_allocator]
-//! static ALLOC: Tracking<System> = Tracking::new(System);
-//!
-//! fn main() {
-//!     phase("build");
-//!     let v: Vec<u64> = (0..1000).collect();
-//!     phase("sum");
-//!     println!("{} {}", v.iter().sum::<u64>(), stats().peak_bytes);
-//! }
-//! ```
-//!
-//! # Leak checks and heap statistics in tests
-//!
-//! With [`Tracking`] as the global allocator of a test binary,
-//! [`assert_no_leaks`] fails a test whose code leaves blocks allocated, and
-//! names each with its size and allocation stack (`file:line`);
-//! [`heap_stats`] and [`LeakScope`] count the blocks and bytes allocated and
-//! freed inside a scope. A scope counts only the allocations of the thread
-//! that opened it, so tests running in parallel do not disturb each other.
-//! [`Tracking::untraced`] does all this without writing a trace file.
-//!
-//! ```
-//! use memtrace_recorder::{assert_no_leaks, heap_stats, Tracking};
-//! use std::alloc::System;
-//!
-//! #[global_allocator]
-//! static ALLOC: Tracking<System> = Tracking::untraced(System);
-//!
-//! fn main() {
-//!     // In a #[test]: passes, everything allocated inside is freed.
-//!     let total = assert_no_leaks(|| (1..=10u64).collect::<Vec<_>>().iter().sum::<u64>());
-//!     assert_eq!(total, 55);
-//!
-//!     let (_, stats) = heap_stats(|| vec![0u8; 1000].len());
-//!     assert_eq!((stats.blocks_allocated, stats.bytes_allocated), (1, 1000));
-//!     assert_eq!(stats.live_bytes(), 0);
-//! }
-//! ```
-//!
-//! A leak fails with a message like this one:
-//!
-//! ```text
-//! 1000 bytes in 1 block allocated in the scope were not freed
-//! 1000 bytes in 1 block allocated
-//!     at mytests::leaky (tests/cache.rs:12)
-//!     by mytests::leaky_cache_is_caught (tests/cache.rs:30)
-//! ```
+//! The rest of the crate is the recorder that the `LD_PRELOAD` library
+//! (crate `memtrace-preload`) drives from its C hooks, through a hidden
+//! module that is not part of this API.
 #![deny(missing_docs)]
 
 mod call;
@@ -88,17 +45,64 @@ mod wake;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
-pub use call::{finish, Call, MAX_FRAMES};
-pub use memory::memory_short;
-pub use memtrace_format::{Func, Op, RecorderKind};
-pub use own_memory::{forget_own_mapping, note_own_mapping};
 pub use scope::{
-    assert_no_leaks, heap_stats, HeapStats, LeakScope, LeakedBlocks, Leaks, StackFrame,
+    assert_no_leaks, heap_stats, is_installed, HeapStats, LeakScope, LeakedBlocks, Leaks,
+    StackFrame,
 };
-pub use session::{abandon, exec_failed, finish_before_exec, start, start_early, warn, Config};
-pub use spin::RawLock;
 pub use stats::{stats, Stats};
 pub use tracking::Tracking;
+
+/// The `LD_PRELOAD` library's entry points into the recorder (crate
+/// `memtrace-preload`): not part of this crate's API, and free to change in
+/// any release. A Rust program uses [`Tracking`] instead.
+#[doc(hidden)]
+pub mod plumbing {
+    use std::ops::Range;
+    use std::sync::atomic::Ordering;
+
+    pub use crate::call::{finish, Call, MAX_FRAMES};
+    pub use crate::memory::memory_short;
+    pub use crate::own_memory::{forget_own_mapping, note_own_mapping};
+    pub use crate::session::{
+        abandon, exec_failed, finish_before_exec, start, start_early, warn, Config,
+    };
+    pub use crate::spin::RawLock;
+    pub use memtrace_format::{Func, Op, RecorderKind};
+
+    use crate::{phase_counters, LEAK_SCAN, OWN_END, OWN_START, TIMING, UNWIND_MODE};
+
+    /// True when `MEMTRACE_DISABLE` is set to anything but empty or `0`: the
+    /// program keeps running through the hooks, but nothing is recorded.
+    pub fn disabled_by_env() -> bool {
+        std::env::var_os("MEMTRACE_DISABLE").is_some_and(|v| !v.is_empty() && v != "0")
+    }
+
+    /// Reads options shared by both front ends from the environment:
+    /// `MEMTRACE_UNWIND=fast|libgcc` picks an unwinder other than the memoized one.
+    pub fn read_env_options() {
+        let mode = match std::env::var_os("MEMTRACE_UNWIND")
+            .as_deref()
+            .and_then(|v| v.to_str())
+        {
+            Some("fast") => 1,
+            Some("libgcc") => 2,
+            _ => 0,
+        };
+        UNWIND_MODE.store(mode, Ordering::Relaxed);
+        let timing = std::env::var_os("MEMTRACE_TIMING").is_none_or(|v| v != "0");
+        TIMING.store(timing, Ordering::Relaxed);
+        let leak_scan = std::env::var_os("MEMTRACE_LEAK_SCAN").is_none_or(|v| v != "0");
+        LEAK_SCAN.store(leak_scan, Ordering::Relaxed);
+        phase_counters::read_env();
+    }
+
+    /// Declares the address range of the recorder's own code, whose frames are
+    /// dropped from the top of every stack (the preload library sets it).
+    pub fn set_own_code(range: Range<u64>) {
+        OWN_START.store(range.start, Ordering::Relaxed);
+        OWN_END.store(range.end, Ordering::Relaxed);
+    }
+}
 
 /// Marks the start of a named phase; it lands in the trace with the
 /// process's page-fault and context-switch counts at that moment, and the
@@ -187,38 +191,6 @@ pub(crate) fn unwind_mode() -> UnwindMode {
         2 => UnwindMode::Libgcc,
         _ => UnwindMode::Memo,
     }
-}
-
-/// True when `MEMTRACE_DISABLE` is set to anything but empty or `0`: the
-/// program keeps running through the hooks, but nothing is recorded.
-pub fn disabled_by_env() -> bool {
-    std::env::var_os("MEMTRACE_DISABLE").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Reads options shared by both front ends from the environment:
-/// `MEMTRACE_UNWIND=fast|libgcc` picks an unwinder other than the memoized one.
-pub fn read_env_options() {
-    let mode = match std::env::var_os("MEMTRACE_UNWIND")
-        .as_deref()
-        .and_then(|v| v.to_str())
-    {
-        Some("fast") => 1,
-        Some("libgcc") => 2,
-        _ => 0,
-    };
-    UNWIND_MODE.store(mode, Ordering::Relaxed);
-    let timing = std::env::var_os("MEMTRACE_TIMING").is_none_or(|v| v != "0");
-    TIMING.store(timing, Ordering::Relaxed);
-    let leak_scan = std::env::var_os("MEMTRACE_LEAK_SCAN").is_none_or(|v| v != "0");
-    LEAK_SCAN.store(leak_scan, Ordering::Relaxed);
-    phase_counters::read_env();
-}
-
-/// Declares the address range of the recorder's own code, whose frames are
-/// dropped from the top of every stack (the preload library sets it).
-pub fn set_own_code(range: Range<u64>) {
-    OWN_START.store(range.start, Ordering::Relaxed);
-    OWN_END.store(range.end, Ordering::Relaxed);
 }
 
 #[inline(always)]

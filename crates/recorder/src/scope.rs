@@ -13,15 +13,17 @@
 //! process-wide table behind a spin lock, and every free or resize in the
 //! process looks its address up there: slow, but only in tests. The stacks
 //! of leaked blocks are symbolized when a check fails, from the files on
-//! disk (cargo feature `symbolize`, on by default).
+//! disk (cargo feature `symbolize`, off by default: return addresses
+//! without it).
 //!
 //! The table's own memory is allocated under the recorder's reentrancy
 //! guard, so it never enters the table, the counters or a trace.
 
 use std::cell::Cell;
 use std::fmt;
+use std::hint::black_box;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
@@ -124,6 +126,74 @@ static OPEN_SCOPES: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     /// The innermost open scope of this thread, 0 when none (or paused).
     static CURRENT: Cell<u64> = const { Cell::new(0) };
+    /// This thread's installation probe ([`is_installed`]).
+    static PROBE: Cell<Probe> = const { Cell::new(Probe::Idle) };
+}
+
+/// Where a thread's installation probe is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Idle,
+    /// Its allocation is on the way to the global allocator.
+    Sent,
+    /// [`Tracking`](crate::Tracking) saw it.
+    Seen,
+}
+
+/// Set once a probe came back: the global allocator of a process never changes.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`Tracking`](crate::Tracking) is this program's global
+/// allocator (or the allocator that the global allocator calls).
+///
+/// The checks that count through `Tracking` ([`assert_no_leaks`],
+/// [`heap_stats`], [`LeakScope::new`], [`stats`](crate::stats())) panic
+/// when it is not, because they would see nothing and pass; this says so
+/// without panicking.
+///
+/// The first call that answers `true` makes and frees one 1-byte
+/// allocation and sees whether `Tracking` received it (a `Tracking` that
+/// merely exists, or is called directly, is not installed); later calls
+/// are one atomic load. That allocation counts in [`stats`](crate::stats())
+/// and in a trace like any other of the program.
+///
+/// ```
+/// // This doctest has no global allocator of its own.
+/// assert!(!memtrace_recorder::is_installed());
+/// ```
+pub fn is_installed() -> bool {
+    INSTALLED.load(Ordering::Relaxed) || probe()
+}
+
+#[cold]
+#[inline(never)]
+fn probe() -> bool {
+    PROBE.with(|p| p.set(Probe::Sent));
+    // With a scope counted as open, every allocation through `Tracking`
+    // reaches `alloc_slow`, which marks this thread's probe seen.
+    OPEN_SCOPES.fetch_add(1, Ordering::Relaxed);
+    // black_box: the allocation must really happen.
+    drop(black_box(Box::new(0u8)));
+    OPEN_SCOPES.fetch_sub(1, Ordering::Relaxed);
+    let seen = PROBE.with(|p| p.replace(Probe::Idle)) == Probe::Seen;
+    if seen {
+        INSTALLED.store(true, Ordering::Relaxed);
+    }
+    seen
+}
+
+/// Panics, naming `what` and the fix, unless [`is_installed`].
+#[track_caller]
+pub(crate) fn require_installed(what: &str) {
+    if !is_installed() {
+        panic!(
+            "memtrace_recorder::{what} counts what `Tracking` sees, and `Tracking` is not the \
+             global allocator of this binary, so it would see nothing. Install it in the \
+             binary (each file of tests/ is a binary of its own): \
+             `#[global_allocator] static ALLOC: memtrace_recorder::Tracking<std::alloc::System> \
+             = memtrace_recorder::Tracking::untraced(std::alloc::System);`"
+        );
+    }
 }
 
 /// Runs `f` with the reentrancy guard set, so that what it allocates goes
@@ -197,6 +267,10 @@ pub(crate) fn on_realloc_end(resizing: Resizing, new_addr: *mut u8, new_size: us
 #[cold]
 #[inline(never)]
 fn alloc_slow(addr: u64, size: u64) {
+    if PROBE.with(Cell::get) == Probe::Sent {
+        PROBE.with(|p| p.set(Probe::Seen));
+        return;
+    }
     let scope = CURRENT.with(Cell::get);
     if scope == 0 {
         return;
@@ -376,7 +450,7 @@ fn paused<R>(f: impl FnOnce() -> R) -> R {
 /// ```
 ///
 /// The counts come from [`Tracking`](crate::Tracking): with another global
-/// allocator, a scope sees nothing.
+/// allocator, [`LeakScope::new`] panics (see [`is_installed`]).
 pub struct LeakScope {
     id: u64,
     /// Tied to the opening thread.
@@ -385,7 +459,14 @@ pub struct LeakScope {
 
 impl LeakScope {
     /// Opens a scope on this thread; it is the innermost until it ends.
+    ///
+    /// # Panics
+    ///
+    /// When [`Tracking`](crate::Tracking) is not the global allocator
+    /// ([`is_installed`]): the scope would see nothing.
+    #[track_caller]
     pub fn new() -> LeakScope {
+        require_installed("LeakScope");
         LeakScope {
             id: open(),
             _thread: PhantomData,
@@ -420,6 +501,7 @@ impl LeakScope {
 }
 
 impl Default for LeakScope {
+    #[track_caller]
     fn default() -> Self {
         LeakScope::new()
     }
@@ -450,7 +532,14 @@ impl Drop for LeakScope {
 ///     assert_eq!(stats.live_bytes(), 0);
 /// }
 /// ```
+///
+/// # Panics
+///
+/// When [`Tracking`](crate::Tracking) is not the global allocator
+/// ([`is_installed`]), before running `f`.
+#[track_caller]
 pub fn heap_stats<R>(f: impl FnOnce() -> R) -> (R, HeapStats) {
+    require_installed("heap_stats");
     let scope = LeakScope::new();
     let r = f();
     (r, scope.finish_stats())
@@ -476,8 +565,15 @@ pub fn heap_stats<R>(f: impl FnOnce() -> R) -> (R, HeapStats) {
 ///     assert_no_leaks(|| std::mem::forget(vec![1u32; 8])); // panics: 32 bytes in 1 block
 /// }
 /// ```
+///
+/// # Panics
+///
+/// When `f` leaks, and when [`Tracking`](crate::Tracking) is not the global
+/// allocator ([`is_installed`]), before running `f`: the check would
+/// otherwise pass without having seen anything.
 #[track_caller]
 pub fn assert_no_leaks<R>(f: impl FnOnce() -> R) -> R {
+    require_installed("assert_no_leaks");
     let scope = LeakScope::new();
     let r = f();
     if let Err(leaks) = scope.finish() {
@@ -659,6 +755,13 @@ impl fmt::Display for Leaks {
             for (k, frame) in g.stack.iter().take(PRINTED_FRAMES).enumerate() {
                 writeln!(f, "    {} {frame}", if k == 0 { "at" } else { "by" })?;
             }
+        }
+        if !cfg!(feature = "symbolize") {
+            writeln!(
+                f,
+                "(return addresses only: memtrace-recorder's `symbolize` feature names \
+                 functions and file:line)"
+            )?;
         }
         Ok(())
     }

@@ -27,7 +27,31 @@ pub struct Stats {
 }
 
 /// The counters now.
+///
+/// ```
+/// use memtrace_recorder::{stats, Tracking};
+/// use std::alloc::System;
+///
+/// #[global_allocator]
+/// static ALLOC: Tracking<System> = Tracking::untraced(System);
+///
+/// fn main() {
+///     let before = stats();
+///     let v = vec![0u8; 4096];
+///     let after = stats();
+///     assert_eq!(after.n_allocs - before.n_allocs, 1);
+///     assert!(after.peak_bytes >= before.live_bytes + 4096);
+///     drop(v);
+/// }
+/// ```
+///
+/// # Panics
+///
+/// When [`Tracking`](crate::Tracking) is not the global allocator
+/// ([`is_installed`](crate::is_installed)): the counters would read 0.
+#[track_caller]
 pub fn stats() -> Stats {
+    crate::scope::require_installed("stats");
     Stats {
         n_allocs: N_ALLOCS.load(Ordering::Relaxed),
         n_frees: N_FREES.load(Ordering::Relaxed),

@@ -64,7 +64,7 @@ pub(crate) struct ThreadState {
     pub(crate) stacks: StackCache,
     pub(crate) memo: memtrace_unwind::StackMemo,
     /// Scratch space for one walk's frames.
-    pub(crate) frames: Box<[u64; crate::MAX_FRAMES]>,
+    pub(crate) frames: Box<[u64; crate::call::MAX_FRAMES]>,
 }
 
 impl ThreadState {
@@ -247,7 +247,7 @@ fn create(block: &Tls) -> Option<NonNull<ThreadState>> {
         last_ts: 0,
         stacks: StackCache::new(),
         memo,
-        frames: Box::new([0; crate::MAX_FRAMES]),
+        frames: Box::new([0; crate::call::MAX_FRAMES]),
     })));
     block.state.set(state.as_ptr());
     if late {

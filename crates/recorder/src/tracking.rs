@@ -93,8 +93,8 @@ fn start_from_env() {
         START.store(NOT_STARTED, Ordering::Release);
         return;
     }
-    if !crate::disabled_by_env() {
-        crate::read_env_options();
+    if !crate::plumbing::disabled_by_env() {
+        crate::plumbing::read_env_options();
         session::start(Config {
             output: std::env::var_os("MEMTRACE_OUTPUT").map(PathBuf::from),
             dir: std::env::var_os("MEMTRACE_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from),

@@ -6,7 +6,9 @@ use std::alloc::System;
 use std::hint::black_box;
 use std::sync::{mpsc, Barrier};
 
-use memtrace_recorder::{assert_no_leaks, heap_stats, HeapStats, LeakScope, Tracking};
+use memtrace_recorder::{
+    assert_no_leaks, heap_stats, is_installed, stats, HeapStats, LeakScope, Tracking,
+};
 
 #[global_allocator]
 static ALLOC: Tracking<System> = Tracking::untraced(System);
@@ -271,4 +273,19 @@ fn many_parallel_scopes_count_exactly() {
             );
         }
     });
+}
+
+#[test]
+fn tracking_is_installed_here_and_the_counters_count() {
+    assert!(is_installed());
+    // On a thread of its own too: the answer is the process's.
+    assert!(std::thread::spawn(is_installed).join().unwrap());
+    let before = stats();
+    let v = black_box(vec![0u8; 1 << 20]);
+    let after = stats();
+    // Tests in parallel threads allocate too: at least this block.
+    assert!(after.n_allocs > before.n_allocs);
+    assert!(after.total_bytes - before.total_bytes >= 1 << 20);
+    assert!(after.peak_bytes >= 1 << 20);
+    drop(v);
 }
