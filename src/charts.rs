@@ -8,7 +8,7 @@
 use memtrace_analyze::heapmap::HeapMap;
 use memtrace_analyze::latency::LatencyReport;
 use memtrace_analyze::report::Report;
-use memtrace_analyze::units::{bytes, seconds};
+use memtrace_analyze::units::{bytes, count, seconds};
 use memtrace_frag::{PolicyKind, PolicyReport};
 use memtrace_plot::{
     Band, BarChart, BarPanel, BarSeries, Histogram, Marker, Panel, Scale, Series, Timeline, Unit,
@@ -110,12 +110,12 @@ pub fn heap_timeline(r: &Report) -> Timeline {
     Timeline {
         title: format!("Live heap over time: {}", program_name(&r.program.exe)),
         subtitle: Some(format!(
-            "{} heap calls in {}; {} allocated; unfreed at exit {} in {} blocks",
-            t.events,
+            "{} in {}; {} allocated; unfreed at exit {} in {}",
+            count(t.events, "heap call"),
             seconds(t.duration_ns),
             bytes(t.bytes_allocated),
             bytes(t.unfreed_bytes),
-            t.unfreed_blocks
+            count(t.unfreed_blocks, "block")
         )),
         x_label: "time since the trace's start".into(),
         x_unit: Unit::Nanos,
@@ -208,8 +208,8 @@ pub fn size_histogram(r: &Report) -> Option<Histogram> {
     Some(Histogram {
         title: format!("Allocation sizes: {}", program_name(&r.program.exe)),
         subtitle: Some(format!(
-            "{} allocations, {} requested",
-            r.totals.allocations,
+            "{}, {} requested",
+            count(r.totals.allocations, "allocation"),
             bytes(r.totals.bytes_allocated)
         )),
         x_label: "requested size (each bar: from this size to just under the next)".into(),
@@ -222,7 +222,7 @@ pub fn size_histogram(r: &Report) -> Option<Histogram> {
 
 /// A function's legend name on the latency chart: `malloc (311 calls)`.
 pub fn latency_series_name(function: &str, calls: u64) -> String {
-    format!("{function} ({calls} calls)")
+    format!("{function} ({})", count(calls, "call"))
 }
 
 /// Time inside the allocator per power-of-two bucket of nanoseconds, one
@@ -244,12 +244,12 @@ pub fn latency_histogram(r: &LatencyReport) -> Option<Histogram> {
             program_name(&r.program.exe)
         ),
         subtitle: Some(format!(
-            "{} in the allocator, {:.1}% of the traced threads' {} (run: {}); {} stalls of at least {}",
+            "{} in the allocator, {:.1}% of the traced threads' {} (run: {}); {} of at least {}",
             seconds(r.allocator_ns),
             r.allocator_share * 100.0,
             seconds(r.thread_ns),
             seconds(r.wall_ns),
-            r.stalls.calls,
+            count(r.stalls.calls, "stall"),
             seconds(r.stalls.threshold_ns)
         )),
         x_label: "time per call (each bar: from this time to just under the next)".into(),
@@ -268,10 +268,10 @@ pub fn latency_histogram(r: &LatencyReport) -> Option<Histogram> {
 pub fn real_heap_subtitle(h: &HeapMap) -> String {
     let p = &h.at_peak;
     format!(
-        "at the live peak: {} B live in a {} B heap, {} holes of {} B, largest {} B, external fragmentation {:.1}%",
+        "at the live peak: {} B live in a {} B heap, {} of {} B, largest {} B, external fragmentation {:.1}%",
         p.live_bytes,
         p.extent_bytes,
-        p.n_holes,
+        count(p.n_holes, "hole"),
         p.free_in_holes,
         p.largest_hole,
         p.external * 100.0

@@ -198,10 +198,11 @@ fn the_real_heap_chart_states_the_heap_at_the_peak() {
     // The subtitle (wrapped over lines) gives the frag JSON's numbers exactly.
     let all = svg.strings().join(" ");
     let expected = format!(
-        "at the live peak: {} B live in a {} B heap, {} holes of {} B, largest {} B, external fragmentation {:.1}%",
+        "at the live peak: {} B live in a {} B heap, {} {} of {} B, largest {} B, external fragmentation {:.1}%",
         num(p, "live_bytes"),
         num(p, "extent_bytes"),
         num(p, "n_holes"),
+        if num(p, "n_holes") == 1 { "hole" } else { "holes" },
         num(p, "free_in_holes"),
         num(p, "largest_hole"),
         p["external"].as_f64().unwrap() * 100.0

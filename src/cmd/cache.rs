@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{ArgGroup, Args};
 use memtrace_analyze::symbols::Symbols;
 use memtrace_cache::cachegrind::{self, Simulation};
 use memtrace_cache::chart::{BarGroup, MissChart};
@@ -22,16 +22,19 @@ use memtrace_cache::counters::{self, CountedRun, EventKind, Outcome, Plan, Sourc
 use memtrace_cache::derived::{derive, Derived};
 use memtrace_cache::phases::{PhaseCollector, PhaseCounts};
 use memtrace_cache::scatter::{ScatterReplay, StackScatter};
+use memtrace_format::{Extent, Named};
 use serde_json::{json, Value};
 
 use crate::cmd::report::Format;
+use crate::progress::{self, QuietArg};
 use crate::{inspect, preload_lib};
 
 /// Arguments of `memtrace cache`.
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("input").args(["command", "trace"]).required(true)))]
 pub struct CacheArgs {
-    /// Output format. With json, the program's stdout goes to stderr so that
-    /// stdout is one JSON document.
+    /// Output format (JSON schema `memtrace-cache/1`). With json, the
+    /// program's stdout goes to stderr so that stdout is one JSON document.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Also run the program under cachegrind for simulated misses (this
@@ -57,6 +60,9 @@ pub struct CacheArgs {
     /// Rows per table (functions, sites).
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Whether reading a trace shows progress.
+    #[command(flatten)]
+    pub quiet: QuietArg,
     /// The program and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
@@ -81,12 +87,6 @@ struct Findings {
 
 /// Runs `memtrace cache`.
 pub fn cache(args: CacheArgs) -> Result<ExitCode> {
-    if args.command.is_empty() && args.trace.is_none() {
-        bail!("give a program to run (memtrace cache -- PROGRAM ARGS) or --trace TRACE");
-    }
-    if !args.command.is_empty() && args.trace.is_some() {
-        bail!("--trace reads an existing trace: give no program with it");
-    }
     let mut findings = Findings::default();
     let mut status: Option<ExitStatus> = None;
     if let Some(trace) = &args.trace {
@@ -197,7 +197,7 @@ fn simulate(
 
 /// Reads a trace's phases and scatter into `findings`.
 fn read_trace(path: &Path, findings: &mut Findings) -> Result<()> {
-    let mut reader = memtrace_analyze::open(path, memtrace_format::Extent::AsOpened)
+    let mut reader = progress::open(path, Extent::AsOpened, Named::ByUser)
         .with_context(|| format!("{}", path.display()))?;
     let mut phases = PhaseCollector::default();
     let mut scatter = ScatterReplay::default();

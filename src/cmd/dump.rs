@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use memtrace_format::{Event, Func};
+use memtrace_format::{Event, Func, Named};
 
 use crate::cmd::extent::FollowArg;
+use crate::progress::{self, QuietArg};
 
 /// Arguments of `memtrace dump`.
 #[derive(Args, Debug)]
@@ -17,12 +18,15 @@ pub struct DumpArgs {
     /// How much of a trace still being written to read.
     #[command(flatten)]
     pub follow: FollowArg,
+    /// Whether reading shows progress.
+    #[command(flatten)]
+    pub quiet: QuietArg,
 }
 
 /// Prints the header and every event in timestamp order.
 pub fn dump(args: DumpArgs) -> Result<ExitCode> {
     let path = &args.trace;
-    let mut reader = memtrace_analyze::open(path, args.follow.extent())
+    let mut reader = progress::open(path, args.follow.extent(), Named::ByUser)
         .with_context(|| format!("{}", path.display()))?;
     println!("{:?}", reader.header());
     while let Some(event) = reader

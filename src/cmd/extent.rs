@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use memtrace_format::{Extent, Reader};
+use memtrace_format::{Extent, Named};
+
+use crate::progress;
 
 /// The `--follow` option.
 #[derive(Args, Debug, Clone, Copy, Default)]
@@ -57,8 +59,9 @@ impl FollowArg {
                 Extent::AsOpened
             });
         }
-        let mut reader = Reader::open(trace, self.extent()).with_context(context)?;
+        let mut reader =
+            progress::open(trace, self.extent(), Named::ByUser).with_context(context)?;
         reader.skip_to_end().with_context(context)?;
-        Ok(Extent::Bytes(reader.file_position()))
+        Ok(Extent::Bytes(progress::file_position(&reader)))
     }
 }

@@ -14,12 +14,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use memtrace_analyze::report::{Report, Totals};
-use memtrace_analyze::units::bytes;
+use memtrace_analyze::units::{bytes, count};
 use serde_json::{json, Value};
 
 use memtrace_format::{DecodeError, Extent, Named, Reader};
 
 use crate::cmd::report::{load_found_report, load_report};
+
+/// The schema of the family's JSON.
+pub const SCHEMA: &str = "memtrace-family/1";
 
 /// One traced process of the family.
 #[derive(Debug)]
@@ -160,7 +163,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
 pub fn render_text(members: &[Member]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let _ = writeln!(out, "Process family ({} traced processes):", members.len());
+    let _ = writeln!(
+        out,
+        "Process family ({}):",
+        count(members.len() as u64, "traced process")
+    );
     let _ = writeln!(
         out,
         "  {:<16} {:>8} {:>10} {:>12} {:>12} {:>12}  program (trace)",
@@ -215,5 +222,5 @@ pub fn to_json(members: &[Member]) -> Result<Value> {
             }))
         })
         .collect::<Result<Vec<Value>>>()?;
-    Ok(json!({"schema": "memtrace-family/1", "processes": processes}))
+    Ok(json!({"schema": SCHEMA, "processes": processes}))
 }

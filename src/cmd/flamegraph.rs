@@ -13,9 +13,10 @@ use clap::{Args, ValueEnum};
 use memtrace_analyze::flame::{self, Measure};
 use memtrace_analyze::replay::HeapReplay;
 use memtrace_analyze::symbols::Symbols;
-use memtrace_format::{Completeness, Extent};
+use memtrace_format::{Completeness, Extent, Named};
 
 use crate::cmd::extent::FollowArg;
+use crate::progress::{self, QuietArg};
 
 /// What the widths of the flame graph measure.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -62,6 +63,9 @@ pub struct FlamegraphArgs {
     /// How much of a trace still being written to read.
     #[command(flatten)]
     pub follow: FollowArg,
+    /// Whether reading shows progress.
+    #[command(flatten)]
+    pub quiet: QuietArg,
 }
 
 /// A trace's stacks folded for one measure, with what the SVG's title needs.
@@ -81,8 +85,8 @@ pub struct Folded {
 /// Reads a trace within `extent` and folds its stacks by `measure`;
 /// symbolization warnings go to stderr.
 pub fn fold(path: &Path, extent: Extent, measure: Measure) -> Result<Folded> {
-    let mut reader =
-        memtrace_analyze::open(path, extent).with_context(|| format!("{}", path.display()))?;
+    let mut reader = progress::open(path, extent, Named::ByUser)
+        .with_context(|| format!("{}", path.display()))?;
     let replay =
         HeapReplay::from_reader(&mut reader, 0).with_context(|| format!("{}", path.display()))?;
     let mut symbols = Symbols::new(reader.modules());

@@ -5,28 +5,67 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
-use clap::Args;
+use anyhow::{Context, Result};
+use clap::builder::PossibleValue;
+use clap::{ArgGroup, Args, ValueEnum};
 use memtrace_analyze::heapmap::{analyze_with, HeapMap, HeapStats};
 use memtrace_analyze::receipts::ReceiptOrder;
 use memtrace_analyze::requests::Requests;
 use memtrace_analyze::symbols::Symbols;
-use memtrace_format::StackTable;
+use memtrace_analyze::units::count;
+use memtrace_format::{Named, StackTable};
 use memtrace_frag::system::{self, BuddyZone, SlabCache};
 use memtrace_frag::{best_policy, Config, PolicyKind, PolicyReport, StreamReplay};
 
 use crate::cmd::extent::FollowArg;
+use crate::cmd::list::Item;
 use crate::cmd::report::Format;
+use crate::progress::{self, QuietArg};
+
+/// The schema of the JSON of a trace's fragmentation.
+pub const SCHEMA: &str = "memtrace-frag/2";
+
+/// The schema of the JSON of `--system`.
+pub const SYSTEM_SCHEMA: &str = "memtrace-frag-system/1";
+
+/// An allocator model to replay on the command line, or `none`: the
+/// models and their names are `memtrace_frag`'s own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyArg(Option<PolicyKind>);
+
+/// Every model, then `none`.
+const POLICY_ARGS: [PolicyArg; PolicyKind::ALL.len() + 1] = {
+    let mut all = [PolicyArg(None); PolicyKind::ALL.len() + 1];
+    let mut i = 0;
+    while i < PolicyKind::ALL.len() {
+        all[i] = PolicyArg(Some(PolicyKind::ALL[i]));
+        i += 1;
+    }
+    all
+};
+
+impl ValueEnum for PolicyArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &POLICY_ARGS
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self.0 {
+            Some(kind) => PossibleValue::new(kind.name()),
+            None => PossibleValue::new("none").help("no model: the real heap only"),
+        })
+    }
+}
 
 /// Arguments of `memtrace frag`.
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("input").args(["trace", "system"]).required(true)))]
 pub struct FragArgs {
     /// The trace whose requests are replayed.
     pub trace: Option<PathBuf>,
-    /// Policies to replay, comma separated (first-fit, next-fit, best-fit,
-    /// worst-fit, buddy, slab, compact, semispace), or `none`; default all.
-    #[arg(long, value_delimiter = ',')]
-    pub simulate: Vec<String>,
+    /// Allocator models to replay, comma-separated; default all.
+    #[arg(long, value_name = "POLICIES", value_delimiter = ',', value_parser = Item::<PolicyArg>::new())]
+    pub simulate: Vec<PolicyArg>,
     /// Leave out the real heap (one pass over the trace instead of two).
     #[arg(long)]
     pub no_real_heap: bool,
@@ -43,17 +82,21 @@ pub struct FragArgs {
     #[arg(long)]
     pub system: bool,
     /// A captured buddyinfo file (with --system).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE", conflicts_with = "trace")]
     pub buddyinfo: Option<PathBuf>,
     /// A captured slabinfo file (with --system).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE", conflicts_with = "trace")]
     pub slabinfo: Option<PathBuf>,
-    /// Output format.
+    /// Output format (JSON schema `memtrace-frag/2`, with --system
+    /// `memtrace-frag-system/1`).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// How much of a trace still being written to read.
     #[command(flatten)]
     pub follow: FollowArg,
+    /// Whether reading shows progress.
+    #[command(flatten)]
+    pub quiet: QuietArg,
 }
 
 /// Runs `memtrace frag`.
@@ -62,9 +105,9 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
         return system_view(&args);
     }
     let Some(trace) = &args.trace else {
-        bail!("frag needs a TRACE, or --system");
+        unreachable!("clap requires TRACE or --system");
     };
-    let policies = policies(&args.simulate)?;
+    let policies = policies(&args.simulate);
     let config = Config {
         page_size: args.page_size,
         align: args.align,
@@ -76,7 +119,7 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
     // heap's first pass; the real heap then reads the trace once more.
     // Both passes read the same bytes, even of a file still growing.
     let extent = args.follow.pinned(trace)?;
-    let mut reader = memtrace_analyze::open(trace, extent).with_context(context)?;
+    let mut reader = progress::open(trace, extent, Named::ByUser).with_context(context)?;
     let mut replay = StreamReplay::new(&policies, &config);
     let mut requests = Requests::new();
     let mut stats = (!args.no_real_heap).then(HeapStats::new);
@@ -93,7 +136,7 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
     let n_requests = replay.len();
     let heap = match stats {
         Some(stats) => {
-            let mut second = memtrace_analyze::open(trace, extent).with_context(context)?;
+            let mut second = progress::open(trace, extent, Named::ByUser).with_context(context)?;
             let heap = analyze_with(stats, &mut second).with_context(context)?;
             Some(heap)
         }
@@ -105,7 +148,7 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
         Format::Json => {
             let best = best.map(|(p, why)| serde_json::json!({"policy": p.name(), "why": why}));
             let out = serde_json::json!({
-                "schema": "memtrace-frag/2",
+                "schema": SCHEMA,
                 "real_heap": heap,
                 "requests": n_requests,
                 "policies": reports,
@@ -176,12 +219,12 @@ fn real_heap_text(heap: &HeapMap, symbols: &mut Symbols, stacks: &StackTable) ->
     for (name, p) in [("at peak", &heap.at_peak), ("at end", &heap.at_end)] {
         let _ = writeln!(
             out,
-            "  outside [heap] {name}: {} mmap'd blocks ({} B requested in {} B of pages, no holes); \
-             {} blocks / {} B in the allocator's other mappings (other threads' arenas) or another allocator's, not mapped",
-            p.mmapped_blocks,
+            "  outside [heap] {name}: {} ({} B requested in {} B of pages, no holes); \
+             {} / {} B in the allocator's other mappings (other threads' arenas) or another allocator's, not mapped",
+            count(p.mmapped_blocks, "mmap'd block"),
             p.mmapped_bytes,
             p.mmapped_mapped_bytes,
-            p.unmapped_blocks,
+            count(p.unmapped_blocks, "block"),
             p.unmapped_bytes
         );
     }
@@ -207,10 +250,10 @@ fn real_heap_text(heap: &HeapMap, symbols: &mut Symbols, stacks: &StackTable) ->
         for r in by_size.iter().filter(|r| r.internal_bytes > 0) {
             let _ = writeln!(
                 out,
-                "    requests of {}-{} B: {} blocks, {} B requested, {} B internal ({:.3})",
+                "    requests of {}-{} B: {}, {} B requested, {} B internal ({:.3})",
                 r.size_from.unwrap_or(0),
                 r.size_to.unwrap_or(0),
-                r.blocks,
+                count(r.blocks, "block"),
                 r.requested_bytes,
                 r.internal_bytes,
                 r.internal
@@ -220,8 +263,8 @@ fn real_heap_text(heap: &HeapMap, symbols: &mut Symbols, stacks: &StackTable) ->
             let site = symbols.site(stacks, r.stack.unwrap_or(0));
             let _ = writeln!(
                 out,
-                "    {} blocks, {} B internal ({:.3}) at {}",
-                r.blocks,
+                "    {}, {} B internal ({:.3}) at {}",
+                count(r.blocks, "block"),
                 r.internal_bytes,
                 r.internal,
                 site.describe()
@@ -240,9 +283,9 @@ fn real_heap_text(heap: &HeapMap, symbols: &mut Symbols, stacks: &StackTable) ->
             let site = symbols.site(stacks, p.stack);
             let _ = writeln!(
                 out,
-                "    {} blocks next to {} free bytes at {}",
-                p.blocks,
-                p.hole_bytes,
+                "    {} next to {} at {}",
+                count(p.blocks, "block"),
+                count(p.hole_bytes, "free byte"),
                 site.describe()
             );
         }
@@ -251,31 +294,17 @@ fn real_heap_text(heap: &HeapMap, symbols: &mut Symbols, stacks: &StackTable) ->
     out
 }
 
-fn policies(names: &[String]) -> Result<Vec<PolicyKind>> {
-    if names.is_empty() {
-        return Ok(PolicyKind::ALL.to_vec());
+/// The models `--simulate` names, in its order: every one without it.
+fn policies(list: &[PolicyArg]) -> Vec<PolicyKind> {
+    if list.is_empty() {
+        return PolicyKind::ALL.to_vec();
     }
-    if names.len() == 1 && names[0].trim() == "none" {
-        return Ok(Vec::new());
-    }
-    names
-        .iter()
-        .map(|n| {
-            PolicyKind::ALL
-                .iter()
-                .copied()
-                .find(|p| p.name() == n.trim())
-                .with_context(|| {
-                    let known: Vec<&str> = PolicyKind::ALL.iter().map(|p| p.name()).collect();
-                    format!("unknown policy {n:?} (known: {})", known.join(", "))
-                })
-        })
-        .collect()
+    list.iter().filter_map(|p| p.0).collect()
 }
 
 fn policy_table(reports: &[PolicyReport], best: Option<(PolicyKind, String)>, n: u64) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{n} requests replayed\n");
+    let _ = writeln!(out, "{} replayed\n", count(n, "request"));
     let _ = writeln!(
         out,
         "{:<10} {:>13} {:>10} {:>12} {:>11} {:>9} {:>9} {:>8} {:>9} {:>15}",
@@ -343,7 +372,7 @@ fn system_view(args: &FragArgs) -> Result<ExitCode> {
         Format::Json => {
             let zones_json: Vec<serde_json::Value> = zones.iter().map(zone_json).collect();
             let out = serde_json::json!({
-                "schema": "memtrace-frag-system/1",
+                "schema": SYSTEM_SCHEMA,
                 "buddyinfo": display(&buddy_path),
                 "zones": zones_json,
                 "slab_caches": slabs.as_ref().ok().map(|s| system::rank_by_waste(s)),
@@ -438,4 +467,27 @@ fn system_text(zones: &[BuddyZone], slabs: &Result<Vec<SlabCache>, String>) -> S
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_model_is_named_as_the_frag_crate_names_it() {
+        for kind in PolicyKind::ALL {
+            let arg = PolicyArg::from_str(kind.name(), false).expect("a value");
+            assert_eq!(arg, PolicyArg(Some(kind)));
+        }
+        assert_eq!(PolicyArg::from_str("none", false), Ok(PolicyArg(None)));
+        assert_eq!(PolicyArg::value_variants().len(), PolicyKind::ALL.len() + 1);
+    }
+
+    #[test]
+    fn no_list_is_every_model_and_none_adds_none() {
+        assert_eq!(policies(&[]), PolicyKind::ALL);
+        assert_eq!(policies(&[PolicyArg(None)]), []);
+        let buddy = PolicyArg(Some(PolicyKind::Buddy));
+        assert_eq!(policies(&[PolicyArg(None), buddy]), [PolicyKind::Buddy]);
+    }
 }

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 use memtrace_analyze::latency::{self, Config};
+use memtrace_format::Named;
 
 use crate::cmd::extent::FollowArg;
 use crate::cmd::report::Format;
+use crate::progress::{self, QuietArg};
 
 /// Arguments of `memtrace latency`.
 #[derive(Args, Debug)]
@@ -31,6 +33,9 @@ pub struct LatencyArgs {
     /// How much of a trace still being written to read.
     #[command(flatten)]
     pub follow: FollowArg,
+    /// Whether reading shows progress.
+    #[command(flatten)]
+    pub quiet: QuietArg,
 }
 
 /// Runs `memtrace latency`.
@@ -41,7 +46,7 @@ pub fn latency(args: LatencyArgs) -> Result<ExitCode> {
     };
     let context = || format!("{}", args.trace.display());
     let mut reader =
-        memtrace_analyze::open(&args.trace, args.follow.extent()).with_context(context)?;
+        progress::open(&args.trace, args.follow.extent(), Named::ByUser).with_context(context)?;
     let r = latency::from_reader(&mut reader, config).with_context(context)?;
     match args.format {
         Format::Text => print!("{}", latency::render_text(&r, args.frames)),

@@ -13,11 +13,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use memtrace_analyze::leaks::{self, LeakReport, TextOptions};
-use memtrace_format::{Extent, Named, Reader};
+use memtrace_format::{Extent, Named};
 use memtrace_leaks::{LeakClass, Suppressions};
 
 use crate::cmd::extent::FollowArg;
 use crate::cmd::leak_formats;
+use crate::cmd::list::Item;
+use crate::progress::{self, QuietArg};
 
 /// The exit status when the scan is incomplete.
 pub const INCOMPLETE_EXIT: u8 = 3;
@@ -35,13 +37,59 @@ pub enum Format {
     Github,
 }
 
+/// A leak class on the command line, in a comma-separated list: memcheck's
+/// words are accepted too (`definitely-lost`, `still-reachable`, ...).
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ClassArg {
+    /// Definitely lost: no pointer to the block remains.
+    #[value(aliases = ["definitely", "definitely-lost"])]
+    Definite,
+    /// Indirectly lost: reachable only from lost blocks.
+    #[value(aliases = ["indirectly", "indirectly-lost"])]
+    Indirect,
+    /// Possibly lost: only pointers into its interior remain.
+    #[value(aliases = ["possibly", "possibly-lost"])]
+    Possible,
+    /// Still reachable from the roots at exit.
+    #[value(alias = "still-reachable")]
+    Reachable,
+    /// The four classes.
+    All,
+    /// No class (also an empty list).
+    None,
+}
+
+impl ClassArg {
+    /// The classes a list names, in [`LeakClass::ALL`]'s order, each once.
+    pub fn classes(list: &[ClassArg]) -> Vec<LeakClass> {
+        LeakClass::ALL
+            .into_iter()
+            .filter(|&c| {
+                list.iter().any(|&a| match a {
+                    ClassArg::All => true,
+                    ClassArg::None => false,
+                    ClassArg::Definite => c == LeakClass::Definite,
+                    ClassArg::Indirect => c == LeakClass::Indirect,
+                    ClassArg::Possible => c == LeakClass::Possible,
+                    ClassArg::Reachable => c == LeakClass::Reachable,
+                })
+            })
+            .collect()
+    }
+}
+
 /// What decides whether leaks fail the check; shared with `memtrace run --check-leaks`.
 #[derive(Args, Debug, Clone)]
 pub struct CheckArgs {
-    /// Classes that fail the check: any of definite, indirect, possible,
-    /// reachable, or `all`, comma-separated.
-    #[arg(long, default_value = "definite,indirect", value_name = "CLASSES")]
-    pub fail_on: String,
+    /// Classes that fail the check, comma-separated.
+    #[arg(
+        long,
+        value_name = "CLASSES",
+        value_delimiter = ',',
+        value_parser = Item::empty_is(ClassArg::None),
+        default_value = "definite,indirect"
+    )]
+    pub fail_on: Vec<ClassArg>,
     /// Exit status when leaks of a --fail-on class remain (an incomplete
     /// scan exits 3 instead, errors 2).
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -57,13 +105,15 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Classes whose records the text form prints, or `all`.
+    /// Classes whose records the text form prints, comma-separated.
     #[arg(
         long,
-        default_value = "definite,indirect,possible",
-        value_name = "CLASSES"
+        value_name = "CLASSES",
+        value_delimiter = ',',
+        value_parser = Item::empty_is(ClassArg::None),
+        default_value = "definite,indirect,possible"
     )]
-    pub show: String,
+    pub show: Vec<ClassArg>,
     /// Frames printed per stack.
     #[arg(long, default_value_t = 12)]
     pub frames: usize,
@@ -88,21 +138,9 @@ pub struct LeaksArgs {
     /// How much of a trace still being written to read.
     #[command(flatten)]
     pub follow: FollowArg,
-}
-
-/// Parses a comma-separated list of classes.
-pub fn parse_classes(list: &str) -> Result<Vec<LeakClass>> {
-    if list.trim() == "all" {
-        return Ok(LeakClass::ALL.to_vec());
-    }
-    list.split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            LeakClass::parse(s).with_context(|| {
-                format!("unknown leak class `{s}` (expected definite, indirect, possible, reachable or all)")
-            })
-        })
-        .collect()
+    /// Whether reading shows progress.
+    #[command(flatten)]
+    pub quiet: QuietArg,
 }
 
 /// The built-in suppressions (unless turned off) and those of every
@@ -159,11 +197,11 @@ pub fn check_trace_within(
     check: &CheckArgs,
     out: &mut dyn Write,
 ) -> Result<u8> {
-    let fail_on = parse_classes(&check.fail_on)?;
-    let show = parse_classes(&check.show)?;
+    let fail_on = ClassArg::classes(&check.fail_on);
+    let show = ClassArg::classes(&check.show);
     let suppressions = load_suppressions(check)?;
     let context = || format!("{}", trace.display());
-    let reader = Reader::open_named(trace, extent, named).with_context(context)?;
+    let reader = progress::open(trace, extent, named).with_context(context)?;
     let report = leaks::from_reader(reader, &suppressions).with_context(context)?;
     let root = match &check.source_root {
         Some(r) => r.clone(),
@@ -212,4 +250,32 @@ pub fn check_trace_within(
 /// True when a class of `fail_on` has unsuppressed blocks.
 pub fn failing(report: &LeakReport, fail_on: &[LeakClass]) -> bool {
     fail_on.iter().any(|&c| report.totals.of(c).1 > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_of_a_class_is_the_one_the_leaks_crate_reads() {
+        for arg in ClassArg::value_variants() {
+            let value = arg.to_possible_value().expect("a name");
+            for name in value.get_name_and_aliases() {
+                let parsed: Vec<LeakClass> = LeakClass::parse(name).into_iter().collect();
+                match arg {
+                    ClassArg::All => assert_eq!(ClassArg::classes(&[*arg]), LeakClass::ALL),
+                    ClassArg::None => assert!(ClassArg::classes(&[*arg]).is_empty()),
+                    _ => assert_eq!(ClassArg::classes(&[*arg]), parsed, "{name}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_list_names_each_class_once_in_order() {
+        use ClassArg::*;
+        let classes = ClassArg::classes(&[Reachable, Definite, None, Reachable]);
+        assert_eq!(classes, [LeakClass::Definite, LeakClass::Reachable]);
+        assert_eq!(ClassArg::classes(&[All, None]), LeakClass::ALL);
+    }
 }

@@ -9,6 +9,7 @@ pub mod frag;
 pub mod latency;
 pub mod leak_formats;
 pub mod leaks;
+pub mod list;
 pub mod plot;
 pub mod report;
 pub mod run;

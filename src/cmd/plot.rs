@@ -19,14 +19,16 @@ use memtrace_analyze::flame::Measure;
 use memtrace_analyze::heapmap::HeapMap;
 use memtrace_analyze::latency;
 use memtrace_analyze::report::Report;
-use memtrace_format::Extent;
+use memtrace_format::{Extent, Named};
 use memtrace_frag::{best_policy, replay, Config, PolicyKind, PolicyReport};
 use memtrace_plot::page::{self, Figure, Page, Section};
 
 use crate::charts;
 use crate::cmd::extent::FollowArg;
 use crate::cmd::flamegraph;
+use crate::cmd::list::Item;
 use crate::cmd::report::load_report_within;
+use crate::progress::{self, QuietArg};
 
 /// One chart `memtrace plot` can draw.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -134,12 +136,15 @@ pub struct PlotArgs {
     /// replaced); default: the trace's path with `.charts` for `.trace`.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Draw only these charts (comma separated); default all.
-    #[arg(long, value_enum, value_delimiter = ',')]
+    /// Draw only these charts, comma-separated; default all.
+    #[arg(long, value_name = "CHARTS", value_delimiter = ',', value_parser = Item::<Chart>::new())]
     pub only: Vec<Chart>,
     /// How much of a trace still being written to read.
     #[command(flatten)]
     pub follow: FollowArg,
+    /// Whether reading shows progress.
+    #[command(flatten)]
+    pub quiet: QuietArg,
 }
 
 /// The default output directory: `x.trace` -> `x.charts`.
@@ -175,8 +180,9 @@ impl<'a> Data<'a> {
     fn heap(&mut self) -> Result<&HeapMap> {
         if self.heap.is_none() {
             let (trace, extent) = (self.trace, self.extent);
-            let heap = memtrace_analyze::heapmap::analyze(|| memtrace_analyze::open(trace, extent))
-                .with_context(|| format!("{}", trace.display()))?;
+            let heap =
+                memtrace_analyze::heapmap::analyze(|| progress::open(trace, extent, Named::ByUser))
+                    .with_context(|| format!("{}", trace.display()))?;
             self.heap = Some(heap);
         }
         Ok(self.heap.as_ref().expect("analyzed"))
@@ -186,7 +192,7 @@ impl<'a> Data<'a> {
         if self.policies.is_none() {
             let context = || format!("{}", self.trace.display());
             let mut reader =
-                memtrace_analyze::open(self.trace, self.extent).with_context(context)?;
+                progress::open(self.trace, self.extent, Named::ByUser).with_context(context)?;
             let stream =
                 memtrace_analyze::requests::from_reader(&mut reader).with_context(context)?;
             let config = Config::default();
@@ -215,7 +221,7 @@ fn draw(chart: Chart, data: &mut Data) -> Result<String> {
         Chart::Latency => {
             let context = || format!("{}", data.trace.display());
             let mut reader =
-                memtrace_analyze::open(data.trace, data.extent).with_context(context)?;
+                progress::open(data.trace, data.extent, Named::ByUser).with_context(context)?;
             let r = latency::from_reader(&mut reader, latency::Config::default())
                 .with_context(context)?;
             match charts::latency_histogram(&r) {
@@ -240,7 +246,7 @@ fn draw(chart: Chart, data: &mut Data) -> Result<String> {
         }
         Chart::Leaks => {
             let suppressions = memtrace_leaks::Suppressions::builtin();
-            let reader = memtrace_analyze::open(data.trace, data.extent)
+            let reader = progress::open(data.trace, data.extent, Named::ByUser)
                 .with_context(|| format!("{}", data.trace.display()))?;
             match memtrace_analyze::leaks::from_reader(reader, &suppressions) {
                 Ok(r) => Ok(memtrace_plot::bars(&charts::leak_chart(&r))?),

@@ -6,16 +6,17 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use memtrace_analyze::report::{self, Report, TextOptions};
-use memtrace_format::{Extent, Named, Reader};
+use memtrace_format::{Extent, Named};
 
 use crate::cmd::extent::FollowArg;
+use crate::progress::{self, QuietArg};
 
 /// Output formats.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Format {
     /// Readable text.
     Text,
-    /// JSON (schema `memtrace-report/1`).
+    /// JSON, of the schema the command's --help names.
     Json,
 }
 
@@ -24,7 +25,8 @@ pub enum Format {
 pub struct ReportArgs {
     /// The trace file.
     pub trace: PathBuf,
-    /// Output format.
+    /// Output format (JSON schema `memtrace-report/1`, with --family
+    /// `memtrace-family/1`).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Sites listed per table.
@@ -41,6 +43,9 @@ pub struct ReportArgs {
     /// How much of a trace still being written to read.
     #[command(flatten)]
     pub follow: FollowArg,
+    /// Whether reading shows progress.
+    #[command(flatten)]
+    pub quiet: QuietArg,
 }
 
 /// Reads a trace, as long as it is now, and builds its heap report.
@@ -61,7 +66,7 @@ pub fn load_found_report(path: &Path) -> Result<Report> {
 
 fn load_named_report(path: &Path, extent: Extent, named: Named) -> Result<Report> {
     let context = || format!("{}", path.display());
-    let reader = Reader::open_named(path, extent, named).with_context(context)?;
+    let reader = progress::open(path, extent, named).with_context(context)?;
     report::from_reader(reader).with_context(context)
 }
 

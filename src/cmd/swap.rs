@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{ArgGroup, Args};
 use memtrace_swap::timeline::{self, Timeline};
 use memtrace_swap::{
     render_status, Baseline, Classifier, Interval, Sample, Sampler, State, Summary, Thresholds,
@@ -27,13 +27,14 @@ const SI_KERNEL: i32 = 0x80;
 
 /// Arguments of `memtrace swap`.
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("target").args(["command", "pid"]).required(true)))]
 pub struct SwapArgs {
     /// Sampling interval in milliseconds.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub interval: u64,
     /// Monitor this running process and its descendants instead of running
     /// a program; Ctrl-C stops monitoring and leaves the process running.
-    #[arg(long, conflicts_with_all = ["command", "cgroup"])]
+    #[arg(long, conflicts_with = "cgroup")]
     pub pid: Option<i32>,
     /// Start the program inside this cgroup (a v1 or v2 directory): it is
     /// moved there before it runs its first instruction.
@@ -52,11 +53,7 @@ pub struct SwapArgs {
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
     /// The program and its arguments.
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        required_unless_present = "pid"
-    )]
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<OsString>,
 }
 

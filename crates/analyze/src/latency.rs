@@ -58,7 +58,7 @@ use serde::Serialize;
 use crate::replay::HeapReplay;
 use crate::report::{Program, TraceState};
 use crate::symbols::{Frame, Symbols};
-use crate::units::seconds;
+use crate::units::{count, noun, seconds};
 
 /// Version of the JSON shape.
 pub const LATENCY_SCHEMA: &str = "memtrace-latency/2";
@@ -838,9 +838,9 @@ pub fn render_text(r: &LatencyReport, frames: usize) -> String {
     let _ = writeln!(out, "trace: {}", r.trace.status);
     let _ = writeln!(
         out,
-        "{} heap calls over {} of traced wall time; {} in the allocator, {:.1}% of the \
+        "{} over {} of traced wall time; {} in the allocator, {:.1}% of the \
          traced threads' {}; {} outside it (program and recorder)",
-        r.calls,
+        count(r.calls, "heap call"),
         seconds(r.wall_ns),
         seconds(r.allocator_ns),
         r.allocator_share * 100.0,
@@ -916,8 +916,9 @@ pub fn render_text(r: &LatencyReport, frames: usize) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "  {:>8} stalls {:>11} (max {}) [{}] {} new memory, {} heap grew  {}",
+            "  {:>8} {:<6} {:>11} (max {}) [{}] {} new memory, {} heap grew  {}",
             site.calls,
+            noun(site.calls, "stall"),
             seconds(site.total_ns),
             seconds(site.max_ns),
             by.join(", "),
@@ -936,10 +937,12 @@ pub fn render_text(r: &LatencyReport, frames: usize) -> String {
     for site in &r.top_sites {
         let _ = writeln!(
             out,
-            "  {:>11} {:>10} calls {:>8} stalls  {}",
+            "  {:>11} {:>10} {:<5} {:>8} {:<6}  {}",
             seconds(site.allocator_ns),
             site.calls,
+            noun(site.calls, "call"),
             site.stalls,
+            noun(site.stalls, "stall"),
             site.site
         );
     }

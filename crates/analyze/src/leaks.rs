@@ -13,7 +13,7 @@ use memtrace_leaks::{
 use serde::Serialize;
 
 use crate::symbols::{Frame, Symbols};
-use crate::units::bytes as fmt_bytes;
+use crate::units::{bytes as fmt_bytes, count};
 
 /// The schema name and version of the JSON output.
 pub const SCHEMA: &str = "memtrace-leaks/1";
@@ -124,9 +124,8 @@ pub fn incomplete_reason(scan: &ScanInfo) -> Option<String> {
                     "a stopped thread ran again before the scan ended".to_string()
                 }
                 Some(Incomplete::ThreadNotStopped) => format!(
-                    "{} thread{} could not be stopped (blocking the scan's signal while running)",
-                    scan.threads_unscanned,
-                    plural(scan.threads_unscanned.into())
+                    "{} could not be stopped (blocking the scan's signal while running)",
+                    count(scan.threads_unscanned.into(), "thread")
                 ),
                 Some(Incomplete::ThreadWoke) => {
                     "a thread asleep in a system call ran during the scan".to_string()
@@ -340,14 +339,6 @@ pub struct TextOptions {
     pub show: [bool; 4],
 }
 
-fn plural(n: u64) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
-}
-
 /// `function (file.c:12)`, with the file's base name only.
 fn short_site(f: &Frame) -> String {
     let function = f.name();
@@ -378,13 +369,12 @@ pub fn render_text(r: &LeakReport, opts: TextOptions) -> String {
                 rec.indirect_bytes
             )
         } else {
-            format!("{} bytes", rec.bytes)
+            count(rec.bytes, "byte")
         };
         let _ = writeln!(
             out,
-            "{amount} in {} block{} are {}",
-            rec.blocks,
-            plural(rec.blocks),
+            "{amount} in {} are {}",
+            count(rec.blocks, "block"),
             rec.class.phrase()
         );
         for (k, f) in rec.stack.iter().take(opts.frames).enumerate() {
@@ -401,18 +391,17 @@ pub fn render_text(r: &LeakReport, opts: TextOptions) -> String {
         let names: Vec<String> = c.blocks.iter().map(|b| short_site(&b.site)).collect();
         let _ = writeln!(
             out,
-            "leaked cycle of {} block{}, {} bytes: {} -> {}",
-            c.blocks.len(),
-            plural(c.blocks.len() as u64),
-            c.bytes,
+            "leaked cycle of {}, {}: {} -> {}",
+            count(c.blocks.len() as u64, "block"),
+            count(c.bytes, "byte"),
             names.join(" -> "),
             names[0]
         );
         for b in &c.blocks {
             let _ = writeln!(
                 out,
-                "    {} bytes at {:#x} from {}",
-                b.bytes,
+                "    {} at {:#x} from {}",
+                count(b.bytes, "byte"),
                 b.address,
                 b.site.describe()
             );
@@ -424,9 +413,10 @@ pub fn render_text(r: &LeakReport, opts: TextOptions) -> String {
         let (bytes, blocks) = r.totals.of(class);
         let _ = writeln!(
             out,
-            "  {:>16}: {bytes} bytes in {blocks} block{}",
+            "  {:>16}: {} in {}",
             class.phrase(),
-            plural(blocks)
+            count(bytes, "byte"),
+            count(blocks, "block")
         );
     }
     let (sb, sn): (u64, u64) = LeakClass::ALL
@@ -435,18 +425,18 @@ pub fn render_text(r: &LeakReport, opts: TextOptions) -> String {
         .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     let _ = writeln!(
         out,
-        "  {:>16}: {sb} bytes in {sn} block{}",
+        "  {:>16}: {} in {}",
         "suppressed",
-        plural(sn)
+        count(sb, "byte"),
+        count(sn, "block")
     );
     let _ = writeln!(
         out,
-        "  scan: {:.1} ms, {} of roots and {} of heap, {} thread{}{}",
+        "  scan: {:.1} ms, {} of roots and {} of heap, {}{}",
         r.scan.duration_ms,
         fmt_bytes(r.scan.root_bytes),
         fmt_bytes(r.scan.heap_bytes),
-        r.scan.threads,
-        plural(r.scan.threads.into()),
+        count(r.scan.threads.into(), "thread"),
         if r.scan.threads_unscanned > 0 {
             format!(
                 " ({} could not be stopped: pointers they hold are not seen)",

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::replay::HeapReplay;
 use crate::symbols::{Frame, Symbols};
-use crate::units::{bytes, seconds};
+use crate::units::{bytes, count, seconds};
 
 /// Version of the JSON report's shape.
 pub const REPORT_SCHEMA: &str = "memtrace-report/1";
@@ -525,7 +525,11 @@ fn write_stack(out: &mut String, stack: &[Frame], max: usize) {
         );
     }
     if stack.len() > max {
-        let _ = writeln!(out, "      ... {} more frames", stack.len() - max);
+        let _ = writeln!(
+            out,
+            "      ... {}",
+            count((stack.len() - max) as u64, "more frame")
+        );
     }
 }
 
@@ -535,19 +539,19 @@ pub fn render_summary(r: &Report, top: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "memtrace: {} calls, {} allocated, peak heap {}, unfreed at exit {} in {} blocks",
-        t.events,
+        "memtrace: {}, {} allocated, peak heap {}, unfreed at exit {} in {}",
+        count(t.events, "call"),
         bytes(t.bytes_allocated),
         bytes(t.peak_bytes),
         bytes(t.unfreed_bytes),
-        t.unfreed_blocks
+        count(t.unfreed_blocks, "block")
     );
     for s in r.sites.iter().take(top) {
         let _ = writeln!(
             out,
-            "memtrace:   {} in {} calls at {}",
+            "memtrace:   {} in {} at {}",
             bytes(s.bytes_allocated),
-            s.allocations,
+            count(s.allocations, "call"),
             s.describe()
         );
     }
@@ -571,7 +575,8 @@ pub fn render_text(r: &Report, opt: TextOptions) -> String {
     if let Some(n) = r.trace.dropped_events.filter(|&n| n > 0) {
         let _ = writeln!(
             out,
-            "dropped: {n} heap events the recorder could not record (out of memory)"
+            "dropped: {} the recorder could not record (out of memory)",
+            count(n, "heap event")
         );
     }
     for note in &r.trace.notes {
@@ -591,15 +596,15 @@ pub fn render_text(r: &Report, opt: TextOptions) -> String {
     );
     let _ = writeln!(
         out,
-        "bytes allocated: {} ({} bytes)",
+        "bytes allocated: {} ({})",
         bytes(t.bytes_allocated),
-        t.bytes_allocated
+        count(t.bytes_allocated, "byte")
     );
     let _ = writeln!(
         out,
-        "peak heap: {} ({} bytes) at {}",
+        "peak heap: {} ({}) at {}",
         bytes(t.peak_bytes),
-        t.peak_bytes,
+        count(t.peak_bytes, "byte"),
         seconds(t.peak_time_ns)
     );
     if let Some(peak) = r.rss.iter().max_by_key(|p| p.rss_bytes) {
@@ -614,10 +619,10 @@ pub fn render_text(r: &Report, opt: TextOptions) -> String {
     }
     let _ = writeln!(
         out,
-        "unfreed at exit: {} ({} bytes) in {} blocks",
+        "unfreed at exit: {} ({}) in {}",
         bytes(t.unfreed_bytes),
-        t.unfreed_bytes,
-        t.unfreed_blocks
+        count(t.unfreed_bytes, "byte"),
+        count(t.unfreed_blocks, "block")
     );
     let _ = writeln!(
         out,
@@ -653,30 +658,47 @@ pub fn render_text(r: &Report, opt: TextOptions) -> String {
     table(
         "top sites by bytes allocated",
         &|s| s.bytes_allocated,
-        &|s| format!("{} in {} calls", bytes(s.bytes_allocated), s.allocations),
+        &|s| {
+            format!(
+                "{} in {}",
+                bytes(s.bytes_allocated),
+                count(s.allocations, "call")
+            )
+        },
     );
     table("top sites by calls", &|s| s.allocations, &|s| {
-        format!("{} calls ({})", s.allocations, bytes(s.bytes_allocated))
+        format!(
+            "{} ({})",
+            count(s.allocations, "call"),
+            bytes(s.bytes_allocated)
+        )
     });
     table("stacks live at peak", &|s| s.peak_bytes, &|s| {
-        format!("{} in {} blocks", bytes(s.peak_bytes), s.peak_blocks)
+        format!(
+            "{} in {}",
+            bytes(s.peak_bytes),
+            count(s.peak_blocks, "block")
+        )
     });
     table("temporary allocations", &|s| s.temporary, &|s| {
-        format!("{} of {} calls", s.temporary, s.allocations)
+        format!("{} of {}", s.temporary, count(s.allocations, "call"))
     });
     table("unfreed at exit", &|s| s.unfreed_bytes, &|s| {
-        format!("{} in {} blocks", bytes(s.unfreed_bytes), s.unfreed_blocks)
+        format!(
+            "{} in {}",
+            bytes(s.unfreed_bytes),
+            count(s.unfreed_blocks, "block")
+        )
     });
     if !r.functions.is_empty() {
         let _ = writeln!(out, "\ntop functions by calls (their sites together):");
         for f in r.functions.iter().take(opt.top) {
             let _ = writeln!(
                 out,
-                "  {} calls ({}) in {} site{} at {} ({})",
-                f.allocations,
+                "  {} ({}) in {} at {} ({})",
+                count(f.allocations, "call"),
                 bytes(f.bytes_allocated),
-                f.sites,
-                if f.sites == 1 { "" } else { "s" },
+                count(f.sites, "site"),
                 f.name,
                 f.module.as_deref().unwrap_or("?")
             );

@@ -28,9 +28,39 @@ pub fn seconds(ns: u64) -> String {
     }
 }
 
+/// A count with its noun, in the singular for 1: `1 block`, `2 blocks`,
+/// `0 blocks`, `1 process`, `3 processes` (see [`noun`]).
+pub fn count(n: u64, singular: &str) -> String {
+    format!("{n} {}", noun(n, singular))
+}
+
+/// The noun for `n` of it: `singular` for 1, else its plural, "es" added
+/// after s, x, ch and sh (`processes`), "s" after anything else. For a
+/// table that pads the word, so that its columns stay aligned.
+pub fn noun(n: u64, singular: &str) -> String {
+    if n == 1 {
+        singular.to_string()
+    } else if ["s", "x", "ch", "sh"].iter().any(|e| singular.ends_with(e)) {
+        format!("{singular}es")
+    } else {
+        format!("{singular}s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(count(1, "block"), "1 block");
+        assert_eq!(count(2, "block"), "2 blocks");
+        assert_eq!(count(0, "call"), "0 calls");
+        assert_eq!(count(1, "traced process"), "1 traced process");
+        assert_eq!(count(5, "traced process"), "5 traced processes");
+        assert_eq!(noun(1, "stall"), "stall");
+        assert_eq!(noun(1000, "more frame"), "more frames");
+    }
 
     #[test]
     fn units_read_naturally() {

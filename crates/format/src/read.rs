@@ -258,8 +258,8 @@ impl<R: Read> Reader<R> {
         Ok(reader)
     }
 
-    /// The source the blocks are read from.
-    pub(crate) fn source(&self) -> &R {
+    /// The source the blocks are read from (to ask it how far it got).
+    pub fn source(&self) -> &R {
         &self.src
     }
 

@@ -129,9 +129,9 @@ impl Summary {
         let secs = |ms: u64| ms as f64 / 1000.0;
         let _ = writeln!(
             out,
-            "verdict: {} ({} samples over {:.1} s)",
+            "verdict: {} ({} over {:.1} s)",
             self.worst_state,
-            self.n_samples,
+            count(self.n_samples as u64, "sample"),
             secs(self.duration_ms)
         );
         if let Some(since) = self.worst_state_since_ms {
@@ -167,10 +167,25 @@ impl Summary {
         );
         let _ = writeln!(
             out,
-            "totals: {} major faults, {} minor faults, {} pages swapped in, {} out (system), {} refaults, {} cgroup limit hits",
-            self.majflt, self.minflt, self.swapin_pages, self.swapout_pages, self.refaults, self.limit_hits
+            "totals: {}, {}, {} swapped in, {} out (system), {}, {}",
+            count(self.majflt, "major fault"),
+            count(self.minflt, "minor fault"),
+            count(self.swapin_pages, "page"),
+            self.swapout_pages,
+            count(self.refaults, "refault"),
+            count(self.limit_hits, "cgroup limit hit")
         );
         out
+    }
+}
+
+/// A count with its noun, in the singular for 1 (`1 sample`, `2 samples`):
+/// `memtrace_analyze::units::count`, which this crate does not depend on.
+fn count(n: u64, singular: &str) -> String {
+    if n == 1 {
+        format!("{n} {singular}")
+    } else {
+        format!("{n} {singular}s")
     }
 }
 
