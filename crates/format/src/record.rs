@@ -4,7 +4,9 @@
 //! skip tags they do not know and ignore payload bytes past the fields they
 //! know, so later versions can add records and append fields.
 
-use crate::codec::{put_bytes, put_str, put_u64, Cursor};
+use crate::codec::{
+    put_bytes, put_str, put_u32_padded, put_u64, put_u64_at, unzigzag, zigzag, Cursor,
+};
 use crate::error::DecodeError;
 
 /// Record tags. Values are part of the file format: never reuse one.
@@ -618,17 +620,13 @@ impl EventBytes {
     }
 
     #[inline(always)]
-    fn u64(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.byte(v as u8);
+    fn u64(&mut self, v: u64) {
+        self.len = put_u64_at(&mut self.buf, self.len, v);
     }
 
     #[inline(always)]
     fn i64(&mut self, v: i64) {
-        self.u64(((v << 1) ^ (v >> 63)) as u64);
+        self.u64(zigzag(v));
     }
 }
 
@@ -902,12 +900,8 @@ impl Column {
     /// that writes eight bytes at once measured slower: most values take
     /// one or two bytes.)
     #[inline(always)]
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.byte(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.byte(v as u8);
+    fn varint(&mut self, v: u64) {
+        self.len = put_u64_at(&mut self.buf, self.len, v);
     }
 
     fn bytes(&self) -> &[u8] {
@@ -946,10 +940,7 @@ impl ColumnScratch {
         }
         let len = (at - 6 + self.cols.iter().map(|c| c.len).sum::<usize>()) as u32;
         out[0] = tag::COLUMNS;
-        for i in 0..5 {
-            let bits = ((len >> (7 * i)) & 0x7f) as u8;
-            out[1 + i] = if i < 4 { bits | 0x80 } else { bits };
-        }
+        put_u32_padded(out, 1, len);
         at
     }
 
@@ -957,28 +948,6 @@ impl ColumnScratch {
     pub(crate) fn bytes(&self) -> [&[u8]; column::COUNT] {
         std::array::from_fn(|i| self.cols[i].bytes())
     }
-}
-
-/// Writes `value` as an unsigned LEB128 varint at `out[at..]`; returns the
-/// position after it.
-fn put_u64_at(out: &mut [u8], mut at: usize, mut value: u64) -> usize {
-    while value >= 0x80 {
-        out[at] = (value as u8) | 0x80;
-        value >>= 7;
-        at += 1;
-    }
-    out[at] = value as u8;
-    at + 1
-}
-
-#[inline(always)]
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-#[inline(always)]
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Appends an address delta. Heap blocks are 16-byte aligned, so deltas
