@@ -16,6 +16,7 @@ mod trace_list;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use nix::sys::signal::{signal, SigHandler, Signal};
 
 /// Where a program's memory goes and what it costs.
 #[derive(Parser)]
@@ -63,7 +64,9 @@ enum Command {
 fn main() -> ExitCode {
     // Die quietly on a closed pipe (`memtrace report T | head`), as Unix tools do.
     // SAFETY: restores the default disposition; no handler of ours runs.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(args),
