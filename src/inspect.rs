@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use goblin::elf::{program_header::PT_INTERP, Elf};
+use nix::unistd::{getegid, geteuid};
 
 /// Finds `program` the way `execvp` would.
 pub fn resolve(program: &str) -> Result<PathBuf> {
@@ -49,8 +50,7 @@ fn check_depth(path: &Path, depth: usize) -> Result<()> {
         Ok(elf) => elf,
         Err(_) => bail!("{} is not an ELF executable or a #! script", path.display()),
     };
-    // SAFETY: geteuid/getegid have no preconditions.
-    let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (euid, egid) = (geteuid().as_raw(), getegid().as_raw());
     if (meta.mode() & 0o4000 != 0 && meta.uid() != euid)
         || (meta.mode() & 0o2000 != 0 && meta.gid() != egid)
     {

@@ -24,6 +24,7 @@ use memtrace_analyze::latency::LATENCY_SCHEMA;
 use memtrace_analyze::leaks::SCHEMA as LEAKS_SCHEMA;
 use memtrace_analyze::report::REPORT_SCHEMA;
 use memtrace_swap::timeline::JSON_SCHEMA as SWAP_SCHEMA;
+use nix::sys::signal::{signal, SigHandler, Signal};
 
 /// Where a program's memory goes and what it costs.
 #[derive(Parser)]
@@ -158,7 +159,9 @@ fn one_line(text: &str) -> String {
 fn main() -> ExitCode {
     // Die quietly on a closed pipe (`memtrace report T | head`), as Unix tools do.
     // SAFETY: restores the default disposition; no handler of ours runs.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    unsafe {
+        let _ = signal(Signal::SIGPIPE, SigHandler::SigDfl);
+    }
     let cli = match parse() {
         Ok(cli) => cli,
         Err(code) => return code,

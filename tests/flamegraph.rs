@@ -29,20 +29,14 @@ fn flamegraph(args: &[&str]) -> String {
     memtrace_stdout(Path::new("."), &all)
 }
 
-/// Folded lines as (stack, value), in order; every line must end in a number.
+/// Folded lines as (stack, value), in order; every line must end in a
+/// number, and none is empty.
 fn parse(text: &str) -> Vec<(String, u64)> {
-    text.lines()
-        .map(|line| {
-            let (stack, value) = line
-                .rsplit_once(' ')
-                .unwrap_or_else(|| panic!("no value in {line:?}"));
-            let value = value
-                .parse()
-                .unwrap_or_else(|_| panic!("line does not end in a number: {line:?}"));
-            assert!(!stack.is_empty(), "empty stack in {line:?}");
-            (stack.to_string(), value)
-        })
-        .collect()
+    assert!(
+        !text.lines().any(|l| l.trim().is_empty()),
+        "an empty line in {text:?}"
+    );
+    memtrace_analyze::flame::parse_folded(text).unwrap_or_else(|e| panic!("{e} in {text:?}"))
 }
 
 /// Sums values per leaf (innermost) function.

@@ -1,24 +1,39 @@
-//! `memtrace cache`'s trace readers: phase deltas and allocation scatter.
+//! `memtrace cache --trace`: phase deltas and allocation scatter read from
+//! the trace, the report rendered as text and JSON and the chart planned.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use memtrace_cache::phases::PhaseCollector;
-use memtrace_cache::scatter::ScatterReplay;
+use memtrace_cache::chart::MissChart;
+use memtrace_cache::findings::{self, Findings, SiteScatter};
+use memtrace_cache::json::CacheReport;
+use memtrace_cache::text::render_text;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut reader) = memtrace_fuzz::reader(data) else {
         return;
     };
-    let mut phases = PhaseCollector::default();
-    let mut scatter = ScatterReplay::default();
-    while let Ok(Some(event)) = reader.next_event() {
-        phases.apply(&event);
-        scatter.apply(&event);
-    }
-    for p in phases.finish() {
+    let Ok((phases, scatter)) = findings::read_trace(&mut reader) else {
+        return;
+    };
+    for p in &phases {
         let _ = p.delta("rss");
     }
-    for s in scatter.finish() {
-        let _ = (s.line_ratio(), s.page_ratio(), s.is_scattered());
+    let sites = scatter
+        .into_iter()
+        .map(|s| SiteScatter {
+            site: format!("stack {}", s.stack),
+            scatter: s,
+        })
+        .collect();
+    let f = Findings {
+        phases: Some(phases),
+        scatter: Some(sites),
+        trace: Some("fuzz.trace".into()),
+        ..Findings::default()
+    };
+    let _ = render_text(&f, 10);
+    let _ = serde_json::to_string(&CacheReport::of(&f));
+    if let Some(chart) = MissChart::plan(&f, "fuzz", 10) {
+        let _ = chart.to_svg();
     }
 });

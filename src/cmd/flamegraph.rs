@@ -2,7 +2,7 @@
 //!
 //! Without `-o` the folded stacks go to stdout; with `-o OUT` an SVG flame
 //! graph drawn by inferno goes to `OUT`, or the folded stacks with
-//! `--collapsed`. See [`memtrace_analyze::flame`] for how stacks are folded.
+//! `--collapsed`. [`memtrace_analyze::flame`] folds the stacks.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -10,10 +10,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use memtrace_analyze::flame::{self, Measure};
-use memtrace_analyze::replay::HeapReplay;
-use memtrace_analyze::symbols::Symbols;
-use memtrace_format::{Completeness, Extent, Named};
+use memtrace_analyze::flame::{self, Folded, Measure};
+use memtrace_format::{Extent, Named};
 
 use crate::cmd::extent::FollowArg;
 use crate::progress::{self, QuietArg};
@@ -68,56 +66,17 @@ pub struct FlamegraphArgs {
     pub quiet: QuietArg,
 }
 
-/// A trace's stacks folded for one measure, with what the SVG's title needs.
-pub struct Folded {
-    /// `root;...;leaf VALUE` lines.
-    pub text: String,
-    /// No stack has any of the measure.
-    pub empty: bool,
-    /// The program's file name.
-    program: String,
-    /// The trace carries allocator latencies.
-    latency_measured: bool,
-    /// A note when the trace is cut or unfinished.
-    subtitle: Option<String>,
-}
-
 /// Reads a trace within `extent` and folds its stacks by `measure`;
 /// symbolization warnings go to stderr.
 pub fn fold(path: &Path, extent: Extent, measure: Measure) -> Result<Folded> {
     let mut reader = progress::open(path, extent, Named::ByUser)
         .with_context(|| format!("{}", path.display()))?;
-    let replay =
-        HeapReplay::from_reader(&mut reader, 0).with_context(|| format!("{}", path.display()))?;
-    let mut symbols = Symbols::new(reader.modules());
-    let stacks = flame::folded_stacks(
-        &replay,
-        reader.stacks(),
-        &mut symbols,
-        reader.clock(),
-        measure,
-    );
-    for w in symbols.warnings() {
+    let folded =
+        flame::from_reader(&mut reader, measure).with_context(|| format!("{}", path.display()))?;
+    for w in &folded.warnings {
         eprintln!("memtrace: warning: {w}");
     }
-    let program = Path::new(&reader.header().exe).file_name().map_or_else(
-        || reader.header().exe.clone(),
-        |n| n.to_string_lossy().into(),
-    );
-    let subtitle = match reader.completeness() {
-        Completeness::Complete(_) => None,
-        Completeness::Truncated(at) => Some(format!("trace cut at byte {at}")),
-        Completeness::NoTrailer | Completeness::Reading => {
-            Some("trace without trailer: recording did not end cleanly".to_string())
-        }
-    };
-    Ok(Folded {
-        text: flame::render_folded(&stacks),
-        empty: stacks.is_empty(),
-        program,
-        latency_measured: reader.header().latency_measured,
-        subtitle,
-    })
+    Ok(folded)
 }
 
 /// The flame graph's width in pixels: that of `memtrace-plot`'s charts.

@@ -14,10 +14,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use memtrace_analyze::leaks::{self, LeakReport, TextOptions};
 use memtrace_format::{Extent, Named};
+use memtrace_leaks::ci::{self, CiOptions};
 use memtrace_leaks::{LeakClass, Suppressions};
 
 use crate::cmd::extent::FollowArg;
-use crate::cmd::leak_formats;
 use crate::cmd::list::Item;
 use crate::progress::{self, QuietArg};
 
@@ -207,6 +207,12 @@ pub fn check_trace_within(
         Some(r) => r.clone(),
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
+    let incomplete = leaks::incomplete_reason(&report.scan);
+    let ci_options = CiOptions {
+        fail_on: &fail_on,
+        root: &root,
+        tool_version: env!("CARGO_PKG_VERSION"),
+    };
     match check.format {
         Format::Text => {
             let mut mask = [false; 4];
@@ -226,14 +232,17 @@ pub fn check_trace_within(
             )?;
         }
         Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
-        Format::Sarif => writeln!(
+        Format::Sarif => {
+            let log = ci::sarif(&report.findings(), incomplete.as_deref(), &ci_options);
+            writeln!(out, "{}", serde_json::to_string_pretty(&log)?)?;
+        }
+        Format::Github => write!(
             out,
             "{}",
-            serde_json::to_string_pretty(&leak_formats::sarif(&report, &fail_on, &root))?
+            ci::github(&report.findings(), incomplete.as_deref(), &ci_options)
         )?,
-        Format::Github => write!(out, "{}", leak_formats::github(&report, &fail_on, &root))?,
     }
-    if let Some(why) = leaks::incomplete_reason(&report.scan) {
+    if let Some(why) = incomplete {
         // The text form has this line; the others carry it in their own way.
         if check.format != Format::Text {
             eprintln!("memtrace: leak scan incomplete: {why}");

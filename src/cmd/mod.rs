@@ -7,7 +7,6 @@ pub mod family;
 pub mod flamegraph;
 pub mod frag;
 pub mod latency;
-pub mod leak_formats;
 pub mod leaks;
 pub mod list;
 pub mod plot;

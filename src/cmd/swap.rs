@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
@@ -263,31 +263,23 @@ fn spawn(command: &[OsString], cgroup: Option<&Path>) -> Result<Child> {
     let program = command[0].to_string_lossy().into_owned();
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..]);
-    // Kept open until the child has moved itself, then closed at exec.
-    let _procs = match cgroup {
-        Some(dir) => {
-            let path = dir.join("cgroup.procs");
-            let procs = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .with_context(|| format!("cannot use the cgroup {}", dir.display()))?;
-            let fd = procs.as_raw_fd();
-            // SAFETY: the closure runs in the child between fork and exec and
-            // makes one async-signal-safe call, write(2) on a descriptor that
-            // stays open until exec; "0" moves the calling process.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::last_os_error())
-                    }
-                });
-            }
-            Some(procs)
+    if let Some(dir) = cgroup {
+        let path = dir.join("cgroup.procs");
+        // Owned by the closure, so by `cmd`: open until the child has moved
+        // itself, then closed at exec (`O_CLOEXEC`), and in this process
+        // when `cmd` is dropped.
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot use the cgroup {}", dir.display()))?;
+        // SAFETY: the closure runs in the child between fork and exec and
+        // makes only async-signal-safe calls: `write_all` of one byte is
+        // write(2) on a descriptor that stays open until exec (again on
+        // EINTR), allocating nothing; "0" moves the calling process.
+        unsafe {
+            cmd.pre_exec(move || (&procs).write_all(b"0"));
         }
-        None => None,
-    };
+    }
     cmd.spawn().with_context(|| match cgroup {
         Some(dir) => format!("cannot run {program} in the cgroup {}", dir.display()),
         None => format!("cannot run {program}"),

@@ -13,6 +13,9 @@
 //! return addresses in one function) are merged, and stacks whose value is 0
 //! are left out.
 //!
+//! [`from_reader`] folds a whole trace, with the program's name and a note
+//! for a trace cut short: what `memtrace flamegraph` draws (with inferno).
+//!
 //! ```
 //! use memtrace_analyze::flame::{parse_folded, render_folded};
 //!
@@ -23,8 +26,10 @@
 //! ```
 
 use std::fmt;
+use std::io::Read;
+use std::path::Path;
 
-use memtrace_format::{Clock, StackTable};
+use memtrace_format::{Clock, Completeness, DecodeError, Reader, StackTable};
 use rustc_hash::FxHashMap;
 
 use crate::replay::{HeapReplay, StackStats};
@@ -147,6 +152,60 @@ pub fn render_folded(stacks: &[(String, u64)]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A trace's stacks folded for one measure, with what a flame graph's
+/// title needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Folded {
+    /// `root;...;leaf VALUE` lines ([`render_folded`]).
+    pub text: String,
+    /// No stack has any of the measure.
+    pub empty: bool,
+    /// The program's file name.
+    pub program: String,
+    /// The trace carries allocator latencies.
+    pub latency_measured: bool,
+    /// A note when the trace is cut or unfinished.
+    pub subtitle: Option<String>,
+    /// What symbolization warned about (missing or mismatched files).
+    pub warnings: Vec<String>,
+}
+
+/// Reads a trace to its end and folds its stacks by `measure`: what
+/// `memtrace flamegraph` writes.
+pub fn from_reader<R: Read>(
+    reader: &mut Reader<R>,
+    measure: Measure,
+) -> Result<Folded, DecodeError> {
+    let replay = HeapReplay::from_reader(reader, 0)?;
+    let mut symbols = Symbols::new(reader.modules());
+    let stacks = folded_stacks(
+        &replay,
+        reader.stacks(),
+        &mut symbols,
+        reader.clock(),
+        measure,
+    );
+    let header = reader.header();
+    let program = Path::new(&header.exe)
+        .file_name()
+        .map_or_else(|| header.exe.clone(), |n| n.to_string_lossy().into());
+    let subtitle = match reader.completeness() {
+        Completeness::Complete(_) => None,
+        Completeness::Truncated(at) => Some(format!("trace cut at byte {at}")),
+        Completeness::NoTrailer | Completeness::Reading => {
+            Some("trace without trailer: recording did not end cleanly".to_string())
+        }
+    };
+    Ok(Folded {
+        text: render_folded(&stacks),
+        empty: stacks.is_empty(),
+        program,
+        latency_measured: header.latency_measured,
+        subtitle,
+        warnings: symbols.warnings().iter().map(ToString::to_string).collect(),
+    })
 }
 
 /// A folded line that does not end in ` VALUE`.

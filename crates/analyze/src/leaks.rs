@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use memtrace_format::{Completeness, DecodeError, Extent, Incomplete, LeakScan};
+use memtrace_leaks::ci::{Finding, SourceFrame};
 use memtrace_leaks::{
     classify, leaked_cycles, loss_records, FrameText, LeakClass, Suppressions, Totals,
 };
@@ -166,6 +167,43 @@ pub struct LeakReport {
     pub records: Vec<LeakRecord>,
     /// Leaked cycles, largest first.
     pub cycles: Vec<LeakedCycle>,
+}
+
+impl LeakReport {
+    /// The unsuppressed loss records, as the CI formats of
+    /// [`memtrace_leaks::ci`] take them.
+    pub fn findings(&self) -> Vec<Finding<'_, Frame>> {
+        self.records
+            .iter()
+            .filter(|r| r.suppressed_by.is_none())
+            .map(|r| Finding {
+                class: r.class,
+                blocks: r.blocks,
+                bytes: r.bytes,
+                indirect_bytes: r.indirect_bytes,
+                site: &r.site,
+                stack: &r.stack,
+            })
+            .collect()
+    }
+}
+
+impl SourceFrame for Frame {
+    fn function(&self) -> Option<&str> {
+        self.function.as_deref()
+    }
+    fn file(&self) -> Option<&str> {
+        self.file.as_deref()
+    }
+    fn line(&self) -> Option<u32> {
+        self.line
+    }
+    fn module(&self) -> Option<&str> {
+        self.module.as_deref()
+    }
+    fn describe(&self) -> String {
+        Frame::describe(self)
+    }
 }
 
 /// Why a trace has no leak report.

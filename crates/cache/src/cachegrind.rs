@@ -1,15 +1,13 @@
-//! Simulated cache misses: the program run under valgrind's cachegrind.
+//! Simulated cache misses: the output of a program run under valgrind's
+//! cachegrind (`--cache-sim=yes`), parsed.
 //!
 //! These are the misses of cachegrind's model of the caches (first-level data
 //! and last-level, configured from the host's CPUID), not of the real
-//! hardware: always labelled "simulated". The run is about 50 times slower
-//! than a native one.
+//! hardware: always labelled "simulated". The run, which the caller makes,
+//! is about 50 times slower than a native one.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fmt;
-use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
 
 /// Totals of the simulated events, as cachegrind names them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,40 +88,6 @@ impl fmt::Display for SimError {
 }
 
 impl std::error::Error for SimError {}
-
-/// Runs `program args` under cachegrind with the cache simulation on, writing
-/// its output to `out_file`, and parses it. The program's stdout goes to
-/// `stdout`, its stderr is passed through; valgrind's own messages go to
-/// `out_file` with the extension `.log`, removed after a successful run.
-pub fn simulate(
-    program: &Path,
-    args: &[&OsStr],
-    out_file: &Path,
-    stdout: Stdio,
-) -> Result<(ExitStatus, Simulation), SimError> {
-    let log = out_file.with_extension("log");
-    let mut out_arg = std::ffi::OsString::from("--cachegrind-out-file=");
-    out_arg.push(out_file);
-    let mut log_arg = std::ffi::OsString::from("--log-file=");
-    log_arg.push(&log);
-    let status = Command::new("valgrind")
-        .arg("--tool=cachegrind")
-        .arg("--cache-sim=yes")
-        .arg(&out_arg)
-        .arg(&log_arg)
-        .arg(program)
-        .args(args)
-        .stdout(stdout)
-        .status()
-        .map_err(SimError::NoValgrind)?;
-    let text = std::fs::read_to_string(out_file).map_err(|e| {
-        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
-        let last = log_text.lines().last().unwrap_or("").to_string();
-        SimError::Failed(format!("no output file ({e}); {last}"))
-    })?;
-    let _ = std::fs::remove_file(&log);
-    Ok((status, parse(&text)?))
-}
 
 /// Parses a cachegrind output file (format of valgrind 3.x).
 pub fn parse(text: &str) -> Result<Simulation, SimError> {

@@ -6,6 +6,9 @@
 
 use plotters::prelude::*;
 
+use crate::counters::EventKind;
+use crate::findings::Findings;
+
 /// One group of bars (a fixture, phase or function) with one value per series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BarGroup {
@@ -139,6 +142,88 @@ fn short_label(label: &str) -> String {
     } else {
         let cut: String = label.chars().take(MAX_LABEL - 1).collect();
         format!("{cut}…")
+    }
+}
+
+/// The miss events a chart shows, in order.
+const MISS_EVENTS: [EventKind; 4] = [
+    EventKind::L1dLoadMisses,
+    EventKind::LlcLoadMisses,
+    EventKind::CacheMisses,
+    EventKind::DtlbLoadMisses,
+];
+
+impl MissChart {
+    /// The chart of `f`: misses per phase where hardware counted them in
+    /// the recorder; else hardware totals for the run; else simulated
+    /// misses per function, `top` of them (the fixtures keep each pattern
+    /// in its own function). `program` is the command line for the title.
+    /// `None` when no miss was measured or simulated.
+    pub fn plan(f: &Findings, program: &str, top: usize) -> Option<MissChart> {
+        let program = program.to_string();
+        let phase_groups: Vec<BarGroup> = f
+            .phases
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                let values: Vec<(String, u64)> = MISS_EVENTS
+                    .into_iter()
+                    .filter_map(|k| {
+                        let (_, outcome) = p.perf.iter().find(|(kind, _)| *kind == k)?;
+                        Some((k.name().to_string(), outcome.value()?))
+                    })
+                    .collect();
+                (!values.is_empty()).then(|| BarGroup {
+                    label: p.name.clone(),
+                    values,
+                })
+            })
+            .collect();
+        if !phase_groups.is_empty() {
+            return Some(MissChart {
+                title: format!("misses per phase of {program}"),
+                source: "hardware counters, per phase".into(),
+                groups: phase_groups,
+            });
+        }
+        if let Some(run) = f.counted.as_ref().filter(|r| r.any_hardware()) {
+            let values: Vec<(String, u64)> = MISS_EVENTS
+                .into_iter()
+                .filter_map(|k| Some((k.name().to_string(), run.value(k)?)))
+                .collect();
+            if !values.is_empty() {
+                return Some(MissChart {
+                    title: format!("misses of {program}"),
+                    source: "hardware counters".into(),
+                    groups: vec![BarGroup {
+                        label: program,
+                        values,
+                    }],
+                });
+            }
+        }
+        let Some(Ok(sim)) = &f.simulated else {
+            return None;
+        };
+        let mut groups = vec![BarGroup {
+            label: "whole run".into(),
+            values: vec![
+                ("D1 misses".into(), sim.total.d1_misses()),
+                ("LL misses".into(), sim.total.ll_misses()),
+            ],
+        }];
+        groups.extend(sim.functions.iter().take(top).map(|(name, c)| BarGroup {
+            label: name.clone(),
+            values: vec![
+                ("D1 misses".into(), c.d1_misses()),
+                ("LL misses".into(), c.ll_misses()),
+            ],
+        }));
+        Some(MissChart {
+            title: format!("misses per function of {program}"),
+            source: "simulated (cachegrind)".into(),
+            groups,
+        })
     }
 }
 

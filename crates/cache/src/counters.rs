@@ -1,21 +1,13 @@
-//! Hardware and software counters for a child program, from `exec` on.
+//! The counts of a program's run, from `exec` on: each planned event
+//! measured, or unavailable with the reason.
 //!
-//! The counters are opened on this process, disabled, with `inherit` and
-//! `enable_on_exec`: the child created next inherits them and they start
-//! counting when it calls `exec`, so nothing of ours is counted. The child's
-//! threads and children inherit them in turn, and the kernel adds their
-//! counts back into ours when they exit. This process never execs, so its own
-//! copies stay disabled.
-
-use std::ffi::OsStr;
-use std::io;
-use std::path::Path;
-use std::process::{Command, ExitStatus};
+//! The caller runs the program (`memtrace cache` opens the counters
+//! through `memtrace-counters` and spawns it); this module only holds
+//! what came back.
 
 pub use memtrace_counters::{
     explain_open_error, paranoid_level, EventKind, Measured, Outcome, Source,
 };
-use memtrace_counters::{open, read, Opened, Start};
 
 /// Which events to open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,8 +46,8 @@ impl EventResult {
 /// A counted run of a program.
 #[derive(Debug)]
 pub struct CountedRun {
-    /// How the program ended.
-    pub status: ExitStatus,
+    /// The program's exit code; `None` when a signal ended it.
+    pub exit_code: Option<i32>,
     /// Every planned event, in plan order.
     pub events: Vec<EventResult>,
     /// `/proc/sys/kernel/perf_event_paranoid`, if readable.
@@ -78,53 +70,5 @@ impl CountedRun {
         self.events
             .iter()
             .any(|e| e.kind.source() == Source::Hardware && e.value().is_some())
-    }
-}
-
-/// Runs `program args` with the planned counters and waits for it.
-///
-/// Fails only when the program cannot be started; events that cannot be
-/// opened or read are reported in the result.
-pub fn run_counted(plan: &Plan, program: &Path, args: &[&OsStr]) -> io::Result<CountedRun> {
-    let mut command = Command::new(program);
-    command.args(args);
-    run_command_counted(plan, &mut command)
-}
-
-/// Like [`run_counted`], for a prepared command (environment, directory).
-pub fn run_command_counted(plan: &Plan, command: &mut Command) -> io::Result<CountedRun> {
-    let paranoid = paranoid_level();
-    let mut opened: Vec<(EventKind, Result<Opened, String>)> = plan
-        .events
-        .iter()
-        .map(|&kind| {
-            let result =
-                open(kind, Start::OnExec).map_err(|e| explain_open_error(kind, &e, paranoid));
-            (kind, result)
-        })
-        .collect();
-    let status = command.spawn()?.wait()?;
-    let events = opened
-        .iter_mut()
-        .map(|(kind, result)| EventResult {
-            kind: *kind,
-            name: kind.name(),
-            outcome: match result {
-                Err(reason) => Outcome::Unavailable(reason.clone()),
-                Ok(opened) => read_outcome(opened),
-            },
-        })
-        .collect();
-    Ok(CountedRun {
-        status,
-        events,
-        paranoid,
-    })
-}
-
-fn read_outcome(opened: &mut Opened) -> Outcome {
-    match read(opened) {
-        Ok(reading) => Outcome::of(reading, opened.user_only),
-        Err(e) => Outcome::Unavailable(format!("read failed: {e}")),
     }
 }

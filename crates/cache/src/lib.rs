@@ -19,15 +19,28 @@
 //! [`phases`] splits a trace's phase counters (`memtrace_phase("name")`) into
 //! per-phase deltas, and [`chart`] draws misses as an SVG bar chart.
 //!
-//! The crate does not symbolize (callers map stack ids to sites) and runs a
-//! program only in [`counters::run_counted`] and [`cachegrind::simulate`].
+//! The report: [`findings::Findings`] holds what one `memtrace cache` run
+//! measured, [`text`] renders it for people and [`json`] as typed structs
+//! serialized with serde (schema `memtrace-cache/1`).
 //!
-//! ```no_run
-//! use memtrace_cache::counters::{run_counted, Plan};
-//! let run = run_counted(&Plan::all(), "ls".as_ref(), &[]).unwrap();
-//! for event in &run.events {
-//!     println!("{}: {:?}", event.name, event.outcome);
-//! }
+//! The crate runs no program and does not symbolize: the caller runs the
+//! program with counters or under cachegrind and hands over the counts and
+//! cachegrind's output, and maps stack ids to sites.
+//!
+//! ```
+//! use memtrace_cache::cachegrind::parse;
+//! use memtrace_cache::findings::Findings;
+//! use memtrace_cache::json::CacheReport;
+//!
+//! let out = "events: Ir Dr Dw D1mr D1mw DLmr DLmw\nfn=main\n1 10 4 2 1 0 1 0\nsummary: 10 4 2 1 0 1 0\n";
+//! let findings = Findings {
+//!     simulated: Some(Ok(parse(out).unwrap())),
+//!     ..Findings::default()
+//! };
+//! let text = memtrace_cache::text::render_text(&findings, 10);
+//! assert!(text.contains("D1 misses (simulated)"));
+//! let json = serde_json::to_value(CacheReport::of(&findings)).unwrap();
+//! assert_eq!(json["simulated"]["total"]["d1_misses"], 1);
 //! ```
 
 #![deny(missing_docs)]
@@ -36,5 +49,8 @@ pub mod cachegrind;
 pub mod chart;
 pub mod counters;
 pub mod derived;
+pub mod findings;
+pub mod json;
 pub mod phases;
 pub mod scatter;
+pub mod text;

@@ -6,19 +6,59 @@
 
 use crate::error::DecodeError;
 
-/// Appends `value` as an unsigned LEB128 varint.
-pub fn put_u64(out: &mut Vec<u8>, mut value: u64) {
+/// Most bytes of a LEB128 varint of a `u64`.
+pub(crate) const MAX_VARINT: usize = 10;
+
+/// Writes `value` as an unsigned LEB128 varint at `out[at..]`; returns the
+/// position after it. The one LEB128 writer of the format: every other
+/// varint writer (a `Vec`, a batch column, a record head) goes through it.
+#[inline(always)]
+pub(crate) fn put_u64_at(out: &mut [u8], mut at: usize, mut value: u64) -> usize {
     while value >= 0x80 {
-        out.push((value as u8) | 0x80);
+        out[at] = (value as u8) | 0x80;
         value >>= 7;
+        at += 1;
     }
-    out.push(value as u8);
+    out[at] = value as u8;
+    at + 1
+}
+
+/// Writes `value` at `out[at..]` as a LEB128 varint of exactly five bytes
+/// (non-minimal for small values, which every reader accepts), so that a
+/// length can be written before it is known how long it is; returns the
+/// position after it.
+pub(crate) fn put_u32_padded(out: &mut [u8], at: usize, value: u32) -> usize {
+    for i in 0..5 {
+        let bits = ((value >> (7 * i)) & 0x7f) as u8;
+        out[at + i] = if i < 4 { bits | 0x80 } else { bits };
+    }
+    at + 5
+}
+
+/// Appends `value` as an unsigned LEB128 varint.
+pub fn put_u64(out: &mut Vec<u8>, value: u64) {
+    let mut bytes = [0u8; MAX_VARINT];
+    let n = put_u64_at(&mut bytes, 0, value);
+    out.extend_from_slice(&bytes[..n]);
+}
+
+/// A signed value as an unsigned one whose small magnitudes are small
+/// (zigzag: 0, -1, 1, -2, ... become 0, 1, 2, 3, ...), for a varint.
+#[inline(always)]
+pub(crate) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// The inverse of [`zigzag`].
+#[inline(always)]
+pub(crate) fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Appends a signed value as a zigzag-encoded varint.
 #[cfg(test)]
 pub fn put_i64(out: &mut Vec<u8>, value: i64) {
-    put_u64(out, ((value << 1) ^ (value >> 63)) as u64);
+    put_u64(out, zigzag(value));
 }
 
 /// Appends a length-prefixed byte string.
@@ -147,8 +187,7 @@ impl<'a> Cursor<'a> {
     /// Reads a zigzag-encoded signed varint.
     #[inline]
     pub fn i64(&mut self) -> Result<i64, DecodeError> {
-        let raw = self.u64()?;
-        Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+        Ok(unzigzag(self.u64()?))
     }
 
     /// Reads a length that must not exceed what is left.
@@ -219,6 +258,23 @@ mod tests {
             assert_eq!(cur.i64().unwrap(), v);
         }
         assert!(cur.is_empty());
+    }
+
+    #[test]
+    fn padded_varints_take_five_bytes_and_read_as_any_other() {
+        let mut out = [0u8; 15];
+        let mut at = 0;
+        for v in [0u32, 300, u32::MAX] {
+            at = put_u32_padded(&mut out, at, v);
+        }
+        assert_eq!(at, 15);
+        assert_eq!(out[..5], [0x80, 0x80, 0x80, 0x80, 0]);
+        let mut cur = Cursor::new(&out, "test");
+        for v in [0u64, 300, u32::MAX.into()] {
+            assert_eq!(cur.u64().unwrap(), v);
+        }
+        assert_eq!(zigzag(-1), 1);
+        assert_eq!(unzigzag(zigzag(i64::MIN)), i64::MIN);
     }
 
     #[test]

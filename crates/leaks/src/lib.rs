@@ -30,8 +30,12 @@
 //! };
 //! assert_eq!(classify(&scan), vec![LeakClass::Definite, LeakClass::Indirect]);
 //! ```
+//!
+//! [`ci`] writes the findings for CI: SARIF 2.1.0 and GitHub Actions
+//! annotations.
 #![deny(missing_docs)]
 
+pub mod ci;
 mod classify;
 mod cycles;
 mod records;

@@ -118,7 +118,7 @@ pub fn phase(name: &str) {
     let Ok(mut state) = thread::StateGuard::enter() else {
         return;
     };
-    let mut counters = rusage_counters();
+    let mut counters = resources::rusage_counters();
     phase_counters::read_into(&mut counters);
     session::push_phase(&mut state, name, counters);
 }
@@ -137,21 +137,6 @@ pub fn modules_changed() {
     } else if !nested {
         thread::leave();
     }
-}
-
-fn rusage_counters() -> Vec<(String, u64)> {
-    // SAFETY: getrusage fills the struct we own.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    vec![
-        ("minor-faults".into(), usage.ru_minflt as u64),
-        ("major-faults".into(), usage.ru_majflt as u64),
-        ("voluntary-switches".into(), usage.ru_nvcsw as u64),
-        ("involuntary-switches".into(), usage.ru_nivcsw as u64),
-    ]
 }
 
 /// How stacks are taken.

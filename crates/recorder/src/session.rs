@@ -263,7 +263,7 @@ extern "C" fn writer_main(_: *mut libc::c_void) -> *mut libc::c_void {
     thread::ignore_this_thread();
     crate::crash::block_process_signals();
     // SAFETY: gettid has no preconditions.
-    WRITER_TID.store(unsafe { libc::gettid() }, Ordering::Relaxed);
+    WRITER_TID.store(thread::gettid(), Ordering::Relaxed);
     let marker = 0u8;
     WRITER_STACK.store(std::ptr::addr_of!(marker) as u64, Ordering::Relaxed);
     // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated name.

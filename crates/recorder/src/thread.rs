@@ -227,7 +227,7 @@ fn create(block: &Tls) -> Option<NonNull<ThreadState>> {
     let parts = (!crate::memory::short())
         .then(|| {
             Some((
-                Ring::with_producer(gettid(), FIRST_RING, LARGEST_RING)?,
+                Ring::with_producer(gettid() as u32, FIRST_RING, LARGEST_RING)?,
                 memtrace_unwind::StackMemo::try_new()?,
             ))
         })
@@ -344,9 +344,10 @@ fn thread_is_gone(tid: u32) -> bool {
     rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
 }
 
-fn gettid() -> u32 {
+/// The calling thread's id (the one place the recorder asks for it).
+pub(crate) fn gettid() -> libc::pid_t {
     // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() as u32 }
+    unsafe { libc::gettid() }
 }
 
 static EXIT_KEY: AtomicU32 = AtomicU32::new(u32::MAX);

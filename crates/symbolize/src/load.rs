@@ -12,7 +12,8 @@ use goblin::elf::sym::{
 };
 
 use crate::elf::{ElfFile, OpenError};
-use crate::{Dwarf, ModuleData, ModuleSpec, ModuleState, Options, Reader, Sym};
+use crate::frames::{Dwarf, ModuleData, ModuleState, Sym};
+use crate::{ModuleSpec, Options, Reader};
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

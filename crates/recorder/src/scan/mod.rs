@@ -149,8 +149,7 @@ pub(crate) fn scan(input: ScanInput) -> io::Result<LeakScan> {
     let maps_before = roots::readable_mappings()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot read /proc/self/maps: {e}")))?;
     let mut maps = roots::MapsBuffer::for_maps_like(&maps_before).or_oom()?;
-    // SAFETY: gettid has no preconditions.
-    let me = unsafe { libc::gettid() };
+    let me = crate::thread::gettid();
     let mut skip = input.skip_tids.to_vec();
     skip.push(me);
     stop::list_threads(&skip, &mut Vec::new())

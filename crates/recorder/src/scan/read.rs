@@ -28,6 +28,8 @@
 
 use std::io;
 
+use crate::thread::gettid;
+
 /// Bytes of the copy buffer: at most this much is read per call.
 pub(crate) const BUFFER_BYTES: usize = 1 << 20;
 
@@ -425,11 +427,6 @@ impl Drop for MemReader {
             }
         }
     }
-}
-
-fn gettid() -> libc::pid_t {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
 }
 
 /// A pipe for the fallback copy, non-blocking (a full pipe would be a bug,

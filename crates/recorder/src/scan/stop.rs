@@ -39,6 +39,7 @@ use std::time::Duration;
 
 use crate::clock::monotonic_ns;
 use crate::memory::try_with_capacity;
+use crate::thread::gettid;
 
 /// Threads one scan can stop; more are counted as unscanned.
 pub(crate) const MAX_THREADS: usize = 1024;
@@ -156,11 +157,6 @@ impl Drop for Stopped {
     fn drop(&mut self) {
         RELEASE.store(true, Ordering::Release);
     }
-}
-
-fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
 }
 
 extern "C" fn on_stop_signal(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut c_void) {

@@ -1,13 +1,13 @@
-//! Machine-readable leak reports for CI: SARIF 2.1.0 and GitHub Actions
-//! annotations.
+//! SARIF 2.1.0: one result per finding, at the allocation site's source
+//! line, with the full stack.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use memtrace_analyze::leaks::{self, LeakRecord, LeakReport};
-use memtrace_analyze::symbols::Frame;
-use memtrace_leaks::LeakClass;
 use serde_json::{json, Value};
+
+use super::{headline, under_root, CiOptions, Finding, SourceFrame};
+use crate::LeakClass;
 
 /// A rule per class: its id and what it means.
 fn rule(class: LeakClass) -> (&'static str, &'static str) {
@@ -29,24 +29,6 @@ fn rule(class: LeakClass) -> (&'static str, &'static str) {
             "Memory is still pointed to at exit but was never freed.",
         ),
     }
-}
-
-/// `path` relative to `root` when it lies under it (also when one of them
-/// reaches the other through a symbolic link), else `path` unchanged.
-fn relative(path: &str, root: &Path) -> String {
-    under_root(path, root).unwrap_or_else(|| path.to_string())
-}
-
-/// `path` relative to `root`, if it lies under it.
-fn under_root(path: &str, root: &Path) -> Option<String> {
-    let path = Path::new(path);
-    if let Ok(p) = path.strip_prefix(root) {
-        return Some(p.display().to_string());
-    }
-    let (path, root) = (path.canonicalize().ok()?, root.canonicalize().ok()?);
-    path.strip_prefix(root)
-        .ok()
-        .map(|p| p.display().to_string())
 }
 
 /// The name SARIF results use for `--source-root` (GitHub's convention).
@@ -90,33 +72,11 @@ fn root_uri(root: &Path) -> String {
     format!("file://{}", uri_path(&path))
 }
 
-/// "248 bytes in 5 blocks are definitely lost" (with the indirect part).
-pub fn headline(r: &LeakRecord) -> String {
-    let s = if r.blocks == 1 { "" } else { "s" };
-    if r.indirect_bytes > 0 {
-        format!(
-            "{} ({} direct, {} indirect) bytes in {} block{s} are {}",
-            r.bytes + r.indirect_bytes,
-            r.bytes,
-            r.indirect_bytes,
-            r.blocks,
-            r.class.phrase()
-        )
-    } else {
-        format!(
-            "{} bytes in {} block{s} are {}",
-            r.bytes,
-            r.blocks,
-            r.class.phrase()
-        )
-    }
-}
-
-fn location(f: &Frame, root: &Path) -> Value {
+fn location<F: SourceFrame>(f: &F, root: &Path) -> Value {
     let mut physical = json!({});
-    if let Some(file) = &f.file {
+    if let Some(file) = f.file() {
         physical["artifactLocation"] = artifact_location(file, root);
-        if let Some(line) = f.line.filter(|&l| l > 0) {
+        if let Some(line) = f.line().filter(|&l| l > 0) {
             physical["region"] = json!({ "startLine": line });
         }
     }
@@ -124,18 +84,27 @@ fn location(f: &Frame, root: &Path) -> Value {
     if physical.as_object().is_some_and(|o| !o.is_empty()) {
         loc["physicalLocation"] = physical;
     }
-    if let Some(function) = &f.function {
+    if let Some(function) = f.function() {
         loc["logicalLocations"] = json!([{ "fullyQualifiedName": function, "kind": "function" }]);
     }
     loc
 }
 
-/// The report as a SARIF 2.1.0 log: one result per unsuppressed loss
-/// record, at the allocation site's source line, with the full stack;
-/// classes in `fail_on` are errors, the others notes. The run's invocation
-/// is successful only when the scan is complete; an incomplete one says
-/// why in an error notification.
-pub fn sarif(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> Value {
+/// The findings as a SARIF 2.1.0 log: one result per finding, at the
+/// allocation site's source line, with the full stack; classes in
+/// `options.fail_on` are errors, the others notes. The run's invocation is
+/// successful only when the scan is complete: `incomplete` (why it is not)
+/// is `None`; else it is said in an error notification.
+pub fn sarif<F: SourceFrame>(
+    findings: &[Finding<'_, F>],
+    incomplete: Option<&str>,
+    options: &CiOptions<'_>,
+) -> Value {
+    let CiOptions {
+        fail_on,
+        root,
+        tool_version,
+    } = *options;
     let rules: Vec<Value> = LeakClass::ALL
         .iter()
         .map(|&c| {
@@ -151,10 +120,8 @@ pub fn sarif(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> Value {
             })
         })
         .collect();
-    let results: Vec<Value> = report
-        .records
+    let results: Vec<Value> = findings
         .iter()
-        .filter(|r| r.suppressed_by.is_none())
         .map(|r| {
             let index = LeakClass::ALL.iter().position(|&c| c == r.class).unwrap_or(0);
             let frames: Vec<Value> = r
@@ -162,16 +129,16 @@ pub fn sarif(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> Value {
                 .iter()
                 .map(|f| {
                     let mut frame = json!({ "location": location(f, root) });
-                    if let Some(m) = &f.module {
+                    if let Some(m) = f.module() {
                         frame["module"] = json!(m);
                     }
                     frame
                 })
                 .collect();
-            let mut site = location(&r.site, root);
+            let mut site = location(r.site, root);
             if site.get("physicalLocation").is_none() {
                 // Code scanning needs a file; without debug info, name the module.
-                if let Some(m) = &r.site.module {
+                if let Some(m) = r.site.module() {
                     site["physicalLocation"] = json!({ "artifactLocation": artifact_location(m, root) });
                 }
             }
@@ -191,8 +158,8 @@ pub fn sarif(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> Value {
             })
         })
         .collect();
-    let mut invocation = json!({ "executionSuccessful": report.scan.complete });
-    if let Some(why) = leaks::incomplete_reason(&report.scan) {
+    let mut invocation = json!({ "executionSuccessful": incomplete.is_none() });
+    if let Some(why) = incomplete {
         invocation["toolExecutionNotifications"] = json!([{
             "level": "error",
             "message": { "text": format!("leak scan incomplete: {why}") },
@@ -206,7 +173,7 @@ pub fn sarif(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> Value {
             "invocations": [invocation],
             "tool": { "driver": {
                 "name": "memtrace",
-                "version": env!("CARGO_PKG_VERSION"),
+                "version": tool_version,
                 "informationUri": "https://github.com/memtrace/memtrace",
                 "rules": rules,
             }},
@@ -214,62 +181,6 @@ pub fn sarif(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> Value {
             "results": results,
         }],
     })
-}
-
-/// Escapes a workflow-command property or message (GitHub's rules).
-fn escape(s: &str, property: bool) -> String {
-    let mut out = s
-        .replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A");
-    if property {
-        out = out.replace(':', "%3A").replace(',', "%2C");
-    }
-    out
-}
-
-/// GitHub Actions annotations: `::error` for `fail_on` classes, `::notice`
-/// for the others, at the allocation site, the stack in the message; first
-/// an `::error` without a file when the scan is incomplete.
-pub fn github(report: &LeakReport, fail_on: &[LeakClass], root: &Path) -> String {
-    let mut out = String::new();
-    if let Some(why) = leaks::incomplete_reason(&report.scan) {
-        let _ = writeln!(
-            out,
-            "::error title={}::{}",
-            escape("memtrace: leak scan incomplete", true),
-            escape(&format!("leak scan incomplete: {why}"), false)
-        );
-    }
-    for r in report.records.iter().filter(|r| r.suppressed_by.is_none()) {
-        let level = if fail_on.contains(&r.class) {
-            "error"
-        } else {
-            "notice"
-        };
-        let mut props = Vec::new();
-        if let Some(file) = &r.site.file {
-            props.push(format!("file={}", escape(&relative(file, root), true)));
-            if let Some(line) = r.site.line.filter(|&l| l > 0) {
-                props.push(format!("line={line}"));
-            }
-        }
-        props.push(format!(
-            "title={}",
-            escape(&format!("memtrace: {}", r.class.phrase()), true)
-        ));
-        let mut message = headline(r);
-        for f in r.stack.iter().take(8) {
-            let _ = write!(message, "\n  at {}", f.describe());
-        }
-        let _ = writeln!(
-            out,
-            "::{level} {}::{}",
-            props.join(","),
-            escape(&message, false)
-        );
-    }
-    out
 }
 
 #[cfg(test)]
@@ -294,11 +205,5 @@ mod tests {
         );
         assert_eq!(root_uri(root), "file:///nonexistent-root/repo/");
         assert_eq!(root_uri(Path::new("/")), "file:///");
-    }
-
-    #[test]
-    fn workflow_command_escapes_follow_github() {
-        assert_eq!(escape("50% a:b,c\nd", false), "50%25 a:b,c%0Ad");
-        assert_eq!(escape("50% a:b,c\nd", true), "50%25 a%3Ab%2Cc%0Ad");
     }
 }
