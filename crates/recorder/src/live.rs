@@ -38,8 +38,16 @@ pub(crate) struct LiveBlocks {
     live: FxHashMap<u64, LiveBlock>,
     /// The last free of each address, until the watermark passes it.
     freed: FxHashMap<u64, u64>,
+    /// The tombstone count past which [`LiveBlocks::passed`] next drops
+    /// the old ones: twice what the last pruning kept (at least
+    /// [`PRUNE_FROM`]), so that tombstones still newer than a lagging
+    /// watermark are not walked again on every turn of the writer.
+    prune_at: usize,
     recent_frees: RecentFrees,
 }
+
+/// Tombstones kept before any pruning.
+const PRUNE_FROM: usize = 1024;
 
 /// Bytes of the most recent frees whose addresses are kept: valgrind's
 /// memcheck keeps this much freed memory out of reuse (`--freelist-vol`'s
@@ -169,8 +177,9 @@ impl LiveBlocks {
     /// Every event below `watermark` has been applied: tombstones older than
     /// it can no longer cancel anything.
     pub fn passed(&mut self, watermark: u64) {
-        if self.freed.len() > 1024 {
+        if self.freed.len() > self.prune_at.max(PRUNE_FROM) {
             self.freed.retain(|_, &mut ts| ts >= watermark);
+            self.prune_at = 2 * self.freed.len();
         }
     }
 
@@ -261,6 +270,48 @@ mod tests {
                 "order {order:?}"
             );
         }
+    }
+
+    /// Tombstones the watermark has passed are dropped once there are more
+    /// than 1,024; the rest, newer, are kept and still cancel an older
+    /// allocation that comes late; the next pruning waits until the table
+    /// has doubled.
+    #[test]
+    fn tombstones_behind_the_watermark_are_pruned_and_the_newer_kept() {
+        let mut blocks = LiveBlocks::default();
+        for i in 1..=2000u64 {
+            assert!(blocks.apply(&ev(Func::Free, i, 0x1000 + 16 * i, 0, 0)));
+        }
+        blocks.passed(1501);
+        assert_eq!(blocks.freed.len(), 500);
+        // Freed at 1700: an allocation made at 1650, applied now, stays dead.
+        blocks.apply(&ev(Func::Malloc, 1650, 0x1000 + 16 * 1700, 0, 8));
+        assert_eq!(live(&blocks), vec![]);
+        // 500 kept: no pruning before 1,024 (at least) tombstones, whatever
+        // the watermark.
+        for i in 2001..=2524u64 {
+            blocks.apply(&ev(Func::Free, i, 0x1000 + 16 * i, 0, 0));
+        }
+        blocks.passed(3000);
+        assert_eq!(blocks.freed.len(), 1024);
+        blocks.apply(&ev(Func::Free, 2525, 0x1000 + 16 * 2525, 0, 0));
+        blocks.passed(3000);
+        assert_eq!(blocks.freed.len(), 0);
+        // A watermark that lags: 1,500 tombstones all newer than it are
+        // walked once, and not again until there are more than 3,000.
+        for i in 4001..=5500u64 {
+            blocks.apply(&ev(Func::Free, i, 0x1000 + 16 * i, 0, 0));
+        }
+        blocks.passed(3000);
+        assert_eq!(blocks.prune_at, 3000);
+        for i in 5501..=7000u64 {
+            blocks.apply(&ev(Func::Free, i, 0x1000 + 16 * i, 0, 0));
+        }
+        blocks.passed(6000);
+        assert_eq!(blocks.freed.len(), 3000, "3,000 is not past the threshold");
+        blocks.apply(&ev(Func::Free, 7001, 0x1000 + 16 * 7001, 0, 0));
+        blocks.passed(6000);
+        assert_eq!(blocks.freed.len(), 1002, "6000 to 7001 kept");
     }
 
     /// Every order of `n` items, as lists of indices.
