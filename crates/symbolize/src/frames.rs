@@ -178,7 +178,7 @@ fn demangle(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::finish_symbols;
+    use crate::symtab::finish_symbols;
 
     #[test]
     fn demangles_rust_cpp_and_plain_names() {

@@ -52,11 +52,13 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod debug_file;
 mod decompress;
 mod elf;
 mod frames;
 mod load;
 mod ranges;
+mod symtab;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
