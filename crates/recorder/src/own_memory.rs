@@ -73,6 +73,31 @@ pub(crate) fn for_each_part_not_own(range: Range<u64>, mut f: impl FnMut(Range<u
     }
 }
 
+/// Room for every range [`own_ranges_into`] can give: allocate it before
+/// the scan stops the threads.
+pub(crate) const MAX_RANGES: usize = SLOTS;
+
+/// Fills `out` (cleared first, never grown) with the recorder's own
+/// mappings, sorted by start; allocates nothing, for the scan to call
+/// while the other threads are stopped. False when some did not fit.
+pub(crate) fn own_ranges_into(out: &mut Vec<Range<u64>>) -> bool {
+    out.clear();
+    let mut all_fit = true;
+    for (s, l) in STARTS.iter().zip(&LENS) {
+        let start = s.load(Ordering::Acquire);
+        let len = l.load(Ordering::Acquire);
+        if start != 0 && len != 0 {
+            if out.len() == out.capacity() {
+                all_fit = false;
+                continue;
+            }
+            out.push(start..start + len);
+        }
+    }
+    out.sort_unstable_by_key(|r| r.start);
+    all_fit
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -166,6 +166,7 @@ pub(crate) fn scan(input: ScanInput) -> io::Result<LeakScan> {
     // to give up the scan).
     marker.ignore_stale(live.recently_freed().unwrap_or_default());
     let mut edges = try_with_capacity(2 * capacity + 1024).or_oom()?;
+    let mut own_ranges = try_with_capacity(crate::own_memory::MAX_RANGES).or_oom()?;
 
     let stopped = stop::stop(&skip, room, budget_ns.saturating_add(stop::HOLD_MARGIN_NS));
     marker.set_deadline(monotonic_ns().saturating_add(budget_ns));
@@ -189,6 +190,10 @@ pub(crate) fn scan(input: ScanInput) -> io::Result<LeakScan> {
         flag(Incomplete::CallsMissed);
     }
     marker.load(blocks.iter().map(|(addr, b)| (*addr, b.size)));
+    // A block that lies in the recorder's memory was freed and unmapped by
+    // a thread stopped before it recorded the free: its words are not read.
+    crate::own_memory::own_ranges_into(&mut own_ranges);
+    marker.leave_out_blocks_in(&own_ranges);
     let maps_now: &[roots::Mapping] = if maps.reread() {
         &maps.maps
     } else {
@@ -249,6 +254,7 @@ pub(crate) fn scan(input: ScanInput) -> io::Result<LeakScan> {
             .chain(stopped.sleepers.iter().map(|s| s.sp))
             .chain(input.skip_stacks.iter().copied());
         let is_stack = |m: &roots::Mapping| sps.clone().any(|sp| (m.start..m.end).contains(&sp));
+        let module_ranges = [&modules.segments[..], &modules.allocator_segments[..]];
         for m in maps_now {
             if is_stack(m) || !roots::is_program_managed(m, &mut rd) {
                 continue;
@@ -257,8 +263,10 @@ pub(crate) fn scan(input: ScanInput) -> io::Result<LeakScan> {
             while let Some(gap) = marker.first_gap(rest.clone()) {
                 rest.start = gap.end;
                 crate::own_memory::for_each_part_not_own(gap, |part| {
-                    root_bytes += part.end - part.start;
-                    marker.scan_root(&mut rd, part);
+                    roots::for_each_part_outside(part, &module_ranges, |part| {
+                        root_bytes += part.end - part.start;
+                        marker.scan_root(&mut rd, part);
+                    });
                 });
             }
         }

@@ -276,6 +276,40 @@ fn is_glibc_mmapped_chunk(m: &Mapping, rd: &mut MemReader) -> bool {
     })
 }
 
+/// The parts of `range` that no range of `covered` overlaps, in address
+/// order, each passed to `f`; allocates nothing. The module segments are
+/// scanned as roots of their own (a module's data with the stale-pointer
+/// rule, the C library's with the allocator's words skipped), so the part
+/// of an anonymous mapping that holds them (a `.bss` beyond the file's
+/// last page is anonymous memory) is not scanned a second time without
+/// those rules.
+pub(crate) fn for_each_part_outside(
+    range: Range<u64>,
+    covered: &[&[Range<u64>]],
+    mut f: impl FnMut(Range<u64>),
+) {
+    let mut at = range.start;
+    while at < range.end {
+        let next = covered
+            .iter()
+            .flat_map(|c| c.iter())
+            .filter(|c| c.start < range.end && at < c.end)
+            .min_by_key(|c| c.start);
+        match next {
+            None => {
+                f(at..range.end);
+                return;
+            }
+            Some(c) => {
+                if c.start > at {
+                    f(at..c.start);
+                }
+                at = at.max(c.end);
+            }
+        }
+    }
+}
+
 /// The mapping that holds `addr`.
 pub(crate) fn mapping_of(maps: &[Mapping], addr: u64) -> Option<Mapping> {
     let i = maps.partition_point(|m| m.start <= addr);
@@ -325,6 +359,21 @@ mod tests {
         assert_eq!(out, vec![0x1000..0x3000, 0x4000..0x6000, 0x9000..0x9010]);
         assert_eq!(mapping_of(&maps, 0x9008).map(|m| m.start), Some(0x9000));
         assert_eq!(mapping_of(&maps, 0x3008), None);
+    }
+
+    #[test]
+    fn parts_covered_by_module_segments_are_left_out() {
+        let data = [0x1100..0x1200, 0x2f00..0x3100];
+        let libc = [0x1180..0x1280, 0x5000..0x5100];
+        let mut parts = Vec::new();
+        for_each_part_outside(0x1000..0x3000, &[&data, &libc], |p| parts.push(p));
+        assert_eq!(parts, vec![0x1000..0x1100, 0x1280..0x2f00]);
+        parts.clear();
+        for_each_part_outside(0x1100..0x1200, &[&data, &libc], |p| parts.push(p));
+        assert_eq!(parts, vec![]);
+        parts.clear();
+        for_each_part_outside(0x4000..0x5000, &[&data, &libc], |p| parts.push(p));
+        assert_eq!(parts, vec![0x4000..0x5000]);
     }
 
     #[test]
