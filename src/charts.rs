@@ -396,6 +396,7 @@ pub fn policy_chart(
         ],
         touching: false,
         value_labels: false,
+        groups: Vec::new(),
     })
 }
 
@@ -438,6 +439,7 @@ pub fn leak_chart(r: &memtrace_analyze::leaks::LeakReport) -> BarChart {
         ],
         touching: false,
         value_labels: true,
+        groups: Vec::new(),
     }
 }
 

@@ -199,12 +199,13 @@ fn fallbacks_rank_the_linked_list_far_worse_than_the_array() {
     );
     let sim = |r: &Value, key: &str| r["simulated"]["total"][key].as_u64().expect(key);
     assert_eq!(list["simulated"]["source"], "simulated (cachegrind)");
-    // Measured: D1 361,995 vs 6,778 (53x); LL 42,666 vs 3,879 (11x). The list
-    // walks N nodes 272 bytes apart in shuffled order, 4 times, each a new
-    // line; the array walks N/8 lines. Asserted with a margin of about 2.
+    // Measured: D1 361,972 vs 14,286 (25x); LL 42,666 vs 3,878 (11x). The
+    // list walks N nodes 272 bytes apart in shuffled order, 4 times, each a
+    // new line; the array walks N/8 lines 4 times. Asserted with a margin
+    // of about 2.
     let (d1_list, d1_array) = (sim(&list, "d1_misses"), sim(&array, "d1_misses"));
     let (ll_list, ll_array) = (sim(&list, "ll_misses"), sim(&array, "ll_misses"));
-    assert!(d1_list > 25 * d1_array, "D1 {d1_list} vs {d1_array}");
+    assert!(d1_list > 12 * d1_array, "D1 {d1_list} vs {d1_array}");
     assert!(ll_list > 5 * ll_array, "LL {ll_list} vs {ll_array}");
     // The traversal functions themselves: every list step misses D1 in the
     // model (4 passes x N nodes), the array's N/8 lines per pass at most.
@@ -220,10 +221,17 @@ fn fallbacks_rank_the_linked_list_far_worse_than_the_array() {
     };
     assert!(function(&list, "traverse_list") >= 4 * N * 9 / 10);
     assert!(function(&array, "traverse_array") <= 4 * N / 8 + 64);
-    // The chart is labelled as simulated and has the traversal's bars.
+    // The chart is labelled as simulated and has the traversal's bars, the
+    // program's own functions left of glibc's.
     let svg = std::fs::read_to_string(dir.join("list.svg")).expect("the chart");
-    assert_eq!(svg.matches("[simulated (cachegrind)]").count(), 1);
-    assert_eq!(svg.matches("\ntraverse_list\n").count(), 1);
+    assert_eq!(svg.matches("Source: simulated (cachegrind)").count(), 1);
+    let at = |label: &str| {
+        let found: Vec<_> = svg.match_indices(&format!("\n{label}\n")).collect();
+        assert_eq!(found.len(), 1, "{label}");
+        found[0].0
+    };
+    assert!(at("traverse_list") < at("_int_malloc"));
+    assert!(at("linked_list") < at("_int_malloc"));
 
     // Scatter: each 16-byte node sits alone in its 64-byte line (a 224-byte
     // label between nodes), so N nodes touch N lines where N/4 would do:

@@ -60,6 +60,86 @@ fn sites() -> &'static Sites {
     })
 }
 
+/// The cache charts in a directory of their own: `memtrace cache --svg` of
+/// the locality fixture under cachegrind (the per-function view), and the
+/// report's pairs chart (`cargo xtask report`'s four pairs, labels as
+/// there) drawn by `memtrace_cache::compare` from fixed figures: its layout
+/// is what the page checks below test, not the figures.
+fn cache_charts() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("plot-cache");
+        let exe = compile("cc", "fixtures/c/locality.c", &["-O2", "-g"], &dir);
+        let exe = exe.to_str().unwrap();
+        memtrace_stdout(
+            &dir,
+            &[
+                "cache",
+                "--svg",
+                "cache-functions.svg",
+                "--",
+                exe,
+                "all",
+                "2000",
+            ],
+        );
+        let chart = memtrace_cache::compare::chart(
+            "Cache misses per element, layouts in pairs: 20000 elements",
+            &cache_pairs(),
+        )
+        .unwrap();
+        let svg = memtrace_plot::bars(&chart).unwrap();
+        std::fs::write(dir.join("cache.svg"), svg).unwrap();
+        dir
+    })
+}
+
+/// The report's pairs with figures of the size it measures.
+fn cache_pairs() -> Vec<memtrace_cache::compare::Pair> {
+    use memtrace_cache::compare::{MissSource, Misses, Pair, Side};
+    let side = |label: &str, d1: u64, ll: u64| Side {
+        label: label.into(),
+        misses: Misses {
+            d1,
+            ll,
+            source: MissSource::Simulated,
+        },
+        n: 20_000,
+        base: Misses {
+            d1: 1_500,
+            ll: 1_200,
+            source: MissSource::Simulated,
+        },
+        n_base: 2,
+    };
+    let pair = |name: &str, a: Side, b: Side| Pair {
+        name: name.into(),
+        sides: vec![a, b],
+    };
+    vec![
+        pair(
+            "list vs array",
+            side("list", 361_972, 42_666),
+            side("array", 14_286, 3_878),
+        ),
+        pair(
+            "AoS vs SoA",
+            side("aos", 101_782, 21_000),
+            side("soa", 14_287, 3_900),
+        ),
+        pair(
+            "scattered vs bulk",
+            side("scattered", 123_456, 25_000),
+            side("bulk", 14_286, 3_878),
+        ),
+        pair(
+            "bulk_vs_single.c",
+            side("single", 99_000, 30_000),
+            side("bulk", 22_000, 11_000),
+        ),
+    ]
+}
+
 fn chart(name: &str) -> Svg {
     Svg::read(&sites().charts.join(format!("{name}.svg")))
 }
@@ -334,9 +414,11 @@ fn the_flame_graph_shows_the_bytes_of_each_site() {
 /// padding): a font's size in the SVG, times the page's scale.
 #[test]
 fn every_chart_reads_at_12_px_or_more_on_the_page() {
-    let dir = &sites().charts;
     let mut checked = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
+    let entries = std::fs::read_dir(&sites().charts)
+        .unwrap()
+        .chain(std::fs::read_dir(cache_charts()).unwrap());
+    for entry in entries {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "svg") {
             continue;
@@ -371,6 +453,8 @@ fn every_chart_reads_at_12_px_or_more_on_the_page() {
     assert_eq!(
         checked,
         [
+            "cache-functions.svg",
+            "cache.svg",
             "flame.svg",
             "frag.svg",
             "heap.svg",
@@ -410,9 +494,15 @@ fn no_label_overlaps_another_or_the_peak_marker_in_chromium() {
         return;
     };
     let dir = &sites().charts;
-    let charts = ["heap", "sizes", "latency", "frag", "policies", "leaks"];
+    let charts = ["heap", "sizes", "latency", "frag", "policies", "leaks"]
+        .map(|name| (dir.as_path(), name))
+        .into_iter()
+        .chain([
+            (cache_charts(), "cache"),
+            (cache_charts(), "cache-functions"),
+        ]);
     let mut page = String::from("<!DOCTYPE html><html><body>");
-    for name in charts {
+    for (dir, name) in charts {
         let svg = std::fs::read_to_string(dir.join(format!("{name}.svg"))).unwrap();
         let start = svg.find("<svg").expect("an svg element");
         page.push_str(&svg[start..].replacen("<svg", &format!("<svg data-chart=\"{name}\""), 1));

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args};
 use memtrace_analyze::symbols::Symbols;
 use memtrace_cache::cachegrind::Simulation;
-use memtrace_cache::chart::MissChart;
+use memtrace_cache::chart::{self, ChartConfig};
 use memtrace_cache::counters::Plan;
 use memtrace_cache::derived::derive;
 use memtrace_cache::findings::{Findings, SiteScatter};
@@ -56,7 +56,8 @@ pub struct CacheArgs {
     #[arg(long, value_name = "TRACE")]
     pub trace: Option<PathBuf>,
     /// Write an SVG chart of misses per phase (hardware) or per function
-    /// (simulated), labelled with its source.
+    /// (simulated, the program's own functions first), labelled with its
+    /// source.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
     /// Rows per table (functions, sites).
@@ -140,9 +141,13 @@ pub fn cache(args: CacheArgs) -> Result<ExitCode> {
         ),
     }
     if let Some(svg) = &args.svg {
-        let chart = MissChart::plan(&findings, &program_words(&args.command), args.top)
+        let config = ChartConfig {
+            program: program_words(&args.command),
+            top: args.top,
+        };
+        let plan = chart::plan(&findings, &config)
             .context("nothing to chart: no miss counts were measured or simulated")?;
-        let text = chart.to_svg().map_err(anyhow::Error::msg)?;
+        let text = memtrace_plot::bars(&plan).map_err(|e| anyhow::anyhow!("{e}"))?;
         memtrace_safe_write::write_file(svg, text.as_bytes())?;
     }
     let code = match status {

@@ -28,6 +28,7 @@ mod accuracy;
 mod bench;
 mod bigtrace;
 mod browser;
+mod cache_pairs;
 mod charts;
 mod constrained;
 mod floor;

@@ -6,7 +6,7 @@
 //! hardware: always labelled "simulated". The run, which the caller makes,
 //! is about 50 times slower than a native one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 /// Totals of the simulated events, as cachegrind names them.
@@ -64,6 +64,9 @@ pub struct Simulation {
     pub total: SimCounts,
     /// Per function (`fn=` name), most first-level data misses first.
     pub functions: Vec<(String, SimCounts)>,
+    /// The source file of each function (the `fl=` before its first
+    /// `fn=`): `???` where the code has no debug information.
+    pub files: BTreeMap<String, String>,
 }
 
 /// Why a simulation failed.
@@ -96,6 +99,8 @@ pub fn parse(text: &str) -> Result<Simulation, SimError> {
     let mut total = None;
     let mut per_fn: HashMap<String, SimCounts> = HashMap::new();
     let mut current_fn: Option<String> = None;
+    let mut current_file = String::from("???");
+    let mut files = BTreeMap::new();
     for line in text.lines() {
         if let Some(desc) = line.strip_prefix("desc: ") {
             caches.push(desc.trim().to_string());
@@ -104,7 +109,12 @@ pub fn parse(text: &str) -> Result<Simulation, SimError> {
         } else if let Some(summary) = line.strip_prefix("summary:") {
             let values = numbers(summary)?;
             total = Some(counts(&columns, &values)?);
+        } else if let Some(file) = line.strip_prefix("fl=") {
+            current_file = file.to_string();
         } else if let Some(name) = line.strip_prefix("fn=") {
+            files
+                .entry(name.to_string())
+                .or_insert_with(|| current_file.clone());
             current_fn = Some(name.to_string());
         } else if line.starts_with(|c: char| c.is_ascii_digit()) {
             let Some(name) = &current_fn else { continue };
@@ -131,6 +141,7 @@ pub fn parse(text: &str) -> Result<Simulation, SimError> {
         caches,
         total,
         functions,
+        files,
     })
 }
 
@@ -198,6 +209,8 @@ summary: 33 1 1 15 7 1 2 1 1
         assert_eq!(sim.functions[0].1.data_reads, 15);
         assert_eq!(sim.functions[0].1.ll_misses(), 2);
         assert_eq!(sim.functions[1].1.instructions, 3);
+        assert_eq!(sim.files["traverse_list"], "locality.c");
+        assert_eq!(sim.files["main"], "locality.c");
     }
 
     #[test]

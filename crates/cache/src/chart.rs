@@ -1,151 +1,29 @@
-//! An SVG bar chart of misses per fixture or phase, labelled with where the
-//! numbers come from (hardware counters, or cachegrind's simulation).
+//! The chart of one `memtrace cache` run, as a `memtrace-plot` bar chart
+//! (drawn like every other memtrace chart), labelled with where its numbers
+//! come from: hardware counters, or cachegrind's simulation.
 //!
-//! Drawn with plotters' SVG backend and its built-in text layout: no system
-//! fonts are read.
+//! Per phase where the recorder counted hardware misses in each phase;
+//! else the run's hardware totals; else simulated misses per function, the
+//! program's own functions first (the fixtures keep each pattern in its
+//! own function) and the C library's after, names shortened without being
+//! cut mid-word. Comparing runs side by side is [`crate::compare`]'s job.
 
-use plotters::prelude::*;
+use memtrace_plot::{BarChart, BarPanel, BarSeries, Scale, Unit};
 
+use crate::cachegrind::Simulation;
 use crate::counters::EventKind;
 use crate::findings::Findings;
 
-/// One group of bars (a fixture, phase or function) with one value per series.
+/// What a chart of one run is about.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BarGroup {
-    /// The group's label on the x axis.
-    pub label: String,
-    /// `(series name, value)`; a series absent from a group is not drawn.
-    pub values: Vec<(String, u64)>,
+pub struct ChartConfig {
+    /// The command line, for the title.
+    pub program: String,
+    /// At most this many functions in a per-function chart.
+    pub top: usize,
 }
 
-/// What to draw.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MissChart {
-    /// The chart title.
-    pub title: String,
-    /// Where the numbers come from, e.g. `simulated (cachegrind)`; shown in
-    /// the title and on the y axis.
-    pub source: String,
-    /// The bar groups, left to right.
-    pub groups: Vec<BarGroup>,
-}
-
-const COLORS: [RGBColor; 4] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-];
-
-impl MissChart {
-    /// The series names, in first-seen order.
-    pub fn series(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        for g in &self.groups {
-            for (name, _) in &g.values {
-                if !names.contains(name) {
-                    names.push(name.clone());
-                }
-            }
-        }
-        names
-    }
-
-    /// Renders the chart as an SVG document.
-    pub fn to_svg(&self) -> Result<String, String> {
-        let mut svg = String::new();
-        {
-            let width = (160 + 110 * self.groups.len().max(1)) as u32;
-            let root = SVGBackend::with_string(&mut svg, (width.max(640), 420)).into_drawing_area();
-            self.draw(&root).map_err(|e| e.to_string())?;
-            root.present().map_err(|e| e.to_string())?;
-        }
-        Ok(svg)
-    }
-
-    fn draw<DB: DrawingBackend>(
-        &self,
-        root: &DrawingArea<DB, plotters::coord::Shift>,
-    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
-        root.fill(&WHITE)?;
-        let series = self.series();
-        let n_series = series.len().max(1);
-        let n_groups = self.groups.len().max(1);
-        let max = self
-            .groups
-            .iter()
-            .flat_map(|g| g.values.iter().map(|(_, v)| *v))
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!("{} [{}]", self.title, self.source),
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..n_groups as f64, 0f64..max as f64 * 1.1)?;
-        let labels: Vec<String> = self.groups.iter().map(|g| short_label(&g.label)).collect();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n_groups * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                let centred = (x - x.floor() - 0.5).abs() < 1e-6;
-                if centred {
-                    labels.get(i).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .y_desc(format!("misses ({})", self.source))
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .draw()?;
-        let bar_width = 0.8 / n_series as f64;
-        for (s, name) in series.iter().enumerate() {
-            let color = COLORS[s % COLORS.len()];
-            let bars = self.groups.iter().enumerate().filter_map(|(g, group)| {
-                let value = group.values.iter().find(|(n, _)| n == name)?.1;
-                let x0 = g as f64 + 0.1 + s as f64 * bar_width;
-                Some(Rectangle::new(
-                    [(x0, 0.0), (x0 + bar_width * 0.9, value as f64)],
-                    color.filled(),
-                ))
-            });
-            chart
-                .draw_series(bars)?
-                .label(name.clone())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-        Ok(())
-    }
-}
-
-/// The longest x-axis label that fits under a group's bars.
-const MAX_LABEL: usize = 20;
-
-/// `label`, cut to [`MAX_LABEL`] characters with an ellipsis, so that long
-/// function names do not run into their neighbours.
-fn short_label(label: &str) -> String {
-    if label.chars().count() <= MAX_LABEL {
-        label.to_string()
-    } else {
-        let cut: String = label.chars().take(MAX_LABEL - 1).collect();
-        format!("{cut}…")
-    }
-}
-
-/// The miss events a chart shows, in order.
+/// The miss events a hardware chart shows, in order.
 const MISS_EVENTS: [EventKind; 4] = [
     EventKind::L1dLoadMisses,
     EventKind::LlcLoadMisses,
@@ -153,121 +31,297 @@ const MISS_EVENTS: [EventKind; 4] = [
     EventKind::DtlbLoadMisses,
 ];
 
-impl MissChart {
-    /// The chart of `f`: misses per phase where hardware counted them in
-    /// the recorder; else hardware totals for the run; else simulated
-    /// misses per function, `top` of them (the fixtures keep each pattern
-    /// in its own function). `program` is the command line for the title.
-    /// `None` when no miss was measured or simulated.
-    pub fn plan(f: &Findings, program: &str, top: usize) -> Option<MissChart> {
-        let program = program.to_string();
-        let phase_groups: Vec<BarGroup> = f
-            .phases
-            .iter()
-            .flatten()
-            .filter_map(|p| {
-                let values: Vec<(String, u64)> = MISS_EVENTS
-                    .into_iter()
-                    .filter_map(|k| {
-                        let (_, outcome) = p.perf.iter().find(|(kind, _)| *kind == k)?;
-                        Some((k.name().to_string(), outcome.value()?))
-                    })
-                    .collect();
-                (!values.is_empty()).then(|| BarGroup {
-                    label: p.name.clone(),
-                    values,
-                })
-            })
-            .collect();
-        if !phase_groups.is_empty() {
-            return Some(MissChart {
-                title: format!("misses per phase of {program}"),
-                source: "hardware counters, per phase".into(),
-                groups: phase_groups,
-            });
-        }
-        if let Some(run) = f.counted.as_ref().filter(|r| r.any_hardware()) {
-            let values: Vec<(String, u64)> = MISS_EVENTS
-                .into_iter()
-                .filter_map(|k| Some((k.name().to_string(), run.value(k)?)))
-                .collect();
-            if !values.is_empty() {
-                return Some(MissChart {
-                    title: format!("misses of {program}"),
-                    source: "hardware counters".into(),
-                    groups: vec![BarGroup {
-                        label: program,
-                        values,
-                    }],
-                });
-            }
-        }
-        let Some(Ok(sim)) = &f.simulated else {
-            return None;
-        };
-        let mut groups = vec![BarGroup {
-            label: "whole run".into(),
-            values: vec![
-                ("D1 misses".into(), sim.total.d1_misses()),
-                ("LL misses".into(), sim.total.ll_misses()),
-            ],
-        }];
-        groups.extend(sim.functions.iter().take(top).map(|(name, c)| BarGroup {
-            label: name.clone(),
-            values: vec![
-                ("D1 misses".into(), c.d1_misses()),
-                ("LL misses".into(), c.ll_misses()),
-            ],
-        }));
-        Some(MissChart {
-            title: format!("misses per function of {program}"),
-            source: "simulated (cachegrind)".into(),
-            groups,
+/// The chart of `f`, or `None` when no miss was measured or simulated.
+pub fn plan(f: &Findings, config: &ChartConfig) -> Option<BarChart> {
+    per_phase(f, config)
+        .or_else(|| hardware_totals(f, config))
+        .or_else(|| match &f.simulated {
+            Some(Ok(sim)) => Some(per_function(sim, config)),
+            _ => None,
         })
+}
+
+/// Hardware misses per phase, where the recorder counted them.
+fn per_phase(f: &Findings, config: &ChartConfig) -> Option<BarChart> {
+    let phases: Vec<_> = f.phases.iter().flatten().collect();
+    let events: Vec<EventKind> = MISS_EVENTS
+        .into_iter()
+        .filter(|k| {
+            phases
+                .iter()
+                .any(|p| p.perf.iter().any(|(e, o)| e == k && o.value().is_some()))
+        })
+        .collect();
+    if events.is_empty() {
+        return None;
     }
+    let series = events
+        .iter()
+        .map(|k| BarSeries {
+            name: k.name().to_string(),
+            values: phases
+                .iter()
+                .map(|p| {
+                    let (_, o) = p.perf.iter().find(|(e, _)| e == k)?;
+                    Some(o.value()? as f64)
+                })
+                .collect(),
+        })
+        .collect();
+    Some(chart(
+        format!("Cache misses per phase: {}", config.program),
+        "hardware counters, counted in each phase by the recorder",
+        "phase",
+        phases.iter().map(|p| p.name.clone()).collect(),
+        series,
+    ))
+}
+
+/// The run's hardware miss counts, one bar each.
+fn hardware_totals(f: &Findings, config: &ChartConfig) -> Option<BarChart> {
+    let run = f.counted.as_ref().filter(|r| r.any_hardware())?;
+    let measured: Vec<(EventKind, u64)> = MISS_EVENTS
+        .into_iter()
+        .filter_map(|k| Some((k, run.value(k)?)))
+        .collect();
+    if measured.is_empty() {
+        return None;
+    }
+    Some(chart(
+        format!("Cache misses: {}", config.program),
+        "hardware counters, the whole run",
+        "event",
+        measured.iter().map(|(k, _)| k.name().to_string()).collect(),
+        vec![BarSeries {
+            name: "misses".into(),
+            values: measured.iter().map(|(_, v)| Some(*v as f64)).collect(),
+        }],
+    ))
+}
+
+/// Simulated D1 and LL misses of the whole run and of the `top` functions,
+/// the program's own first.
+fn per_function(sim: &Simulation, config: &ChartConfig) -> BarChart {
+    let file = |name: &str| sim.files.get(name).map_or("???", String::as_str);
+    // `functions` is sorted by D1 misses; a stable sort keeps that order
+    // within the program's own functions and within the others.
+    let (own, others): (Vec<_>, Vec<_>) = sim
+        .functions
+        .iter()
+        .partition(|(name, _)| is_own_file(file(name)));
+    // Up to `top` of the program's own, and at least a few of the others
+    // so that the C library's share of the run stays in view.
+    let n_own = own.len().min(config.top);
+    let n_others = others.len().min(config.top.saturating_sub(n_own).max(3));
+    let functions: Vec<_> = own
+        .into_iter()
+        .take(n_own)
+        .chain(others.into_iter().take(n_others))
+        .collect();
+    let mut categories = vec!["whole run".to_string()];
+    categories.extend(functions.iter().map(|(name, _)| short_name(name)));
+    let values = |of: fn(&crate::cachegrind::SimCounts) -> u64| -> Vec<Option<f64>> {
+        std::iter::once(&sim.total)
+            .chain(functions.iter().map(|(_, c)| c))
+            .map(|c| Some(of(c) as f64))
+            .collect()
+    };
+    chart(
+        format!("Simulated cache misses per function: {}", config.program),
+        &match n_others {
+            0 => format!("simulated (cachegrind), data reads and writes; the program's own {n_own} functions"),
+            _ => format!(
+                "simulated (cachegrind), data reads and writes; the program's own {n_own} \
+                 functions first, then the {n_others} others (C library, loader) with most D1 misses"
+            ),
+        },
+        "function",
+        categories,
+        vec![
+            BarSeries {
+                name: "D1 misses".into(),
+                values: values(|c| c.d1_misses()),
+            },
+            BarSeries {
+                name: "LL misses".into(),
+                values: values(|c| c.ll_misses()),
+            },
+        ],
+    )
+}
+
+fn chart(
+    title: String,
+    source: &str,
+    x_label: &str,
+    categories: Vec<String>,
+    series: Vec<BarSeries>,
+) -> BarChart {
+    BarChart {
+        title,
+        subtitle: Some(format!("Source: {source}.")),
+        x_label: x_label.into(),
+        categories,
+        panels: vec![BarPanel {
+            label: "misses".into(),
+            unit: Unit::Count,
+            scale: Scale::Linear,
+            series,
+        }],
+        touching: false,
+        value_labels: true,
+        groups: Vec::new(),
+    }
+}
+
+/// Whether a function whose source file cachegrind gives as `file` is the
+/// program's own: it has debug information (not `???`) at an absolute path
+/// outside the system's and Rust's libraries. glibc's own debug files are
+/// relative paths of its build tree (`./malloc/./malloc/malloc.c`).
+pub fn is_own_file(file: &str) -> bool {
+    file.starts_with('/') && !file.starts_with("/usr/") && !file.starts_with("/rustc/")
+}
+
+/// A function name as a chart label: without an argument list, a symbol
+/// version (`@@GLIBC_2.34`) or a compiler's clone suffix (`.constprop.0`,
+/// `.isra.0`, `.part.0`, `.cold`), so that it fits without being cut.
+pub fn short_name(name: &str) -> String {
+    let mut s = name;
+    if let Some(open) = s.find('(').filter(|&i| i > 0) {
+        s = &s[..open];
+    }
+    if let Some(at) = s.find('@').filter(|&i| i > 0) {
+        s = &s[..at];
+    }
+    for suffix in [".constprop.", ".isra.", ".part.", ".cold"] {
+        if let Some(i) = s.find(suffix).filter(|&i| i > 0) {
+            s = &s[..i];
+        }
+    }
+    s.to_string()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::cachegrind::parse;
+
     #[test]
-    fn long_labels_are_cut_with_an_ellipsis() {
-        assert_eq!(super::short_label("traverse_list"), "traverse_list");
+    fn names_lose_arguments_versions_and_clone_suffixes_only() {
+        assert_eq!(short_name("traverse_list"), "traverse_list");
+        assert_eq!(short_name("unlink_chunk.constprop.0"), "unlink_chunk");
         assert_eq!(
-            super::short_label("__memset_avx2_unaligned_erms"),
-            "__memset_avx2_unali…"
+            short_name("__libc_start_main@@GLIBC_2.34"),
+            "__libc_start_main"
+        );
+        assert_eq!(short_name("fillin_rpath.isra.0"), "fillin_rpath");
+        assert_eq!(
+            short_name("std::vec::Vec<T>::push(&mut self)"),
+            "std::vec::Vec<T>::push"
+        );
+        assert_eq!(short_name("(below main)"), "(below main)");
+        assert_eq!(
+            short_name("__memset_avx2_unaligned_erms"),
+            "__memset_avx2_unaligned_erms"
         );
     }
 
-    use super::*;
+    #[test]
+    fn own_files_are_absolute_and_outside_the_system() {
+        assert!(is_own_file("/work/fixtures/c/locality.c"));
+        assert!(!is_own_file("./malloc/./malloc/malloc.c"));
+        assert!(!is_own_file("???"));
+        assert!(!is_own_file(
+            "/usr/include/x86_64-linux-gnu/bits/string_fortified.h"
+        ));
+        assert!(!is_own_file("/rustc/0123abcd/library/alloc/src/vec/mod.rs"));
+    }
+
+    /// Two glibc functions with more misses than the program's own two.
+    const OUT: &str = "events: Ir Dr Dw D1mr D1mw DLmr DLmw
+fl=./malloc/./malloc/malloc.c
+fn=unlink_chunk.constprop.0
+1 100 50 0 90 0 0 0
+fn=_int_malloc
+1 100 50 0 70 0 0 0
+fl=/src/locality.c
+fn=traverse_list
+1 100 50 0 80 0 4 0
+fn=main
+1 10 5 0 3 0 1 0
+fl=???
+fn=???
+1 10 5 0 1 0 0 0
+summary: 320 160 0 244 0 5 0
+";
 
     #[test]
-    fn draws_one_bar_per_value_and_names_the_source() {
-        let chart = MissChart {
-            title: "D1 misses per fixture".into(),
-            source: "simulated (cachegrind)".into(),
-            groups: vec![
-                BarGroup {
-                    label: "list".into(),
-                    values: vec![("D1".into(), 300), ("LL".into(), 40)],
-                },
-                BarGroup {
-                    label: "array".into(),
-                    values: vec![("D1".into(), 7)],
-                },
-            ],
+    fn a_simulated_chart_puts_the_programs_functions_first_with_exact_bars() {
+        let sim = parse(OUT).unwrap();
+        let config = ChartConfig {
+            program: "locality list 20000".into(),
+            top: 4,
         };
-        let svg = chart.to_svg().unwrap();
-        let doc = svg.as_str();
-        assert!(doc.starts_with("<svg"));
-        assert_eq!(chart.series(), ["D1", "LL"]);
-        // Three bars, plus two legend swatches, are filled with the series colours.
-        let blue = doc.matches(r##"fill="#1F77B4""##).count();
-        let orange = doc.matches(r##"fill="#FF7F0E""##).count();
-        assert_eq!((blue, orange), (3, 2));
-        assert_eq!(doc.matches("[simulated (cachegrind)]").count(), 1);
-        // Text elements hold their text on a line of its own.
-        for label in ["list", "array", "D1", "LL"] {
-            assert_eq!(doc.matches(&format!("\n{label}\n")).count(), 1, "{label}");
+        let findings = Findings {
+            simulated: Some(Ok(sim)),
+            ..Findings::default()
+        };
+        let c = plan(&findings, &config).unwrap();
+        // Both own functions, then three others (`top` 4 leaves two, and
+        // at least three are shown).
+        assert_eq!(
+            c.categories,
+            [
+                "whole run",
+                "traverse_list",
+                "main",
+                "unlink_chunk",
+                "_int_malloc",
+                "???"
+            ]
+        );
+        let d1 = &c.panels[0].series[0];
+        let ll = &c.panels[0].series[1];
+        assert_eq!(
+            (d1.name.as_str(), ll.name.as_str()),
+            ("D1 misses", "LL misses")
+        );
+        let some = |v: &[f64]| v.iter().map(|&x| Some(x)).collect::<Vec<_>>();
+        assert_eq!(d1.values, some(&[244.0, 80.0, 3.0, 90.0, 70.0, 1.0]));
+        assert_eq!(ll.values, some(&[5.0, 4.0, 1.0, 0.0, 0.0, 0.0]));
+        let subtitle = c.subtitle.as_deref().unwrap();
+        assert!(
+            subtitle.starts_with("Source: simulated (cachegrind)"),
+            "{subtitle}"
+        );
+        assert!(
+            subtitle.ends_with(
+                "own 2 functions first, then the 3 others (C library, loader) with most D1 misses."
+            ),
+            "{subtitle}"
+        );
+
+        // Drawn by memtrace-plot: every label whole, on a line of its own.
+        let svg = memtrace_plot::bars(&c).unwrap();
+        for label in [
+            "whole run",
+            "traverse_list",
+            "unlink_chunk",
+            "_int_malloc",
+            "244",
+            "80",
+        ] {
+            assert_eq!(svg.matches(&format!("\n{label}\n")).count(), 1, "{label}");
         }
+        assert!(svg.contains("Simulated cache misses per function: locality list 20000"));
+    }
+
+    #[test]
+    fn nothing_measured_is_no_chart() {
+        let config = ChartConfig {
+            program: "true".into(),
+            top: 10,
+        };
+        assert_eq!(plan(&Findings::default(), &config), None);
     }
 }

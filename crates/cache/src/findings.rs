@@ -1,6 +1,6 @@
 //! Everything one `memtrace cache` run measured, the input of the renderings
 //! ([`crate::text`], [`crate::json`]) and of the chart plan
-//! ([`crate::chart::MissChart::plan`]).
+//! ([`crate::chart::plan`]).
 //!
 //! The caller fills it: it runs the program (counters, cachegrind) and
 //! symbolizes the scatter's stacks, neither of which this crate does.

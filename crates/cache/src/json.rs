@@ -431,6 +431,7 @@ mod tests {
                 caches: vec!["D1 cache: 32768 B".into()],
                 total: counts,
                 functions: vec![("main".into(), counts)],
+                files: Default::default(),
             })),
             phases: Some(vec![PhaseCounts {
                 name: "list".into(),

@@ -17,7 +17,9 @@
 //!   allocations.
 //!
 //! [`phases`] splits a trace's phase counters (`memtrace_phase("name")`) into
-//! per-phase deltas, and [`chart`] draws misses as an SVG bar chart.
+//! per-phase deltas. [`chart`] plans the bar chart of one run's misses and
+//! [`compare`] that of runs compared in pairs, per element; `memtrace-plot`
+//! draws both.
 //!
 //! The report: [`findings::Findings`] holds what one `memtrace cache` run
 //! measured, [`text`] renders it for people and [`json`] as typed structs
@@ -47,6 +49,7 @@
 
 pub mod cachegrind;
 pub mod chart;
+pub mod compare;
 pub mod counters;
 pub mod derived;
 pub mod findings;

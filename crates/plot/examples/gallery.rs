@@ -169,6 +169,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
             touching: false,
             value_labels: false,
+            groups: Vec::new(),
         })?,
     )?;
     std::fs::write(

@@ -60,6 +60,19 @@ pub struct BarChart {
     pub touching: bool,
     /// Write each bar's value above it (when the bars are wide enough).
     pub value_labels: bool,
+    /// Runs of adjacent categories named together under their labels (the
+    /// two sides of a comparison), separated by a thin line; empty for none.
+    pub groups: Vec<CategoryGroup>,
+}
+
+/// Adjacent categories named together under the x axis, such as the two
+/// layouts a comparison puts side by side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CategoryGroup {
+    /// The name written under the group's category labels.
+    pub label: String,
+    /// How many categories it holds, from where the previous group ended.
+    pub n_categories: usize,
 }
 
 /// A histogram: counts per bucket, one series or several side by side.
@@ -106,6 +119,7 @@ pub fn histogram(h: &Histogram) -> Result<String, PlotError> {
         }],
         touching: true,
         value_labels: true,
+        groups: Vec::new(),
     })
 }
 
@@ -127,6 +141,13 @@ pub fn bars(c: &BarChart) -> Result<String, PlotError> {
                 c.categories.len()
             )));
         }
+    }
+    let grouped: usize = c.groups.iter().map(|g| g.n_categories).sum();
+    if !c.groups.is_empty() && grouped != c.categories.len() {
+        return Err(PlotError::new(&format!(
+            "the groups hold {grouped} categories of {}",
+            c.categories.len()
+        )));
     }
     let mut legend = Vec::new();
     let mut n_series = 0;
@@ -158,7 +179,8 @@ pub fn bars(c: &BarChart) -> Result<String, PlotError> {
     } else {
         24
     };
-    let x_axis_height = label_band + 30;
+    let group_band = if c.groups.is_empty() { 0 } else { GROUP_ROW };
+    let x_axis_height = label_band + group_band + 30;
 
     let header = style::header_height(c.subtitle.as_deref(), style::legend_rows(&legend).len());
     let height = header + PANEL_HEIGHT * c.panels.len() as u32 + x_axis_height;
@@ -177,6 +199,7 @@ pub fn bars(c: &BarChart) -> Result<String, PlotError> {
             let axis = if last {
                 Some(XAxis {
                     label_band,
+                    group_band,
                     vertical,
                     desc: &c.x_label,
                 })
@@ -191,8 +214,12 @@ pub fn bars(c: &BarChart) -> Result<String, PlotError> {
     Ok(svg)
 }
 
+/// Height of the row of group names under the category labels.
+const GROUP_ROW: u32 = 28;
+
 struct XAxis<'a> {
     label_band: u32,
+    group_band: u32,
     vertical: bool,
     desc: &'a str,
 }
@@ -230,7 +257,9 @@ fn draw_panel(
         }
     };
 
-    let x_area = axis.as_ref().map_or(10, |a| a.label_band + 30);
+    let x_area = axis
+        .as_ref()
+        .map_or(10, |a| a.label_band + a.group_band + 30);
     let mut chart = ChartBuilder::on(area)
         .margin_left(10)
         .margin_right(30)
@@ -264,6 +293,17 @@ fn draw_panel(
         .axis_style(INK)
         .draw()?;
 
+    // A thin line between neighbouring groups of categories.
+    let mut edge = 0;
+    for g in c.groups.iter().take(c.groups.len().saturating_sub(1)) {
+        edge += g.n_categories;
+        let x = edge as f64;
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(x, y_lo), (x, y_hi)],
+            RGBColor(160, 160, 160),
+        )))?;
+    }
+
     let n_series = panel.series.len().max(1);
     let group = if c.touching { 0.94 } else { 0.8 };
     let bar_w = group / n_series as f64;
@@ -295,7 +335,7 @@ fn draw_panel(
                 color.filled(),
             )))?;
             let text = if unit == Unit::Count {
-                format!("{v:.0}")
+                bar_count(*v)
             } else {
                 unit.format(*v)
             };
@@ -327,17 +367,53 @@ fn draw_panel(
                 area.draw_text(name, &style, (x, y))?;
             }
         }
+        let groups_y = base - ay + axis.label_band as i32 + 6;
+        let x_px = |x: f64| chart.backend_coord(&(x, y_lo)).0;
+        draw_groups(area, &x_px, &c.groups, (ax, groups_y))?;
         let (left, _) = chart.backend_coord(&(0.0, y_lo));
         let (right, _) = chart.backend_coord(&(n_cat as f64, y_lo));
         let style = style::axis_desc_style().pos(Pos::new(HPos::Center, VPos::Top));
         area.draw_text(
             axis.desc,
             &style,
-            (
-                (left + right) / 2 - ax,
-                base - ay + axis.label_band as i32 + 6,
-            ),
+            ((left + right) / 2 - ax, groups_y + axis.group_band as i32),
         )?;
     }
     Ok(())
+}
+
+/// Writes each group's name under its categories, below a bracket that
+/// spans them; `(ax, y)` is the area's left edge and the row's top.
+fn draw_groups(
+    area: &Area,
+    x_px: &dyn Fn(f64) -> i32,
+    groups: &[CategoryGroup],
+    (ax, y): (i32, i32),
+) -> Result<(), PlotError> {
+    let style = TextStyle::from((FONT, TICK_SIZE).into_font())
+        .color(&INK)
+        .pos(Pos::new(HPos::Center, VPos::Top));
+    let mut start = 0;
+    for g in groups {
+        let end = start + g.n_categories;
+        let (left, right) = (x_px(start as f64) - ax + 8, x_px(end as f64) - ax - 8);
+        area.draw(&PathElement::new(
+            vec![(left, y), (left, y + 4), (right, y + 4), (right, y)],
+            INK,
+        ))?;
+        area.draw_text(&g.label, &style, ((left + right) / 2, y + 7))?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// A counted value written on its bar: whole counts exactly, a fraction
+/// (misses per element) with two decimals at most.
+fn bar_count(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
 }

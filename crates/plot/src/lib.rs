@@ -9,7 +9,9 @@
 //! * [`timeline()`]: panels over a shared time axis, lines or filled areas,
 //!   shaded state bands, labelled markers (the heap peak);
 //! * [`histogram()`] and [`bars()`]: counts per bucket, or grouped bars per
-//!   category, on linear or log scales, with `n/a` for unmeasured values;
+//!   category, on linear or log scales, with `n/a` for unmeasured values,
+//!   and adjacent categories named together ([`CategoryGroup`]: the two
+//!   sides of a comparison);
 //! * [`skipped()`]: the placeholder for a chart that could not be made;
 //! * [`page::html`]: an HTML page that shows charts with a sentence and the
 //!   command behind each, and checks in the browser that every image loaded.
@@ -47,7 +49,7 @@ mod style;
 mod timeline;
 pub mod units;
 
-pub use bars::{bars, histogram, BarChart, BarPanel, BarSeries, Histogram, Scale};
+pub use bars::{bars, histogram, BarChart, BarPanel, BarSeries, CategoryGroup, Histogram, Scale};
 pub use skipped::skipped;
 pub use timeline::{timeline, Band, Marker, Panel, Series, Timeline};
 pub use units::Unit;

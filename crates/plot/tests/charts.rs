@@ -104,6 +104,7 @@ fn grouped_bars_write_na_for_unmeasured_values_and_name_every_series() {
         }],
         touching: false,
         value_labels: false,
+        groups: Vec::new(),
     })
     .unwrap();
     let p = parse(&svg);
@@ -144,6 +145,7 @@ fn a_bar_chart_refuses_series_of_the_wrong_length() {
         }],
         touching: false,
         value_labels: false,
+        groups: Vec::new(),
     })
     .unwrap_err();
     assert_eq!(
@@ -287,4 +289,81 @@ fn a_band_too_short_to_see_is_drawn_a_few_pixels_wide() {
         .collect();
     assert_eq!(band.len(), 1, "{:?}", p.rects);
     assert!((2.0..=3.0).contains(&band[0]), "band {} px wide", band[0]);
+}
+
+fn paired(groups: Vec<CategoryGroup>) -> Result<String, PlotError> {
+    bars(&BarChart {
+        title: "misses per element".into(),
+        subtitle: None,
+        x_label: "layout".into(),
+        categories: ["list", "array", "aos", "soa"].map(String::from).to_vec(),
+        panels: vec![BarPanel {
+            label: "D1 misses per element".into(),
+            unit: Unit::Count,
+            scale: Scale::Linear,
+            series: vec![BarSeries {
+                name: "D1".into(),
+                values: vec![Some(4.5), Some(0.5), Some(5.0), Some(0.25)],
+            }],
+        }],
+        touching: false,
+        value_labels: true,
+        groups,
+    })
+}
+
+#[test]
+fn paired_bars_name_each_pair_under_its_two_categories() {
+    let svg = paired(vec![
+        CategoryGroup {
+            label: "list vs array".into(),
+            n_categories: 2,
+        },
+        CategoryGroup {
+            label: "AoS vs SoA".into(),
+            n_categories: 2,
+        },
+    ])
+    .unwrap();
+    let p = parse(&svg);
+    let x_of = |t: &str| {
+        p.texts
+            .iter()
+            .find(|x| x.0 == t)
+            .unwrap_or_else(|| panic!("{t} in {:?}", p.texts))
+            .1
+    };
+    // Each pair's name is centred between its two category labels, below them.
+    for (group, a, b) in [
+        ("list vs array", "list", "array"),
+        ("AoS vs SoA", "aos", "soa"),
+    ] {
+        assert!(
+            (x_of(group) - (x_of(a) + x_of(b)) / 2.0).abs() <= 1.0,
+            "{group}"
+        );
+        let y = |t: &str| p.texts.iter().find(|x| x.0 == t).unwrap().2;
+        assert!(y(group) > y(a) + 12.0, "{group} under {a}");
+    }
+    // Fractions are written with two decimals at most, whole counts as such.
+    for value in ["4.5", "0.5", "5", "0.25"] {
+        assert!(p.has(value), "{value} in {:?}", p.texts);
+    }
+    // Bars in proportion, to the pixel: list 4.5, array 0.5, soa 0.25
+    // against aos's 5.
+    let b = p.bars("#1F77B4");
+    assert_eq!(b.len(), 4, "{b:?}");
+    for (i, value) in [(0, 4.5), (1, 0.5), (3, 0.25)] {
+        assert!((b[i].1 - b[2].1 * value / 5.0).abs() <= 1.0, "{b:?}");
+    }
+}
+
+#[test]
+fn groups_must_cover_every_category() {
+    let err = paired(vec![CategoryGroup {
+        label: "list vs array".into(),
+        n_categories: 2,
+    }])
+    .unwrap_err();
+    assert_eq!(err.to_string(), "the groups hold 2 categories of 4");
 }
