@@ -73,10 +73,15 @@ pub fn fold(path: &Path, extent: Extent, measure: Measure) -> Result<Folded> {
         .with_context(|| format!("{}", path.display()))?;
     let folded =
         flame::from_reader(&mut reader, measure).with_context(|| format!("{}", path.display()))?;
+    warn(&folded);
+    Ok(folded)
+}
+
+/// Prints the symbolization warnings of `folded` on stderr.
+pub fn warn(folded: &Folded) {
     for w in &folded.warnings {
         eprintln!("memtrace: warning: {w}");
     }
-    Ok(folded)
 }
 
 /// The flame graph's width in pixels: that of `memtrace-plot`'s charts.

@@ -13,21 +13,27 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::io::Read;
+
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use memtrace_analyze::flame::Measure;
-use memtrace_analyze::heapmap::HeapMap;
-use memtrace_analyze::latency;
-use memtrace_analyze::report::Report;
-use memtrace_format::{Extent, Named};
-use memtrace_frag::{best_policy, replay, Config, PolicyKind, PolicyReport};
+use memtrace_analyze::flame::{self, Folded, Measure};
+use memtrace_analyze::heapmap::{self, HeapMap, HeapStats};
+use memtrace_analyze::latency::{self, LatencyReport, LatencySink};
+use memtrace_analyze::leaks::{LeakError, LeakReport};
+use memtrace_analyze::replay::HeapReplay;
+use memtrace_analyze::report::{self, Report};
+use memtrace_analyze::requests::RequestSink;
+use memtrace_analyze::sink::{drive, EventSink, InReceiptOrder, Trace};
+use memtrace_format::{DecodeError, Named, Reader};
+use memtrace_frag::{best_policy, PolicyKind, PolicyReport, StreamReplay};
+use memtrace_leaks::Suppressions;
 use memtrace_plot::page::{self, Figure, Page, Section};
 
 use crate::charts;
 use crate::cmd::extent::FollowArg;
 use crate::cmd::flamegraph;
 use crate::cmd::list::Item;
-use crate::cmd::report::load_report_within;
 use crate::progress::{self, QuietArg};
 
 /// One chart `memtrace plot` can draw.
@@ -155,112 +161,124 @@ fn default_dir(trace: &Path) -> PathBuf {
 /// The policy replay: one report per policy, and the best policy with why.
 type Replayed = (Vec<PolicyReport>, Option<(PolicyKind, String)>);
 
-/// The analyses behind the charts, each done once, when first needed.
-struct Data<'a> {
-    trace: &'a Path,
-    /// What every analysis reads of the trace: the same bytes for all.
-    extent: Extent,
-    report: Option<Report>,
+/// The analyses behind the charts asked for (the report always: it names
+/// the program).
+struct Data {
+    report: Report,
+    latency: Option<LatencyReport>,
     heap: Option<HeapMap>,
     policies: Option<Replayed>,
+    leaks: Option<Result<LeakReport, LeakError>>,
+    flame: Option<Folded>,
 }
 
-impl<'a> Data<'a> {
-    fn report(&mut self) -> Result<&Report> {
-        if self.report.is_none() {
-            self.report = Some(load_report_within(self.trace, self.extent)?);
+/// Runs the analyses that `charts` need over one decode of the trace,
+/// which `open` opens; the real heap's layout (the frag chart) reads it
+/// once more, since it needs the peak and the requests still to come that
+/// the first pass finds. `open` is called once per decode.
+fn gather<R: Read>(
+    charts: &[Chart],
+    mut open: impl FnMut() -> Result<Reader<R>, DecodeError>,
+) -> Result<Data, DecodeError> {
+    let want = |chart| charts.contains(&chart);
+    let mut reader = open()?;
+    let mut replay = HeapReplay::new(report::TIMELINE_POINTS);
+    let mut latency = want(Chart::Latency).then(|| LatencySink::new(latency::Config::default()));
+    let mut policies = want(Chart::Policies)
+        .then(|| StreamReplay::new(&PolicyKind::ALL, &memtrace_frag::Config::default()));
+    let mut stats = want(Chart::Frag).then(HeapStats::new);
+    {
+        let mut requests = policies
+            .as_mut()
+            .map(|p| RequestSink::new(move |r| p.push(r)));
+        let mut ordered: Vec<&mut dyn EventSink> = Vec::new();
+        if let Some(r) = &mut requests {
+            ordered.push(r);
         }
-        Ok(self.report.as_ref().expect("loaded"))
-    }
-
-    fn program(&mut self) -> Result<String> {
-        Ok(charts::program_name(&self.report()?.program.exe))
-    }
-
-    fn heap(&mut self) -> Result<&HeapMap> {
-        if self.heap.is_none() {
-            let (trace, extent) = (self.trace, self.extent);
-            let heap =
-                memtrace_analyze::heapmap::analyze(|| progress::open(trace, extent, Named::ByUser))
-                    .with_context(|| format!("{}", trace.display()))?;
-            self.heap = Some(heap);
+        if let Some(s) = &mut stats {
+            ordered.push(s);
         }
-        Ok(self.heap.as_ref().expect("analyzed"))
-    }
-
-    fn policies(&mut self) -> Result<&Replayed> {
-        if self.policies.is_none() {
-            let context = || format!("{}", self.trace.display());
-            let mut reader =
-                progress::open(self.trace, self.extent, Named::ByUser).with_context(context)?;
-            let stream =
-                memtrace_analyze::requests::from_reader(&mut reader).with_context(context)?;
-            let config = Config::default();
-            let reports: Vec<PolicyReport> = PolicyKind::ALL
-                .iter()
-                .map(|&p| replay(&stream, p, &config))
-                .collect();
-            let best = best_policy(&reports);
-            self.policies = Some((reports, best));
+        let mut ordered = (!ordered.is_empty()).then(|| InReceiptOrder::new(ordered));
+        let mut sinks: Vec<&mut dyn EventSink> = vec![&mut replay];
+        if let Some(l) = &mut latency {
+            sinks.push(l);
         }
-        Ok(self.policies.as_ref().expect("replayed"))
+        if let Some(o) = &mut ordered {
+            sinks.push(o);
+        }
+        drive(&mut reader, &mut sinks)?;
     }
+    let trace = Trace::of(&reader);
+    let flame = want(Chart::Flame).then(|| flame::from_replay(&replay, &trace, Measure::Bytes));
+    let leaks = want(Chart::Leaks)
+        .then(|| memtrace_analyze::leaks::from_trace(&trace, &Suppressions::builtin()));
+    let policies = policies.map(|p| {
+        let reports = p.finish();
+        let best = best_policy(&reports);
+        (reports, best)
+    });
+    let data = Data {
+        report: report::from_replay(&replay, &trace),
+        latency: latency.map(|l| l.report(&trace)),
+        heap: None,
+        policies,
+        leaks,
+        flame,
+    };
+    let heap = match stats {
+        Some(stats) => Some(heapmap::analyze_with(stats, &mut open()?)?),
+        None => None,
+    };
+    Ok(Data { heap, ..data })
 }
 
-/// Draws one chart (or its placeholder) as SVG text.
-fn draw(chart: Chart, data: &mut Data) -> Result<String> {
+/// Draws one chart (or its placeholder) as SVG text from `data`, which
+/// [`gather`] filled for it.
+fn draw(chart: Chart, data: &Data) -> Result<String> {
     let skipped = |reason: &str| Ok(memtrace_plot::skipped(chart.title(), reason)?);
+    let program = charts::program_name(&data.report.program.exe);
+    let missing = || anyhow::anyhow!("no data gathered for the {} chart", chart.name());
     match chart {
         Chart::Heap => Ok(memtrace_plot::timeline(&charts::heap_timeline(
-            data.report()?,
+            &data.report,
         ))?),
-        Chart::Sizes => match charts::size_histogram(data.report()?) {
+        Chart::Sizes => match charts::size_histogram(&data.report) {
             Some(h) => Ok(memtrace_plot::histogram(&h)?),
             None => skipped("the trace has no allocation"),
         },
         Chart::Latency => {
-            let context = || format!("{}", data.trace.display());
-            let mut reader =
-                progress::open(data.trace, data.extent, Named::ByUser).with_context(context)?;
-            let r = latency::from_reader(&mut reader, latency::Config::default())
-                .with_context(context)?;
-            match charts::latency_histogram(&r) {
+            let r = data.latency.as_ref().ok_or_else(missing)?;
+            match charts::latency_histogram(r) {
                 Some(h) => Ok(memtrace_plot::histogram(&h)?),
                 None => skipped("the trace has no allocator latencies (MEMTRACE_TIMING=0)"),
             }
         }
         Chart::Frag => {
-            let program = data.program()?;
-            match charts::real_heap_timeline(data.heap()?, &program) {
+            let heap = data.heap.as_ref().ok_or_else(missing)?;
+            match charts::real_heap_timeline(heap, &program) {
                 Some(t) => Ok(memtrace_plot::timeline(&t)?),
                 None => skipped("the trace has no [heap] snapshot to rebuild the heap from"),
             }
         }
         Chart::Policies => {
-            let program = data.program()?;
-            let (reports, best) = data.policies()?;
+            let (reports, best) = data.policies.as_ref().ok_or_else(missing)?;
             match charts::policy_chart(reports, best.as_ref(), &program) {
                 Some(c) => Ok(memtrace_plot::bars(&c)?),
                 None => skipped("the trace has no allocation to replay"),
             }
         }
-        Chart::Leaks => {
-            let suppressions = memtrace_leaks::Suppressions::builtin();
-            let reader = progress::open(data.trace, data.extent, Named::ByUser)
-                .with_context(|| format!("{}", data.trace.display()))?;
-            match memtrace_analyze::leaks::from_reader(reader, &suppressions) {
-                Ok(r) => Ok(memtrace_plot::bars(&charts::leak_chart(&r))?),
-                Err(memtrace_analyze::leaks::LeakError::NoScan(why)) => skipped(&why),
-                Err(e) => Err(anyhow::anyhow!("{}: {e}", data.trace.display())),
-            }
-        }
+        Chart::Leaks => match data.leaks.as_ref().ok_or_else(missing)? {
+            Ok(r) => Ok(memtrace_plot::bars(&charts::leak_chart(r))?),
+            Err(LeakError::NoScan(why)) => skipped(why),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        },
         Chart::Flame => {
-            let folded = flamegraph::fold(data.trace, data.extent, Measure::Bytes)?;
+            let folded = data.flame.as_ref().ok_or_else(missing)?;
             if folded.empty {
                 return skipped("no stack allocated any bytes");
             }
             let mut out = Vec::new();
-            flamegraph::svg(&folded, Measure::Bytes, &mut out)?;
+            flamegraph::svg(folded, Measure::Bytes, &mut out)?;
             Ok(String::from_utf8(out).context("inferno wrote invalid UTF-8")?)
         }
     }
@@ -277,21 +295,23 @@ pub fn plot(args: PlotArgs) -> Result<ExitCode> {
     } else {
         args.only.clone()
     };
-    let mut data = Data {
-        trace: &args.trace,
-        extent: args.follow.pinned(&args.trace)?,
-        report: None,
-        heap: None,
-        policies: None,
-    };
-    // Read the trace before creating anything, so a bad trace leaves no directory.
-    let program = data.program()?;
+    // Read the trace before creating anything, so a bad trace leaves no
+    // directory. Every decode reads the same bytes, even of a growing file.
+    let extent = args.follow.pinned(&args.trace)?;
+    let data = gather(&charts, || {
+        progress::open(&args.trace, extent, Named::ByUser)
+    })
+    .with_context(|| format!("{}", args.trace.display()))?;
+    if let Some(folded) = &data.flame {
+        flamegraph::warn(folded);
+    }
+    let program = charts::program_name(&data.report.program.exe);
     // A fresh directory, or one of ours: never a link, never another user's.
     let out = memtrace_safe_write::OutDir::create(&dir)?;
     let trace_shown = args.trace.display().to_string();
     let mut figures = Vec::new();
     for chart in charts {
-        let svg = draw(chart, &mut data)?;
+        let svg = draw(chart, &data)?;
         let file = format!("{}.svg", chart.name());
         let path = out.write(&file, svg.as_bytes())?;
         println!("{}", path.display());
@@ -317,4 +337,87 @@ pub fn plot(args: PlotArgs) -> Result<ExitCode> {
     let index = out.write("index.html", html.as_bytes())?;
     println!("{}", index.display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memtrace_format::{Codec, Func, Header, HeapEvent, ThreadItem, Trailer, Writer};
+
+    /// One thread allocates 24 B and 40 B, then frees the 24 B.
+    fn trace() -> Vec<u8> {
+        let header = Header {
+            pid: 7,
+            exe: "/bin/demo".into(),
+            latency_measured: true,
+            ..Header::default()
+        };
+        let mut w = Writer::new(Vec::new(), &header, Codec::Raw).unwrap();
+        w.stack_nodes(1, &[(0, 0x1000)]).unwrap();
+        let call = |func: Func, ts: u64, addr: u64, size: u64| {
+            ThreadItem::Heap(HeapEvent {
+                func: func as u8,
+                ts,
+                latency: 100,
+                addr,
+                size,
+                usable: size,
+                stack: u32::from(func != Func::Free),
+                ..Default::default()
+            })
+        };
+        let calls = [
+            call(Func::Malloc, 10, 0x50, 24),
+            call(Func::Malloc, 20, 0x80, 40),
+            call(Func::Free, 30, 0x50, 0),
+        ];
+        w.batch(1, &calls).unwrap();
+        w.finish(&Trailer::default()).unwrap()
+    }
+
+    /// The analyses for `charts`, and how many times the trace was decoded.
+    fn gathered(charts: &[Chart]) -> (Data, usize) {
+        let bytes = trace();
+        let mut n_decodes = 0;
+        let data = gather(charts, || {
+            n_decodes += 1;
+            Reader::new(&bytes[..])
+        })
+        .unwrap();
+        (data, n_decodes)
+    }
+
+    #[test]
+    fn every_chart_but_the_real_heap_comes_from_one_decode() {
+        let all_but_frag: Vec<Chart> = Chart::ALL
+            .into_iter()
+            .filter(|&c| c != Chart::Frag)
+            .collect();
+        let (data, n_decodes) = gathered(&all_but_frag);
+        assert_eq!(n_decodes, 1);
+        assert_eq!(data.report.totals.peak_bytes, 64);
+        assert_eq!(data.report.totals.unfreed_bytes, 40);
+        assert_eq!(data.latency.as_ref().unwrap().calls, 3);
+        let (reports, _) = data.policies.as_ref().unwrap();
+        assert_eq!(reports.len(), PolicyKind::ALL.len());
+        assert!(reports.iter().all(|r| r.peak_live == 64 && r.n_allocs == 2));
+        assert!(!data.flame.as_ref().unwrap().empty);
+        assert!(matches!(data.leaks, Some(Err(LeakError::NoScan(_)))));
+        assert!(data.heap.is_none());
+    }
+
+    #[test]
+    fn the_real_heap_reads_the_trace_once_more() {
+        let (data, n_decodes) = gathered(&Chart::ALL);
+        assert_eq!(n_decodes, 2);
+        assert!(data.heap.is_some());
+    }
+
+    #[test]
+    fn one_chart_needs_one_decode() {
+        for chart in Chart::ALL {
+            let expected = if chart == Chart::Frag { 2 } else { 1 };
+            assert_eq!(gathered(&[chart]).1, expected, "{}", chart.name());
+        }
+    }
 }

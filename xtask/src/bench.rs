@@ -126,6 +126,8 @@ const MEMTRACE_ANALYSES: &[&[&str]] = &[
     &["leaks", "--error-exitcode", "0", "{trace}"],
     &["frag", "{trace}"],
     &["latency", "{trace}"],
+    // Every chart of one trace (into TRACE's `.charts` directory).
+    &["plot", "{trace}"],
 ];
 
 /// How a configuration runs bench_alloc.

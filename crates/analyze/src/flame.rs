@@ -33,6 +33,7 @@ use memtrace_format::{Clock, Completeness, DecodeError, Reader, StackTable};
 use rustc_hash::FxHashMap;
 
 use crate::replay::{HeapReplay, StackStats};
+use crate::sink::Trace;
 use crate::symbols::{Frame, Symbols};
 
 /// What a flame graph's widths measure, per allocation stack.
@@ -179,33 +180,33 @@ pub fn from_reader<R: Read>(
     measure: Measure,
 ) -> Result<Folded, DecodeError> {
     let replay = HeapReplay::from_reader(reader, 0)?;
-    let mut symbols = Symbols::new(reader.modules());
-    let stacks = folded_stacks(
-        &replay,
-        reader.stacks(),
-        &mut symbols,
-        reader.clock(),
-        measure,
-    );
-    let header = reader.header();
+    Ok(from_replay(&replay, &Trace::of(reader), measure))
+}
+
+/// Folds the stacks of a whole trace by `measure` from its finished replay
+/// (of any number of timeline points: the stacks are the same).
+pub fn from_replay(replay: &HeapReplay, trace: &Trace, measure: Measure) -> Folded {
+    let mut symbols = Symbols::new(trace.modules);
+    let stacks = folded_stacks(replay, trace.stacks, &mut symbols, trace.clock, measure);
+    let header = trace.header;
     let program = Path::new(&header.exe)
         .file_name()
         .map_or_else(|| header.exe.clone(), |n| n.to_string_lossy().into());
-    let subtitle = match reader.completeness() {
+    let subtitle = match trace.completeness {
         Completeness::Complete(_) => None,
         Completeness::Truncated(at) => Some(format!("trace cut at byte {at}")),
         Completeness::NoTrailer | Completeness::Reading => {
             Some("trace without trailer: recording did not end cleanly".to_string())
         }
     };
-    Ok(Folded {
+    Folded {
         text: render_folded(&stacks),
         empty: stacks.is_empty(),
         program,
         latency_measured: header.latency_measured,
         subtitle,
         warnings: symbols.warnings().iter().map(ToString::to_string).collect(),
-    })
+    }
 }
 
 /// A folded line that does not end in ` VALUE`.

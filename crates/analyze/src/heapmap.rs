@@ -28,7 +28,9 @@
 //!
 //! The trace is read twice ([`HeapStats`] then [`analyze_with`]): the first
 //! pass finds the peak, the event count and the smallest request still to
-//! come at every point; the second rebuilds the layout. Memory is bounded by
+//! come at every point; the second rebuilds the layout. The first can share
+//! a decode with other analyses ([`crate::sink`]); the second cannot, as it
+//! needs what the first learns of the whole trace. Memory is bounded by
 //! the live blocks and the heap's extent (one bit per 8 bytes of `[heap]`),
 //! not by the length of the trace.
 
@@ -38,6 +40,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::receipts::ReceiptOrder;
+use crate::sink::{EventSink, Trace};
 
 /// glibc's chunk header between two blocks.
 const HEADER: u64 = 8;
@@ -657,6 +660,14 @@ impl HeapStats {
     /// Drops what only the first pass needs.
     fn finish(&mut self) {
         self.live = FxHashMap::default();
+    }
+}
+
+/// The first pass as an [`EventSink`], behind
+/// [`crate::sink::InReceiptOrder`].
+impl EventSink for HeapStats {
+    fn event(&mut self, event: &Event, _: &Trace) {
+        self.feed(event);
     }
 }
 

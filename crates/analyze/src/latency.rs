@@ -57,6 +57,7 @@ use serde::Serialize;
 
 use crate::replay::HeapReplay;
 use crate::report::{Program, TraceState};
+use crate::sink::{drive, EventSink, Trace};
 use crate::symbols::{Frame, Symbols};
 use crate::units::{count, noun, seconds};
 
@@ -413,32 +414,50 @@ pub fn from_reader<R: std::io::Read>(
     reader: &mut Reader<R>,
     config: Config,
 ) -> Result<LatencyReport, DecodeError> {
-    let mut replay = HeapReplay::new(0);
-    let mut hist: FxHashMap<Func, BTreeMap<u64, u64>> = FxHashMap::default();
-    let mut per_stack: FxHashMap<StackId, StackTime> = FxHashMap::default();
-    let mut growth = Growth::default();
-    let mut last_resources: Option<memtrace_format::ResourceSample> = None;
-    let mut candidates: Vec<Candidate> = Vec::new();
-    let mut n_calls = 0u64;
-    let mut n_alloc_calls = 0u64;
-    let mut lives = ThreadLives::default();
-    while let Some(event) = reader.next_event()? {
-        lives.see(&event);
-        match &event {
+    let mut sink = LatencySink::new(config);
+    drive(reader, &mut [&mut sink])?;
+    Ok(sink.report(&Trace::of(reader)))
+}
+
+/// The latency analysis as an [`EventSink`]: [`LatencySink::report`] once
+/// the trace has been driven through it.
+pub struct LatencySink {
+    config: Config,
+    /// Which stack allocated each freed block.
+    replay: HeapReplay,
+    hist: FxHashMap<Func, BTreeMap<u64, u64>>,
+    per_stack: FxHashMap<StackId, StackTime>,
+    growth: Growth,
+    last_resources: Option<memtrace_format::ResourceSample>,
+    candidates: Vec<Candidate>,
+    n_calls: u64,
+    n_alloc_calls: u64,
+    lives: ThreadLives,
+}
+
+impl EventSink for LatencySink {
+    fn event(&mut self, event: &Event, trace: &Trace) {
+        self.lives.see(event);
+        match event {
             Event::Heap { event: e, .. } => {
-                let Some(func) = e.func() else { continue };
-                n_calls += 1;
-                *hist.entry(func).or_default().entry(e.latency).or_default() += 1;
+                let Some(func) = e.func() else { return };
+                self.n_calls += 1;
+                *self
+                    .hist
+                    .entry(func)
+                    .or_default()
+                    .entry(e.latency)
+                    .or_default() += 1;
                 let stack = match func.op() {
-                    Op::Free => replay.live.get(&e.addr).map_or(0, |b| b.stack),
+                    Op::Free => self.replay.live.get(&e.addr).map_or(0, |b| b.stack),
                     _ => e.stack,
                 };
-                let s = per_stack.entry(stack).or_default();
+                let s = self.per_stack.entry(stack).or_default();
                 s.ticks += e.latency;
                 if func.op() == Op::Free {
                     s.frees += 1;
                 } else {
-                    n_alloc_calls += 1;
+                    self.n_alloc_calls += 1;
                     s.min_size = if s.allocs == 0 {
                         e.size
                     } else {
@@ -451,10 +470,9 @@ pub fn from_reader<R: std::io::Read>(
                 }
                 // The clock's estimate improves as syncs arrive: keep every call
                 // that might be a stall and decide at the end (see `Candidate`).
-                let maybe_ns =
-                    (e.latency as f64 * 2.0 * reader.clock().ns_per_tick().max(1.0)) as u64;
-                if maybe_ns >= config.stall_ns {
-                    let growth_class = match &growth.latest {
+                let maybe_ns = (e.latency as f64 * 2.0 * trace.clock.ns_per_tick().max(1.0)) as u64;
+                if maybe_ns >= self.config.stall_ns {
+                    let growth_class = match &self.growth.latest {
                         None => GrowthClass::Unknown,
                         Some((regions, _))
                             if func.op() != Op::Free
@@ -464,11 +482,11 @@ pub fn from_reader<R: std::io::Read>(
                             GrowthClass::Mapped
                         }
                         Some(_) => {
-                            growth.pending.push(candidates.len());
+                            self.growth.pending.push(self.candidates.len());
                             GrowthClass::None
                         }
                     };
-                    candidates.push(Candidate {
+                    self.candidates.push(Candidate {
                         stack,
                         func,
                         latency: e.latency,
@@ -476,218 +494,246 @@ pub fn from_reader<R: std::io::Read>(
                     });
                 }
             }
-            Event::Resources(r) => last_resources = Some(*r),
+            Event::Resources(r) => self.last_resources = Some(*r),
             Event::HeapRegions { regions, .. } => {
                 let total = region_bytes(regions);
-                let grew = growth.latest.as_ref().is_some_and(|(_, t)| total > *t);
-                for i in growth.pending.drain(..) {
+                let grew = self.growth.latest.as_ref().is_some_and(|(_, t)| total > *t);
+                for i in self.growth.pending.drain(..) {
                     if grew {
-                        candidates[i].growth = GrowthClass::Grew;
+                        self.candidates[i].growth = GrowthClass::Grew;
                     }
                 }
-                growth.latest = Some((regions.clone(), total));
+                self.growth.latest = Some((regions.clone(), total));
             }
             _ => {}
         }
-        replay.apply(&event);
+        self.replay.apply(event);
     }
-    replay.finish();
-    let mut stall_counts = GrowthCounts::default();
-    for c in &candidates {
-        if reader.clock().duration_ns(c.latency) < config.stall_ns {
-            continue;
+
+    fn finish(&mut self, _: &Trace) {
+        self.replay.finish();
+    }
+}
+
+impl LatencySink {
+    /// Nothing seen yet.
+    pub fn new(config: Config) -> Self {
+        LatencySink {
+            config,
+            replay: HeapReplay::new(0),
+            hist: FxHashMap::default(),
+            per_stack: FxHashMap::default(),
+            growth: Growth::default(),
+            last_resources: None,
+            candidates: Vec::new(),
+            n_calls: 0,
+            n_alloc_calls: 0,
+            lives: ThreadLives::default(),
         }
-        let s = per_stack.entry(c.stack).or_default();
-        s.stalls += 1;
-        s.stall_ticks += c.latency;
-        s.max_stall = s.max_stall.max(c.latency);
-        *s.stall_by_func.entry(c.func.name()).or_default() += 1;
-        match c.growth {
-            GrowthClass::Unknown => stall_counts.unknown += 1,
-            GrowthClass::Mapped => {
-                stall_counts.mapped += 1;
-                s.mapped += 1;
+    }
+
+    /// The report of the whole trace driven through this sink (`trace`
+    /// as it is at the end).
+    pub fn report(mut self, trace: &Trace) -> LatencyReport {
+        let mut stall_counts = GrowthCounts::default();
+        for c in &self.candidates {
+            if trace.clock.duration_ns(c.latency) < self.config.stall_ns {
+                continue;
             }
-            GrowthClass::Grew => {
-                stall_counts.grew += 1;
-                s.grew += 1;
+            let s = self.per_stack.entry(c.stack).or_default();
+            s.stalls += 1;
+            s.stall_ticks += c.latency;
+            s.max_stall = s.max_stall.max(c.latency);
+            *s.stall_by_func.entry(c.func.name()).or_default() += 1;
+            match c.growth {
+                GrowthClass::Unknown => stall_counts.unknown += 1,
+                GrowthClass::Mapped => {
+                    stall_counts.mapped += 1;
+                    s.mapped += 1;
+                }
+                GrowthClass::Grew => {
+                    stall_counts.grew += 1;
+                    s.grew += 1;
+                }
+                GrowthClass::None => stall_counts.none += 1,
             }
-            GrowthClass::None => stall_counts.none += 1,
         }
-    }
 
-    let clock = reader.clock().clone();
-    let ns = |ticks: u64| clock.duration_ns(ticks);
-    let span = reader.span();
-    let wall_ns = span.duration_ns(&clock);
-    let thread_ns = ns(lives.total_ticks(span.end_ts));
+        let clock = trace.clock.clone();
+        let ns = |ticks: u64| clock.duration_ns(ticks);
+        let span = trace.span;
+        let wall_ns = span.duration_ns(&clock);
+        let thread_ns = ns(self.lives.total_ticks(span.end_ts));
 
-    let mut functions: Vec<FunctionLatency> = Func::ALL
-        .iter()
-        .filter_map(|f| hist.get(f).map(|h| function_latency(*f, h, &ns)))
-        .collect();
-    functions.sort_by(|a, b| {
-        b.total_ns
-            .cmp(&a.total_ns)
-            .then(a.function.cmp(&b.function))
-    });
-    let allocator_ticks: u64 = per_stack.values().map(|s| s.ticks).sum();
-    let allocator_ns = ns(allocator_ticks);
+        let mut functions: Vec<FunctionLatency> = Func::ALL
+            .iter()
+            .filter_map(|f| self.hist.get(f).map(|h| function_latency(*f, h, &ns)))
+            .collect();
+        functions.sort_by(|a, b| {
+            b.total_ns
+                .cmp(&a.total_ns)
+                .then(a.function.cmp(&b.function))
+        });
+        let allocator_ticks: u64 = self.per_stack.values().map(|s| s.ticks).sum();
+        let allocator_ns = ns(allocator_ticks);
 
-    // Group stacks by site.
-    let mut symbols = Symbols::new(reader.modules());
-    let stacks = reader.stacks();
-    let mut ids: Vec<StackId> = per_stack.keys().copied().collect();
-    ids.sort_unstable();
-    let mut sites: BTreeMap<String, (Frame, StackTime, u64, StackId)> = BTreeMap::new();
-    for id in ids {
-        let s = &per_stack[&id];
-        let frame = symbols.site(stacks, id);
-        let key = site_name(&frame);
-        let temporary = replay.stacks.get(&id).map_or(0, |r| r.n_temporary);
-        let entry = sites
-            .entry(key)
-            .or_insert_with(|| (frame, StackTime::default(), 0, id));
-        let t = &mut entry.1;
-        if s.allocs > 0 {
-            t.min_size = if t.allocs == 0 {
-                s.min_size
-            } else {
-                t.min_size.min(s.min_size)
-            };
+        // Group stacks by site.
+        let mut symbols = Symbols::new(trace.modules);
+        let stacks = trace.stacks;
+        let mut ids: Vec<StackId> = self.per_stack.keys().copied().collect();
+        ids.sort_unstable();
+        let mut sites: BTreeMap<String, (Frame, StackTime, u64, StackId)> = BTreeMap::new();
+        for id in ids {
+            let s = &self.per_stack[&id];
+            let frame = symbols.site(stacks, id);
+            let key = site_name(&frame);
+            let temporary = self.replay.stacks.get(&id).map_or(0, |r| r.n_temporary);
+            let entry = sites
+                .entry(key)
+                .or_insert_with(|| (frame, StackTime::default(), 0, id));
+            let t = &mut entry.1;
+            if s.allocs > 0 {
+                t.min_size = if t.allocs == 0 {
+                    s.min_size
+                } else {
+                    t.min_size.min(s.min_size)
+                };
+            }
+            t.allocs += s.allocs;
+            t.frees += s.frees;
+            t.ticks += s.ticks;
+            t.bytes += s.bytes;
+            t.max_size = t.max_size.max(s.max_size);
+            for (i, n) in s.size_classes.iter().enumerate() {
+                add_size_class_count(&mut t.size_classes, i, *n);
+            }
+            t.stalls += s.stalls;
+            t.stall_ticks += s.stall_ticks;
+            if s.max_stall > t.max_stall || (t.max_stall == 0 && s.stalls > 0) {
+                entry.3 = id;
+            }
+            t.max_stall = t.max_stall.max(s.max_stall);
+            for (f, n) in &s.stall_by_func {
+                *t.stall_by_func.entry(f).or_default() += n;
+            }
+            t.mapped += s.mapped;
+            t.grew += s.grew;
+            entry.2 += temporary;
         }
-        t.allocs += s.allocs;
-        t.frees += s.frees;
-        t.ticks += s.ticks;
-        t.bytes += s.bytes;
-        t.max_size = t.max_size.max(s.max_size);
-        for (i, n) in s.size_classes.iter().enumerate() {
-            add_size_class_count(&mut t.size_classes, i, *n);
-        }
-        t.stalls += s.stalls;
-        t.stall_ticks += s.stall_ticks;
-        if s.max_stall > t.max_stall || (t.max_stall == 0 && s.stalls > 0) {
-            entry.3 = id;
-        }
-        t.max_stall = t.max_stall.max(s.max_stall);
-        for (f, n) in &s.stall_by_func {
-            *t.stall_by_func.entry(f).or_default() += n;
-        }
-        t.mapped += s.mapped;
-        t.grew += s.grew;
-        entry.2 += temporary;
-    }
 
-    let site_time = |name: &str, f: &Frame, t: &StackTime, temporary: u64| SiteTime {
-        site: name.to_string(),
-        function: f.function.clone(),
-        file: f.file.clone(),
-        line: f.line,
-        calls: t.allocs + t.frees,
-        allocations: t.allocs,
-        frees: t.frees,
-        temporary,
-        bytes_requested: t.bytes,
-        min_size: t.min_size,
-        max_size: t.max_size,
-        size_band_low: size_band(t).0,
-        size_band_high: size_band(t).1,
-        allocator_ns: ns(t.ticks),
-        stalls: t.stalls,
-    };
-    let mut all_sites: Vec<SiteTime> = sites
-        .iter()
-        .map(|(name, (f, t, temporary, _))| site_time(name, f, t, *temporary))
-        .collect();
-    all_sites.sort_by(|a, b| {
-        b.allocator_ns
-            .cmp(&a.allocator_ns)
-            .then(b.calls.cmp(&a.calls))
-            .then(a.site.cmp(&b.site))
-    });
-
-    let mut stall_sites: Vec<StallSite> = sites
-        .iter()
-        .filter(|(_, (_, t, _, _))| t.stalls > 0)
-        .map(|(name, (f, t, _, longest))| StallSite {
-            site: name.clone(),
+        let site_time = |name: &str, f: &Frame, t: &StackTime, temporary: u64| SiteTime {
+            site: name.to_string(),
             function: f.function.clone(),
             file: f.file.clone(),
             line: f.line,
-            calls: t.stalls,
-            total_ns: ns(t.stall_ticks),
-            max_ns: ns(t.max_stall),
-            by_function: t
-                .stall_by_func
-                .iter()
-                .map(|(f, n)| (f.to_string(), *n))
-                .collect(),
-            mapped: t.mapped,
-            grew: t.grew,
-            stack: symbols.stack(stacks, *longest),
-        })
-        .collect();
-    stall_sites.sort_by(|a, b| {
-        b.calls
-            .cmp(&a.calls)
-            .then(b.total_ns.cmp(&a.total_ns))
-            .then(a.site.cmp(&b.site))
-    });
-    stall_sites.truncate(config.top);
-    let stalls = Stalls {
-        threshold_ns: config.stall_ns,
-        calls: stall_sites_total(&per_stack, |s| s.stalls),
-        total_ns: ns(stall_sites_total(&per_stack, |s| s.stall_ticks)),
-        mapped: stall_counts.mapped,
-        grew: stall_counts.grew,
-        none: stall_counts.none,
-        unknown: stall_counts.unknown,
-        page_faults: None,
-        sites: stall_sites,
-    };
+            calls: t.allocs + t.frees,
+            allocations: t.allocs,
+            frees: t.frees,
+            temporary,
+            bytes_requested: t.bytes,
+            min_size: t.min_size,
+            max_size: t.max_size,
+            size_band_low: size_band(t).0,
+            size_band_high: size_band(t).1,
+            allocator_ns: ns(t.ticks),
+            stalls: t.stalls,
+        };
+        let mut all_sites: Vec<SiteTime> = sites
+            .iter()
+            .map(|(name, (f, t, temporary, _))| site_time(name, f, t, *temporary))
+            .collect();
+        all_sites.sort_by(|a, b| {
+            b.allocator_ns
+                .cmp(&a.allocator_ns)
+                .then(b.calls.cmp(&a.calls))
+                .then(a.site.cmp(&b.site))
+        });
 
-    let advice = all_sites
-        .iter()
-        .filter_map(|s| advise(s, n_alloc_calls))
-        .collect();
-    all_sites.truncate(config.top);
+        let mut stall_sites: Vec<StallSite> = sites
+            .iter()
+            .filter(|(_, (_, t, _, _))| t.stalls > 0)
+            .map(|(name, (f, t, _, longest))| StallSite {
+                site: name.clone(),
+                function: f.function.clone(),
+                file: f.file.clone(),
+                line: f.line,
+                calls: t.stalls,
+                total_ns: ns(t.stall_ticks),
+                max_ns: ns(t.max_stall),
+                by_function: t
+                    .stall_by_func
+                    .iter()
+                    .map(|(f, n)| (f.to_string(), *n))
+                    .collect(),
+                mapped: t.mapped,
+                grew: t.grew,
+                stack: symbols.stack(stacks, *longest),
+            })
+            .collect();
+        stall_sites.sort_by(|a, b| {
+            b.calls
+                .cmp(&a.calls)
+                .then(b.total_ns.cmp(&a.total_ns))
+                .then(a.site.cmp(&b.site))
+        });
+        stall_sites.truncate(self.config.top);
+        let stalls = Stalls {
+            threshold_ns: self.config.stall_ns,
+            calls: stall_sites_total(&self.per_stack, |s| s.stalls),
+            total_ns: ns(stall_sites_total(&self.per_stack, |s| s.stall_ticks)),
+            mapped: stall_counts.mapped,
+            grew: stall_counts.grew,
+            none: stall_counts.none,
+            unknown: stall_counts.unknown,
+            page_faults: None,
+            sites: stall_sites,
+        };
 
-    let header = reader.header();
-    let mut warnings = symbols.warnings().to_vec();
-    if !header.latency_measured {
-        warnings.push(
-            "the recorder did not measure time inside the allocator: every latency is 0".into(),
-        );
+        let advice = all_sites
+            .iter()
+            .filter_map(|s| advise(s, self.n_alloc_calls))
+            .collect();
+        all_sites.truncate(self.config.top);
+
+        let header = trace.header;
+        let mut warnings = symbols.warnings().to_vec();
+        if !header.latency_measured {
+            warnings.push(
+                "the recorder did not measure time inside the allocator: every latency is 0".into(),
+            );
+        }
+        LatencyReport {
+            schema: LATENCY_SCHEMA,
+            program: Program {
+                exe: header.exe.clone(),
+                cmdline: header.cmdline.clone(),
+                pid: header.pid,
+                ppid: header.ppid,
+            },
+            trace: trace_state(trace.completeness, trace.notes),
+            latency_measured: header.latency_measured,
+            wall_ns,
+            allocator_ns,
+            thread_ns,
+            allocator_share: if thread_ns == 0 {
+                0.0
+            } else {
+                (allocator_ns as f64 / thread_ns as f64).min(1.0)
+            },
+            outside_allocator_ns: thread_ns.saturating_sub(allocator_ns),
+            cpu_ns: self.last_resources.map(|r| r.user_ns + r.system_ns),
+            page_faults: self
+                .last_resources
+                .map(|r| (r.minor_faults, r.major_faults)),
+            calls: self.n_calls,
+            allocation_calls: self.n_alloc_calls,
+            functions,
+            stalls,
+            top_sites: all_sites,
+            advice,
+            warnings,
+        }
     }
-    Ok(LatencyReport {
-        schema: LATENCY_SCHEMA,
-        program: Program {
-            exe: header.exe.clone(),
-            cmdline: header.cmdline.clone(),
-            pid: header.pid,
-            ppid: header.ppid,
-        },
-        trace: trace_state(reader.completeness(), reader.notes()),
-        latency_measured: header.latency_measured,
-        wall_ns,
-        allocator_ns,
-        thread_ns,
-        allocator_share: if thread_ns == 0 {
-            0.0
-        } else {
-            (allocator_ns as f64 / thread_ns as f64).min(1.0)
-        },
-        outside_allocator_ns: thread_ns.saturating_sub(allocator_ns),
-        cpu_ns: last_resources.map(|r| r.user_ns + r.system_ns),
-        page_faults: last_resources.map(|r| (r.minor_faults, r.major_faults)),
-        calls: n_calls,
-        allocation_calls: n_alloc_calls,
-        functions,
-        stalls,
-        top_sites: all_sites,
-        advice,
-        warnings,
-    })
 }
 
 fn stall_sites_total(

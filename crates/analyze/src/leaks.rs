@@ -13,6 +13,7 @@ use memtrace_leaks::{
 };
 use serde::Serialize;
 
+use crate::sink::Trace;
 use crate::symbols::{Frame, Symbols};
 use crate::units::{bytes as fmt_bytes, count};
 
@@ -243,14 +244,20 @@ pub fn from_reader<R: std::io::Read>(
     suppressions: &Suppressions,
 ) -> Result<LeakReport, LeakError> {
     reader.skip_to_end()?;
-    let Some(scan) = reader.leak_scan() else {
+    from_trace(&Trace::of(&reader), suppressions)
+}
+
+/// Builds the report from the scan of a whole trace read to its end (by
+/// [`crate::sink::drive`], say).
+pub fn from_trace(trace: &Trace, suppressions: &Suppressions) -> Result<LeakReport, LeakError> {
+    let Some(scan) = trace.leak_scan else {
         // The recorder notes why it could not scan (no descriptor left to
         // read /proc/self/maps, say).
-        let noted = reader
-            .notes()
+        let noted = trace
+            .notes
             .iter()
             .find_map(|n| n.strip_prefix("no leak scan: "));
-        let why = match (noted, reader.completeness()) {
+        let why = match (noted, trace.completeness) {
             (Some(reason), _) => format!("the trace has no leak scan: {reason}"),
             (None, Completeness::Complete(_)) => "the trace has no leak scan: the program did \
                  not end through exit() (it called _exit or exec), or it was recorded with \
@@ -262,12 +269,12 @@ pub fn from_reader<R: std::io::Read>(
         };
         return Err(LeakError::NoScan(why));
     };
-    let mut symbols = Symbols::new(reader.modules());
-    let program = reader.header().exe.clone();
-    let pid = reader.header().pid;
+    let mut symbols = Symbols::new(trace.modules);
+    let program = trace.header.exe.clone();
+    let pid = trace.header.pid;
     Ok(build(
         scan,
-        reader.stacks(),
+        trace.stacks,
         &mut symbols,
         suppressions,
         program,

@@ -2,8 +2,9 @@
 //!
 //! [`replay::HeapReplay`] walks the events once and keeps the live blocks and
 //! per-stack counts; [`symbols::Symbols`] turns stacks into frames offline;
-//! [`report`] builds and renders `memtrace report`. Nothing here touches the
-//! traced process or writes files.
+//! [`report`] builds and renders `memtrace report`. Each analysis is an
+//! [`sink::EventSink`], so that [`sink::drive`] decodes a trace once for
+//! all of them. Nothing here touches the traced process or writes files.
 #![deny(missing_docs)]
 
 pub mod flame;
@@ -14,6 +15,7 @@ pub mod receipts;
 pub mod replay;
 pub mod report;
 pub mod requests;
+pub mod sink;
 pub mod symbols;
 pub mod units;
 

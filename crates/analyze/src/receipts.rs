@@ -105,18 +105,30 @@ impl ReceiptOrder {
     pub fn next<R: Read>(&mut self, reader: &mut Reader<R>) -> Result<Option<Event>, DecodeError> {
         while self.ready.is_empty() {
             match reader.next_event()? {
-                Some(event) => self.take(event),
+                Some(event) => self.push(event),
                 None => {
-                    let rest = self.receipts.all();
-                    self.make_ready(rest);
+                    self.end();
                     break;
                 }
             }
         }
-        Ok(self.ready.pop_front())
+        Ok(self.pop())
     }
 
-    fn take(&mut self, event: Event) {
+    /// The next event to apply of those pushed so far, if one is ready.
+    pub fn pop(&mut self) -> Option<Event> {
+        self.ready.pop_front()
+    }
+
+    /// The reader's stream has ended: every block still held is ready.
+    pub fn end(&mut self) {
+        let rest = self.receipts.all();
+        self.make_ready(rest);
+    }
+
+    /// Takes the reader's next event (for a caller that reads the trace
+    /// itself; [`ReceiptOrder::pop`] gives what is ready).
+    pub fn push(&mut self, event: Event) {
         let Event::Heap { tid, event: e } = event else {
             self.ready.push_back(event);
             return;

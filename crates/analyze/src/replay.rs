@@ -5,6 +5,7 @@ use memtrace_format::{DecodeError, Event, Func, HeapEvent, Op, Reader, StackId};
 use rustc_hash::FxHashMap;
 
 use crate::receipts::Receipts;
+use crate::sink::{drive, EventSink, Trace};
 
 /// Counts for one allocation stack.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -165,10 +166,7 @@ impl HeapReplay {
         timeline_points: usize,
     ) -> Result<Self, DecodeError> {
         let mut replay = HeapReplay::new(timeline_points);
-        while let Some(event) = reader.next_event()? {
-            replay.apply(&event);
-        }
-        replay.finish();
+        drive(reader, &mut [&mut replay])?;
         Ok(replay)
     }
 
@@ -413,6 +411,16 @@ impl HeapReplay {
             });
             self.timeline_holds.push(0);
         }
+    }
+}
+
+impl EventSink for HeapReplay {
+    fn event(&mut self, event: &Event, _: &Trace) {
+        self.apply(event);
+    }
+
+    fn finish(&mut self, _: &Trace) {
+        HeapReplay::finish(self);
     }
 }
 

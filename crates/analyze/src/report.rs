@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::replay::HeapReplay;
+use crate::sink::Trace;
 use crate::symbols::{Frame, Symbols};
 use crate::units::{bytes, count, seconds};
 
@@ -483,21 +484,31 @@ pub fn from_file(path: &std::path::Path) -> Result<Report, memtrace_format::Deco
     from_reader(crate::open(path, memtrace_format::Extent::AsOpened)?)
 }
 
-/// Builds the report of a trace being read (a timeline of at most 1000 points).
+/// Builds the report of a trace being read (a timeline of at most
+/// [`TIMELINE_POINTS`] points).
 pub fn from_reader<R: std::io::Read>(
     mut reader: memtrace_format::Reader<R>,
 ) -> Result<Report, memtrace_format::DecodeError> {
-    let replay = HeapReplay::from_reader(&mut reader, 1000)?;
-    let mut symbols = Symbols::new(reader.modules());
+    let replay = HeapReplay::from_reader(&mut reader, TIMELINE_POINTS)?;
+    Ok(from_replay(&replay, &Trace::of(&reader)))
+}
+
+/// Points of the report's heap timeline, at most.
+pub const TIMELINE_POINTS: usize = 1000;
+
+/// Builds the report of a whole trace from its finished replay (of
+/// [`TIMELINE_POINTS`] points), symbolizing its stacks.
+pub fn from_replay(replay: &HeapReplay, trace: &Trace) -> Report {
+    let mut symbols = Symbols::new(trace.modules);
     let input = ReportInput {
-        header: reader.header(),
-        completeness: reader.completeness(),
-        notes: reader.notes(),
-        stacks: reader.stacks(),
-        clock: reader.clock(),
-        span: reader.span(),
+        header: trace.header,
+        completeness: trace.completeness,
+        notes: trace.notes,
+        stacks: trace.stacks,
+        clock: trace.clock,
+        span: trace.span,
     };
-    Ok(build(&input, &replay, &mut symbols))
+    build(&input, replay, &mut symbols)
 }
 
 /// How much of the report to print.

@@ -6,6 +6,7 @@ use memtrace_format::{DecodeError, Event, Op, Reader};
 use memtrace_frag::Request;
 
 use crate::receipts::ReceiptOrder;
+use crate::sink::{EventSink, Trace};
 use rustc_hash::FxHashMap;
 
 /// The requests of a whole trace, in timestamp order (a moving realloc's
@@ -19,6 +20,29 @@ pub fn from_reader<R: std::io::Read>(reader: &mut Reader<R>) -> Result<Vec<Reque
         converter.feed(&event, |r| requests.push(r));
     }
     Ok(requests)
+}
+
+/// [`Requests`] as an [`EventSink`] (behind
+/// [`crate::sink::InReceiptOrder`]): every request goes to `out`.
+pub struct RequestSink<F: FnMut(Request)> {
+    converter: Requests,
+    out: F,
+}
+
+impl<F: FnMut(Request)> RequestSink<F> {
+    /// Passes the requests to `out` as they come.
+    pub fn new(out: F) -> Self {
+        RequestSink {
+            converter: Requests::new(),
+            out,
+        }
+    }
+}
+
+impl<F: FnMut(Request)> EventSink for RequestSink<F> {
+    fn event(&mut self, event: &Event, _: &Trace) {
+        self.converter.feed(event, &mut self.out);
+    }
 }
 
 /// Turns events into requests one at a time, for a caller that reads the
