@@ -8,18 +8,17 @@
 //! has the same one), only traces with that token can be members, so an
 //! earlier run's traces in the same directory never join, whatever their
 //! pids. Only the headers are read to find the family; each member's totals
-//! come from its full report.
+//! come from a replay of its trace, without symbolizing its stacks (the
+//! totals need no symbol, and a `make -j` family has hundreds of traces).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use memtrace_analyze::report::{Report, Totals};
+use memtrace_analyze::report::{summary_from_reader, Summary, Totals};
 use memtrace_analyze::units::{bytes, count};
 use serde_json::{json, Value};
 
 use memtrace_format::{DecodeError, Extent, Named, Reader};
-
-use crate::cmd::report::{load_found_report, load_report};
 
 /// The schema of the family's JSON.
 pub const SCHEMA: &str = "memtrace-family/1";
@@ -96,11 +95,12 @@ pub fn family(root: &Path) -> Result<Vec<Member>> {
     members
         .into_iter()
         .map(|(trace, h, depth)| {
-            let r: Report = if depth == 0 && trace == root {
-                load_report(&trace)?
+            let named = if depth == 0 && trace == root {
+                Named::ByUser
             } else {
-                load_found_report(&trace)?
+                Named::Found
             };
+            let r = summary(&trace, named)?;
             Ok(Member {
                 pid: h.pid,
                 ppid: h.ppid,
@@ -113,6 +113,13 @@ pub fn family(root: &Path) -> Result<Vec<Member>> {
             })
         })
         .collect()
+}
+
+/// The summary of one member's trace, read as long as it is now.
+fn summary(path: &Path, named: Named) -> Result<Summary> {
+    let context = || format!("{}", path.display());
+    let reader = crate::progress::open(path, Extent::AsOpened, named).with_context(context)?;
+    summary_from_reader(reader).with_context(context)
 }
 
 /// `*.trace`, or `*.trace.N`: the recorder's name when the default one

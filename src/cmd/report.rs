@@ -48,11 +48,6 @@ pub struct ReportArgs {
     pub quiet: QuietArg,
 }
 
-/// Reads a trace, as long as it is now, and builds its heap report.
-pub fn load_report(path: &Path) -> Result<Report> {
-    load_report_within(path, Extent::AsOpened)
-}
-
 /// Reads a trace within `extent` and builds its heap report.
 pub fn load_report_within(path: &Path, extent: Extent) -> Result<Report> {
     load_named_report(path, extent, Named::ByUser)

@@ -294,20 +294,6 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
     let clock = input.clock;
     let span = input.span;
     let since_start = |ts: u64| span.offset_ns(clock, ts);
-    let (complete, truncated_at, status) = match input.completeness {
-        Completeness::Complete(_) => (true, None, "complete".to_string()),
-        Completeness::Truncated(at) => (
-            false,
-            Some(*at),
-            format!("truncated at byte {at}: the report covers the part before the cut"),
-        ),
-        _ => (
-            false,
-            None,
-            "incomplete: no trailer (the program was killed, or is still running)".to_string(),
-        ),
-    };
-
     // Group stacks by site.
     let mut by_site: FxHashMap<SiteKey, (Site, u64)> = FxHashMap::default();
     let mut stack_ids: Vec<StackId> = replay.stacks.keys().copied().collect();
@@ -384,15 +370,6 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
     });
     let functions = function_totals(&sites);
 
-    let mut calls_by_function = BTreeMap::new();
-    let mut allocator_ticks = 0u64;
-    for func in Func::ALL {
-        let f = replay.funcs[func as usize];
-        if f.calls > 0 {
-            calls_by_function.insert(func.name().to_string(), f.calls);
-        }
-        allocator_ticks = allocator_ticks.saturating_add(f.latency_ticks);
-    }
     let size_histogram = replay
         .size_histogram
         .iter()
@@ -411,37 +388,9 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
 
     Report {
         schema: REPORT_SCHEMA,
-        program: Program {
-            exe: input.header.exe.clone(),
-            cmdline: input.header.cmdline.clone(),
-            pid: input.header.pid,
-            ppid: input.header.ppid,
-        },
-        trace: TraceState {
-            complete,
-            truncated_at,
-            status,
-            notes: input.notes.to_vec(),
-            dropped_events: dropped_events(input.completeness),
-        },
-        totals: Totals {
-            duration_ns: span.duration_ns(clock),
-            events: replay.n_events,
-            calls_by_function,
-            allocations: replay.n_allocs,
-            frees: replay.n_frees,
-            bytes_allocated: replay.bytes_allocated,
-            peak_bytes: replay.peak_bytes,
-            peak_time_ns: since_start(replay.peak_ts),
-            unfreed_blocks: replay.live.len() as u64,
-            unfreed_bytes: replay.live_bytes,
-            temporary: replay.n_temporary,
-            temporary_heaptrack: replay.n_temporary_heaptrack,
-            unmatched_frees: replay.n_unmatched_frees,
-            failed: replay.n_failed,
-            threads: replay.n_threads,
-            allocator_ns: clock.duration_ns(allocator_ticks),
-        },
+        program: program_of(input.header),
+        trace: trace_state_of(input.completeness, input.notes),
+        totals: totals_of(input, replay),
         sites,
         functions,
         size_histogram,
@@ -509,6 +458,108 @@ pub fn from_replay(replay: &HeapReplay, trace: &Trace) -> Report {
         span: trace.span,
     };
     build(&input, replay, &mut symbols)
+}
+
+/// Who the trace is of.
+fn program_of(header: &Header) -> Program {
+    Program {
+        exe: header.exe.clone(),
+        cmdline: header.cmdline.clone(),
+        pid: header.pid,
+        ppid: header.ppid,
+    }
+}
+
+/// Whether the trace is whole, in words too.
+fn trace_state_of(completeness: &Completeness, notes: &[String]) -> TraceState {
+    let (complete, truncated_at, status) = match completeness {
+        Completeness::Complete(_) => (true, None, "complete".to_string()),
+        Completeness::Truncated(at) => (
+            false,
+            Some(*at),
+            format!("truncated at byte {at}: the report covers the part before the cut"),
+        ),
+        _ => (
+            false,
+            None,
+            "incomplete: no trailer (the program was killed, or is still running)".to_string(),
+        ),
+    };
+
+    TraceState {
+        complete,
+        truncated_at,
+        status,
+        notes: notes.to_vec(),
+        dropped_events: dropped_events(completeness),
+    }
+}
+
+/// The whole trace's totals: nothing here needs a symbol.
+fn totals_of(input: &ReportInput, replay: &HeapReplay) -> Totals {
+    let clock = input.clock;
+    let span = input.span;
+    let mut calls_by_function = BTreeMap::new();
+    let mut allocator_ticks = 0u64;
+    for func in Func::ALL {
+        let f = replay.funcs[func as usize];
+        if f.calls > 0 {
+            calls_by_function.insert(func.name().to_string(), f.calls);
+        }
+        allocator_ticks = allocator_ticks.saturating_add(f.latency_ticks);
+    }
+    Totals {
+        duration_ns: span.duration_ns(clock),
+        events: replay.n_events,
+        calls_by_function,
+        allocations: replay.n_allocs,
+        frees: replay.n_frees,
+        bytes_allocated: replay.bytes_allocated,
+        peak_bytes: replay.peak_bytes,
+        peak_time_ns: span.offset_ns(clock, replay.peak_ts),
+        unfreed_blocks: replay.live.len() as u64,
+        unfreed_bytes: replay.live_bytes,
+        temporary: replay.n_temporary,
+        temporary_heaptrack: replay.n_temporary_heaptrack,
+        unmatched_frees: replay.n_unmatched_frees,
+        failed: replay.n_failed,
+        threads: replay.n_threads,
+        allocator_ns: clock.duration_ns(allocator_ticks),
+    }
+}
+
+/// What `report --family` shows of each process: who it is, whether its
+/// trace is whole, and its totals, without symbolizing anything (a
+/// family of a `make -j` has hundreds of traces, each naming libc).
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Who the trace is of.
+    pub program: Program,
+    /// Whether the trace is whole.
+    pub trace: TraceState,
+    /// The totals, as in the full report.
+    pub totals: Totals,
+}
+
+/// Reads a whole trace into its [`Summary`].
+pub fn summary_from_reader<R: std::io::Read>(
+    mut reader: memtrace_format::Reader<R>,
+) -> Result<Summary, memtrace_format::DecodeError> {
+    let replay = HeapReplay::from_reader(&mut reader, TIMELINE_POINTS)?;
+    let trace = Trace::of(&reader);
+    let input = ReportInput {
+        header: trace.header,
+        completeness: trace.completeness,
+        notes: trace.notes,
+        stacks: trace.stacks,
+        clock: trace.clock,
+        span: trace.span,
+    };
+    Ok(Summary {
+        program: program_of(input.header),
+        trace: trace_state_of(input.completeness, input.notes),
+        totals: totals_of(&input, &replay),
+    })
 }
 
 /// How much of the report to print.
