@@ -2,7 +2,8 @@
 //! (parsed with roxmltree) whose labels, series and drawn values equal the
 //! numbers `memtrace report`, `latency` and `frag` print for the same trace
 //! and the fixture's known answers (fixtures/README.md); the index page
-//! loads every chart in headless Chromium.
+//! loads every chart in headless Chromium; `--data` writes byte for byte
+//! what those commands print.
 
 #[path = "../xtask/src/browser.rs"]
 mod browser;
@@ -635,4 +636,51 @@ fn a_missing_trace_is_one_error_line_and_no_directory() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("memtrace: nothing.trace: "), "{stderr}");
     assert!(!dir.join("charts").exists());
+}
+
+#[test]
+fn the_data_files_are_byte_for_byte_what_report_latency_and_frag_print() {
+    let dir = sites().charts.parent().expect("the scratch directory");
+    let args = [
+        "plot",
+        "sites.trace",
+        "-o",
+        "data-charts",
+        "--only",
+        "heap",
+        "--data",
+        "data",
+    ];
+    let stdout = memtrace_stdout(dir, &args);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "data-charts/heap.svg",
+            "data-charts/index.html",
+            "data/sites.txt",
+            "data/sites.json",
+            "data/sites.latency.json",
+            "data/sites.frag.json"
+        ]
+    );
+    for (file, command) in [
+        ("sites.txt", &["report", "sites.trace"][..]),
+        ("sites.json", &["report", "--format", "json", "sites.trace"]),
+        (
+            "sites.latency.json",
+            &["latency", "--format", "json", "sites.trace"],
+        ),
+        (
+            "sites.frag.json",
+            &["frag", "--format", "json", "sites.trace"],
+        ),
+    ] {
+        let written = std::fs::read(dir.join("data").join(file)).expect("a data file");
+        let printed = memtrace_stdout(dir, command);
+        assert!(
+            written == printed.as_bytes(),
+            "data/{file} is not what `memtrace {}` prints",
+            command.join(" ")
+        );
+    }
 }

@@ -146,14 +146,7 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
     let best = best_policy(&reports);
     match args.format {
         Format::Json => {
-            let best = best.map(|(p, why)| serde_json::json!({"policy": p.name(), "why": why}));
-            let out = serde_json::json!({
-                "schema": SCHEMA,
-                "real_heap": heap,
-                "requests": n_requests,
-                "policies": reports,
-                "best": best,
-            });
+            let out = trace_json(heap.as_ref(), n_requests, &reports, best.as_ref());
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Format::Text => {
@@ -167,6 +160,25 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The JSON of a trace's fragmentation (schema [`SCHEMA`]): the real heap
+/// (`None` with `--no-real-heap`), the number of requests replayed, each
+/// policy's report and the best policy. `memtrace plot --data` writes it too.
+pub fn trace_json(
+    heap: Option<&HeapMap>,
+    n_requests: u64,
+    reports: &[PolicyReport],
+    best: Option<&(PolicyKind, String)>,
+) -> serde_json::Value {
+    let best = best.map(|(p, why)| serde_json::json!({"policy": p.name(), "why": why}));
+    serde_json::json!({
+        "schema": SCHEMA,
+        "real_heap": heap,
+        "requests": n_requests,
+        "policies": reports,
+        "best": best,
+    })
 }
 
 fn real_heap_text(heap: &HeapMap, symbols: &mut Symbols, stacks: &StackTable) -> String {

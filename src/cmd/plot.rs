@@ -8,7 +8,10 @@
 //! by bytes allocated). A chart whose data the trace lacks (no latencies,
 //! no `[heap]` snapshot) is drawn as a placeholder that says why, never left
 //! out. The data are those of `memtrace report`, `latency` and `frag` with
-//! their default options; see [`crate::charts`].
+//! their default options; see [`crate::charts`]. With `--data DIR` it also
+//! writes what those commands print, from the same reading of the trace, so
+//! that `cargo xtask report` reads each fixture's trace once (plus the real
+//! heap's second pass) instead of once per command.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,7 +25,7 @@ use memtrace_analyze::heapmap::{self, HeapMap, HeapStats};
 use memtrace_analyze::latency::{self, LatencyReport, LatencySink};
 use memtrace_analyze::leaks::{LeakError, LeakReport};
 use memtrace_analyze::replay::HeapReplay;
-use memtrace_analyze::report::{self, Report};
+use memtrace_analyze::report::{self, Report, TextOptions};
 use memtrace_analyze::requests::RequestSink;
 use memtrace_analyze::sink::{drive, EventSink, InReceiptOrder, Trace};
 use memtrace_format::{DecodeError, Named, Reader};
@@ -33,6 +36,7 @@ use memtrace_plot::page::{self, Figure, Page, Section};
 use crate::charts;
 use crate::cmd::extent::FollowArg;
 use crate::cmd::flamegraph;
+use crate::cmd::frag;
 use crate::cmd::list::Item;
 use crate::progress::{self, QuietArg};
 
@@ -145,6 +149,14 @@ pub struct PlotArgs {
     /// Draw only these charts, comma-separated; default all.
     #[arg(long, value_name = "CHARTS", value_delimiter = ',', value_parser = Item::<Chart>::new())]
     pub only: Vec<Chart>,
+    /// Also write, from the same reading of the trace, into DIR (created;
+    /// files in it are replaced): NAME.txt, NAME.json, NAME.latency.json and
+    /// NAME.frag.json, byte for byte what `memtrace report`, `report --format
+    /// json`, `latency --format json` and `frag --format json` print with
+    /// their default options; NAME is the trace's file name without its
+    /// extension.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
     /// How much of a trace still being written to read.
     #[command(flatten)]
     pub follow: FollowArg,
@@ -158,8 +170,13 @@ fn default_dir(trace: &Path) -> PathBuf {
     trace.with_extension("charts")
 }
 
-/// The policy replay: one report per policy, and the best policy with why.
-type Replayed = (Vec<PolicyReport>, Option<(PolicyKind, String)>);
+/// The policy replay: one report per policy, the best policy with why, and
+/// the number of requests replayed.
+struct Replayed {
+    reports: Vec<PolicyReport>,
+    best: Option<(PolicyKind, String)>,
+    n_requests: u64,
+}
 
 /// The analyses behind the charts asked for (the report always: it names
 /// the program).
@@ -172,21 +189,48 @@ struct Data {
     flame: Option<Folded>,
 }
 
-/// Runs the analyses that `charts` need over one decode of the trace,
-/// which `open` opens; the real heap's layout (the frag chart) reads it
-/// once more, since it needs the peak and the requests still to come that
-/// the first pass finds. `open` is called once per decode.
+/// Which analyses one reading of the trace runs, besides the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Needs {
+    latency: bool,
+    policies: bool,
+    real_heap: bool,
+    leaks: bool,
+    flame: bool,
+}
+
+impl Needs {
+    /// What `charts` are drawn from, and with `data` what `--data` writes
+    /// (the latency, the policies and the real heap).
+    fn of(charts: &[Chart], data: bool) -> Needs {
+        let want = |chart| charts.contains(&chart);
+        Needs {
+            latency: data || want(Chart::Latency),
+            policies: data || want(Chart::Policies),
+            real_heap: data || want(Chart::Frag),
+            leaks: want(Chart::Leaks),
+            flame: want(Chart::Flame),
+        }
+    }
+}
+
+/// Runs the analyses of `needs` over one decode of the trace, which `open`
+/// opens; the real heap's layout (the frag chart and data) reads it once
+/// more, since it needs the peak and the requests still to come that the
+/// first pass finds. `open` is called once per decode.
 fn gather<R: Read>(
-    charts: &[Chart],
+    needs: Needs,
     mut open: impl FnMut() -> Result<Reader<R>, DecodeError>,
 ) -> Result<Data, DecodeError> {
-    let want = |chart| charts.contains(&chart);
     let mut reader = open()?;
     let mut replay = HeapReplay::new(report::TIMELINE_POINTS);
-    let mut latency = want(Chart::Latency).then(|| LatencySink::new(latency::Config::default()));
-    let mut policies = want(Chart::Policies)
+    let mut latency = needs
+        .latency
+        .then(|| LatencySink::new(latency::Config::default()));
+    let mut policies = needs
+        .policies
         .then(|| StreamReplay::new(&PolicyKind::ALL, &memtrace_frag::Config::default()));
-    let mut stats = want(Chart::Frag).then(HeapStats::new);
+    let mut stats = needs.real_heap.then(HeapStats::new);
     {
         let mut requests = policies
             .as_mut()
@@ -209,13 +253,21 @@ fn gather<R: Read>(
         drive(&mut reader, &mut sinks)?;
     }
     let trace = Trace::of(&reader);
-    let flame = want(Chart::Flame).then(|| flame::from_replay(&replay, &trace, Measure::Bytes));
-    let leaks = want(Chart::Leaks)
+    let flame = needs
+        .flame
+        .then(|| flame::from_replay(&replay, &trace, Measure::Bytes));
+    let leaks = needs
+        .leaks
         .then(|| memtrace_analyze::leaks::from_trace(&trace, &Suppressions::builtin()));
     let policies = policies.map(|p| {
+        let n_requests = p.len();
         let reports = p.finish();
         let best = best_policy(&reports);
-        (reports, best)
+        Replayed {
+            reports,
+            best,
+            n_requests,
+        }
     });
     let data = Data {
         report: report::from_replay(&replay, &trace),
@@ -261,8 +313,8 @@ fn draw(chart: Chart, data: &Data) -> Result<String> {
             }
         }
         Chart::Policies => {
-            let (reports, best) = data.policies.as_ref().ok_or_else(missing)?;
-            match charts::policy_chart(reports, best.as_ref(), &program) {
+            let p = data.policies.as_ref().ok_or_else(missing)?;
+            match charts::policy_chart(&p.reports, p.best.as_ref(), &program) {
                 Some(c) => Ok(memtrace_plot::bars(&c)?),
                 None => skipped("the trace has no allocation to replay"),
             }
@@ -284,6 +336,48 @@ fn draw(chart: Chart, data: &Data) -> Result<String> {
     }
 }
 
+/// The files `--data` writes for the trace named `stem`, as `(file name,
+/// contents)`: each byte for byte what its command prints with its default
+/// options (`println!` of pretty JSON is the JSON and a newline).
+fn data_files(stem: &str, data: &Data) -> Result<Vec<(String, String)>> {
+    let missing = |what: &str| anyhow::anyhow!("no {what} gathered for --data");
+    let latency = data.latency.as_ref().ok_or_else(|| missing("latency"))?;
+    let heap = data.heap.as_ref().ok_or_else(|| missing("real heap"))?;
+    let p = data
+        .policies
+        .as_ref()
+        .ok_or_else(|| missing("policy replay"))?;
+    let frag = frag::trace_json(Some(heap), p.n_requests, &p.reports, p.best.as_ref());
+    Ok(vec![
+        (
+            format!("{stem}.txt"),
+            report::render_text(&data.report, TextOptions::default()),
+        ),
+        (
+            format!("{stem}.json"),
+            format!("{}\n", serde_json::to_string_pretty(&data.report)?),
+        ),
+        (
+            format!("{stem}.latency.json"),
+            format!("{}\n", serde_json::to_string_pretty(latency)?),
+        ),
+        (
+            format!("{stem}.frag.json"),
+            format!("{}\n", serde_json::to_string_pretty(&frag)?),
+        ),
+    ])
+}
+
+/// The NAME of `--data`'s files: the trace's file name without its extension.
+fn data_stem(trace: &Path) -> Result<&str> {
+    trace.file_stem().and_then(|s| s.to_str()).with_context(|| {
+        format!(
+            "{}: --data names its files after the trace's file name, and this path has none in UTF-8",
+            trace.display()
+        )
+    })
+}
+
 /// Runs `memtrace plot`.
 pub fn plot(args: PlotArgs) -> Result<ExitCode> {
     let dir = args
@@ -295,13 +389,22 @@ pub fn plot(args: PlotArgs) -> Result<ExitCode> {
     } else {
         args.only.clone()
     };
+    let stem = args
+        .data
+        .as_ref()
+        .map(|_| data_stem(&args.trace))
+        .transpose()?;
     // Read the trace before creating anything, so a bad trace leaves no
     // directory. Every decode reads the same bytes, even of a growing file.
     let extent = args.follow.pinned(&args.trace)?;
-    let data = gather(&charts, || {
+    let data = gather(Needs::of(&charts, stem.is_some()), || {
         progress::open(&args.trace, extent, Named::ByUser)
     })
     .with_context(|| format!("{}", args.trace.display()))?;
+    let data_files = match stem {
+        Some(stem) => data_files(stem, &data)?,
+        None => Vec::new(),
+    };
     if let Some(folded) = &data.flame {
         flamegraph::warn(folded);
     }
@@ -336,6 +439,12 @@ pub fn plot(args: PlotArgs) -> Result<ExitCode> {
     });
     let index = out.write("index.html", html.as_bytes())?;
     println!("{}", index.display());
+    if let Some(dir) = &args.data {
+        let out = memtrace_safe_write::OutDir::create(dir)?;
+        for (name, text) in &data_files {
+            println!("{}", out.write(name, text.as_bytes())?.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -375,11 +484,12 @@ mod tests {
         w.finish(&Trailer::default()).unwrap()
     }
 
-    /// The analyses for `charts`, and how many times the trace was decoded.
-    fn gathered(charts: &[Chart]) -> (Data, usize) {
+    /// The analyses for `charts` (and with `data` for `--data`), and how
+    /// many times the trace was decoded.
+    fn gathered(charts: &[Chart], data: bool) -> (Data, usize) {
         let bytes = trace();
         let mut n_decodes = 0;
-        let data = gather(charts, || {
+        let data = gather(Needs::of(charts, data), || {
             n_decodes += 1;
             Reader::new(&bytes[..])
         })
@@ -393,14 +503,18 @@ mod tests {
             .into_iter()
             .filter(|&c| c != Chart::Frag)
             .collect();
-        let (data, n_decodes) = gathered(&all_but_frag);
+        let (data, n_decodes) = gathered(&all_but_frag, false);
         assert_eq!(n_decodes, 1);
         assert_eq!(data.report.totals.peak_bytes, 64);
         assert_eq!(data.report.totals.unfreed_bytes, 40);
         assert_eq!(data.latency.as_ref().unwrap().calls, 3);
-        let (reports, _) = data.policies.as_ref().unwrap();
-        assert_eq!(reports.len(), PolicyKind::ALL.len());
-        assert!(reports.iter().all(|r| r.peak_live == 64 && r.n_allocs == 2));
+        let p = data.policies.as_ref().unwrap();
+        assert_eq!(p.n_requests, 3);
+        assert_eq!(p.reports.len(), PolicyKind::ALL.len());
+        assert!(p
+            .reports
+            .iter()
+            .all(|r| r.peak_live == 64 && r.n_allocs == 2));
         assert!(!data.flame.as_ref().unwrap().empty);
         assert!(matches!(data.leaks, Some(Err(LeakError::NoScan(_)))));
         assert!(data.heap.is_none());
@@ -408,7 +522,7 @@ mod tests {
 
     #[test]
     fn the_real_heap_reads_the_trace_once_more() {
-        let (data, n_decodes) = gathered(&Chart::ALL);
+        let (data, n_decodes) = gathered(&Chart::ALL, false);
         assert_eq!(n_decodes, 2);
         assert!(data.heap.is_some());
     }
@@ -417,7 +531,36 @@ mod tests {
     fn one_chart_needs_one_decode() {
         for chart in Chart::ALL {
             let expected = if chart == Chart::Frag { 2 } else { 1 };
-            assert_eq!(gathered(&[chart]).1, expected, "{}", chart.name());
+            assert_eq!(gathered(&[chart], false).1, expected, "{}", chart.name());
         }
+    }
+
+    #[test]
+    fn the_data_files_read_the_trace_as_the_real_heap_does() {
+        // Twice whatever the charts: the report, the latency and the
+        // policies come from the first decode, the real heap from both.
+        for charts in [&[Chart::Heap][..], &[Chart::Frag], &Chart::ALL] {
+            let (data, n_decodes) = gathered(charts, true);
+            assert_eq!(n_decodes, 2);
+            let files = data_files("demo", &data).unwrap();
+            let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "demo.txt",
+                    "demo.json",
+                    "demo.latency.json",
+                    "demo.frag.json"
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn the_data_files_are_named_after_the_trace() {
+        assert_eq!(data_stem(Path::new("traces/sites.trace")).unwrap(), "sites");
+        assert_eq!(data_stem(Path::new("app")).unwrap(), "app");
+        assert_eq!(data_stem(Path::new("a.b.trace")).unwrap(), "a.b");
+        assert!(data_stem(Path::new("..")).is_err());
     }
 }

@@ -2,9 +2,12 @@
 //!
 //! [`CHARTS`] is the whole plan: one entry per chart of issue #9, saying
 //! which fixtures it is drawn for and where it comes from. Charts of
-//! `memtrace plot` are drawn by running `memtrace plot TRACE -o
-//! charts/FIXTURE --only ...` once per fixture, so the report's charts are
-//! exactly what a user gets for their own trace. The cache and swap charts
+//! `memtrace plot` are drawn by [`plot_fixture`], which runs `memtrace plot
+//! TRACE -o charts/FIXTURE --only ... --data .` once per fixture, so the
+//! report's charts are exactly what a user gets for their own trace, and
+//! the same reading of the trace writes the fixture's report, latency and
+//! frag files (the trace is decoded once, and once more for the real heap,
+//! instead of once per command). The cache and swap charts
 //! come from `memtrace cache --svg` and `memtrace swap --svg` on their own
 //! fixtures (locality.c, walker.c), which are programs, not traces. A chart
 //! whose tool cannot run here says why in its own `skipped: ...` image.
@@ -144,35 +147,58 @@ pub struct Charts {
     pub skipped: Vec<(String, String)>,
 }
 
-/// Draws every chart of [`CHARTS`] for the recorded fixtures
-/// (`(name, trace)` pairs) under `paths.report/charts`.
-pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
+/// What [`plot_fixture`] ran for one fixture.
+pub struct Plotted {
+    /// The command, as run in the report directory.
+    pub command: String,
+    /// The charts it drew.
+    pub n_charts: usize,
+}
+
+/// Runs `memtrace plot TRACE -o charts/FIXTURE --only CHARTS --data .` in
+/// the report directory: the fixture's charts of [`CHARTS`], and from the
+/// same reading of the trace its `FIXTURE.txt`, `.json`, `.latency.json` and
+/// `.frag.json` beside them (the trace is `traces/FIXTURE.trace`).
+pub fn plot_fixture(paths: &Paths, fixture: &str, trace: &Path) -> Result<Plotted> {
+    let names: Vec<&str> = CHARTS
+        .iter()
+        .filter_map(|c| match c.source {
+            Source::Plot(name) if c.fixtures.contains(&fixture) => Some(name),
+            _ => None,
+        })
+        .collect();
+    if names.is_empty() {
+        anyhow::bail!(
+            "fixture {fixture} has no chart of memtrace plot in CHARTS, and its report files \
+             come from `memtrace plot --data`"
+        );
+    }
+    let out = paths.report.join("charts").join(fixture);
+    let trace_rel = rel(&paths.report, trace);
+    let out_rel = rel(&paths.report, &out);
+    let only = names.join(",");
+    let args = [
+        "plot", &trace_rel, "-o", &out_rel, "--only", &only, "--data", ".",
+    ];
+    let mut cmd = Command::new(&paths.memtrace);
+    cmd.args(args).current_dir(&paths.report);
+    let shown = format!("{} {}", memtrace_as_run(paths), args.join(" "));
+    eprintln!("xtask: (in {}) {shown}", paths.report.display());
+    util::output(&mut cmd).with_context(|| format!("`{shown}` failed"))?;
+    Ok(Plotted {
+        command: shown,
+        n_charts: names.len(),
+    })
+}
+
+/// Draws every chart of [`CHARTS`] under `paths.report/charts`: those of
+/// `memtrace plot` are already there, drawn by [`plot_fixture`] for the
+/// fixtures of `plotted` (`(fixture, what it ran)` pairs); the others are
+/// drawn now.
+pub fn draw(paths: &Paths, plotted: &[(&str, &Plotted)]) -> Result<Charts> {
     let dir = paths.report.join("charts");
     memtrace_safe_write::OutDir::create(&dir)?;
-    let mut commands = Vec::new();
-    for (fixture, trace) in traces {
-        let names: Vec<&str> = CHARTS
-            .iter()
-            .filter_map(|c| match c.source {
-                Source::Plot(name) if c.fixtures.contains(fixture) => Some(name),
-                _ => None,
-            })
-            .collect();
-        if names.is_empty() {
-            continue;
-        }
-        let out = dir.join(fixture);
-        let trace_rel = rel(&paths.report, trace);
-        let out_rel = rel(&paths.report, &out);
-        let only = names.join(",");
-        let args = ["plot", &trace_rel, "-o", &out_rel, "--only", &only];
-        let mut cmd = Command::new(&paths.memtrace);
-        cmd.args(args).current_dir(&paths.report);
-        let shown = format!("{} {}", memtrace_as_run(paths), args.join(" "));
-        eprintln!("xtask: (in {}) {shown}", paths.report.display());
-        util::output(&mut cmd).with_context(|| format!("`{shown}` failed"))?;
-        commands.push((*fixture, shown));
-    }
+    let commands: Vec<(&str, &String)> = plotted.iter().map(|(f, p)| (*f, &p.command)).collect();
 
     let mut sections = Vec::new();
     let mut files = Vec::new();
@@ -193,7 +219,7 @@ pub fn draw(paths: &Paths, traces: &[(&str, PathBuf)]) -> Result<Charts> {
                         file: rel(&paths.report, &file),
                         title: format!("{}: {fixture}", plan.title),
                         caption: String::new(),
-                        command: command.clone(),
+                        command: command.to_string(),
                     });
                     files.push(file);
                 }

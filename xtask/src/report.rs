@@ -16,6 +16,12 @@
 //!   written to `index.png` and a missing image fails the task;
 //! * `summary.md`: the key numbers per fixture (the same tables are printed).
 //!
+//! One `memtrace plot --data .` per fixture draws its charts and writes its
+//! four report files, byte for byte what `memtrace report`, `report --format
+//! json`, `latency --format json` and `frag --format json` print, from one
+//! reading of the trace (and a second for the real heap's layout) instead
+//! of one per command.
+//!
 //! The fixtures run with `target/memtrace-report` as their working directory
 //! and relative paths, so the commands in the table can be pasted there as
 //! they are. Any failing step (a build, a fixture exiting non-zero, a missing
@@ -112,6 +118,15 @@ const LEGEND: &str = "Sizes are exact byte counts. calls: allocator calls (`tota
 /// The cargo packages built in release.
 const PACKAGES: &[&str] = &["memtrace", "memtrace-fixtures-rust"];
 
+/// A fixture recorded.
+struct Recorded {
+    name: &'static str,
+    /// The command that recorded the trace, as run in `target/memtrace-report`.
+    command: String,
+    trace: PathBuf,
+    trace_bytes: u64,
+}
+
 /// What one fixture gave.
 struct Outcome {
     name: &'static str,
@@ -119,6 +134,8 @@ struct Outcome {
     command: String,
     trace: PathBuf,
     trace_bytes: u64,
+    /// The `memtrace plot` that drew its charts and wrote its report files.
+    plotted: charts::Plotted,
     text: PathBuf,
     json: PathBuf,
     /// `memtrace report --format json`, parsed.
@@ -160,20 +177,28 @@ pub fn run() -> Result<ExitCode> {
     }
 
     let start = Instant::now();
-    let mut outcomes = Vec::new();
+    let mut recorded = Vec::new();
     for (f, exe) in FIXTURES.iter().zip(&exes) {
-        let outcome = record_and_report(&paths, f, exe)
-            .with_context(|| format!("fixture {} failed", f.name))?;
-        outcomes.push(outcome);
+        let r = record(&paths, f, exe).with_context(|| format!("fixture {} failed", f.name))?;
+        recorded.push(r);
     }
-    let elapsed = start.elapsed();
+    let record_time = start.elapsed();
+    let analysis_start = Instant::now();
+    let mut outcomes = Vec::new();
+    for r in recorded {
+        let name = r.name;
+        outcomes.push(analyse(&paths, r).with_context(|| format!("fixture {name} failed"))?);
+    }
+    let analysis_time = analysis_start.elapsed();
+    let n_fixture_charts: usize = outcomes.iter().map(|o| o.plotted.n_charts).sum();
 
     let table = summary_table(&paths, &outcomes)?;
     let costs = cost_table(&outcomes)?;
     let notes = notes(&outcomes);
     let chart_start = Instant::now();
-    let traces: Vec<(&str, PathBuf)> = outcomes.iter().map(|o| (o.name, o.trace.clone())).collect();
-    let charts = charts::draw(&paths, &traces)?;
+    let plotted: Vec<(&str, &charts::Plotted)> =
+        outcomes.iter().map(|o| (o.name, &o.plotted)).collect();
+    let charts = charts::draw(&paths, &plotted)?;
     let page = memtrace_plot::page::html(&memtrace_plot::page::Page {
         title: "memtrace on the bundled fixtures".to_string(),
         intro: charts::intro(&paths),
@@ -238,10 +263,12 @@ pub fn run() -> Result<ExitCode> {
         println!("skipped: {chart}: {reason}");
     }
     println!(
-        "\nrecorded and analysed {} fixtures in {}; {} charts in {}; {page_check}",
+        "\nrecorded {} fixtures in {}; analysed them and drew their {n_fixture_charts} charts \
+         (one memtrace plot each) in {}; {} more charts and the page in {}; {page_check}",
         outcomes.len(),
-        util::fmt_secs(elapsed.as_secs_f64()),
-        charts.files.len(),
+        util::fmt_secs(record_time.as_secs_f64()),
+        util::fmt_secs(analysis_time.as_secs_f64()),
+        charts.files.len().saturating_sub(n_fixture_charts),
         util::fmt_secs(chart_time.as_secs_f64()),
     );
     println!("written:");
@@ -282,8 +309,8 @@ fn trace_path(paths: &Paths, f: &Fixture) -> PathBuf {
     paths.traces.join(format!("{}.trace", f.name))
 }
 
-/// Records one fixture and writes its text and JSON reports.
-fn record_and_report(paths: &Paths, f: &Fixture, exe: &Path) -> Result<Outcome> {
+/// Records one fixture.
+fn record(paths: &Paths, f: &Fixture, exe: &Path) -> Result<Recorded> {
     let trace = trace_path(paths, f);
     let trace_rel = rel(&paths.report, &trace);
     let exe_rel = rel(&paths.report, exe);
@@ -329,44 +356,46 @@ fn record_and_report(paths: &Paths, f: &Fixture, exe: &Path) -> Result<Outcome> 
         );
     }
     let trace_bytes = util::file_size(&trace)?;
-
-    let report_text = memtrace_report(paths, &trace, &[])?;
-    let text = paths.write(&format!("{}.txt", f.name), &report_text)?;
-    let report_json = memtrace_report(paths, &trace, &["--format", "json"])?;
-    let json = paths.write(&format!("{}.json", f.name), &report_json)?;
-    let report: serde_json::Value = serde_json::from_str(&report_json)
-        .with_context(|| format!("memtrace report printed invalid JSON for {}", f.name))?;
-    let latency = tool_json(paths, f.name, "latency", &trace)?;
-    let frag = tool_json(paths, f.name, "frag", &trace)?;
-
-    Ok(Outcome {
+    Ok(Recorded {
         name: f.name,
         command,
         trace,
         trace_bytes,
+    })
+}
+
+/// Draws a recorded fixture's charts and writes its report files, with one
+/// `memtrace plot --data` (see [`charts::plot_fixture`]), and reads the
+/// JSON back for the tables.
+fn analyse(paths: &Paths, r: Recorded) -> Result<Outcome> {
+    let plotted = charts::plot_fixture(paths, r.name, &r.trace)?;
+    let json_of = |what: &str, ext: &str| -> Result<(PathBuf, serde_json::Value)> {
+        let path = paths.report.join(format!("{}.{ext}", r.name));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("`{}` wrote no {}", plotted.command, path.display()))?;
+        let value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: invalid {what} JSON", path.display()))?;
+        Ok((path, value))
+    };
+    let (json, report) = json_of("report", "json")?;
+    let (_, latency) = json_of("latency", "latency.json")?;
+    let (_, frag) = json_of("frag", "frag.json")?;
+    let text = paths.report.join(format!("{}.txt", r.name));
+    if !text.is_file() {
+        bail!("`{}` wrote no {}", plotted.command, text.display());
+    }
+    Ok(Outcome {
+        name: r.name,
+        command: r.command,
+        trace: r.trace,
+        trace_bytes: r.trace_bytes,
+        plotted,
         text,
         json,
         report,
         latency,
         frag,
     })
-}
-
-/// `memtrace TOOL --format json TRACE`, written to `<name>.TOOL.json` and parsed.
-fn tool_json(paths: &Paths, name: &str, tool: &str, trace: &Path) -> Result<serde_json::Value> {
-    let mut cmd = Command::new(&paths.memtrace);
-    cmd.args([tool, "--format", "json"]).arg(trace);
-    let text = util::output(&mut cmd).with_context(|| format!("memtrace {tool} failed"))?;
-    paths.write(&format!("{name}.{tool}.json"), &text)?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("memtrace {tool} printed invalid JSON for {name}"))
-}
-
-/// `memtrace report [ARGS] TRACE`'s stdout; fails unless it exits 0.
-fn memtrace_report(paths: &Paths, trace: &Path, args: &[&str]) -> Result<String> {
-    let mut cmd = Command::new(&paths.memtrace);
-    cmd.arg("report").args(args).arg(trace);
-    util::output(&mut cmd).context("memtrace report failed")
 }
 
 /// The last lines of a program's stderr, for error messages.
