@@ -51,7 +51,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use memtrace_format::{Completeness, DecodeError, Event, Func, Op, Reader, Region, StackId};
+use memtrace_format::{DecodeError, Event, Func, Op, Reader, Region, StackId};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
@@ -710,7 +710,11 @@ impl LatencySink {
                 pid: header.pid,
                 ppid: header.ppid,
             },
-            trace: trace_state(trace.completeness, trace.notes),
+            trace: crate::report::trace_state_of(
+                trace.completeness,
+                trace.notes,
+                "the numbers cover",
+            ),
             latency_measured: header.latency_measured,
             wall_ns,
             allocator_ns,
@@ -741,29 +745,6 @@ fn stall_sites_total(
     f: impl Fn(&StackTime) -> u64,
 ) -> u64 {
     per_stack.values().map(f).sum()
-}
-
-fn trace_state(completeness: &Completeness, notes: &[String]) -> TraceState {
-    let (complete, truncated_at, status) = match completeness {
-        Completeness::Complete(_) => (true, None, "complete".to_string()),
-        Completeness::Truncated(at) => (
-            false,
-            Some(*at),
-            format!("truncated at byte {at}: the numbers cover the part before the cut"),
-        ),
-        _ => (
-            false,
-            None,
-            "incomplete: no trailer (the program was killed, or is still running)".to_string(),
-        ),
-    };
-    TraceState {
-        complete,
-        truncated_at,
-        status,
-        notes: notes.to_vec(),
-        dropped_events: crate::report::dropped_events(completeness),
-    }
 }
 
 fn site_name(f: &Frame) -> String {

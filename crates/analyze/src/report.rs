@@ -280,6 +280,20 @@ pub struct ReportInput<'a> {
     pub span: memtrace_format::Span,
 }
 
+impl<'a> ReportInput<'a> {
+    /// The input of a trace read to its end.
+    pub fn of(trace: &Trace<'a>) -> ReportInput<'a> {
+        ReportInput {
+            header: trace.header,
+            completeness: trace.completeness,
+            notes: trace.notes,
+            stacks: trace.stacks,
+            clock: trace.clock,
+            span: trace.span,
+        }
+    }
+}
+
 /// Heap events the recorder could not record, as the trailer says; `None`
 /// without a trailer.
 pub(crate) fn dropped_events(completeness: &Completeness) -> Option<u64> {
@@ -389,7 +403,7 @@ pub fn build(input: &ReportInput, replay: &HeapReplay, symbols: &mut Symbols) ->
     Report {
         schema: REPORT_SCHEMA,
         program: program_of(input.header),
-        trace: trace_state_of(input.completeness, input.notes),
+        trace: trace_state_of(input.completeness, input.notes, "the report covers"),
         totals: totals_of(input, replay),
         sites,
         functions,
@@ -449,14 +463,7 @@ pub const TIMELINE_POINTS: usize = 1000;
 /// [`TIMELINE_POINTS`] points), symbolizing its stacks.
 pub fn from_replay(replay: &HeapReplay, trace: &Trace) -> Report {
     let mut symbols = Symbols::new(trace.modules);
-    let input = ReportInput {
-        header: trace.header,
-        completeness: trace.completeness,
-        notes: trace.notes,
-        stacks: trace.stacks,
-        clock: trace.clock,
-        span: trace.span,
-    };
+    let input = ReportInput::of(trace);
     build(&input, replay, &mut symbols)
 }
 
@@ -470,14 +477,19 @@ fn program_of(header: &Header) -> Program {
     }
 }
 
-/// Whether the trace is whole, in words too.
-fn trace_state_of(completeness: &Completeness, notes: &[String]) -> TraceState {
+/// Whether the trace is whole, in words too; `covered` names what a cut
+/// trace's figures cover ("the report", "the numbers").
+pub(crate) fn trace_state_of(
+    completeness: &Completeness,
+    notes: &[String],
+    covered: &str,
+) -> TraceState {
     let (complete, truncated_at, status) = match completeness {
         Completeness::Complete(_) => (true, None, "complete".to_string()),
         Completeness::Truncated(at) => (
             false,
             Some(*at),
-            format!("truncated at byte {at}: the report covers the part before the cut"),
+            format!("truncated at byte {at}: {covered} the part before the cut"),
         ),
         _ => (
             false,
@@ -547,17 +559,10 @@ pub fn summary_from_reader<R: std::io::Read>(
 ) -> Result<Summary, memtrace_format::DecodeError> {
     let replay = HeapReplay::from_reader(&mut reader, TIMELINE_POINTS)?;
     let trace = Trace::of(&reader);
-    let input = ReportInput {
-        header: trace.header,
-        completeness: trace.completeness,
-        notes: trace.notes,
-        stacks: trace.stacks,
-        clock: trace.clock,
-        span: trace.span,
-    };
+    let input = ReportInput::of(&trace);
     Ok(Summary {
         program: program_of(input.header),
-        trace: trace_state_of(input.completeness, input.notes),
+        trace: trace_state_of(input.completeness, input.notes, "the report covers"),
         totals: totals_of(&input, &replay),
     })
 }

@@ -41,38 +41,6 @@ pub fn forget_own_mapping(start: u64) {
     }
 }
 
-/// The parts of `range` outside the recorder's own mappings, in address
-/// order, each passed to `f`. Reads the table in place and allocates
-/// nothing (the leak scan calls it while the other threads are stopped).
-pub(crate) fn for_each_part_not_own(range: Range<u64>, mut f: impl FnMut(Range<u64>)) {
-    let mut at = range.start;
-    while at < range.end {
-        // The own mapping overlapping [at, end) that starts first.
-        let next = STARTS
-            .iter()
-            .zip(&LENS)
-            .filter_map(|(s, l)| {
-                let start = s.load(Ordering::Acquire);
-                let len = l.load(Ordering::Acquire);
-                (start != 0 && len != 0 && start < range.end && at < start + len)
-                    .then(|| start..start + len)
-            })
-            .min_by_key(|o| o.start);
-        match next {
-            None => {
-                f(at..range.end);
-                return;
-            }
-            Some(own) => {
-                if own.start > at {
-                    f(at..own.start);
-                }
-                at = at.max(own.end);
-            }
-        }
-    }
-}
-
 /// Room for every range [`own_ranges_into`] can give: allocate it before
 /// the scan stops the threads.
 pub(crate) const MAX_RANGES: usize = SLOTS;
@@ -96,31 +64,4 @@ pub(crate) fn own_ranges_into(out: &mut Vec<Range<u64>>) -> bool {
     }
     out.sort_unstable_by_key(|r| r.start);
     all_fit
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_recorders_ranges_are_cut_out_of_a_merged_mapping() {
-        // Addresses no other test notes: the table is the process's.
-        let base = 0x7e57_0000_0000u64;
-        note_own_mapping(base + 0x3000, 0x1000);
-        note_own_mapping(base + 0x1000, 0x1000);
-        let mut parts = Vec::new();
-        for_each_part_not_own(base..base + 0x4000, |p| parts.push(p));
-        assert_eq!(
-            parts,
-            vec![base..base + 0x1000, base + 0x2000..base + 0x3000]
-        );
-        parts.clear();
-        for_each_part_not_own(base + 0x1000..base + 0x2000, |p| parts.push(p));
-        assert_eq!(parts, vec![]);
-        forget_own_mapping(base + 0x3000);
-        forget_own_mapping(base + 0x1000);
-        parts.clear();
-        for_each_part_not_own(base..base + 0x4000, |p| parts.push(p));
-        assert_eq!(parts, vec![base..base + 0x4000]);
-    }
 }

@@ -254,7 +254,13 @@ pub(crate) fn scan(input: ScanInput) -> io::Result<LeakScan> {
             .chain(stopped.sleepers.iter().map(|s| s.sp))
             .chain(input.skip_stacks.iter().copied());
         let is_stack = |m: &roots::Mapping| sps.clone().any(|sp| (m.start..m.end).contains(&sp));
-        let module_ranges = [&modules.segments[..], &modules.allocator_segments[..]];
+        // The recorder's own ranges and the module segments (scanned above
+        // with their own rules) are cut out of each gap.
+        let left_out = [
+            &own_ranges[..],
+            &modules.segments[..],
+            &modules.allocator_segments[..],
+        ];
         for m in maps_now {
             if is_stack(m) || !roots::is_program_managed(m, &mut rd) {
                 continue;
@@ -262,11 +268,9 @@ pub(crate) fn scan(input: ScanInput) -> io::Result<LeakScan> {
             let mut rest = m.start..m.end;
             while let Some(gap) = marker.first_gap(rest.clone()) {
                 rest.start = gap.end;
-                crate::own_memory::for_each_part_not_own(gap, |part| {
-                    roots::for_each_part_outside(part, &module_ranges, |part| {
-                        root_bytes += part.end - part.start;
-                        marker.scan_root(&mut rd, part);
-                    });
+                roots::for_each_part_outside(gap, &left_out, |part| {
+                    root_bytes += part.end - part.start;
+                    marker.scan_root(&mut rd, part);
                 });
             }
         }

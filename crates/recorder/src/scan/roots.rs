@@ -251,7 +251,7 @@ const ARENA_ALIGN: u64 = 64 << 20;
 /// pointers to malloc'd blocks are real. The kernel merges adjacent
 /// anonymous mappings, so a mapping may hold live blocks and the
 /// recorder's own memory too: the scan reads only its gaps between blocks,
-/// with the recorder's ranges cut out (`own_memory::for_each_part_not_own`:
+/// with the recorder's ranges cut out ([`for_each_part_outside`]:
 /// a mapping merged with the recorder's was once dropped whole, and
 /// CPython's dict tables found only from such an arena read definitely
 /// lost). Live thread
@@ -277,12 +277,13 @@ fn is_glibc_mmapped_chunk(m: &Mapping, rd: &mut MemReader) -> bool {
 }
 
 /// The parts of `range` that no range of `covered` overlaps, in address
-/// order, each passed to `f`; allocates nothing. The module segments are
-/// scanned as roots of their own (a module's data with the stale-pointer
-/// rule, the C library's with the allocator's words skipped), so the part
-/// of an anonymous mapping that holds them (a `.bss` beyond the file's
-/// last page is anonymous memory) is not scanned a second time without
-/// those rules.
+/// order, each passed to `f`; allocates nothing. The scan cuts the
+/// recorder's own mappings out of the program's anonymous memory this way
+/// (the kernel merges adjacent mappings), and the module segments too:
+/// they are scanned as roots of their own (a module's data with the
+/// stale-pointer rule, the C library's with the allocator's words
+/// skipped), and a `.bss` beyond the file's last page is anonymous memory
+/// that would otherwise be scanned a second time without those rules.
 pub(crate) fn for_each_part_outside(
     range: Range<u64>,
     covered: &[&[Range<u64>]],
@@ -374,6 +375,35 @@ mod tests {
         parts.clear();
         for_each_part_outside(0x4000..0x5000, &[&data, &libc], |p| parts.push(p));
         assert_eq!(parts, vec![0x4000..0x5000]);
+    }
+
+    #[test]
+    fn the_recorders_ranges_are_cut_out_of_a_merged_mapping() {
+        use crate::own_memory::{forget_own_mapping, note_own_mapping, own_ranges_into};
+        // Addresses no other test notes: the table is the process's.
+        let base = 0x7e57_0000_0000u64;
+        let own = |out: &mut Vec<Range<u64>>| {
+            own_ranges_into(out);
+            out.retain(|r| (base..base + 0x4000).contains(&r.start));
+        };
+        let mut ranges = Vec::with_capacity(crate::own_memory::MAX_RANGES);
+        note_own_mapping(base + 0x3000, 0x1000);
+        note_own_mapping(base + 0x1000, 0x1000);
+        own(&mut ranges);
+        assert_eq!(
+            ranges,
+            vec![base + 0x1000..base + 0x2000, base + 0x3000..base + 0x4000]
+        );
+        let mut parts = Vec::new();
+        for_each_part_outside(base..base + 0x4000, &[&ranges], |p| parts.push(p));
+        assert_eq!(
+            parts,
+            vec![base..base + 0x1000, base + 0x2000..base + 0x3000]
+        );
+        forget_own_mapping(base + 0x3000);
+        forget_own_mapping(base + 0x1000);
+        own(&mut ranges);
+        assert_eq!(ranges, vec![]);
     }
 
     #[test]

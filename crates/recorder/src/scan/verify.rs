@@ -20,6 +20,8 @@ use super::roots;
 pub(crate) fn report(marker: &Marker, rd: &mut MemReader, recorder_stacks: &[u64]) {
     let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let readable = roots::readable_mappings().unwrap_or_default();
+    let mut own = Vec::with_capacity(crate::own_memory::MAX_RANGES);
+    crate::own_memory::own_ranges_into(&mut own);
     let mut n_found = 0u64;
     for (start, end, perms, path) in roots::maps_lines(&text) {
         if !perms.starts_with('r') || path.starts_with("[v") {
@@ -36,7 +38,7 @@ pub(crate) fn report(marker: &Marker, rd: &mut MemReader, recorder_stacks: &[u64
         // The same set as the scan's: the recorder's own ranges cut out.
         let mut clamped: Vec<Range<u64>> = Vec::new();
         roots::for_each_clamped(&readable, start..end, |r| {
-            crate::own_memory::for_each_part_not_own(r, |part| clamped.push(part));
+            roots::for_each_part_outside(r, &[&own], |part| clamped.push(part));
         });
         for r in clamped {
             rd.read_range(r, |at, words| {
