@@ -66,11 +66,17 @@ impl Interner {
         self.pending.try_reserve(n).ok()
     }
 
-    /// Nodes added since the last call: the first one's id and the nodes.
-    pub(crate) fn take_pending(&mut self) -> (StackId, Vec<(StackId, u64)>) {
+    /// Moves the nodes added since the last call into `out` (cleared
+    /// first) and returns the first one's id. The trie keeps `out`'s room
+    /// for the nodes to come: a stack first seen when memory has run out
+    /// still finds room for its nodes if the writer's buffer had it, rather
+    /// than depend on whether the writer has just taken the trie's.
+    pub(crate) fn take_pending_into(&mut self, out: &mut Vec<(StackId, u64)>) -> StackId {
         let first = self.pending_first;
         self.pending_first = self.next_id;
-        (first, std::mem::take(&mut self.pending))
+        out.clear();
+        std::mem::swap(&mut self.pending, out);
+        first
     }
 
     /// Number of nodes, the root included.
@@ -190,12 +196,16 @@ mod tests {
         let b = t.intern(&[0x31, 0x20, 0x10]).unwrap();
         assert_eq!(t.intern(&[0x30, 0x20, 0x10]), Some(a));
         assert_ne!(a, b);
-        let (first, nodes) = t.take_pending();
+        let mut nodes = Vec::with_capacity(100);
+        let first = t.take_pending_into(&mut nodes);
         assert_eq!(first, 1);
         // root->0x10 (1), ->0x20 (2), ->0x30 (3), 0x20->0x31 (4)
         assert_eq!(nodes, vec![(0, 0x10), (1, 0x20), (2, 0x30), (2, 0x31)]);
         assert_eq!((a, b), (3, 4));
-        assert_eq!(t.take_pending(), (5, vec![]));
+        // The trie kept the room of the buffer it was given.
+        assert!(t.pending.capacity() >= 100);
+        assert_eq!(t.take_pending_into(&mut nodes), 5);
+        assert!(nodes.is_empty());
     }
 
     /// The cache starts at 64 slots and grows fourfold after more misses

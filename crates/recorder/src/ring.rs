@@ -22,7 +22,8 @@
 //!
 //! A segment that cannot be had (the allocator returns null, or the
 //! recorder is short of memory, see `memory`) leaves the ring as it is:
-//! the push says so ([`Push::NoMemory`]) and the caller drops the item.
+//! the push says so ([`Push::NoMemory`]) and the caller waits for the
+//! consumer or drops the item.
 //!
 //! # Protocol (checked by the loom models of `ring/loom_tests.rs`)
 //! * The producer writes position `p` of segment `s` only while

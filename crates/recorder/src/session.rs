@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use memtrace_format::{
-    ClockSync, Codec, Module, Phase, RecorderKind, ThreadItem, Trailer, Writer, WriterBuffers,
+    ClockSync, Codec, Module, Phase, RecorderKind, StackId, ThreadItem, Trailer, Writer,
+    WriterBuffers,
 };
 
 use crate::clock::{self, monotonic_ns, ticks};
@@ -126,6 +127,10 @@ struct WriterState {
     /// The writer's buffers, taken while memory is there (see `memory`),
     /// until the trace file is created.
     buffers: Option<WriterBuffers>,
+    /// The stack nodes of a turn; this buffer and the trie's pending one
+    /// trade places each turn, so both keep their room
+    /// (`Interner::take_pending_into`).
+    stack_nodes: Vec<(StackId, u64)>,
 }
 
 impl WriterState {
@@ -147,9 +152,19 @@ impl WriterState {
             last_regions: Vec::new(),
             live: crate::leak_scan_enabled().then(LiveBlocks::default),
             buffers: WriterBuffers::try_new(),
+            stack_nodes: {
+                let mut nodes = Vec::new();
+                // Without the memory, the trie's own buffer grows as needed.
+                let _ = nodes.try_reserve(STACK_NODE_ROOM);
+                nodes
+            },
         }
     }
 }
+
+/// Stack nodes the two node buffers have room for from the start (16 KiB
+/// each): more new nodes than this in one turn grow them.
+const STACK_NODE_ROOM: usize = 1024;
 
 /// True while events are being recorded.
 #[inline(always)]
@@ -530,7 +545,8 @@ fn drain(ws: &mut WriterState, last: bool) {
             Err(NoTrace::Ended) => return,
         }
     }
-    let (first_node, nodes) = INTERNER.lock().take_pending();
+    let first_node = INTERNER.lock().take_pending_into(&mut ws.stack_nodes);
+    let nodes = &ws.stack_nodes;
     let side = std::mem::take(&mut *SIDE.lock());
     let compress = !ws.adaptive || ws.pace.compress(turn_start_ns, waiting, stalled);
     let codec = if !compress || CRASHED.load(Ordering::Relaxed) {
@@ -543,7 +559,7 @@ fn drain(ws: &mut WriterState, last: bool) {
     let mut counts = (0u64, 0u64);
     let live = &mut ws.live;
     let result = (|| -> io::Result<()> {
-        w.stack_nodes(first_node, &nodes)?;
+        w.stack_nodes(first_node, nodes)?;
         for record in &side {
             // Without memory for it, a side record is left out.
             unless_out_of_memory(match record {

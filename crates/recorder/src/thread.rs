@@ -264,16 +264,19 @@ fn create(block: &Tls) -> Option<NonNull<ThreadState>> {
 }
 
 /// Pushes an item, waiting for the writer while the ring is full at its
-/// largest size. A heap event that does not fit a ring that cannot grow
-/// for want of memory is dropped and counted; a thread's start or end
-/// waits for the writer then, so that the thread's items stay whole.
+/// largest size. When the ring is full and cannot grow for want of memory,
+/// a heap event waits once for the writer to make room (it always
+/// consumes, memory or not) and is dropped and counted only if there is
+/// still none; a thread's start or end waits for the writer then, so that
+/// the thread's items stay whole.
 #[inline]
 pub(crate) fn push(state: &mut ThreadState, item: ThreadItem) {
     state.last_ts = item.ts();
+    let mut waited = false;
     loop {
         match state.producer.push(item) {
             Push::Done => break,
-            Push::NoMemory if matches!(item, ThreadItem::Heap(_)) => {
+            Push::NoMemory if waited && matches!(item, ThreadItem::Heap(_)) => {
                 crate::memory::dropped(1);
                 return;
             }
@@ -286,6 +289,7 @@ pub(crate) fn push(state: &mut ThreadState, item: ThreadItem) {
             return;
         }
         session::ring_full(&state.producer);
+        waited = true;
     }
     // Wake the writer every half ring of items, without reading the
     // writer's position (a cache line the writer owns).
