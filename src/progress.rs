@@ -80,11 +80,6 @@ pub fn open(path: &Path, extent: Extent, named: Named) -> Result<ProgressReader,
     Reader::new(BufReader::with_capacity(BUFFER, counted))
 }
 
-/// Bytes of the file read so far (`memtrace_format::TraceFile::position`).
-pub fn file_position(reader: &ProgressReader) -> u64 {
-    reader.source().get_ref().get_ref().position()
-}
-
 /// A hidden bar for the bytes of `path` that `extent` lets a reader read,
 /// with the style it shows in.
 fn bar(path: &Path, extent: Extent) -> ProgressBar {
@@ -137,11 +132,6 @@ impl<R> Counted<R> {
     pub fn shown_from(mut self, from: Instant) -> Counted<R> {
         self.show_from = Some(from);
         self
-    }
-
-    /// The reader it counts.
-    pub fn get_ref(&self) -> &R {
-        &self.inner
     }
 }
 

@@ -7,14 +7,10 @@
 //! command waits for the trailer while the file grows, and takes the end
 //! of the file as the end once it has not grown for SECS seconds.
 
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use clap::Args;
-use memtrace_format::{Extent, Named};
-
-use crate::progress;
+use memtrace_format::Extent;
 
 /// The `--follow` option.
 #[derive(Args, Debug, Clone, Copy, Default)]
@@ -42,26 +38,5 @@ impl FollowArg {
             },
             None => Extent::AsOpened,
         }
-    }
-
-    /// The extent of a command that reads `trace` several times: every
-    /// pass reads the same bytes. Without `--follow`, the length the file
-    /// has now; with it, the bytes a follower read up to the trailer (or
-    /// until the file stopped growing).
-    pub fn pinned(self, trace: &Path) -> Result<Extent> {
-        let context = || format!("{}", trace.display());
-        if self.follow.is_none() {
-            let meta = std::fs::metadata(trace).with_context(context)?;
-            // A pipe has no length: it can be read once, to its end.
-            return Ok(if meta.is_file() {
-                Extent::Bytes(meta.len())
-            } else {
-                Extent::AsOpened
-            });
-        }
-        let mut reader =
-            progress::open(trace, self.extent(), Named::ByUser).with_context(context)?;
-        reader.skip_to_end().with_context(context)?;
-        Ok(Extent::Bytes(progress::file_position(&reader)))
     }
 }

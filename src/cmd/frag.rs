@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::builder::PossibleValue;
 use clap::{ArgGroup, Args, ValueEnum};
-use memtrace_analyze::heapmap::{analyze_with, HeapMap, HeapStats};
+use memtrace_analyze::heapmap::{HeapMap, RealHeap};
 use memtrace_analyze::receipts::ReceiptOrder;
 use memtrace_analyze::requests::Requests;
+use memtrace_analyze::sink::Trace;
 use memtrace_analyze::symbols::Symbols;
 use memtrace_analyze::units::count;
 use memtrace_format::{Named, StackTable};
@@ -116,32 +117,24 @@ pub fn frag(args: FragArgs) -> Result<ExitCode> {
     };
     let context = || format!("{}", trace.display());
     // One pass feeds every policy (each on its own thread) and the real
-    // heap's first pass; the real heap then reads the trace once more.
-    // Both passes read the same bytes, even of a file still growing.
-    let extent = args.follow.pinned(trace)?;
-    let mut reader = progress::open(trace, extent, Named::ByUser).with_context(context)?;
+    // heap, in the order the calls ended (a moving realloc's new block
+    // arrives when the call ends, for both).
+    let mut reader =
+        progress::open(trace, args.follow.extent(), Named::ByUser).with_context(context)?;
     let mut replay = StreamReplay::new(&policies, &config);
     let mut requests = Requests::new();
-    let mut stats = (!args.no_real_heap).then(HeapStats::new);
-    // A moving realloc's new block arrives when the call ends, for both.
+    let mut real_heap = (!args.no_real_heap).then(RealHeap::new);
     let mut order = ReceiptOrder::new();
     while let Some(event) = order.next(&mut reader).with_context(context)? {
         if !policies.is_empty() {
             requests.feed(&event, |r| replay.push(r));
         }
-        if let Some(stats) = &mut stats {
-            stats.feed(&event);
+        if let Some(real_heap) = &mut real_heap {
+            real_heap.feed(&event, reader.header().page_size);
         }
     }
     let n_requests = replay.len();
-    let heap = match stats {
-        Some(stats) => {
-            let mut second = progress::open(trace, extent, Named::ByUser).with_context(context)?;
-            let heap = analyze_with(stats, &mut second).with_context(context)?;
-            Some(heap)
-        }
-        None => None,
-    };
+    let heap = real_heap.map(|h| h.finish_map(&Trace::of(&reader)));
     let reports: Vec<PolicyReport> = replay.finish();
     let best = best_policy(&reports);
     match args.format {

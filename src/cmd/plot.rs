@@ -10,8 +10,8 @@
 //! out. The data are those of `memtrace report`, `latency` and `frag` with
 //! their default options; see [`crate::charts`]. With `--data DIR` it also
 //! writes what those commands print, from the same reading of the trace, so
-//! that `cargo xtask report` reads each fixture's trace once (plus the real
-//! heap's second pass) instead of once per command.
+//! that `cargo xtask report` reads each fixture's trace once instead of
+//! once per command.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,7 +21,7 @@ use std::io::Read;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use memtrace_analyze::flame::{self, Folded, Measure};
-use memtrace_analyze::heapmap::{self, HeapMap, HeapStats};
+use memtrace_analyze::heapmap::{HeapMap, RealHeap};
 use memtrace_analyze::latency::{self, LatencyReport, LatencySink};
 use memtrace_analyze::leaks::{LeakError, LeakReport};
 use memtrace_analyze::replay::HeapReplay;
@@ -214,15 +214,8 @@ impl Needs {
     }
 }
 
-/// Runs the analyses of `needs` over one decode of the trace, which `open`
-/// opens; the real heap's layout (the frag chart and data) reads it once
-/// more, since it needs the peak and the requests still to come that the
-/// first pass finds. `open` is called once per decode.
-fn gather<R: Read>(
-    needs: Needs,
-    mut open: impl FnMut() -> Result<Reader<R>, DecodeError>,
-) -> Result<Data, DecodeError> {
-    let mut reader = open()?;
+/// Runs the analyses of `needs` over one decode of `reader`'s trace.
+fn gather<R: Read>(needs: Needs, mut reader: Reader<R>) -> Result<Data, DecodeError> {
     let mut replay = HeapReplay::new(report::TIMELINE_POINTS);
     let mut latency = needs
         .latency
@@ -230,7 +223,7 @@ fn gather<R: Read>(
     let mut policies = needs
         .policies
         .then(|| StreamReplay::new(&PolicyKind::ALL, &memtrace_frag::Config::default()));
-    let mut stats = needs.real_heap.then(HeapStats::new);
+    let mut real_heap = needs.real_heap.then(RealHeap::new);
     {
         let mut requests = policies
             .as_mut()
@@ -239,8 +232,8 @@ fn gather<R: Read>(
         if let Some(r) = &mut requests {
             ordered.push(r);
         }
-        if let Some(s) = &mut stats {
-            ordered.push(s);
+        if let Some(h) = &mut real_heap {
+            ordered.push(h);
         }
         let mut ordered = (!ordered.is_empty()).then(|| InReceiptOrder::new(ordered));
         let mut sinks: Vec<&mut dyn EventSink> = vec![&mut replay];
@@ -272,16 +265,12 @@ fn gather<R: Read>(
     let data = Data {
         report: report::from_replay(&replay, &trace),
         latency: latency.map(|l| l.report(&trace)),
-        heap: None,
+        heap: real_heap.map(|h| h.finish_map(&trace)),
         policies,
         leaks,
         flame,
     };
-    let heap = match stats {
-        Some(stats) => Some(heapmap::analyze_with(stats, &mut open()?)?),
-        None => None,
-    };
-    Ok(Data { heap, ..data })
+    Ok(data)
 }
 
 /// Draws one chart (or its placeholder) as SVG text from `data`, which
@@ -395,12 +384,10 @@ pub fn plot(args: PlotArgs) -> Result<ExitCode> {
         .map(|_| data_stem(&args.trace))
         .transpose()?;
     // Read the trace before creating anything, so a bad trace leaves no
-    // directory. Every decode reads the same bytes, even of a growing file.
-    let extent = args.follow.pinned(&args.trace)?;
-    let data = gather(Needs::of(&charts, stem.is_some()), || {
-        progress::open(&args.trace, extent, Named::ByUser)
-    })
-    .with_context(|| format!("{}", args.trace.display()))?;
+    // directory.
+    let data = progress::open(&args.trace, args.follow.extent(), Named::ByUser)
+        .and_then(|reader| gather(Needs::of(&charts, stem.is_some()), reader))
+        .with_context(|| format!("{}", args.trace.display()))?;
     let data_files = match stem {
         Some(stem) => data_files(stem, &data)?,
         None => Vec::new(),
@@ -484,27 +471,16 @@ mod tests {
         w.finish(&Trailer::default()).unwrap()
     }
 
-    /// The analyses for `charts` (and with `data` for `--data`), and how
-    /// many times the trace was decoded.
-    fn gathered(charts: &[Chart], data: bool) -> (Data, usize) {
+    /// The analyses for `charts` (and with `data` for `--data`), from one
+    /// decode of the trace: `gather` takes a single reader.
+    fn gathered(charts: &[Chart], data: bool) -> Data {
         let bytes = trace();
-        let mut n_decodes = 0;
-        let data = gather(Needs::of(charts, data), || {
-            n_decodes += 1;
-            Reader::new(&bytes[..])
-        })
-        .unwrap();
-        (data, n_decodes)
+        gather(Needs::of(charts, data), Reader::new(&bytes[..]).unwrap()).unwrap()
     }
 
     #[test]
-    fn every_chart_but_the_real_heap_comes_from_one_decode() {
-        let all_but_frag: Vec<Chart> = Chart::ALL
-            .into_iter()
-            .filter(|&c| c != Chart::Frag)
-            .collect();
-        let (data, n_decodes) = gathered(&all_but_frag, false);
-        assert_eq!(n_decodes, 1);
+    fn every_chart_comes_from_one_decode() {
+        let data = gathered(&Chart::ALL, false);
         assert_eq!(data.report.totals.peak_bytes, 64);
         assert_eq!(data.report.totals.unfreed_bytes, 40);
         assert_eq!(data.latency.as_ref().unwrap().calls, 3);
@@ -517,31 +493,39 @@ mod tests {
             .all(|r| r.peak_live == 64 && r.n_allocs == 2));
         assert!(!data.flame.as_ref().unwrap().empty);
         assert!(matches!(data.leaks, Some(Err(LeakError::NoScan(_)))));
-        assert!(data.heap.is_none());
+        // The real heap from the same decode: no `[heap]` snapshot, so
+        // nothing is laid out, but the peak and the end are the trace's.
+        let heap = data.heap.as_ref().unwrap();
+        assert!(!heap.measured);
+        assert_eq!(
+            (heap.at_peak.live_bytes, heap.at_peak.unmapped_blocks),
+            (64, 2)
+        );
+        assert_eq!(
+            (heap.at_end.live_bytes, heap.at_end.unmapped_blocks),
+            (40, 1)
+        );
+        assert_eq!(heap.timeline.len(), 3);
     }
 
     #[test]
-    fn the_real_heap_reads_the_trace_once_more() {
-        let (data, n_decodes) = gathered(&Chart::ALL, false);
-        assert_eq!(n_decodes, 2);
-        assert!(data.heap.is_some());
-    }
-
-    #[test]
-    fn one_chart_needs_one_decode() {
+    fn the_real_heap_is_gathered_only_when_wanted() {
         for chart in Chart::ALL {
-            let expected = if chart == Chart::Frag { 2 } else { 1 };
-            assert_eq!(gathered(&[chart], false).1, expected, "{}", chart.name());
+            let data = gathered(&[chart], false);
+            assert_eq!(
+                data.heap.is_some(),
+                chart == Chart::Frag,
+                "{}",
+                chart.name()
+            );
         }
+        assert!(gathered(&[Chart::Heap], true).heap.is_some());
     }
 
     #[test]
-    fn the_data_files_read_the_trace_as_the_real_heap_does() {
-        // Twice whatever the charts: the report, the latency and the
-        // policies come from the first decode, the real heap from both.
+    fn the_data_files_come_with_any_chart() {
         for charts in [&[Chart::Heap][..], &[Chart::Frag], &Chart::ALL] {
-            let (data, n_decodes) = gathered(charts, true);
-            assert_eq!(n_decodes, 2);
+            let data = gathered(charts, true);
             let files = data_files("demo", &data).unwrap();
             let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
             assert_eq!(

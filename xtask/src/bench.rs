@@ -48,7 +48,7 @@ pub struct BenchArgs {
 }
 
 /// `memtrace frag` split into its parts, each timed alone on the same
-/// trace: the real heap (two passes over the trace) and every policy
+/// trace: the real heap (one pass over the trace) and every policy
 /// replay (one pass each, the decoding included).
 const FRAG_PARTS: &[(&str, &[&str])] = &[
     ("real heap", &["frag", "--simulate", "none", "{trace}"]),

@@ -6,8 +6,8 @@
 //! TRACE -o charts/FIXTURE --only ... --data .` once per fixture, so the
 //! report's charts are exactly what a user gets for their own trace, and
 //! the same reading of the trace writes the fixture's report, latency and
-//! frag files (the trace is decoded once, and once more for the real heap,
-//! instead of once per command). The cache and swap charts
+//! frag files (the trace is decoded once instead of once per command).
+//! The cache and swap charts
 //! come from `memtrace cache --svg` and `memtrace swap --svg` on their own
 //! fixtures (locality.c, walker.c), which are programs, not traces. A chart
 //! whose tool cannot run here says why in its own `skipped: ...` image.

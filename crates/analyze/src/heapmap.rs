@@ -26,13 +26,12 @@
 //! request (`malloc_usable_size` less the size asked for), over every live
 //! block, by size class and by allocation stack, at the peak and the end.
 //!
-//! The trace is read twice ([`HeapStats`] then [`analyze_with`]): the first
-//! pass finds the peak, the event count and the smallest request still to
-//! come at every point; the second rebuilds the layout. The first can share
-//! a decode with other analyses ([`crate::sink`]); the second cannot, as it
-//! needs what the first learns of the whole trace. Memory is bounded by
-//! the live blocks and the heap's extent (one bit per 8 bytes of `[heap]`),
-//! not by the length of the trace.
+//! The trace is read once ([`RealHeap`], an [`EventSink`] that can share a
+//! decode with other analyses, see [`crate::sink`]): the state at the
+//! peak is kept as a copy, and holes are judged stranded at the end, when
+//! every later request is known. Memory is bounded by the live blocks and
+//! the heap's extent (one bit per 8 bytes of `[heap]`), twice over for the
+//! copy, not by the length of the trace.
 
 use memtrace_format::{DecodeError, Event, Op, Reader, Region, StackId};
 use memtrace_frag::SmallestLater;
@@ -146,7 +145,8 @@ pub struct Pinning {
 /// The real heap over a whole trace.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct HeapMap {
-    /// Evenly spaced points (at most about 500).
+    /// Evenly spaced points, by heap event (500 to 1,000 of them once the
+    /// trace has 1,000 heap events).
     pub timeline: Vec<HeapPoint>,
     /// The point where live bytes peaked.
     pub at_peak: HeapPoint,
@@ -182,20 +182,26 @@ pub struct HeapMap {
 /// hierarchy of bitmaps: level 0 has a bit per granule, each level above a
 /// bit per non-zero word below, so the next member above or below any
 /// granule is found in a few word operations per level.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct GranuleSet {
     levels: Vec<Vec<u64>>,
 }
 
 impl GranuleSet {
-    /// Room for granules `0..n`, members kept.
+    /// Room for granules `0..n`, members kept. The room at least doubles
+    /// when it grows, so a heap that grows a little at a time costs the
+    /// rebuild of the levels above only once per doubling.
     fn reserve(&mut self, n: u64) {
         let words = n.div_ceil(64).max(1) as usize;
-        if self.levels.first().is_some_and(|l| l.len() >= words) {
+        let had = self.levels.first().map_or(0, Vec::len);
+        if had >= words {
             return;
         }
-        let mut base = self.levels.first().cloned().unwrap_or_default();
-        base.resize(words, 0);
+        let mut base = std::mem::take(&mut self.levels)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        base.resize(words.max(2 * had), 0);
         self.levels = vec![base];
         while self.levels.last().is_some_and(|l| l.len() > 1) {
             let below = self.levels.last().expect("a level");
@@ -302,7 +308,7 @@ struct Block {
 }
 
 /// Live blocks in address order with the holes between them.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Layout {
     /// `[heap]` as of the latest snapshot.
     region: Option<(u64, u64)>,
@@ -599,217 +605,388 @@ impl Layout {
     }
 }
 
-/// What the first pass over a trace learns: the peak, the number of heap
-/// events, the heap's largest extent and the requests still to come.
-#[derive(Debug, Clone, Default)]
-pub struct HeapStats {
-    live: FxHashMap<u64, u64>,
-    live_bytes: u64,
-    peak: u64,
-    peak_event: u64,
-    n_events: u64,
-    n_allocs: u64,
-    heap_limit: u64,
-    first_heap: Option<(u64, u64)>,
-    /// Allocation sizes by allocation number (from 1).
-    later: SmallestLater,
+/// Most points the timeline keeps: when it has this many, every other one
+/// is dropped and points are taken half as often, so that a trace of any
+/// length ends with between half this and this many, evenly spaced.
+const TIMELINE_POINTS: usize = 1000;
+
+/// Most events held back while waiting for the trace's first `[heap]`
+/// snapshot (see [`RealHeap`]): a trace without one this early is laid out
+/// from where it comes.
+const EARLY_EVENTS: usize = 1 << 20;
+
+/// One event as the layout needs it, owned, so that it can be kept and
+/// applied again (see [`PeakCopy`]).
+#[derive(Clone)]
+enum Step {
+    /// A snapshot of the allocator's mappings: `[heap]`, if it was there,
+    /// and the others.
+    Regions {
+        heap: Option<(u64, u64)>,
+        arenas: Vec<(u64, u64)>,
+    },
+    /// A heap call.
+    Heap {
+        op: Op,
+        ts: u64,
+        addr: u64,
+        old_addr: u64,
+        size: u64,
+        usable: u64,
+        stack: StackId,
+    },
 }
 
-impl HeapStats {
-    /// Nothing seen yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Takes in the next event of the trace, in the order a
-    /// [`ReceiptOrder`] gives them (as [`analyze_with`] reads them).
-    pub fn feed(&mut self, event: &Event) {
-        if let Event::HeapRegions { regions, .. } = event {
-            if let Some(r) = regions.iter().find(|r| r.kind == 0) {
-                self.heap_limit = self.heap_limit.max(r.end);
-                self.first_heap.get_or_insert((r.start, r.end));
-            }
-        }
-        let Event::Heap { event: e, .. } = event else {
-            return;
-        };
-        let Some(func) = e.func() else { return };
-        self.n_events += 1;
-        let op = func.op();
-        if op == Op::Free || (op == Op::Realloc && (e.addr != 0 || e.size == 0) && e.old_addr != 0)
-        {
-            let addr = if op == Op::Free { e.addr } else { e.old_addr };
-            if let Some(size) = self.live.remove(&addr) {
-                self.live_bytes -= size;
-            }
-        }
-        if op != Op::Free && e.addr != 0 {
-            self.n_allocs += 1;
-            self.later.push(self.n_allocs, e.size);
-            if let Some(old) = self.live.insert(e.addr, e.size) {
-                self.live_bytes -= old;
-            }
-            self.live_bytes += e.size;
-            if self.live_bytes > self.peak {
-                self.peak = self.live_bytes;
-                self.peak_event = self.n_events;
-            }
-        }
-    }
-
-    /// Drops what only the first pass needs.
-    fn finish(&mut self) {
-        self.live = FxHashMap::default();
-    }
-}
-
-/// The first pass as an [`EventSink`], behind
-/// [`crate::sink::InReceiptOrder`].
-impl EventSink for HeapStats {
-    fn event(&mut self, event: &Event, _: &Trace) {
-        self.feed(event);
-    }
-}
-
-/// Rebuilds the real heap from a trace. `open` gives a fresh reader of the
-/// same trace: the trace is read twice (the first pass finds the peak and
-/// the requests still to come).
-pub fn analyze<R: std::io::Read>(
-    mut open: impl FnMut() -> Result<Reader<R>, DecodeError>,
-) -> Result<HeapMap, DecodeError> {
-    let mut reader = open()?;
-    let mut stats = HeapStats::new();
-    let mut order = ReceiptOrder::new();
-    while let Some(event) = order.next(&mut reader)? {
-        stats.feed(&event);
-    }
-    analyze_with(stats, &mut open()?)
-}
-
-/// The second pass of [`analyze`]: `stats` from a first pass over the same
-/// trace, `reader` at its start.
-pub fn analyze_with<R: std::io::Read>(
-    mut stats: HeapStats,
-    reader: &mut Reader<R>,
-) -> Result<HeapMap, DecodeError> {
-    stats.finish();
-    let page = u64::from(reader.header().page_size).max(1);
-    let step = (stats.n_events / 500).max(1);
-    let mut layout = Layout::default();
-    let mut map = HeapMap::default();
-    let mut live: FxHashMap<u64, Block> = FxHashMap::default();
-    // Until the first snapshot, the heap is taken as that snapshot shows it:
-    // a short run may have only the snapshot written at its end.
-    if let Some((start, end)) = stats.first_heap {
-        layout.set_region(start, end, stats.heap_limit, &live);
-        map.measured = true;
-    }
-    let mut mmapped = Mmapped::default();
-    // The allocator's mappings other than `[heap]` in the latest snapshot.
-    let mut arenas: Vec<(u64, u64)> = Vec::new();
-    let (mut live_bytes, mut n, mut n_allocs) = (0u64, 0u64, 0u64);
-    // Times are kept in ticks while reading and converted at the end to
-    // offsets into the trace's span, when every clock sync is known.
-    // The events come in the first pass's order (a moving realloc's new
-    // block when the call ends), so that event counts match.
-    let mut order = ReceiptOrder::new();
-    while let Some(event) = order.next(reader)? {
-        let ts = event.ts();
-        let e = match event {
-            Event::HeapRegions { regions, .. } => {
-                arenas = regions
+impl Step {
+    /// The step of `event`, if the layout cares about it.
+    fn of(event: &Event) -> Option<Step> {
+        match event {
+            Event::HeapRegions { regions, .. } => Some(Step::Regions {
+                heap: regions
+                    .iter()
+                    .find(|r: &&Region| r.kind == 0)
+                    .map(|r| (r.start, r.end)),
+                arenas: regions
                     .iter()
                     .filter(|r| r.kind != 0)
                     .map(|r| (r.start, r.end))
-                    .collect();
-                if let Some(r) = regions.iter().find(|r: &&Region| r.kind == 0) {
-                    layout.set_region(r.start, r.end, stats.heap_limit.max(r.end), &live);
-                    map.measured = true;
-                }
-                continue;
-            }
-            Event::Heap { event: e, .. } => e,
-            _ => continue,
-        };
-        let Some(func) = e.func() else { continue };
-        n += 1;
-        let op = func.op();
-        layout.now = n_allocs;
-        if op == Op::Free || (op == Op::Realloc && (e.addr != 0 || e.size == 0) && e.old_addr != 0)
-        {
-            let addr = if op == Op::Free { e.addr } else { e.old_addr };
-            layout.remove(addr, &live);
-            if let Some(b) = live.remove(&addr) {
-                live_bytes -= b.size;
-                mmapped.remove(addr, b, page);
-            }
-        }
-        if op != Op::Free && e.addr != 0 {
-            n_allocs += 1;
-            layout.now = n_allocs;
-            layout.remove(e.addr, &live);
-            if let Some(old) = live.remove(&e.addr) {
-                live_bytes -= old.size;
-                mmapped.remove(e.addr, old, page);
-            }
-            live_bytes += e.size;
-            let block = Block {
+                    .collect(),
+            }),
+            Event::Heap { event: e, .. } => Some(Step::Heap {
+                op: e.func()?.op(),
+                ts: e.ts,
+                addr: e.addr,
+                old_addr: e.old_addr,
                 size: e.size,
-                usable: e.usable.max(e.size),
+                usable: e.usable,
                 stack: e.stack,
-            };
-            live.insert(e.addr, block);
-            layout.grow_for(e.addr, block, page, &arenas);
-            layout.insert(e.addr, block, &live);
-            mmapped.add(e.addr, block, page);
+            }),
+            _ => None,
         }
-        let at = |layout: &Layout| {
-            outside(
-                HeapPoint {
-                    time_ns: ts,
-                    ..layout.point(live_bytes, &live)
-                },
-                layout,
-                &mmapped,
-                live.len() as u64,
-            )
+    }
+
+    /// The size of the block this step allocates, if it allocates one.
+    fn allocation(&self) -> Option<u64> {
+        match *self {
+            Step::Heap { op, addr, size, .. } if op != Op::Free && addr != 0 => Some(size),
+            _ => None,
+        }
+    }
+}
+
+/// The real heap after some prefix of the trace: everything a point, the
+/// stranded holes, the pinning blocks and the internal fragmentation are
+/// read from.
+#[derive(Clone, Default)]
+struct HeapState {
+    layout: Layout,
+    live: FxHashMap<u64, Block>,
+    mmapped: Mmapped,
+    /// The allocator's mappings other than `[heap]` in the latest snapshot.
+    arenas: Vec<(u64, u64)>,
+    /// The largest end of `[heap]` in any snapshot so far.
+    heap_limit: u64,
+    live_bytes: u64,
+    /// Heap events so far.
+    n: u64,
+    /// Allocations so far.
+    n_allocs: u64,
+    /// Timestamp (ticks) of the latest heap event.
+    ts: u64,
+}
+
+impl HeapState {
+    /// Takes `step` in; `page` is the trace's page size.
+    fn apply(&mut self, step: &Step, page: u64) {
+        match step {
+            Step::Regions { heap, arenas } => {
+                self.arenas.clone_from(arenas);
+                if let Some((start, end)) = *heap {
+                    self.heap_limit = self.heap_limit.max(end);
+                    self.layout
+                        .set_region(start, end, self.heap_limit, &self.live);
+                }
+            }
+            &Step::Heap {
+                op,
+                ts,
+                addr,
+                old_addr,
+                size,
+                usable,
+                stack,
+            } => {
+                self.n += 1;
+                self.ts = ts;
+                self.layout.now = self.n_allocs;
+                if op == Op::Free
+                    || (op == Op::Realloc && (addr != 0 || size == 0) && old_addr != 0)
+                {
+                    let gone = if op == Op::Free { addr } else { old_addr };
+                    self.remove(gone, page);
+                }
+                if op != Op::Free && addr != 0 {
+                    self.n_allocs += 1;
+                    self.layout.now = self.n_allocs;
+                    self.remove(addr, page);
+                    self.live_bytes += size;
+                    let block = Block {
+                        size,
+                        usable: usable.max(size),
+                        stack,
+                    };
+                    self.live.insert(addr, block);
+                    self.layout.grow_for(addr, block, page, &self.arenas);
+                    self.layout.insert(addr, block, &self.live);
+                    self.mmapped.add(addr, block, page);
+                }
+            }
+        }
+    }
+
+    /// Takes the live block at `addr`, if any, out.
+    fn remove(&mut self, addr: u64, page: u64) {
+        self.layout.remove(addr, &self.live);
+        if let Some(b) = self.live.remove(&addr) {
+            self.live_bytes -= b.size;
+            self.mmapped.remove(addr, b, page);
+        }
+    }
+
+    /// The point of now, at `time` (ticks until the end of the pass).
+    fn point(&self, time: u64) -> HeapPoint {
+        outside(
+            HeapPoint {
+                time_ns: time,
+                ..self.layout.point(self.live_bytes, &self.live)
+            },
+            &self.layout,
+            &self.mmapped,
+            self.live.len() as u64,
+        )
+    }
+
+    /// Steps kept for a copy before catching it up: enough that copying
+    /// the whole state instead costs about as much as applying them.
+    fn copy_cost(&self) -> usize {
+        (2 * self.live.len()).max(1 << 16)
+    }
+}
+
+/// The heap as it was at the peak, in one pass: a copy of the state from
+/// some moment no later than the peak, and the steps since then. The copy
+/// is caught up to the peak (or replaced by a clone of the present state
+/// at a new peak) whenever the steps kept grow past what a clone costs, so
+/// every step is applied at most twice and the memory stays within a few
+/// times the state's.
+#[derive(Default)]
+struct PeakCopy {
+    /// Most live bytes so far.
+    peak: u64,
+    /// The state at some moment no later than the peak: at the peak once
+    /// the steps up to `peak_at` are applied. None before the first peak.
+    state: Option<HeapState>,
+    /// The steps since `state`'s moment.
+    pending: Vec<Step>,
+    /// How many of `pending` lead up to the peak.
+    peak_at: usize,
+    /// `pending` was given up: `state` is the peak's, and a new peak must
+    /// clone the present state.
+    gave_up: bool,
+}
+
+impl PeakCopy {
+    /// `now` has just taken `step` in.
+    fn after(&mut self, step: &Step, now: &HeapState, page: u64) {
+        let Some(state) = &mut self.state else {
+            if step.allocation().is_some() && now.live_bytes > self.peak {
+                self.peak = now.live_bytes;
+                self.state = Some(now.clone());
+            }
+            return;
         };
-        if n == stats.peak_event {
-            map.at_peak = at(&layout);
-            map.stranded_at_peak = layout.stranded(&stats.later);
-            map.pinning_at_peak = layout.pinning(&live);
-            (map.internal_by_size_at_peak, map.internal_by_site_at_peak) = internal_groups(&live);
+        if !self.gave_up {
+            self.pending.push(step.clone());
         }
-        if n % step == 0 {
-            map.timeline.push(at(&layout));
+        let limit = now.copy_cost();
+        if step.allocation().is_some() && now.live_bytes > self.peak {
+            self.peak = now.live_bytes;
+            if self.gave_up || self.pending.len() > limit {
+                *state = now.clone();
+                self.pending.clear();
+                self.gave_up = false;
+                self.peak_at = 0;
+            } else {
+                self.peak_at = self.pending.len();
+            }
+        } else if !self.gave_up && self.pending.len() > limit {
+            for s in self.pending.drain(..self.peak_at) {
+                state.apply(&s, page);
+            }
+            self.peak_at = 0;
+            if self.pending.len() > limit / 2 {
+                self.pending = Vec::new();
+                self.gave_up = true;
+            }
         }
-        map.at_end.time_ns = ts;
     }
-    let clock = reader.clock();
-    let span = reader.span();
-    map.duration_ns = span.duration_ns(clock);
-    map.at_peak.time_ns = span.offset_ns(clock, map.at_peak.time_ns);
-    for p in &mut map.timeline {
-        p.time_ns = span.offset_ns(clock, p.time_ns);
+
+    /// The state at the peak, if there was one.
+    fn finish(mut self, page: u64) -> Option<HeapState> {
+        let mut state = self.state.take()?;
+        if !self.gave_up {
+            for s in &self.pending[..self.peak_at] {
+                state.apply(s, page);
+            }
+        }
+        Some(state)
     }
-    let end_time = span.offset_ns(clock, map.at_end.time_ns);
-    map.at_end = outside(
-        HeapPoint {
-            time_ns: end_time,
-            ..layout.point(live_bytes, &live)
-        },
-        &layout,
-        &mmapped,
-        live.len() as u64,
-    );
-    map.stranded_at_end = layout.stranded(&stats.later);
-    map.pinning_at_end = layout.pinning(&live);
-    (map.internal_by_size_at_end, map.internal_by_site_at_end) = internal_groups(&live);
-    let mut holes: Vec<(u64, u64)> = layout.holes.iter().map(|(&s, &n)| (s, n)).collect();
-    holes.sort_by(|a, b| (b.0 * b.1).cmp(&(a.0 * a.1)).then(b.0.cmp(&a.0)));
-    holes.truncate(20);
-    map.holes_at_end = holes;
-    Ok(map)
+}
+
+/// The real heap's layout over a trace, in one pass, as an [`EventSink`]
+/// behind [`crate::sink::InReceiptOrder`] (a moving realloc's new block
+/// when its call ends); [`RealHeap::finish_map`] gives the [`HeapMap`].
+///
+/// Three things the pass cannot know when it needs them are handled so:
+/// * the peak: the state at the peak is kept as a copy (`PeakCopy`);
+///   its stranded holes are judged at the end, once every later request is
+///   known;
+/// * the heap's extent before the first `[heap]` snapshot: the events
+///   before it are held back (a million at most) and laid out in
+///   the region it shows, as the heap cannot have moved;
+/// * the number of events, for evenly spaced points: the timeline thins
+///   itself to between 500 and 1,000 points.
+///
+/// Memory is bounded by the live blocks and the heap's extent (one bit per
+/// 8 bytes of `[heap]`), twice over for the copy, not by the trace's length.
+#[derive(Default)]
+pub struct RealHeap {
+    now: HeapState,
+    peak: PeakCopy,
+    /// Allocation sizes by allocation number (from 1), for stranded holes.
+    later: SmallestLater,
+    map: HeapMap,
+    /// Points are taken every `every` heap events.
+    every: u64,
+    /// Steps held back until the first `[heap]` snapshot; None once laid out.
+    early: Option<Vec<Step>>,
+    page: u64,
+}
+
+impl RealHeap {
+    /// Nothing seen yet.
+    pub fn new() -> Self {
+        RealHeap {
+            every: 1,
+            early: Some(Vec::new()),
+            page: 4096,
+            ..RealHeap::default()
+        }
+    }
+
+    /// Takes in the next event, in [`ReceiptOrder`]; `page_size` is the
+    /// trace header's.
+    pub fn feed(&mut self, event: &Event, page_size: u32) {
+        self.page = u64::from(page_size).max(1);
+        let Some(step) = Step::of(event) else { return };
+        if let Some(early) = &mut self.early {
+            let first_heap = match &step {
+                Step::Regions { heap, .. } => *heap,
+                Step::Heap { .. } => None,
+            };
+            early.push(step);
+            if let Some((start, end)) = first_heap {
+                // Laid out from the start in the heap the snapshot shows.
+                self.now.heap_limit = end;
+                self.now.layout.set_region(start, end, end, &self.now.live);
+                self.map.measured = true;
+            } else if early.len() < EARLY_EVENTS {
+                return;
+            }
+            for step in self.early.take().expect("held back") {
+                self.take(&step);
+            }
+            return;
+        }
+        self.take(&step);
+    }
+
+    fn take(&mut self, step: &Step) {
+        self.now.apply(step, self.page);
+        if let Step::Regions { heap: Some(_), .. } = step {
+            self.map.measured = true;
+        }
+        if let Some(size) = step.allocation() {
+            self.later.push(self.now.n_allocs, size);
+        }
+        self.peak.after(step, &self.now, self.page);
+        if let Step::Heap { ts, .. } = *step {
+            if self.now.n.is_multiple_of(self.every) {
+                self.map.timeline.push(self.now.point(ts));
+                if self.map.timeline.len() == TIMELINE_POINTS {
+                    // Points were taken at every, 2 every, ...: keep the
+                    // even multiples.
+                    let mut i = 0;
+                    self.map.timeline.retain(|_| {
+                        i += 1;
+                        i % 2 == 0
+                    });
+                    self.every *= 2;
+                }
+            }
+        }
+    }
+
+    /// The map of the whole trace; `trace` is the trace at its end.
+    pub fn finish_map(mut self, trace: &Trace) -> HeapMap {
+        if let Some(early) = self.early.take() {
+            for step in early {
+                self.take(&step);
+            }
+        }
+        let page = self.page;
+        let mut map = std::mem::take(&mut self.map);
+        let later = &self.later;
+        if let Some(at_peak) = std::mem::take(&mut self.peak).finish(page) {
+            map.at_peak = at_peak.point(at_peak.ts);
+            map.stranded_at_peak = at_peak.layout.stranded(later);
+            map.pinning_at_peak = at_peak.layout.pinning(&at_peak.live);
+            (map.internal_by_size_at_peak, map.internal_by_site_at_peak) =
+                internal_groups(&at_peak.live);
+        }
+        let (clock, span) = (trace.clock, trace.span);
+        map.duration_ns = span.duration_ns(clock);
+        map.at_peak.time_ns = span.offset_ns(clock, map.at_peak.time_ns);
+        for p in &mut map.timeline {
+            p.time_ns = span.offset_ns(clock, p.time_ns);
+        }
+        let now = &self.now;
+        map.at_end = now.point(span.offset_ns(clock, now.ts));
+        map.stranded_at_end = now.layout.stranded(later);
+        map.pinning_at_end = now.layout.pinning(&now.live);
+        (map.internal_by_size_at_end, map.internal_by_site_at_end) = internal_groups(&now.live);
+        let mut holes: Vec<(u64, u64)> = now.layout.holes.iter().map(|(&s, &n)| (s, n)).collect();
+        holes.sort_by(|a, b| (b.0 * b.1).cmp(&(a.0 * a.1)).then(b.0.cmp(&a.0)));
+        holes.truncate(20);
+        map.holes_at_end = holes;
+        map
+    }
+}
+
+impl EventSink for RealHeap {
+    fn event(&mut self, event: &Event, trace: &Trace) {
+        self.feed(event, trace.header.page_size);
+    }
+}
+
+/// Rebuilds the real heap from the rest of `reader`, in one pass.
+pub fn analyze<R: std::io::Read>(reader: &mut Reader<R>) -> Result<HeapMap, DecodeError> {
+    let mut heap = RealHeap::new();
+    let mut order = ReceiptOrder::new();
+    while let Some(event) = order.next(reader)? {
+        heap.feed(&event, reader.header().page_size);
+    }
+    Ok(heap.finish_map(&Trace::of(reader)))
 }
 
 /// The chunk glibc (64-bit) carves for a request of `size` bytes: the
@@ -821,7 +998,7 @@ fn chunk_for(size: u64) -> u64 {
 }
 
 /// Live blocks in mappings of their own, and the bytes of all live blocks.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Mmapped {
     blocks: u64,
     bytes: u64,
@@ -934,6 +1111,7 @@ fn internal_groups(live: &FxHashMap<u64, Block>) -> (Vec<Internal>, Vec<Internal
 #[cfg(test)]
 mod tests {
     use super::*;
+    use memtrace_format::{Codec, Func, Header, HeapEvent, ThreadItem, Trailer, Writer};
 
     /// A layout and the live blocks it reads usable sizes from.
     struct Heap {
@@ -1084,6 +1262,182 @@ mod tests {
         l.layout
             .set_region(0x1000, 0x20000, 0x20000, &l.live.clone());
         assert_eq!(l.layout.stranded(&later).holes, 1);
+    }
+
+    /// A one-thread trace of `calls` (function, address, size; usable
+    /// size = size) in a 1 MiB `[heap]` at [`BASE`], whose snapshot is
+    /// written after the first `snapshot_after` calls.
+    fn trace_of(calls: &[(Func, u64, u64)], snapshot_after: usize) -> Vec<u8> {
+        let mut w = Writer::new(Vec::new(), &Header::default(), Codec::Raw).unwrap();
+        w.stack_nodes(1, &[(0, 0x1000)]).unwrap();
+        let items: Vec<ThreadItem> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, &(func, addr, size))| {
+                ThreadItem::Heap(HeapEvent {
+                    func: func as u8,
+                    ts: 10 * (i as u64 + 1),
+                    addr,
+                    size,
+                    usable: size,
+                    stack: u32::from(func != Func::Free),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let (before, after) = items.split_at(snapshot_after);
+        w.batch(1, before).unwrap();
+        let heap = Region {
+            start: BASE,
+            end: BASE + (1 << 20),
+            kind: 0,
+        };
+        w.heap_regions(10 * snapshot_after as u64 + 5, &[heap])
+            .unwrap();
+        for chunk in after.chunks(4096) {
+            w.batch(1, chunk).unwrap();
+        }
+        w.finish(&Trailer::default()).unwrap()
+    }
+
+    const BASE: u64 = 0x10_0000;
+
+    /// Block `i` of the first 100: 40 bytes, chunks of 48 side by side.
+    fn small(i: u64) -> u64 {
+        BASE + 16 + 48 * i
+    }
+
+    /// 100 blocks of 40 B; the 50 odd ones freed (50 holes of 48 B, born
+    /// at allocation 100); a 5,000 B block after them: the first peak,
+    /// 7,000 B live.
+    fn ramp() -> Vec<(Func, u64, u64)> {
+        let mut calls: Vec<(Func, u64, u64)> =
+            (0..100).map(|i| (Func::Malloc, small(i), 40)).collect();
+        calls.extend((1..100).step_by(2).map(|i| (Func::Free, small(i), 0)));
+        calls.push((Func::Malloc, small(100), 5000));
+        calls
+    }
+
+    /// Where a churn block goes: well above everything else.
+    const CHURN: u64 = BASE + 0x8_0000;
+
+    /// `n` times malloc(100) and free at [`CHURN`], never near the peak.
+    fn churn(calls: &mut Vec<(Func, u64, u64)>, n: usize) {
+        for _ in 0..n {
+            calls.push((Func::Malloc, CHURN, 100));
+            calls.push((Func::Free, CHURN, 0));
+        }
+    }
+
+    fn map_of(bytes: &[u8]) -> HeapMap {
+        analyze(&mut Reader::new(bytes).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_peak_is_kept_through_a_long_tail_and_a_later_peak() {
+        // The first peak, then 70,000 pairs: more steps than a copy of
+        // the state costs, so the copy is caught up and the steps given up.
+        let mut calls = ramp();
+        churn(&mut calls, 70_000);
+        // A new peak after that (a clone of the state): 10,000 B right
+        // after the 5,000 B block, 17,000 B live. Then it is freed.
+        calls.push((Func::Malloc, small(100) + 5008, 10_000));
+        let peak_call = calls.len();
+        calls.push((Func::Free, small(100) + 5008, 0));
+        let map = map_of(&trace_of(&calls, 0));
+        let p = map.at_peak;
+        assert_eq!(
+            (p.live_bytes, p.blocks_in_heap, p.n_holes, p.free_in_holes),
+            (17_000, 52, 50, 2400)
+        );
+        // Every 48 B hole was born before the 100 B requests (chunks of
+        // 112): all stranded, at the peak and at the end.
+        let all = Stranded {
+            holes: 50,
+            bytes: 2400,
+        };
+        assert_eq!((map.stranded_at_peak, map.stranded_at_end), (all, all));
+        assert_eq!(
+            (map.at_end.live_bytes, map.at_end.blocks_in_heap),
+            (7000, 51)
+        );
+        assert_eq!(map.internal_by_size_at_peak.len(), 3);
+        assert_same_peak(&calls, peak_call);
+    }
+
+    #[test]
+    fn a_peak_inside_the_kept_steps_is_caught_up_to() {
+        // First peak; 40,000 steps; a new peak; 30,000 steps: the copy
+        // catches up to the new peak and keeps the rest.
+        let mut calls = ramp();
+        churn(&mut calls, 20_000);
+        calls.push((Func::Malloc, small(100) + 5008, 10_000));
+        let peak_call = calls.len();
+        // Down to 12,000 B, so that the churn stays below the peak.
+        calls.push((Func::Free, small(100), 0));
+        churn(&mut calls, 15_000);
+        let map = map_of(&trace_of(&calls, 0));
+        assert_eq!(
+            (map.at_peak.live_bytes, map.at_peak.blocks_in_heap),
+            (17_000, 52)
+        );
+        assert_same_peak(&calls, peak_call);
+    }
+
+    /// The peak of `calls` is what the trace cut right after call
+    /// `peak_call` (counted from 1) shows at its end.
+    fn assert_same_peak(calls: &[(Func, u64, u64)], peak_call: usize) {
+        let full = map_of(&trace_of(calls, 0));
+        let cut = map_of(&trace_of(&calls[..peak_call], 0));
+        assert_eq!(full.at_peak, cut.at_end);
+        assert_eq!(full.pinning_at_peak, cut.pinning_at_end);
+        assert_eq!(full.internal_by_size_at_peak, cut.internal_by_size_at_end);
+        assert_eq!(full.internal_by_site_at_peak, cut.internal_by_site_at_end);
+    }
+
+    #[test]
+    fn events_before_the_first_snapshot_are_laid_out_in_its_heap() {
+        let mut calls = ramp();
+        churn(&mut calls, 10);
+        // The same map, times apart: the snapshot written first moves the
+        // trace's start 5 ticks earlier.
+        let untimed = |map: &HeapMap| {
+            fn strip(v: &mut serde_json::Value) {
+                match v {
+                    serde_json::Value::Object(m) => {
+                        m.retain(|k, _| k != "time_ns" && k != "duration_ns");
+                        m.values_mut().for_each(strip);
+                    }
+                    serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+                    _ => {}
+                }
+            }
+            let mut v = serde_json::to_value(map).unwrap();
+            strip(&mut v);
+            v
+        };
+        let first = map_of(&trace_of(&calls, 0));
+        let late = map_of(&trace_of(&calls, 120));
+        assert!(untimed(&first) == untimed(&late), "the maps differ");
+        assert!(first.measured);
+        // The peak: the first 100 B churn block, 7,100 B live, with a
+        // hole below it.
+        assert_eq!(
+            (first.at_peak.live_bytes, first.at_peak.n_holes),
+            (7100, 51)
+        );
+        assert_eq!(first.timeline.len(), calls.len());
+    }
+
+    #[test]
+    fn the_timeline_thins_itself_to_between_500_and_1000_points() {
+        let mut calls = ramp();
+        churn(&mut calls, 2_000);
+        let n = calls.len() as u64; // 4,151 heap events
+        let map = map_of(&trace_of(&calls, 0));
+        // Points every 8th event: 4,151 / 8.
+        assert_eq!(map.timeline.len() as u64, n / 8);
+        assert_eq!(map.timeline.len(), 518);
     }
 
     /// The bitmap's neighbour queries against a sorted vector, across
