@@ -1,107 +1,12 @@
-//! A small lock that can be taken and released across `fork`, and that
-//! sleeps rather than spins when it has to wait.
-//!
-//! std's `Mutex` cannot be force-unlocked, and a lock held by another thread
-//! at `fork` time stays locked forever in the child; `pthread_atfork`
-//! handlers take every [`RawLock`] before `fork` and release them in both
-//! processes after it. A waiter spins a few rounds (the holders keep these
-//! locks for a few instructions), then sleeps on a futex: with hundreds of
-//! threads on a few cores, spinning or yielding waiters would take the CPU
-//! from the holder (measured: 2,000 threads starting at once under the old
-//! spin-and-yield class locks of the preload allocator did not finish in
-//! 180 s). The lock word is Drepper's "Futexes are tricky" mutex: 0 free,
-//! 1 taken, 2 taken with possible sleepers, so an unlock without sleepers
-//! makes no system call.
+//! A value behind memtrace's one lock ([`memtrace_lock::RawLock`]), which
+//! can be taken and released across `fork` and sleeps rather than spins
+//! when it has to wait: `pthread_atfork` handlers take every lock before
+//! `fork` and release them in both processes after it.
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU32, Ordering};
 
-const FREE: u32 = 0;
-const TAKEN: u32 = 1;
-const SLEEPERS: u32 = 2;
-/// Rounds a waiter spins before it sleeps.
-const SPINS: u32 = 100;
-
-/// A lock word without data: taken and released explicitly (the preload
-/// library's allocator and `fork` handlers use it this way).
-pub struct RawLock {
-    word: AtomicU32,
-}
-
-impl Default for RawLock {
-    fn default() -> Self {
-        RawLock::new()
-    }
-}
-
-impl RawLock {
-    /// A free lock.
-    pub const fn new() -> Self {
-        RawLock {
-            word: AtomicU32::new(FREE),
-        }
-    }
-
-    /// Takes the lock if it is free.
-    #[inline]
-    pub fn try_lock(&self) -> bool {
-        self.word
-            .compare_exchange(FREE, TAKEN, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    /// Takes the lock, spinning briefly, then sleeping until it is free.
-    #[inline]
-    pub fn lock(&self) {
-        if !self.try_lock() {
-            self.lock_contended();
-        }
-    }
-
-    #[cold]
-    fn lock_contended(&self) {
-        for _ in 0..SPINS {
-            std::hint::spin_loop();
-            if self.word.load(Ordering::Relaxed) == FREE && self.try_lock() {
-                return;
-            }
-        }
-        // From here on the word says that someone may sleep, so the holder's
-        // unlock wakes one sleeper.
-        while self.word.swap(SLEEPERS, Ordering::Acquire) != FREE {
-            futex(
-                &self.word,
-                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                SLEEPERS,
-            );
-        }
-    }
-
-    /// Releases the lock, waking one sleeper if there may be one.
-    #[inline]
-    pub fn unlock(&self) {
-        if self.word.swap(FREE, Ordering::Release) == SLEEPERS {
-            futex(&self.word, libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
-        }
-    }
-}
-
-/// `futex(word, op, value)`: waits while `word` holds `value`, or wakes up
-/// to `value` waiters. Errors (a changed word, an interruption) only make
-/// the caller look at the word again.
-fn futex(word: &AtomicU32, op: libc::c_int, value: u32) {
-    // SAFETY: the address is a live, aligned u32; no timeout, no second word.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            op,
-            value,
-            std::ptr::null::<libc::timespec>(),
-        )
-    };
-}
+pub use memtrace_lock::RawLock;
 
 /// A mutual-exclusion lock around a value, on a [`RawLock`].
 pub(crate) struct SpinLock<T> {
@@ -208,6 +113,6 @@ mod tests {
             w.join().unwrap();
         }
         assert_eq!(*lock.lock(), 80_000);
-        assert_eq!(lock.raw.word.load(Ordering::Relaxed), FREE);
+        assert!(lock.raw.try_lock(), "the lock ends free");
     }
 }

@@ -27,14 +27,17 @@
 //! the file again, unless a read began after it first asked (the
 //! `REFRESHES` count it saw has moved on): a thread's stack is mapped
 //! before the thread runs, and does not move while it lives, so that read
-//! holds it. The threads that arrive during a read sleep on a futex until it
-//! is done. The lock word holds its holder's thread id: a waiter that has
-//! slept 10 ms checks that the holder still exists, so a lock left taken by
-//! a thread that did not survive `fork` costs the child's threads 10 ms and
-//! a read of their own, never a hang.
+//! holds it. The threads that arrive during a read sleep on the lock until
+//! it is done. The lock is taken with the holder's thread id
+//! (`memtrace_lock::RawLock::lock_as`): a waiter that has slept 10 ms
+//! checks that the holder still exists, so a lock left taken by a thread
+//! that did not survive `fork` costs the child's threads 10 ms and a read
+//! of their own, never a hang.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
+
+use memtrace_lock::RawLock;
 
 /// `[lo, hi)` of the mapping of this process that contains `sp`, the
 /// calling thread's stack pointer; `None` when `/proc/self/maps` cannot be
@@ -43,23 +46,20 @@ pub(crate) fn query(sp: u64) -> Option<(u64, u64)> {
     let seen = REFRESHES.load(Ordering::SeqCst);
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() } as u32;
-    let found = loop {
-        if SNAPSHOT.try_lock(tid) {
-            // SAFETY: the snapshot lock is held.
-            let snapshot = unsafe { &mut *SNAPSHOT.maps.get() };
-            let mut found = snapshot.find(sp);
-            if !found.is_some_and(|range| holds_this_thread(range, sp)) && snapshot.taken <= seen {
-                snapshot.taken = REFRESHES.fetch_add(1, Ordering::SeqCst) + 1;
-                snapshot.read();
-                found = snapshot.find(sp);
-            }
-            SNAPSHOT.unlock();
-            break found;
+    let found = if SNAPSHOT.lock.lock_as(tid) {
+        // SAFETY: the snapshot lock is held.
+        let snapshot = unsafe { &mut *SNAPSHOT.maps.get() };
+        let mut found = snapshot.find(sp);
+        if !found.is_some_and(|range| holds_this_thread(range, sp)) && snapshot.taken <= seen {
+            snapshot.taken = REFRESHES.fetch_add(1, Ordering::SeqCst) + 1;
+            snapshot.read();
+            found = snapshot.find(sp);
         }
-        if !SNAPSHOT.wait() {
-            // The holder is gone (a thread lost at `fork`): read alone.
-            break read_one(sp);
-        }
+        SNAPSHOT.lock.unlock();
+        found
+    } else {
+        // The holder is gone (a thread lost at `fork`): read alone.
+        read_one(sp)
     };
     let (lo, hi, main_stack) = found?;
     if !main_stack {
@@ -115,93 +115,24 @@ impl Maps {
 /// Refreshes of the snapshot begun so far.
 static REFRESHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// The snapshot behind a lock whose word names its holder's thread id, so
-/// that a waiter can tell a holder that is busy from one that is gone (a
-/// thread of the parent, in a child made by `fork`).
+/// The snapshot behind a lock taken with the holder's thread id, so that a
+/// waiter can tell a holder that is busy from one that is gone (a thread of
+/// the parent, in a child made by `fork`).
 struct Snapshot {
-    /// 0 when free; else the holder's tid, with [`WAITERS`] when someone
-    /// may sleep.
-    word: AtomicU32,
+    lock: RawLock,
     maps: UnsafeCell<Maps>,
 }
 
-/// Set in the lock word while a thread may sleep on it.
-const WAITERS: u32 = 1 << 31;
-
-// SAFETY: `maps` is touched only while `word` is taken.
+// SAFETY: `maps` is touched only while `lock` is held.
 unsafe impl Sync for Snapshot {}
 
 static SNAPSHOT: Snapshot = Snapshot {
-    word: AtomicU32::new(0),
+    lock: RawLock::new(),
     maps: UnsafeCell::new(Maps {
         taken: 0,
         ranges: Vec::new(),
     }),
 };
-
-impl Snapshot {
-    fn try_lock(&self, tid: u32) -> bool {
-        self.word
-            .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-    }
-
-    fn unlock(&self) {
-        if self.word.swap(0, Ordering::Release) & WAITERS != 0 {
-            futex(&self.word, libc::FUTEX_WAKE, i32::MAX as u32, None);
-        }
-    }
-
-    /// Sleeps while the lock is taken; false when its holder is a thread
-    /// that no longer exists (the lock will never be released).
-    fn wait(&self) -> bool {
-        let held = self.word.fetch_or(WAITERS, Ordering::Relaxed) | WAITERS;
-        if held == WAITERS {
-            // It was free: undo the mark, then try again.
-            self.word
-                .compare_exchange(WAITERS, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .ok();
-            return true;
-        }
-        let limit = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 10_000_000,
-        };
-        if futex(&self.word, libc::FUTEX_WAIT, held, Some(&limit)) != Some(libc::ETIMEDOUT) {
-            return true;
-        }
-        thread_exists(held & !WAITERS) || self.word.load(Ordering::Relaxed) != held
-    }
-}
-
-/// True when thread `tid` of this process exists.
-fn thread_exists(tid: u32) -> bool {
-    // SAFETY: tgkill with signal 0 only checks that the thread exists.
-    let rc = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid as libc::pid_t, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-}
-
-/// `futex(word, op | FUTEX_PRIVATE_FLAG, value, timeout)`: the error, if
-/// any (a changed word or a signal only make the caller look again).
-fn futex(
-    word: &AtomicU32,
-    op: libc::c_int,
-    value: u32,
-    timeout: Option<&libc::timespec>,
-) -> Option<i32> {
-    let timeout = timeout.map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: a live, aligned u32 and a timespec (or null) that outlive the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            op | libc::FUTEX_PRIVATE_FLAG,
-            value,
-            timeout,
-        )
-    };
-    (rc < 0).then(|| std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-}
 
 /// The mapping that holds `sp`, read on its own (no snapshot).
 fn read_one(sp: u64) -> Option<(u64, u64, bool)> {
