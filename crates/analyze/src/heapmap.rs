@@ -769,7 +769,8 @@ impl HeapState {
     /// Steps kept for a copy before catching it up: enough that copying
     /// the whole state instead costs about as much as applying them.
     fn copy_cost(&self) -> usize {
-        (2 * self.live.len()).max(1 << 16)
+        let bitmap_words = self.layout.blocks.levels.first().map_or(0, Vec::len);
+        (2 * self.live.len()).max(bitmap_words / 4).max(1 << 16)
     }
 }
 
