@@ -283,8 +283,9 @@ pub fn real_heap_subtitle(h: &HeapMap) -> String {
 /// below; `None` when the trace has no `[heap]` snapshot.
 ///
 /// The x axis is time since the trace's start, to its end: the heap map's
-/// points (one every `n_events / points` calls) are offsets into the
-/// trace's span, as the report's are.
+/// points (evenly spaced by heap call) are offsets into the trace's span,
+/// as the report's are, and the end's values hold from the last heap call
+/// to the end of the trace, as on the live-heap chart.
 pub fn real_heap_timeline(h: &HeapMap, program: &str) -> Option<Timeline> {
     if !h.measured || h.timeline.is_empty() {
         return None;
@@ -296,6 +297,14 @@ pub fn real_heap_timeline(h: &HeapMap, program: &str) -> Option<Timeline> {
     at.insert(peak, &h.at_peak);
     if at.last().is_some_and(|p| p.time_ns < h.at_end.time_ns) {
         at.push(&h.at_end);
+    }
+    // No heap call after the end's point: the heap stays as it is.
+    let held = memtrace_analyze::heapmap::HeapPoint {
+        time_ns: h.duration_ns,
+        ..h.at_end
+    };
+    if at.last().is_some_and(|p| p.time_ns < held.time_ns) {
+        at.push(&held);
     }
     let series = |name: &str, f: &dyn Fn(&memtrace_analyze::heapmap::HeapPoint) -> u64| Series {
         name: name.into(),
@@ -472,5 +481,37 @@ mod tests {
         assert_eq!(bucket_index(0), 0);
         assert_eq!(bucket_index(1), 1);
         assert_eq!(bucket_min(bucket_index(4096)), 4096);
+    }
+
+    #[test]
+    fn the_real_heap_holds_its_last_values_to_the_end_of_the_trace() {
+        use memtrace_analyze::heapmap::HeapPoint;
+        let point = |time_ns, live_bytes| HeapPoint {
+            time_ns,
+            live_bytes,
+            ..HeapPoint::default()
+        };
+        let h = HeapMap {
+            timeline: vec![point(100, 10), point(200, 30)],
+            at_peak: point(150, 40),
+            at_end: point(300, 20),
+            measured: true,
+            duration_ns: 1000,
+            ..HeapMap::default()
+        };
+        let chart = real_heap_timeline(&h, "demo").unwrap();
+        let live = &chart.panels[0].series[1];
+        assert_eq!(live.name, "live (whole program)");
+        // The points, the peak among them, the end, and the end held.
+        assert_eq!(
+            live.points,
+            [
+                (100.0, 10.0),
+                (150.0, 40.0),
+                (200.0, 30.0),
+                (300.0, 20.0),
+                (1000.0, 20.0)
+            ]
+        );
     }
 }
